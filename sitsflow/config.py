@@ -1,0 +1,57 @@
+"""Checks on the workflow config that a JSON schema cannot express, with messages naming the key."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+from sitsflow.errors import InputError
+from sitsflow.providers import canonical_band
+
+DATE_KEYS = ("start", "end")
+
+
+def normalise_config(config: dict) -> dict:
+    """Turn YAML-parsed dates (`--config start=2024-03-01` gives a date) back into ISO strings."""
+    for key in DATE_KEYS:
+        if isinstance(config.get(key), dt.date):
+            config[key] = config[key].isoformat()
+    return config
+
+
+def check_config(config: dict) -> None:
+    """Raise InputError for values the schema accepts but the workflow cannot use."""
+    dates = {}
+    for key in DATE_KEYS:
+        try:
+            dates[key] = dt.date.fromisoformat(str(config[key]))
+        except ValueError:
+            raise InputError(f"{config[key]!r} is not a date; write YYYY-MM-DD", key=key) from None
+    if dates["start"] > dates["end"]:
+        raise InputError(
+            f"start {dates['start']} is after end {dates['end']}; swap them", key="start"
+        )
+    for band in config["bands"]:
+        canonical_band(band)
+    canonical_band(config["mask"]["band"])
+    crs = str(config["crs"])
+    if crs.lower() != "utm":
+        try:
+            parsed = CRS.from_user_input(crs)
+        except CRSError:
+            raise InputError(f"unknown CRS {crs!r}; use 'utm' or 'EPSG:nnnn'", key="crs") from None
+        if not parsed.is_projected:
+            raise InputError(
+                f"CRS {crs!r} is not projected; cubes need a metric grid ('utm' or e.g. EPSG:3035)",
+                key="crs",
+            )
+    if config["mode"] == "patch":
+        nx, ny = config["patch_size"]
+        if nx * ny > config["max_pixels"]:
+            raise InputError(
+                f"patch_size {nx} x {ny} = {nx * ny} pixels exceeds max_pixels "
+                f"{config['max_pixels']}",
+                key="patch_size",
+            )

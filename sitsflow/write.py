@@ -1,0 +1,142 @@
+"""Write a feature's cube as a compressed, CF-described netCDF file, atomically."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from sitsflow.atomic import atomic_path
+from sitsflow.grid import Grid
+from sitsflow.mask import SCL_CLASSES
+
+CHUNK_TIME, CHUNK_XY = 64, 256
+COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
+PROVENANCE_PACKAGES = (
+    "sitsflow",
+    "stackstac",
+    "pystac-client",
+    "xarray",
+    "rasterio",
+    "numpy",
+    "netCDF4",
+    "snakemake",
+)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PROVENANCE_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    import rasterio
+
+    versions["gdal"] = rasterio.__gdal_version__
+    return versions
+
+
+def build_dataset(
+    *,
+    grid: Grid,
+    times: np.ndarray,
+    bands: list[str],
+    reflectance: np.ndarray,
+    classification: np.ndarray | None,
+    classification_band: str,
+    observed: np.ndarray,
+    attrs: dict,
+) -> xr.Dataset:
+    """Assemble a clean Dataset (no stackstac leftovers) with CF metadata and a grid mapping."""
+    res = grid.resolution
+    x = grid.bounds[0] + res * (np.arange(grid.width) + 0.5)
+    y = grid.bounds[3] - res * (np.arange(grid.height) + 0.5)
+    coords = {"time": ("time", np.asarray(times, dtype="datetime64[ns]")), "y": y, "x": x}
+    dims = ("time", "y", "x")
+    variables = {}
+    for index, band in enumerate(bands):
+        variables[band] = xr.Variable(
+            dims,
+            reflectance[:, index].astype(np.float32),
+            {
+                "long_name": f"Sentinel-2 {band} surface reflectance",
+                "standard_name": "surface_bidirectional_reflectance",
+                "units": "1",
+            },
+        )
+    if classification is not None:
+        classes = np.where(np.isfinite(classification), classification, 0).astype(np.uint8)
+        variables[classification_band] = xr.Variable(
+            dims,
+            classes,
+            {
+                "long_name": "Sentinel-2 scene classification (not masked, not gap-filled)",
+                "flag_values": np.array(sorted(SCL_CLASSES), dtype=np.uint8),
+                "flag_meanings": " ".join(SCL_CLASSES[k] for k in sorted(SCL_CLASSES)),
+            },
+        )
+    variables["observed"] = xr.Variable(
+        dims,
+        observed.astype(np.uint8),
+        {
+            "long_name": "1 where the value was observed (clear), 0 where gap-filled or missing",
+            "flag_values": np.array([0, 1], dtype=np.uint8),
+            "flag_meanings": "not_observed observed",
+        },
+    )
+    dataset = xr.Dataset(variables, coords=coords, attrs=attrs)
+    dataset["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
+    dataset["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
+    dataset["time"].attrs.update(standard_name="time", long_name="acquisition time (UTC)")
+    dataset = dataset.rio.write_crs(f"EPSG:{grid.epsg}")
+    dataset = dataset.rio.write_transform(grid.transform)
+    return dataset.rio.write_coordinate_system()
+
+
+def provenance_attrs(**fields: object) -> dict[str, str | int | float]:
+    """Global attributes: CF basics plus `fields`, dicts and lists stored as JSON strings."""
+    attrs: dict[str, str | int | float] = {
+        "Conventions": "CF-1.8",
+        "title": "Sentinel-2 L2A surface reflectance time series (sitsflow)",
+        "date_created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "software_versions": json.dumps(package_versions()),
+    }
+    for key, value in fields.items():
+        if value is None:
+            continue
+        attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+    return attrs
+
+
+def write_netcdf(dataset: xr.Dataset, path: str | Path) -> None:
+    """Write with zlib compression and (time, y, x) chunks; rename into place when complete."""
+    steps, height, width = (dataset.sizes[d] for d in ("time", "y", "x"))
+    for name, variable in dataset.data_vars.items():
+        if variable.dims != ("time", "y", "x"):
+            continue
+        encoding = dict(COMPRESSION)
+        if steps > 0:
+            encoding["chunksizes"] = (
+                min(steps, CHUNK_TIME),
+                min(height, CHUNK_XY),
+                min(width, CHUNK_XY),
+            )
+        if variable.dtype == np.float32:
+            encoding["_FillValue"] = np.float32("nan")
+        else:
+            encoding["_FillValue"] = None
+        dataset[name].encoding.update(encoding)
+    dataset["time"].encoding.update(
+        {
+            "units": "seconds since 1970-01-01 00:00:00",
+            "calendar": "proleptic_gregorian",
+            "dtype": "int64",
+        }
+    )
+    with atomic_path(path) as temporary:
+        dataset.to_netcdf(temporary, engine="netcdf4", format="NETCDF4")

@@ -1,0 +1,46 @@
+import datetime as dt
+
+import pytest
+import yaml
+
+from sitsflow.config import check_config, normalise_config
+from sitsflow.errors import InputError
+from tests.conftest import REPO
+
+
+def default_config():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_default_config_passes():
+    check_config(normalise_config(default_config()))
+
+
+def test_yaml_dates_become_strings():
+    config = default_config()
+    config["start"] = dt.date(2024, 3, 1)
+    assert normalise_config(config)["start"] == "2024-03-01"
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("start", "2025-01-01", "start.*after end"),
+        ("end", "2024-02-30", "'end'.*not a date"),
+        ("bands", ["B04", "NDVI"], "'bands'.*unknown band 'NDVI'"),
+        ("crs", "EPSG:4326", "'crs'.*not projected"),
+        ("crs", "EPSG:99999", "'crs'.*unknown CRS"),
+    ],
+)
+def test_bad_values_name_the_key(key, value, match):
+    config = default_config()
+    config[key] = value
+    with pytest.raises(InputError, match=match):
+        check_config(config)
+
+
+def test_patch_larger_than_max_pixels():
+    config = default_config()
+    config.update(mode="patch", patch_size=[5000, 5000], max_pixels=1000)
+    with pytest.raises(InputError, match="patch_size"):
+        check_config(config)

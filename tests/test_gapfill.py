@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from sitsflow.gapfill import gapfill
+
+
+def days(*offsets: float) -> np.ndarray:
+    base = np.datetime64("2024-01-01T10:30:00", "ns")
+    return np.array([base + np.timedelta64(int(d * 86400), "s") for d in offsets])
+
+
+def test_linear_uses_real_time_not_index():
+    # 10 at day 0, gap at day 5, 40 at day 15: 10 + 30 * 5/15 = 20 (index-based would say 25).
+    filled = gapfill(np.array([10.0, np.nan, 40.0]), days(0, 5, 15))
+    np.testing.assert_allclose(filled, [10.0, 20.0, 40.0])
+
+
+def test_linear_two_gaps_uneven():
+    filled = gapfill(np.array([0.0, np.nan, np.nan, 100.0]), days(0, 10, 30, 40))
+    np.testing.assert_allclose(filled, [0.0, 25.0, 75.0, 100.0])
+
+
+def test_edges_take_nearest_valid_value():
+    filled = gapfill(
+        np.array([np.nan, np.nan, 7.0, np.nan, 9.0, np.nan]), days(0, 5, 10, 15, 20, 25)
+    )
+    np.testing.assert_allclose(filled, [7.0, 7.0, 7.0, 8.0, 9.0, 9.0])
+
+
+def test_nearest_method_picks_closest_in_time_earlier_on_tie():
+    filled = gapfill(
+        np.array([1.0, np.nan, np.nan, np.nan, 5.0]), days(0, 2, 5, 8, 10), method="nearest"
+    )
+    np.testing.assert_allclose(filled, [1.0, 1.0, 1.0, 5.0, 5.0])
+
+
+def test_max_gap_leaves_long_gaps_empty():
+    values = np.array([1.0, np.nan, 3.0, np.nan, np.nan, 9.0, np.nan])
+    filled = gapfill(values, days(0, 5, 10, 20, 30, 40, 70), max_gap_days=20)
+    # gap 10..40 spans 30 days > 20: stays NaN; trailing edge is 30 days from day 40: NaN.
+    np.testing.assert_allclose(filled, [1.0, 2.0, 3.0, np.nan, np.nan, 9.0, np.nan])
+    filled = gapfill(values, days(0, 5, 10, 20, 30, 40, 70), max_gap_days=30)
+    np.testing.assert_allclose(filled, [1.0, 2.0, 3.0, 5.0, 7.0, 9.0, 9.0])
+
+
+def test_all_nan_pixel_stays_nan_and_none_is_identity():
+    values = np.full((3, 2, 2), np.nan, dtype=np.float32)
+    values[:, 0, 0] = [1.0, np.nan, 3.0]
+    filled = gapfill(values, days(0, 1, 2))
+    assert filled[1, 0, 0] == pytest.approx(2.0)
+    assert np.isnan(filled[:, 1, 1]).all()
+    assert np.isnan(gapfill(values, days(0, 1, 2), method="none")[1, 0, 0])
+
+
+def test_multidimensional_matches_per_pixel_numpy_interp():
+    rng = np.random.default_rng(3)
+    times = days(*np.cumsum(rng.integers(1, 12, size=20)))
+    values = rng.random((20, 4, 5)).astype(np.float32)
+    values[rng.random(values.shape) < 0.4] = np.nan
+    values[0, :, :] = 0.5  # valid first and last so np.interp needs no edge rule
+    values[-1, :, :] = 0.25
+    filled = gapfill(values, times)
+    x = (times - times[0]).astype("timedelta64[s]").astype(float)
+    for j in range(4):
+        for i in range(5):
+            ok = np.isfinite(values[:, j, i])
+            expected = np.interp(x, x[ok], values[ok, j, i])
+            np.testing.assert_allclose(filled[:, j, i], expected, rtol=1e-5)
+
+
+def test_unknown_method_rejected():
+    with pytest.raises(ValueError, match="cubic"):
+        gapfill(np.array([1.0]), days(0), method="cubic")
