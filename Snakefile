@@ -17,8 +17,8 @@ include: "rules/summary.smk"
 
 
 rule all:
+    default_target: True
     input:
         cubes=cube_paths(),
         summary="results/summary.csv",
-    default_target: True
     localrule: True

@@ -1,16 +1,16 @@
 rule bbox:
     output:
         "results/bbox/{fid}.geojson",
-    params:
-        wkt=feature_wkt,
-        grid=grid_params(),
     log:
         "logs/bbox/{fid}.log",
+    conda:
+        "../envs/sitsflow.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/sitsflow.yaml"
+    params:
+        wkt=feature_wkt,
+        grid=grid_params(),
     script:
         "../scripts/bbox.py"

@@ -8,7 +8,6 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from sitsflow.config import check_config, normalise_config
 from sitsflow.features import load_features
 
-
 normalise_config(config)
 
 

@@ -4,16 +4,16 @@ rule cube:
         stac_items="results/items/{fid}.json",
     output:
         "results/cubes/{fid}.nc",
-    params:
-        cube=cube_params(),
     log:
         "logs/cube/{fid}.log",
     retries: 1
+    conda:
+        "../envs/sitsflow.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../envs/sitsflow.yaml"
+    params:
+        cube=cube_params(),
     script:
         "../scripts/cube.py"

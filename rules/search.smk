@@ -3,16 +3,16 @@ rule search:
         "results/bbox/{fid}.geojson",
     output:
         "results/items/{fid}.json",
-    params:
-        search=search_params(),
     log:
         "logs/search/{fid}.log",
     retries: 2
+    conda:
+        "../envs/sitsflow.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=15,
-    conda:
-        "../envs/sitsflow.yaml"
+    params:
+        search=search_params(),
     script:
         "../scripts/search.py"

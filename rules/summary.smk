@@ -5,11 +5,11 @@ rule summary:
         "results/summary.csv",
     log:
         "logs/summary.log",
+    conda:
+        "../envs/sitsflow.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/sitsflow.yaml"
     script:
         "../scripts/summary.py"

@@ -12,8 +12,13 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def job_logging(log_path: str | Path | None, job: str) -> Iterator[logging.Logger]:
-    """Log `sitsflow` records to `log_path` and stderr, with the job's start, end and errors."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    """Log to `log_path` (warnings also to stderr), with the job's start, end, duration, errors.
+
+    The console stays readable with thousands of jobs; the per-job log has the details.
+    """
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    handlers: list[logging.Handler] = [console]
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w"))

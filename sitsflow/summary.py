@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 
 COLUMNS = [

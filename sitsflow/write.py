@@ -8,6 +8,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 
 from sitsflow.atomic import atomic_path
@@ -133,7 +134,7 @@ def write_netcdf(dataset: xr.Dataset, path: str | Path) -> None:
         dataset[name].encoding.update(encoding)
     dataset["time"].encoding.update(
         {
-            "units": "seconds since 1970-01-01 00:00:00",
+            "units": "milliseconds since 1970-01-01 00:00:00",
             "calendar": "proleptic_gregorian",
             "dtype": "int64",
         }
