@@ -1,0 +1,1194 @@
+"""A small STAC API + static file server, for tests and benchmarks.
+
+It serves a *demo archive*: a directory with an ``items.json`` FeatureCollection of STAC items
+whose asset hrefs are relative to that directory (``tiles/T32UNB/<id>/B04.tif``), plus the files
+themselves. Two URL trees are exposed on one port:
+
+* ``/api`` — a STAC API (landing page, conformance, collections, item search with paging in the
+  Planetary Computer or Earth Search v1 style). Asset hrefs are rewritten to absolute
+  ``{data_url}/<relpath>`` URLs, so clients download from the same server.
+* ``/data/<relpath>`` — the archive files, with HTTP range support (single, open-ended, suffix
+  and multi-range requests), which is what GDAL's ``/vsicurl/`` needs to read COGs.
+
+Cloud behaviour can be simulated: per-request latency, a deterministic (seeded) fraction of
+``503 Retry-After: 0`` answers for searches and data GETs, and SAS-style signed data URLs
+(``?st=...&sig=<token>``). Request/byte counters in :attr:`StacServer.stats` let tests and
+benchmarks assert how much traffic a workflow step caused.
+
+The search semantics live in :mod:`sitsflow.stac_filter`, shared with the local search.
+
+GDAL in the same process: rasterio makes some GDAL calls while holding the GIL (e.g. metadata
+lookups right after open). If such a call makes GDAL probe sibling files (``.aux.xml``,
+``.ovr``, the directory listing) over HTTP, the in-process server thread cannot take the GIL to
+answer and both wait until curl times out -- by default never. Read from an in-process server
+inside ``rasterio.Env(**IN_PROCESS_GDAL_ENV)`` (which disables the sibling probing, as stackstac
+does by default, and bounds HTTP waits), or run the server out of process with the CLI.
+
+Command line::
+
+    python -m sitsflow.stac_server ARCHIVE_DIR --port 8000 [--latency-ms 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import copy
+import hashlib
+import hmac
+import json
+import logging
+import mimetypes
+import posixpath
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+
+from shapely.geometry import shape
+
+from sitsflow.stac_filter import (
+    filter_items,
+    item_time_range,
+    parse_bbox,
+    parse_datetime_interval,
+    parse_intersects,
+    validate_query,
+)
+
+__all__ = ["CONFORMANCE", "IN_PROCESS_GDAL_ENV", "StacServer", "main", "parse_range_header"]
+
+LOGGER = logging.getLogger(__name__)
+
+PagingStyle = Literal["pc", "earth-search"]
+
+CONFORMANCE = [
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "https://api.stacspec.org/v1.0.0-rc.1/item-search#query",
+    "https://api.stacspec.org/v1.0.0/collections",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+]
+"""Conformance classes announced by the landing page and ``/api/conformance``."""
+
+IN_PROCESS_GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_TIMEOUT": "30"}
+"""GDAL options for reading from a server running in the *same* process (see module docs)."""
+
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+STAC_VERSION = "1.0.0"
+ITEM_ASSETS_EXTENSION = "https://stac-extensions.github.io/item-assets/v1.0.0/schema.json"
+_ITEM_ASSET_FIELDS = ("type", "title", "description", "roles", "gsd", "eo:bands")
+_MAX_BODY_BYTES = 16 * 1024 * 1024
+_CHUNK = 256 * 1024
+_FILTER_CACHE_SIZE = 64
+_TOKEN_KEYS = ("token", "next")
+_STATUSES = {status.value for status in HTTPStatus}
+
+
+class _BadRequest(ValueError):
+    """A client error reported as ``400`` with the message as description."""
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP Range parsing (RFC 9110 §14)
+# --------------------------------------------------------------------------------------------
+
+
+def parse_range_header(header: str | None, size: int) -> list[tuple[int, int]] | None:
+    """Resolve a ``Range`` header against a file of ``size`` bytes.
+
+    Returns ``None`` when the header is absent or syntactically invalid (the server must then
+    ignore it and answer 200 with the whole file), an empty list when no range is satisfiable
+    (416), else the satisfiable ranges as inclusive ``(first, last)`` byte positions, clamped to
+    the file, in request order.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        return None
+    ranges: list[tuple[int, int]] = []
+    for raw in spec.split(","):
+        parsed = _parse_range_spec(raw.strip(), size)
+        if parsed == "invalid":
+            return None
+        if parsed is not None:
+            ranges.append(parsed)
+    return ranges
+
+
+def _parse_range_spec(spec: str, size: int) -> tuple[int, int] | None | Literal["invalid"]:
+    """One ``first-last`` / ``first-`` / ``-suffix`` spec: a range, None (unsatisfiable) or
+    ``"invalid"`` (malformed, which voids the whole header)."""
+    first_raw, sep, last_raw = spec.partition("-")
+    if (
+        not sep
+        or not (first_raw.isdigit() or first_raw == "")
+        or not (last_raw.isdigit() or last_raw == "")
+    ):
+        return "invalid"
+    if first_raw == "":
+        if last_raw == "":
+            return "invalid"
+        suffix = int(last_raw)
+        if suffix == 0 or size == 0:
+            return None
+        return (max(0, size - suffix), size - 1)
+    first = int(first_raw)
+    if last_raw and int(last_raw) < first:
+        return "invalid"
+    if first >= size:
+        return None
+    last = int(last_raw) if last_raw else size - 1
+    return (first, min(last, size - 1))
+
+
+# --------------------------------------------------------------------------------------------
+# search request parsing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _SearchRequest:
+    """A validated item-search request (from GET parameters or a POST body)."""
+
+    collections: list[str] | None = None
+    ids: list[str] | None = None
+    bbox: list[float] | None = None
+    intersects: dict | None = None
+    datetime: str | None = None
+    query: dict | None = None
+    limit: int = 10
+    token: str | None = None
+    echo: dict[str, Any] = field(default_factory=dict)
+    """The request's own parameters minus the paging token, repeated in ``next`` links."""
+
+    def fingerprint(self) -> str:
+        """Stable digest of the filter parameters (not limit/token): cache key and token check."""
+        canonical = json.dumps(
+            [self.collections, self.ids, self.bbox, self.intersects, self.datetime, self.query],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _split_list(value: Any, name: str) -> list[str] | None:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``; None/empty -> None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()] or None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value) or None
+    raise _BadRequest(f"invalid {name}: expected a list of strings")
+
+
+def _parse_json_param(value: Any, name: str) -> Any:
+    """Decode a parameter that GET carries as JSON text and POST as a JSON value."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise _BadRequest(f"invalid {name}: not valid JSON ({err.msg})") from None
+
+
+def _parse_limit(value: Any, default: int, maximum: int) -> int:
+    """Validate ``limit`` (a positive integer) and cap it at ``maximum``."""
+    if value is None or value == "":
+        return min(default, maximum)
+    message = f"invalid limit {value!r}: expected a positive integer"
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise _BadRequest(message)
+    try:
+        limit = int(value)
+    except (TypeError, ValueError):
+        raise _BadRequest(message) from None
+    if limit < 1:
+        raise _BadRequest(message)
+    return min(limit, maximum)
+
+
+def _build_search_request(
+    params: dict[str, Any], *, default_limit: int, page_size_max: int
+) -> _SearchRequest:
+    """Validate raw search parameters (GET strings or POST JSON values).
+
+    Raises:
+        _BadRequest: any malformed parameter, unsupported CQL2 ``filter``, or bbox together with
+            intersects.
+    """
+    if params.get("filter") not in (None, ""):
+        raise _BadRequest("CQL2 'filter' is not supported by this server; use 'query'")
+    bbox = params.get("bbox")
+    intersects = _parse_json_param(params.get("intersects"), "intersects")
+    if bbox not in (None, "") and intersects not in (None, ""):
+        raise _BadRequest("bbox and intersects are mutually exclusive")
+    request = _SearchRequest(
+        collections=_split_list(params.get("collections"), "collections"),
+        ids=_split_list(params.get("ids"), "ids"),
+        limit=_parse_limit(params.get("limit"), default_limit, page_size_max),
+    )
+    try:
+        if bbox not in (None, ""):
+            parse_bbox(bbox)
+            request.bbox = [float(v) for v in (bbox.split(",") if isinstance(bbox, str) else bbox)]
+        if intersects not in (None, ""):
+            parse_intersects(intersects)
+            request.intersects = intersects
+        if params.get("datetime") not in (None, ""):
+            if not isinstance(params["datetime"], str):
+                raise _BadRequest("invalid datetime: expected a string")
+            parse_datetime_interval(params["datetime"])
+            request.datetime = params["datetime"]
+        query = _parse_json_param(params.get("query"), "query")
+        if query not in (None, "", {}):
+            request.query = validate_query(query)
+    except _BadRequest:
+        raise
+    except ValueError as err:
+        raise _BadRequest(str(err)) from None
+    token = next((params[k] for k in _TOKEN_KEYS if params.get(k) not in (None, "")), None)
+    if token is not None and not isinstance(token, str):
+        raise _BadRequest("invalid paging token: expected a string")
+    request.token = token
+    request.echo = {k: v for k, v in params.items() if k not in _TOKEN_KEYS}
+    return request
+
+
+def _encode_token(offset: int, fingerprint: str, echo: dict[str, Any] | None = None) -> str:
+    """Opaque paging token: the next offset bound to the query it belongs to.
+
+    With ``echo`` (Earth Search style) the token also carries the request's parameters, so a
+    next-page body holding only ``{"next": token}`` is a complete request, as on Earth Search.
+    """
+    state: dict[str, Any] = {"o": offset, "q": fingerprint}
+    if echo is not None:
+        state["e"] = echo
+    raw = json.dumps(state, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _token_echo(token: Any) -> dict[str, Any]:
+    """The request parameters an Earth Search style token carries ({} if none or unreadable)."""
+    if not isinstance(token, str):
+        return {}
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode((token + "=" * (-len(token) % 4)).encode()))
+    except (ValueError, TypeError):
+        return {}
+    echo = decoded.get("e") if isinstance(decoded, dict) else None
+    return echo if isinstance(echo, dict) else {}
+
+
+def _decode_token(token: str | None, fingerprint: str) -> int:
+    """Offset encoded in a paging token (0 without one).
+
+    Raises:
+        _BadRequest: undecodable token, or one issued for different filters (a client that drops
+            or changes the filters while paging would otherwise silently get wrong items).
+    """
+    if token is None:
+        return 0
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        offset, issued_for = int(decoded["o"]), decoded["q"]
+    except (ValueError, KeyError, TypeError):
+        raise _BadRequest(f"invalid paging token {token!r}") from None
+    if issued_for != fingerprint or offset < 0:
+        raise _BadRequest("paging token does not belong to this search (filters changed?)")
+    return offset
+
+
+# --------------------------------------------------------------------------------------------
+# archive model
+# --------------------------------------------------------------------------------------------
+
+
+def _is_relative_href(href: str) -> bool:
+    """True for hrefs relative to the archive directory (no scheme, not rooted)."""
+    return "://" not in href and not href.startswith("/")
+
+
+def _iso(value: datetime | None) -> str | None:
+    """UTC datetime -> ``2024-01-01T00:00:00Z`` (None stays None)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".") + "Z"
+
+
+def _item_bounds(item: dict) -> tuple[float, float, float, float] | None:
+    """2D bounds of an item from its bbox, else from its geometry."""
+    bbox = item.get("bbox")
+    if bbox and len(bbox) in (4, 6):
+        half = len(bbox) // 2
+        return (bbox[0], bbox[1], bbox[half], bbox[half + 1])
+    if item.get("geometry"):
+        return tuple(shape(item["geometry"]).bounds)  # type: ignore[return-value]
+    return None
+
+
+def _collection_extent(items: Sequence[dict]) -> dict:
+    """Spatial and temporal extent covering ``items`` (open where unknown)."""
+    bounds = [b for b in map(_item_bounds, items) if b is not None]
+    spatial = (
+        [min(b[0] for b in bounds), min(b[1] for b in bounds)]
+        + [max(b[2] for b in bounds), max(b[3] for b in bounds)]
+        if bounds
+        else [-180.0, -90.0, 180.0, 90.0]
+    )
+    ranges = [r for r in map(item_time_range, items) if r is not None]
+    starts = [r[0] for r in ranges]
+    ends = [r[1] for r in ranges]
+    start = None if not starts or None in starts else min(starts)  # type: ignore[type-var]
+    end = None if not ends or None in ends else max(ends)  # type: ignore[type-var]
+    return {"spatial": {"bbox": [spatial]}, "temporal": {"interval": [[_iso(start), _iso(end)]]}}
+
+
+def _item_assets(items: Sequence[dict]) -> dict:
+    """Per asset key, the descriptive fields of its first occurrence (item-assets extension)."""
+    result: dict[str, dict] = {}
+    for item in items:
+        for key, asset in (item.get("assets") or {}).items():
+            if key not in result:
+                result[key] = {f: asset[f] for f in _ITEM_ASSET_FIELDS if f in asset}
+    return result
+
+
+def _load_items(archive_dir: Path) -> list[dict]:
+    """Read ``items.json`` (a FeatureCollection, or a bare list of items)."""
+    path = archive_dir / "items.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the archive needs an items.json")
+    document = json.loads(path.read_text(encoding="utf-8"))
+    items = document.get("features") if isinstance(document, dict) else document
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: expected a FeatureCollection of STAC items")
+    return items
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------------------------
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that tracks its connections so :meth:`close_all` can end them.
+
+    Keep-alive clients (requests sessions, GDAL) otherwise keep handler threads blocked on idle
+    sockets after shutdown.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], app: StacServer) -> None:
+        self.app = app
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve each connection in its own daemon thread, remembering thread and socket."""
+        thread = threading.Thread(
+            target=self._serve_connection, args=(request, client_address), daemon=True
+        )
+        with self._connections_lock:
+            self._connections[thread] = request
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.pop(threading.current_thread(), None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Client disconnects are routine here; log at DEBUG instead of printing tracebacks."""
+        LOGGER.debug("error while serving %s", client_address, exc_info=True)
+
+    def close_all(self, timeout: float = 5.0) -> None:
+        """Shut down every open connection and wait for the handler threads to finish."""
+        with self._connections_lock:
+            connections = list(self._connections.items())
+        for _, sock in connections:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for thread, _ in connections:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Parses the request line/body and delegates to :meth:`StacServer._handle`."""
+
+    server: _HTTPServer
+    protocol_version = "HTTP/1.1"
+    server_version = "sitsflow-stac-server/1"
+    timeout = 30  # seconds an idle keep-alive connection is kept open
+
+    def setup(self) -> None:
+        """Disable Nagle: headers and body go out in separate writes, and with keep-alive the
+        client's delayed ACK would otherwise add ~40 ms to every response."""
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        self.server.app._handle(self, "GET")
+
+    def do_HEAD(self) -> None:
+        self.server.app._handle(self, "HEAD")
+
+    def do_POST(self) -> None:
+        self.server.app._handle(self, "POST")
+
+    def do_PUT(self) -> None:
+        self.server.app._handle(self, "PUT")
+
+    def do_DELETE(self) -> None:
+        self.server.app._handle(self, "DELETE")
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """Count every status (including http.server's own errors) before it reaches the
+        client, so stats are complete as soon as a client has its response."""
+        self.server.app._count_status(code)
+        super().send_response(code, message)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOGGER.debug("%s - %s", self.address_string(), format % args)
+
+    def read_body(self) -> bytes | None:
+        """Read the request body (Content-Length framed).
+
+        Returns None (and marks the connection for closing, since the unread body would
+        desynchronise it) when the length is invalid or above the limit.
+        """
+        raw_length = self.headers.get("Content-Length") or "0"
+        length = int(raw_length) if raw_length.strip().isdigit() else -1
+        if not 0 <= length <= _MAX_BODY_BYTES:
+            self.close_connection = True
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def send(
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = JSON,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        head: bool = False,
+    ) -> None:
+        """Send a complete in-memory response (headers only for HEAD)."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if not head and body:
+            self.wfile.write(body)
+
+
+def _json_bytes(document: Any) -> bytes:
+    """Compact UTF-8 JSON."""
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _error_body(status: int, message: str) -> bytes:
+    """STAC-API-style error document (``code`` + ``description``)."""
+    code = HTTPStatus(status).phrase.replace(" ", "") if status in _STATUSES else str(status)
+    return _json_bytes({"code": code, "description": message})
+
+
+# --------------------------------------------------------------------------------------------
+# the server
+# --------------------------------------------------------------------------------------------
+
+
+class StacServer:
+    """STAC API + range-capable static file server over a demo archive, in a background thread.
+
+    Use as a context manager (or ``start()``/``stop()``)::
+
+        with StacServer(archive_dir) as server:
+            client = pystac_client.Client.open(server.url)
+
+    Args:
+        archive_dir: directory holding ``items.json`` and the files its relative hrefs name.
+        host, port: bind address (port 0 picks a free port).
+        page_size_max: cap applied to ``limit``.
+        default_limit: page size when the request gives none.
+        latency_s: sleep before answering every request (simulates a remote bucket/API).
+        fail_rate_api: fraction of search requests answered ``503`` with ``Retry-After: 0``.
+        fail_rate_data: fraction of data GETs answered ``503`` with ``Retry-After: 0``.
+        seed: seed of the fault generator (one ``random.Random`` shared under a lock, so a
+            sequential client sees the same fault pattern on every run).
+        require_token: if set, data requests need ``?st=<anything>&sig=<token>`` (like an Azure
+            SAS URL), otherwise ``403``.
+        paging_style: ``"pc"`` — POST next links repeat the request body plus ``"token"``
+            (Planetary Computer); ``"earth-search"`` — the body is ``{"next": token}`` alone
+            (the token carries the search) with ``"merge": false``, and responses include
+            ``context``
+            (Earth Search v1). GET next links carry ``token=``/``next=`` respectively.
+    """
+
+    def __init__(
+        self,
+        archive_dir: str | Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        page_size_max: int = 1000,
+        default_limit: int = 10,
+        latency_s: float = 0.0,
+        fail_rate_api: float = 0.0,
+        fail_rate_data: float = 0.0,
+        seed: int = 0,
+        require_token: str | None = None,
+        paging_style: PagingStyle = "pc",
+    ) -> None:
+        if paging_style not in ("pc", "earth-search"):
+            raise ValueError(f"paging_style must be 'pc' or 'earth-search', not {paging_style!r}")
+        for name, rate in (("fail_rate_api", fail_rate_api), ("fail_rate_data", fail_rate_data)):
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {rate}")
+        if page_size_max < 1 or default_limit < 1:
+            raise ValueError("page_size_max and default_limit must be positive")
+        self.archive_dir = Path(archive_dir).resolve()
+        self.host, self._requested_port = host, port
+        self.page_size_max, self.default_limit = page_size_max, default_limit
+        self.latency_s = latency_s
+        self.fail_rate_api, self.fail_rate_data = fail_rate_api, fail_rate_data
+        self.require_token = require_token
+        self.paging_style: PagingStyle = paging_style
+        self._items = _load_items(self.archive_dir)
+        self._positions = {id(item): index for index, item in enumerate(self._items)}
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._stats = self._empty_stats()
+        self._cache: OrderedDict[str, list[int]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._base_url = ""
+        self._features: list[bytes] = []
+        self._collections: dict[str, dict] = {}
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """STAC API root, e.g. ``http://127.0.0.1:PORT/api``."""
+        return f"{self._require_started()}/api"
+
+    @property
+    def data_url(self) -> str:
+        """Root of the archive files, e.g. ``http://127.0.0.1:PORT/data``."""
+        return f"{self._require_started()}/data"
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (known after :meth:`start`)."""
+        self._require_started()
+        assert self._httpd is not None
+        return self._httpd.server_address[1]
+
+    def _require_started(self) -> str:
+        if not self._base_url:
+            raise RuntimeError("StacServer is not started; call start() or use it in a with block")
+        return self._base_url
+
+    def start(self) -> StacServer:
+        """Bind, prepare the API documents for the bound URL and serve in a daemon thread."""
+        if self._httpd is not None:
+            raise RuntimeError("StacServer already started")
+        httpd = _HTTPServer((self.host, self._requested_port), self)
+        host, port = httpd.server_address[:2]
+        display_host = f"[{host}]" if ":" in str(host) else host
+        self._base_url = f"http://{display_host}:{port}"
+        try:
+            self._prepare_documents()
+        except Exception:
+            httpd.server_close()
+            self._base_url = ""
+            raise
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.name = f"stac-server-{port}"
+        self._thread.start()
+        LOGGER.debug("serving %s at %s", self.archive_dir, self._base_url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close all connections and join every thread (idempotent)."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_all()
+        if thread is not None:
+            thread.join(5.0)
+        self._httpd = self._thread = None
+        self._base_url = ""
+
+    def __enter__(self) -> StacServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ---- stats ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _empty_stats() -> dict[str, Any]:
+        return {
+            "api_requests": 0,
+            "search_requests": 0,
+            "data_requests": 0,
+            "data_bytes": 0,
+            "range_requests": 0,
+            "api_faults": 0,
+            "data_faults": 0,
+            "status": Counter(),
+        }
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Snapshot of the counters.
+
+        Keys: ``api_requests`` (all ``/api`` requests), ``search_requests``, ``data_requests``
+        (GET/HEAD under ``/data``), ``data_bytes`` (file body bytes actually written),
+        ``range_requests`` (data requests carrying a Range header), ``api_faults`` /
+        ``data_faults`` (injected 503s) and ``status`` (a dict of HTTP status -> count over all
+        requests).
+        """
+        with self._stats_lock:
+            snapshot = dict(self._stats)
+            snapshot["status"] = dict(self._stats["status"])
+        return snapshot
+
+    def reset_stats(self) -> None:
+        """Zero all counters."""
+        with self._stats_lock:
+            self._stats = self._empty_stats()
+
+    def _count(self, **increments: int) -> None:
+        with self._stats_lock:
+            for key, value in increments.items():
+                self._stats[key] += value
+
+    def _count_status(self, status: int) -> None:
+        with self._stats_lock:
+            self._stats["status"][status] += 1
+
+    def _fault(self, rate: float) -> bool:
+        """Draw from the seeded generator; True means "answer 503"."""
+        with self._rng_lock:
+            return self._rng.random() < rate
+
+    # ---- documents -----------------------------------------------------------------------
+
+    def _prepare_documents(self) -> None:
+        """Rewrite items for the bound URL and pre-serialise them; build collection documents."""
+        self._features = [_json_bytes(self._public_item(item)) for item in self._items]
+        by_collection: dict[str, list[dict]] = {}
+        for item in self._items:
+            if item.get("collection"):
+                by_collection.setdefault(item["collection"], []).append(item)
+        self._collections = {
+            cid: self._collection_document(cid, items) for cid, items in by_collection.items()
+        }
+
+    def _public_item(self, item: dict) -> dict:
+        """Item as served: absolute asset hrefs under :attr:`data_url` and API links."""
+        public = copy.deepcopy(item)
+        for asset in (public.get("assets") or {}).values():
+            href = asset.get("href")
+            if isinstance(href, str) and _is_relative_href(href):
+                relpath = posixpath.normpath(href).lstrip("/")
+                asset["href"] = f"{self.data_url}/{quote(relpath)}"
+        links = [
+            link
+            for link in public.get("links") or []
+            if "://" in str(link.get("href", ""))
+            and link.get("rel") not in ("self", "root", "parent", "collection")
+        ]
+        links.append(self._link("root", self.url, JSON))
+        if public.get("collection"):
+            collection_url = f"{self.url}/collections/{quote(public['collection'])}"
+            links.append(self._link("parent", collection_url, JSON))
+            links.append(self._link("collection", collection_url, JSON))
+            item_url = f"{collection_url}/items/{quote(str(public.get('id')))}"
+            links.append(self._link("self", item_url, GEOJSON))
+        public["links"] = links
+        return public
+
+    @staticmethod
+    def _link(rel: str, href: str, media_type: str, **extra: Any) -> dict:
+        return {"rel": rel, "href": href, "type": media_type, **extra}
+
+    def _collection_document(self, collection_id: str, items: Sequence[dict]) -> dict:
+        """A STAC Collection whose extent and item_assets are derived from its items."""
+        url = f"{self.url}/collections/{quote(collection_id)}"
+        return {
+            "type": "Collection",
+            "stac_version": STAC_VERSION,
+            "stac_extensions": [ITEM_ASSETS_EXTENSION],
+            "id": collection_id,
+            "title": collection_id,
+            "description": f"{collection_id} items of the demo archive ({len(items)} items)",
+            "license": "other",
+            "extent": _collection_extent(items),
+            "item_assets": _item_assets(items),
+            "links": [
+                self._link("self", url, JSON),
+                self._link("root", self.url, JSON),
+                self._link("parent", self.url, JSON),
+                self._link("items", f"{url}/items", GEOJSON),
+            ],
+        }
+
+    def _landing_page(self) -> dict:
+        search = f"{self.url}/search"
+        return {
+            "type": "Catalog",
+            "stac_version": STAC_VERSION,
+            "id": "sitsflow-stac-server",
+            "title": "sitsflow test STAC API",
+            "description": f"Demo archive served from {self.archive_dir.name}",
+            "conformsTo": CONFORMANCE,
+            "links": [
+                self._link("self", self.url, JSON),
+                self._link("root", self.url, JSON),
+                self._link("conformance", f"{self.url}/conformance", JSON),
+                self._link("data", f"{self.url}/collections", JSON),
+                self._link("search", search, GEOJSON, method="GET"),
+                self._link("search", search, GEOJSON, method="POST"),
+            ],
+        }
+
+    # ---- request dispatch ----------------------------------------------------------------
+
+    def _handle(self, handler: _Handler, method: str) -> None:
+        """Entry point for every request: latency, routing, and a response even on errors."""
+        body = handler.read_body()
+        if self.latency_s > 0:
+            time.sleep(self.latency_s)
+        split = urlsplit(handler.path)
+        path = split.path
+        try:
+            if body is None:
+                self._send_error(handler, 413, "invalid or too large Content-Length", method)
+            elif path == "/api" or path.startswith("/api/"):
+                self._count(api_requests=1)
+                self._handle_api(handler, method, path, split.query, body)
+            elif path.startswith("/data/"):
+                self._count(data_requests=1)
+                self._handle_data(handler, method, path[len("/data/") :], split.query)
+            else:
+                self._send_error(handler, 404, f"no such path {path!r}", method)
+        except (BrokenPipeError, ConnectionResetError):
+            handler.close_connection = True
+        except Exception as err:  # a bug must still produce a response, not a dropped socket
+            LOGGER.exception("internal error on %s %s", method, path)
+            handler.close_connection = True
+            self._send_error(handler, 500, f"internal error: {err}", method)
+
+    def _send_error(
+        self,
+        handler: _Handler,
+        status: int,
+        message: str,
+        method: str,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Send a JSON error document."""
+        handler.send(status, _error_body(status, message), JSON, headers, head=method == "HEAD")
+
+    def _send_json(self, handler: _Handler, document: Any, method: str, media: str = JSON) -> None:
+        """Send a 200 JSON document."""
+        handler.send(200, _json_bytes(document), media, head=method == "HEAD")
+
+    # ---- API -----------------------------------------------------------------------------
+
+    def _handle_api(
+        self, handler: _Handler, method: str, path: str, query_string: str, body: bytes
+    ) -> None:
+        """Route ``/api`` requests; ValueErrors become 400 responses."""
+        parts = [unquote(p) for p in path.rstrip("/").split("/")[2:]]
+        if parts == ["search"]:
+            if method not in ("GET", "POST"):
+                return self._send_error(
+                    handler, 405, "use GET or POST", method, [("Allow", "GET, POST")]
+                )
+            return self._handle_search(handler, method, query_string, body)
+        if method not in ("GET", "HEAD"):
+            return self._send_error(
+                handler, 405, f"{method} not allowed", method, [("Allow", "GET, HEAD")]
+            )
+        try:
+            return self._route_get(handler, method, parts, query_string)
+        except ValueError as err:
+            return self._send_error(handler, 400, str(err), method)
+
+    def _route_get(self, handler: _Handler, method: str, parts: list[str], query: str) -> None:
+        """Read-only API documents."""
+        if not parts:
+            return self._send_json(handler, self._landing_page(), method)
+        if parts == ["conformance"]:
+            return self._send_json(handler, {"conformsTo": CONFORMANCE}, method)
+        if parts == ["collections"]:
+            listing = {
+                "collections": list(self._collections.values()),
+                "links": [
+                    self._link("self", f"{self.url}/collections", JSON),
+                    self._link("root", self.url, JSON),
+                ],
+            }
+            return self._send_json(handler, listing, method)
+        if len(parts) >= 2 and parts[0] == "collections":
+            return self._route_collection(handler, method, parts[1], parts[2:], query)
+        return self._send_error(handler, 404, f"no such API path /api/{'/'.join(parts)}", method)
+
+    def _route_collection(
+        self, handler: _Handler, method: str, collection_id: str, rest: list[str], query: str
+    ) -> None:
+        """``/collections/{id}``, ``/collections/{id}/items`` and ``.../items/{item_id}``."""
+        if collection_id not in self._collections:
+            return self._send_error(handler, 404, f"collection {collection_id!r} not found", method)
+        if not rest:
+            return self._send_json(handler, self._collections[collection_id], method)
+        if rest == ["items"]:
+            params = self._get_params(query)
+            params["collections"] = collection_id
+            url = f"{self.url}/collections/{quote(collection_id)}/items"
+            return self._run_search(handler, "GET", params, url, head=method == "HEAD")
+        if len(rest) == 2 and rest[0] == "items":
+            for item, encoded in zip(self._items, self._features, strict=True):
+                if item.get("collection") == collection_id and item.get("id") == rest[1]:
+                    handler.send(200, encoded, GEOJSON, head=method == "HEAD")
+                    return
+            return self._send_error(handler, 404, f"item {rest[1]!r} not found", method)
+        return self._send_error(handler, 404, "no such collection path", method)
+
+    @staticmethod
+    def _get_params(query_string: str) -> dict[str, Any]:
+        """Query string -> {name: last value}."""
+        return {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
+
+    def _handle_search(
+        self, handler: _Handler, method: str, query_string: str, body: bytes
+    ) -> None:
+        """``GET|POST /api/search`` with optional fault injection."""
+        self._count(search_requests=1)
+        if self._fault(self.fail_rate_api):
+            self._count(api_faults=1)
+            return self._send_error(handler, 503, "injected fault", method, [("Retry-After", "0")])
+        if method == "GET":
+            params = self._get_params(query_string)
+        else:
+            try:
+                params = json.loads(body) if body.strip() else {}
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                return self._send_error(handler, 400, f"request body is not JSON: {err}", method)
+            if not isinstance(params, dict):
+                return self._send_error(handler, 400, "request body must be a JSON object", method)
+            if self.paging_style == "earth-search" and set(params) <= {"next", "limit"}:
+                # Earth Search next-page bodies carry only the token: restore the search from it.
+                params = {**_token_echo(params.get("next")), **params}
+        return self._run_search(handler, method, params, f"{self.url}/search")
+
+    def _run_search(
+        self,
+        handler: _Handler,
+        method: str,
+        params: dict[str, Any],
+        endpoint: str,
+        *,
+        head: bool = False,
+    ) -> None:
+        """Validate, filter, page and send an ItemCollection."""
+        try:
+            request = _build_search_request(
+                params, default_limit=self.default_limit, page_size_max=self.page_size_max
+            )
+            matched = self._matching_indices(request)
+            offset = _decode_token(request.token, request.fingerprint())
+        except ValueError as err:
+            return self._send_error(handler, 400, str(err), method)
+        page = matched[offset : offset + request.limit]
+        links = [
+            self._link("root", self.url, JSON),
+            self._link("self", endpoint, GEOJSON),
+        ]
+        if offset + len(page) < len(matched):
+            echo = request.echo if self.paging_style == "earth-search" else None
+            token = _encode_token(offset + len(page), request.fingerprint(), echo)
+            links.append(self._next_link(method, endpoint, request, token))
+        envelope: dict[str, Any] = {
+            "numberMatched": len(matched),
+            "numberReturned": len(page),
+            "links": links,
+        }
+        if self.paging_style == "earth-search":
+            envelope["context"] = {
+                "limit": request.limit,
+                "matched": len(matched),
+                "returned": len(page),
+            }
+        features = b",".join(self._features[i] for i in page)
+        document = (
+            b'{"type":"FeatureCollection","features":['
+            + features
+            + b"],"
+            + _json_bytes(envelope)[1:]
+        )
+        handler.send(200, document, GEOJSON, head=head)
+
+    def _next_link(self, method: str, endpoint: str, request: _SearchRequest, token: str) -> dict:
+        """The ``next`` link in the configured paging style."""
+        key = "token" if self.paging_style == "pc" else "next"
+        if method == "GET":
+            href = f"{endpoint}?{urlencode({**request.echo, key: token})}"
+            return self._link("next", href, GEOJSON, method="GET")
+        if self.paging_style == "pc":
+            return self._link(
+                "next", endpoint, GEOJSON, method="POST", body={**request.echo, key: token}
+            )
+        # Earth Search v1: the body is the token alone, `merge: false` (see the recorded
+        # tests/fixtures/stac/earth-search-v1/search_cql2_cloudcover_page1_*.json).
+        link = self._link("next", endpoint, GEOJSON, method="POST", body={key: token})
+        link["title"] = "Next page of Items"
+        link["merge"] = False
+        return link
+
+    def _matching_indices(self, request: _SearchRequest) -> list[int]:
+        """Indices of matching items, cached per filter fingerprint (pages re-use the result)."""
+        key = request.fingerprint()
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        matches = filter_items(
+            self._items,
+            collections=request.collections,
+            ids=request.ids,
+            bbox=request.bbox,
+            intersects=request.intersects,
+            datetime_range=parse_datetime_interval(request.datetime),
+            query=request.query,
+        )
+        indices = [self._positions[id(item)] for item in matches]
+        with self._cache_lock:
+            self._cache[key] = indices
+            while len(self._cache) > _FILTER_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return indices
+
+    # ---- data ----------------------------------------------------------------------------
+
+    def _handle_data(self, handler: _Handler, method: str, relpath: str, query: str) -> None:
+        """``GET|HEAD /data/<relpath>``: faults, signing, traversal guard, ranges."""
+        if method not in ("GET", "HEAD"):
+            return self._send_error(
+                handler, 405, f"{method} not allowed", method, [("Allow", "GET, HEAD")]
+            )
+        if method == "GET" and self._fault(self.fail_rate_data):
+            self._count(data_faults=1)
+            return self._send_error(handler, 503, "injected fault", method, [("Retry-After", "0")])
+        if self.require_token is not None and not self._signed(query):
+            return self._send_error(handler, 403, "missing or invalid signature", method)
+        path = self._resolve(relpath)
+        if path is None:
+            return self._send_error(handler, 403, "path outside the archive", method)
+        if not path.is_file():
+            return self._send_error(handler, 404, f"{relpath!r} not found", method)
+        range_header = handler.headers.get("Range")
+        if range_header:
+            self._count(range_requests=1)
+        return self._send_file(handler, path, range_header, head=method == "HEAD")
+
+    def _signed(self, query: str) -> bool:
+        """SAS-style check: ``st`` present and ``sig`` equal to the required token."""
+        params = self._get_params(query)
+        signature = params.get("sig", "")
+        assert self.require_token is not None
+        return bool(params.get("st")) and hmac.compare_digest(signature, self.require_token)
+
+    def _resolve(self, relpath: str) -> Path | None:
+        """Archive file for a URL path, or None if it would escape the archive directory."""
+        decoded = unquote(relpath)
+        if "\x00" in decoded:
+            return None
+        candidate = (self.archive_dir / decoded).resolve()
+        if not candidate.is_relative_to(self.archive_dir):
+            return None
+        return candidate
+
+    def _send_file(
+        self, handler: _Handler, path: Path, range_header: str | None, *, head: bool
+    ) -> None:
+        """200 / 206 single / 206 multipart / 416 for one archive file."""
+        size = path.stat().st_size
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        ranges = parse_range_header(range_header, size)
+        common = [
+            ("Accept-Ranges", "bytes"),
+            ("Last-Modified", handler.date_time_string(int(path.stat().st_mtime))),
+        ]
+        if ranges is not None and not ranges:
+            self._send_error(
+                handler,
+                416,
+                "range not satisfiable",
+                "HEAD" if head else "GET",
+                [("Content-Range", f"bytes */{size}"), *common],
+            )
+            return
+        if ranges is None:
+            status, segments, length = 200, [(b"", 0, size - 1, b"")], size
+            headers = [("Content-Type", content_type), *common]
+        elif len(ranges) == 1:
+            first, last = ranges[0]
+            status, segments, length = 206, [(b"", first, last, b"")], last - first + 1
+            headers = [
+                ("Content-Type", content_type),
+                ("Content-Range", f"bytes {first}-{last}/{size}"),
+                *common,
+            ]
+        else:
+            boundary = uuid.uuid4().hex
+            segments = list(_multipart_segments(ranges, size, content_type, boundary))
+            length = sum(
+                len(pre) + (last - first + 1) + len(post) for pre, first, last, post in segments
+            )
+            status = 206
+            headers = [("Content-Type", f"multipart/byteranges; boundary={boundary}"), *common]
+        handler.send_response(status)
+        for name, value in headers:
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(length))
+        handler.end_headers()
+        if not head:
+            self._stream(handler, path, segments)
+
+    def _stream(
+        self, handler: _Handler, path: Path, segments: list[tuple[bytes, int, int, bytes]]
+    ) -> None:
+        """Write file byte ranges (with multipart framing), counting file bytes as they go."""
+        with path.open("rb") as stream:
+            for prefix, first, last, suffix in segments:
+                if prefix:
+                    handler.wfile.write(prefix)
+                stream.seek(first)
+                remaining = last - first + 1
+                while remaining > 0:
+                    chunk = stream.read(min(_CHUNK, remaining))
+                    if not chunk:
+                        raise ConnectionResetError("file shrank while being served")
+                    # counted before writing so that the stats are complete by the time the
+                    # client has read the body; taken back if the client went away
+                    self._count(data_bytes=len(chunk))
+                    try:
+                        handler.wfile.write(chunk)
+                    except OSError:
+                        self._count(data_bytes=-len(chunk))
+                        raise
+                    remaining -= len(chunk)
+                if suffix:
+                    handler.wfile.write(suffix)
+
+
+def _multipart_segments(
+    ranges: Sequence[tuple[int, int]], size: int, content_type: str, boundary: str
+) -> Iterator[tuple[bytes, int, int, bytes]]:
+    """``multipart/byteranges`` framing: (part header, first, last, trailer) per range."""
+    for index, (first, last) in enumerate(ranges):
+        prefix = (
+            f"\r\n--{boundary}\r\n" if index else f"--{boundary}\r\n"
+        ) + f"Content-Type: {content_type}\r\nContent-Range: bytes {first}-{last}/{size}\r\n\r\n"
+        suffix = f"\r\n--{boundary}--\r\n" if index == len(ranges) - 1 else ""
+        yield prefix.encode("ascii"), first, last, suffix.encode("ascii")
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sitsflow.stac_server",
+        description="Serve a demo archive (items.json + files) as a STAC API with range-capable "
+        "static files.",
+    )
+    parser.add_argument("archive_dir", type=Path, help="directory containing items.json")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port)")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay per request")
+    parser.add_argument("--fail-rate-api", type=float, default=0.0, help="fraction of 503 searches")
+    parser.add_argument(
+        "--fail-rate-data", type=float, default=0.0, help="fraction of 503 data GETs"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="fault generator seed")
+    parser.add_argument("--require-token", default=None, help="require ?st=..&sig=TOKEN on data")
+    parser.add_argument("--page-size-max", type=int, default=1000)
+    parser.add_argument("--default-limit", type=int, default=10)
+    parser.add_argument("--paging-style", choices=["pc", "earth-search"], default="pc")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server in the foreground until interrupted (Ctrl-C)."""
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    server = StacServer(
+        args.archive_dir,
+        host=args.host,
+        port=args.port,
+        page_size_max=args.page_size_max,
+        default_limit=args.default_limit,
+        latency_s=args.latency_ms / 1000.0,
+        fail_rate_api=args.fail_rate_api,
+        fail_rate_data=args.fail_rate_data,
+        seed=args.seed,
+        require_token=args.require_token,
+        paging_style=args.paging_style,
+    )
+    with server:
+        print(f"STAC API: {server.url}\nData:     {server.data_url}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            LOGGER.info("stopping")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
