@@ -1,0 +1,118 @@
+"""Write the synthetic Sentinel-2 L2A demo archive (`sitsflow.demo`) for a vector's features.
+
+    python scripts/make_demo_archive.py --vector data/rand_pts.geojson --id-column id \\
+        --out resources/demo/sentinel-2-l2a --start 2024-01-01 --end 2024-12-31 --workers 2
+
+or take the inputs from the workflow configuration (what `make demo` does):
+
+    python scripts/make_demo_archive.py --configfile config/config.yaml --workers 2
+
+reads `vector`, `id_column`, `start`, `end`, `demo.layout`, `demo.seed`, and writes the archive
+into the directory of `catalog` (its `items.json`). Options given explicitly win over the
+config. Rerunning only generates what changed (see `sitsflow.demo.generate_archive`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from sitsflow.demo import LAYOUTS, archive_size, features_from_vector, generate_archive
+
+log = logging.getLogger("make_demo_archive")
+
+DEFAULTS = {
+    "id_column": "id",
+    "layout": "planetary-computer",
+    "seed": 0,
+    "revisit_days": 5,
+    "margin_m": 1920.0,
+    "clear_fraction": 0.45,
+    "workers": 1,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configfile", type=Path, help="workflow config to take defaults from")
+    parser.add_argument("--vector", help="vector file of the features (GeoJSON, GPKG, CSV...)")
+    parser.add_argument("--id-column", help="column holding the feature ids (default: id)")
+    parser.add_argument("--out", type=Path, help="archive directory (items.json goes there)")
+    parser.add_argument("--start", help="first acquisition day, YYYY-MM-DD")
+    parser.add_argument("--end", help="last acquisition day (included), YYYY-MM-DD")
+    parser.add_argument("--layout", choices=LAYOUTS)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--revisit-days", type=int)
+    parser.add_argument("--margin-m", type=float, help="tile margin around each feature (m)")
+    parser.add_argument("--clear-fraction", type=float, help="share of dates with < 10 %% cloud")
+    parser.add_argument("--workers", type=int, help="processes writing COGs (default: 1)")
+    return parser.parse_args(argv)
+
+
+def settings_from_config(path: Path) -> dict:
+    """The archive settings a workflow config implies (the demo archive is its `catalog`)."""
+    config = yaml.safe_load(path.read_text()) or {}
+    settings = {
+        key: config[key] for key in ("vector", "id_column", "start", "end") if key in config
+    }
+    demo = config.get("demo") or {}
+    settings.update({key: demo[key] for key in ("layout", "seed") if key in demo})
+    catalog = str(config.get("catalog", ""))
+    if catalog and "://" not in catalog:
+        location = Path(catalog)
+        settings["out"] = location.parent if location.suffix == ".json" else location
+    return settings
+
+
+def resolve_settings(args: argparse.Namespace) -> dict:
+    """Defaults, overridden by the config file, overridden by explicit options."""
+    settings = dict(DEFAULTS)
+    if args.configfile:
+        settings.update(settings_from_config(args.configfile))
+    settings.update({key: value for key, value in vars(args).items() if value is not None})
+    missing = [key for key in ("vector", "out", "start", "end") if not settings.get(key)]
+    if missing:
+        options = ", ".join("--" + key.replace("_", "-") for key in missing)
+        raise SystemExit(f"missing {options} (give them, or a --configfile that has them)")
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = resolve_settings(parse_args(argv))
+    features = features_from_vector(settings["vector"], str(settings["id_column"]))
+    log.info("%d features from %s", len(features), settings["vector"])
+    started = time.perf_counter()
+    items_path = generate_archive(
+        features,
+        settings["out"],
+        str(settings["start"]),
+        str(settings["end"]),
+        revisit_days=int(settings["revisit_days"]),
+        margin_m=float(settings["margin_m"]),
+        layout=settings["layout"],
+        seed=int(settings["seed"]),
+        workers=int(settings["workers"]),
+        clear_fraction=float(settings["clear_fraction"]),
+    )
+    seconds = time.perf_counter() - started
+    items = json.loads(items_path.read_text())["features"]
+    clear = sum(item["properties"]["eo:cloud_cover"] < 10 for item in items)
+    files, size = archive_size(settings["out"])
+    print(
+        f"{items_path}: {len(items)} items ({clear} with eo:cloud_cover < 10) for "
+        f"{len(features)} features; archive {files} files, {size / 1e6:.1f} MB; {seconds:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
