@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 CONFIG ?= config/config.yaml
 
-.PHONY: install run demo test lint format clean
+.PHONY: install test-deps run demo test lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ demo: $(STAMP)
 run: demo
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 
-test: $(STAMP)
+# System services the tests run for real: Chromium (report rendering), PostgreSQL + pgstac
+# (a real STAC API server) and a single-node SLURM cluster. Each script is idempotent; when one
+# cannot install, its tests are skipped with a message saying so.
+test-deps: $(STAMP)
+	-bash tests/install_system_deps.sh
+	-bash tests/install_pgstac.sh
+	-bash tests/install_slurm.sh
+
+test: test-deps
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 lint: $(STAMP)

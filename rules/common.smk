@@ -27,8 +27,40 @@ wildcard_constraints:
     fid=r"[A-Za-z0-9][A-Za-z0-9._-]*",
 
 
+CUBE_EXTENSION = {"netcdf": "nc", "zarr": "zarr"}[config["format"]]
+
+
+def cube_output():
+    """The cube rule's output: a netCDF file, or a Zarr store (a directory), by `format`."""
+    pattern = f"results/cubes/{{fid}}.{CUBE_EXTENSION}"
+    return directory(pattern) if CUBE_EXTENSION == "zarr" else pattern
+
+
 def cube_paths():
-    return expand("results/cubes/{fid}.nc", fid=FEATURES)
+    return expand("results/cubes/{fid}.{ext}", fid=FEATURES, ext=CUBE_EXTENSION)
+
+
+def cube_of(wildcards):
+    """The cube of the feature `{fid}` (input of the quicklook and timeseries rules)."""
+    return f"results/cubes/{wildcards.fid}.{CUBE_EXTENSION}"
+
+
+def quicklook_paths():
+    return expand("results/quicklooks/{fid}.png", fid=FEATURES)
+
+
+def timeseries_paths():
+    return expand("results/timeseries/{fid}.csv", fid=FEATURES)
+
+
+def bbox_paths():
+    return expand("results/bbox/{fid}.geojson", fid=FEATURES)
+
+
+def feature_kind(wildcards):
+    """Report subcategory of a feature: `Points` or `Polygons` (by its geometry type)."""
+    geometry_type = FEATURES[wildcards.fid].geometry.geom_type
+    return "Points" if geometry_type in ("Point", "MultiPoint") else "Polygons"
 
 
 def feature_wkt(wildcards):
@@ -62,4 +94,8 @@ def cube_params():
         "bands": config["bands"],
         "mask": config["mask"],
         "gapfill": config["gapfill"],
+        "provider": config["provider"],
+        "assets": config["assets"],
+        "on_missing_asset": config["on_missing_asset"],
+        "indices": config["indices"],
     }

@@ -3,7 +3,7 @@ rule cube:
         bbox="results/bbox/{fid}.geojson",
         stac_items="results/items/{fid}.json",
     output:
-        "results/cubes/{fid}.nc",
+        cube_output(),
     log:
         "logs/cube/{fid}.log",
     retries: 1

@@ -1,3 +1,8 @@
+from snakemake.logging import logger
+
+from sitsflow.summary import summarise_failed_run, sweep_temporaries
+
+
 rule summary:
     input:
         cube_paths(),

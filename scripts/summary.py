@@ -1,12 +1,10 @@
-"""Rule `summary`: one CSV row per feature from the cubes' attributes."""
+"""Rule `summary`: one CSV row per feature from the cubes' attributes (see sitsflow/summary.py)."""
 
-from sitsflow.atomic import atomic_path
 from sitsflow.logs import job_logging
-from sitsflow.summary import summarise
+from sitsflow.summary import summarise, write_summary
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "summary") as log:
     table = summarise(list(smk.input))
-    with atomic_path(smk.output[0]) as temporary:
-        table.to_csv(temporary, index=False)
+    write_summary(table, smk.output[0])
     log.info("%d features: %s", len(table), table["status"].value_counts().to_dict())

@@ -8,7 +8,8 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from sitsflow.errors import InputError
-from sitsflow.providers import canonical_band
+from sitsflow.indices import check_indices
+from sitsflow.providers import canonical_band, check_provider_config
 
 DATE_KEYS = ("start", "end")
 
@@ -35,7 +36,12 @@ def check_config(config: dict) -> None:
         )
     for band in config["bands"]:
         canonical_band(band)
-    canonical_band(config["mask"]["band"])
+    try:
+        canonical_band(config["mask"]["band"])
+    except InputError as exc:
+        raise InputError(exc.message, key="mask.band") from None
+    check_provider_config(config)
+    check_indices(config.get("indices") or [], config["bands"])
     crs = str(config["crs"])
     if crs.lower() != "utm":
         try:
@@ -52,6 +58,6 @@ def check_config(config: dict) -> None:
         if nx * ny > config["max_pixels"]:
             raise InputError(
                 f"patch_size {nx} x {ny} = {nx * ny} pixels exceeds max_pixels "
-                f"{config['max_pixels']}",
+                f"{config['max_pixels']}; use a smaller patch_size or raise max_pixels",
                 key="patch_size",
             )

@@ -11,9 +11,10 @@ import xarray as xr
 
 from sitsflow.aoi import grid_of
 from sitsflow.gapfill import gapfill
+from sitsflow.indices import add_indices
 from sitsflow.load import load_reflectance
 from sitsflow.mask import apply_mask
-from sitsflow.providers import canonical_band, normalise_item
+from sitsflow.providers import canonical_band, normalise_items, resolve_provider
 from sitsflow.write import build_dataset, provenance_attrs
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,10 @@ class CubeSettings:
     mask_classes: list[int] = field(default_factory=lambda: [0, 1, 3, 8, 9, 10])
     gapfill_method: str = "linear"
     max_gap_days: float | None = None
+    indices: list[str] = field(default_factory=list)
+    provider: str = "auto"
+    assets: dict[str, str] = field(default_factory=dict)
+    on_missing_asset: str = "error"
 
     @classmethod
     def from_config(cls, config: dict) -> CubeSettings:
@@ -37,6 +42,10 @@ class CubeSettings:
             mask_classes=[int(c) for c in config["mask"]["classes"]],
             gapfill_method=config["gapfill"]["method"],
             max_gap_days=config["gapfill"].get("max_gap_days"),
+            indices=list(config.get("indices") or []),
+            provider=config.get("provider", "auto"),
+            assets=dict(config.get("assets") or {}),
+            on_missing_asset=config.get("on_missing_asset", "error"),
         )
 
 
@@ -49,9 +58,29 @@ def make_cube(
     reflectance_bands = [b for b in settings.bands if b != settings.mask_band]
     all_bands = reflectance_bands + [settings.mask_band]
     started = time.perf_counter()
-    normalised = [normalise_item(item, all_bands) for item in items]
+    provider = resolve_provider(
+        settings.provider,
+        catalog=search_info.get("catalog", ""),
+        collection=search_info.get("collection", ""),
+        assets=settings.assets,
+        items=items,
+    )
+    provider.check_bands(all_bands)
+    log.info("feature %s: provider %s", fid, provider.describe())
+    # on_missing_asset: skip -> items with an unreadable asset are left out and listed here
+    skipped: list[dict] | None = [] if settings.on_missing_asset == "skip" else None
+    normalised = normalise_items(items, all_bands, provider, skipped)
     longitude = record["properties"]["centroid_lonlat"][0]
-    data, times, step_items = load_reflectance(normalised, all_bands, grid, longitude=longitude)
+    data, times, step_items = load_reflectance(
+        normalised,
+        all_bands,
+        grid,
+        longitude=longitude,
+        sign_hrefs=provider.signs_hrefs,
+        skipped=skipped,
+    )
+    read_ids = {item_id for step in step_items for item_id in step}
+    used_ids = [item["id"] for item in normalised if item["id"] in read_ids]
     loaded = time.perf_counter()
     log.info(
         "feature %s: read %d items -> %d time steps of %dx%d px in %.1f s",
@@ -91,9 +120,12 @@ def make_cube(
         aoi_wkt=_wkt(record),
         catalog=search_info.get("catalog"),
         collection=search_info.get("collection"),
+        provider=provider.name,
+        provider_detected_by=provider.detected_by,
         search_datetime=search_info.get("datetime"),
         query=search_info.get("query"),
-        item_ids=[item["id"] for item in items],
+        item_ids=used_ids,
+        skipped_items=[entry["item"] for entry in skipped] if skipped is not None else None,
         time_step_item_ids=step_items,
         radiometry=_radiometry_summary(normalised, reflectance_bands),
         bands=reflectance_bands,
@@ -101,13 +133,13 @@ def make_cube(
         mask_classes=settings.mask_classes,
         gapfill_method=settings.gapfill_method,
         gapfill_max_gap_days=settings.max_gap_days,
-        n_items=len(items),
+        n_items=len(used_ids),
         n_time_steps=len(times),
         valid_fraction=round(valid_fraction, 6),
-        status="ok" if len(items) else "no_items",
+        status="ok" if used_ids else "no_items",
         resampling="nearest",
     )
-    return build_dataset(
+    dataset = build_dataset(
         grid=grid,
         times=times,
         bands=reflectance_bands,
@@ -117,6 +149,8 @@ def make_cube(
         observed=observed,
         attrs=attrs,
     )
+    # Spectral indices (sitsflow.indices): extra variables from the gap-filled reflectance.
+    return add_indices(dataset, settings.indices)
 
 
 def _wkt(record: dict) -> str:

@@ -1,11 +1,18 @@
 """Read the user's vector file into validated features with safe ids and search geometries.
 
 A *feature* is one row of the vector file: it gets one cube. Its id becomes a file name
-(`results/cubes/{id}.nc`), so ids are checked here, once, before anything is written.
+(`results/cubes/{id}.nc`), so ids are checked here, once, when the workflow is parsed and before
+anything is written. Ids that are not safe file names are rejected with the list of offending
+ids (never renamed: an id that silently became another name would not match the user's table).
+
+Geometries: points and lines are buffered by `buffer_m`, polygons used as they are; a file may
+mix them. Empty, null, invalid (self-intersecting) geometries, geometry collections and
+geometries across the antimeridian are rejected, each with the feature ids.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +22,19 @@ import pandas as pd
 from shapely import wkt as shapely_wkt
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
+from shapely.validation import explain_validity
 
 from sitsflow.errors import InputError
 from sitsflow.projection import reproject, utm_epsg_for
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CSV_COORDINATE_COLUMNS = (("lon", "lat"), ("longitude", "latitude"), ("x", "y"))
+BUFFERED_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString")
+AREA_TYPES = ("Polygon", "MultiPolygon")
+# A feature whose longitudes span more than this crosses the antimeridian (or is absurd).
+MAX_LONGITUDE_SPAN = 180.0
+LISTED = 10  # offending ids / rows listed in a message
+SHOWN_ID_LENGTH = 40
 
 
 @dataclass(frozen=True)
@@ -40,13 +54,21 @@ def read_vector(path: str | Path) -> gpd.GeoDataFrame:
     """Read GeoJSON, GeoPackage, Shapefile (anything GDAL reads) or a CSV with lon/lat columns."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"vector file not found: {path}", key="vector")
+        raise InputError(
+            f"vector file not found: {path} (relative paths start in the working directory); "
+            "fix the path",
+            key="vector",
+        )
     if path.suffix.lower() == ".csv":
         return _read_csv_points(path)
     try:
         frame = gpd.read_file(path)
     except Exception as exc:  # GDAL raises several types for unreadable files
-        raise InputError(f"cannot read vector file {path}: {exc}", key="vector") from exc
+        raise InputError(
+            f"cannot read vector file {path}: {exc}; is it a valid GeoJSON, GeoPackage, "
+            "Shapefile or CSV? Open it in QGIS/ogrinfo to check",
+            key="vector",
+        ) from exc
     if frame.crs is None:
         raise InputError(
             f"vector file {path} has no CRS; set one (e.g. EPSG:4326) before using it",
@@ -56,7 +78,10 @@ def read_vector(path: str | Path) -> gpd.GeoDataFrame:
 
 
 def _read_csv_points(path: Path) -> gpd.GeoDataFrame:
-    table = pd.read_csv(path)
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read CSV {path}: {exc}", key="vector") from exc
     lower = {c.lower(): c for c in table.columns}
     for lon_name, lat_name in CSV_COORDINATE_COLUMNS:
         if lon_name in lower and lat_name in lower:
@@ -76,14 +101,18 @@ def load_features(path: str | Path, id_column: str = "id") -> list[Feature]:
     Fails with one message listing every offending feature rather than stopping at the first.
     """
     frame = read_vector(path)
+    if frame.empty:
+        raise InputError(
+            f"vector file {path} has no features; point `vector` at a file with at least one",
+            key="vector",
+        )
     if id_column not in frame.columns:
         columns = [c for c in frame.columns if c != frame.geometry.name]
         raise InputError(
-            f"column {id_column!r} not found in {path}; available columns: {columns}",
+            f"column {id_column!r} not found in {path}; available columns: {columns}. Set "
+            "`id_column` to the column holding the feature ids",
             key="id_column",
         )
-    if frame.empty:
-        raise InputError(f"vector file {path} has no features", key="vector")
     frame = frame.to_crs("EPSG:4326")
     ids = [_id_to_str(value) for value in frame[id_column]]
     _check_ids(ids, id_column)
@@ -93,65 +122,128 @@ def load_features(path: str | Path, id_column: str = "id") -> list[Feature]:
 
 
 def _id_to_str(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    """The id as text (`7.0` -> `7`); None for a missing or blank value."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
         return None
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    text = str(value)
+    return text if text.strip() else None
+
+
+def _listing(values: list, total: int | None = None) -> str:
+    """The first LISTED values, long ones shortened, plus how many more there are."""
+    shown = [
+        f"{v[:SHOWN_ID_LENGTH]!r}... ({len(v)} characters)"
+        if isinstance(v, str) and len(v) > SHOWN_ID_LENGTH
+        else repr(v)
+        for v in values[:LISTED]
+    ]
+    more = (total if total is not None else len(values)) - len(shown)
+    return "[" + ", ".join(shown) + (f", and {more} more" if more > 0 else "") + "]"
 
 
 def _check_ids(ids: list[str | None], id_column: str) -> None:
+    """Reject missing, unsafe (as file names) and duplicate ids, listing the offenders."""
     missing = [row for row, fid in enumerate(ids) if fid is None]
     if missing:
         raise InputError(
-            f"{len(missing)} feature(s) have no {id_column!r} value (rows {missing[:10]}); "
-            "give every feature an id",
+            f"{len(missing)} feature(s) have no {id_column!r} value (rows, from 0: "
+            f"{_listing(missing)}); give every feature an id",
             key="id_column",
         )
     unsafe = [fid for fid in ids if not SAFE_ID.match(fid)]
     if unsafe:
         raise InputError(
-            f"feature ids unusable as file names: {unsafe[:10]}; use letters, digits, '.', '_' "
-            "and '-' only (at most 128 characters, not starting with '.' or '-')",
+            f"{len(unsafe)} feature id(s) unusable as file names: {_listing(unsafe)}; ids "
+            "become file names (results/cubes/{id}.nc), so use ASCII letters, digits, '.', '_' "
+            "and '-' only, at most 128 characters, not starting with '.' or '-'. Fix them in "
+            "the vector file, or point `id_column` at a column of safe ids",
             key="id_column",
         )
-    seen: set[str] = set()
-    duplicates = sorted({fid for fid in ids if fid in seen or seen.add(fid)})
+    counts = pd.Series(ids).value_counts()
+    duplicates = sorted(counts[counts > 1].index)
     if duplicates:
         raise InputError(
-            f"duplicate feature ids in column {id_column!r}: {duplicates[:10]}; ids must be unique",
+            f"duplicate feature ids in column {id_column!r}: {_listing(duplicates)}; ids must "
+            "be unique (each feature gets its own cube)",
             key="id_column",
         )
 
 
 def _check_geometries(features: list[Feature]) -> None:
-    problems = []
-    for feature in features:
-        geom = feature.geometry
-        if geom is None or geom.is_empty:
-            problems.append(f"{feature.fid}: empty or missing geometry")
-            continue
-        minx, miny, maxx, maxy = geom.bounds
-        if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-            problems.append(
-                f"{feature.fid}: coordinates {geom.bounds} outside longitude/latitude range "
-                "(swapped lat/lon, or a wrong CRS in the file?)"
-            )
-        elif geom.geom_type not in ("Point", "MultiPoint") and not geom.is_valid:
-            problems.append(f"{feature.fid}: invalid geometry (self-intersecting?)")
+    """Reject unusable geometries, with one line per offending feature (at most LISTED)."""
+    problems = [
+        f"feature {feature.fid!r}: {problem}"
+        for feature in features
+        if (problem := geometry_problem(feature.geometry))
+    ]
     if problems:
-        raise InputError("bad geometries:\n  " + "\n  ".join(problems), key="vector")
+        shown = problems[:LISTED]
+        if len(problems) > LISTED:
+            shown.append(f"and {len(problems) - LISTED} more")
+        raise InputError(
+            f"{len(problems)} feature(s) with unusable geometries (fix or remove them in the "
+            "vector file):\n  " + "\n  ".join(shown),
+            key="vector",
+        )
+
+
+def geometry_problem(geom: BaseGeometry | None) -> str | None:
+    """What is wrong with a feature's geometry (EPSG:4326), or None if it is usable."""
+    if geom is None or geom.is_empty:
+        return "empty or missing geometry"
+    if geom.geom_type not in BUFFERED_TYPES + AREA_TYPES:
+        return (
+            f"geometry type {geom.geom_type} is not supported; use points, lines or polygons "
+            "(split collections into separate features)"
+        )
+    minx, miny, maxx, maxy = geom.bounds
+    if not all(math.isfinite(v) for v in geom.bounds):
+        return "coordinates are not finite numbers"
+    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+        return (
+            f"coordinates {tuple(round(v, 6) for v in geom.bounds)} outside longitude/latitude "
+            "range ([-180, 180], [-90, 90]): lat/lon swapped, a wrong CRS in the file, or "
+            "longitudes beyond 180 (the antimeridian is not supported)"
+        )
+    if maxx - minx > MAX_LONGITUDE_SPAN:
+        return crosses_antimeridian(geom.bounds)
+    if geom.geom_type in AREA_TYPES and not geom.is_valid:
+        return (
+            f"invalid geometry ({explain_validity(geom)}); repair it, e.g. QGIS 'Fix "
+            "geometries' or shapely.make_valid"
+        )
+    return None
+
+
+def crosses_antimeridian(bounds: tuple[float, float, float, float]) -> str:
+    """The message for a geometry that spans the antimeridian (more than 180 deg of longitude)."""
+    return (
+        f"spans {bounds[2] - bounds[0]:.1f} degrees of longitude ({bounds[0]:.4f} to "
+        f"{bounds[2]:.4f}): it crosses the antimeridian (180 deg), which sitsflow does not "
+        "support; split it into one feature on each side of 180 deg"
+    )
 
 
 def search_geometry(feature: Feature, buffer_m: float) -> BaseGeometry:
-    """Area of interest in EPSG:4326: points buffered by `buffer_m` metres, polygons as they are.
+    """Area of interest in EPSG:4326: points and lines buffered by `buffer_m` metres, polygons
+    as they are.
 
     The buffer is computed in the feature's own UTM zone so that 1000 m is 1000 m at any
-    latitude (a buffer in degrees is ~2x too narrow east-west at 60 deg N).
+    latitude (a buffer in degrees is ~2x too narrow east-west at 60 deg N). A buffer that
+    reaches across the antimeridian is refused (InputError naming the feature and `buffer_m`).
     """
     geom = feature.geometry
-    if geom.geom_type not in ("Point", "MultiPoint"):
+    if geom.geom_type not in BUFFERED_TYPES:
         return geom
     utm = utm_epsg_for(geom)
-    buffered = reproject(geom, 4326, utm).buffer(buffer_m, quad_segs=16)
-    return reproject(buffered, utm, 4326)
+    buffered = reproject(reproject(geom, 4326, utm).buffer(buffer_m, quad_segs=16), utm, 4326)
+    if buffered.bounds[2] - buffered.bounds[0] > MAX_LONGITUDE_SPAN:
+        raise InputError(
+            f"the {buffer_m} m buffer around it {crosses_antimeridian(buffered.bounds)}, or "
+            "reduce buffer_m",
+            key="buffer_m",
+            fid=feature.fid,
+        )
+    return buffered

@@ -7,32 +7,52 @@ Items must be normalised first (`providers.normalise_item`): assets keyed by ban
 from __future__ import annotations
 
 import logging
+import os
+import re
+import threading
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import stackstac
 
+from sitsflow.errors import AssetError
 from sitsflow.grid import Grid
 from sitsflow.providers import CLASSIFICATION_BANDS
 
 log = logging.getLogger(__name__)
 
 # GDAL settings for reading COGs over HTTP: no directory listings, merged ranges, a block cache,
-# and retries for transient 429/5xx answers.
+# and retries for transient 429/500/502/503/504 answers (GDAL's default retry codes, range
+# requests included; the delay grows about 2.4x per retry). An environment variable of the same
+# name overrides a value (e.g. GDAL_HTTP_MAX_RETRY=10 on a poor connection).
+# GDAL_HTTP_MULTIRANGE=SERIAL: the tiles of a window are read through /vsicurl/'s block cache,
+# so bytes that came with the header read (GDAL reads >= 32 KB on open) are not fetched again;
+# the default (YES) bypasses that cache and doubled requests and bytes (README, Performance).
 GDAL_HTTP_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_HTTP_MULTIRANGE": "YES",
+    "GDAL_HTTP_MULTIRANGE": "SERIAL",
     "VSI_CACHE": "TRUE",
     "GDAL_HTTP_MAX_RETRY": "5",
     "GDAL_HTTP_RETRY_DELAY": "1",
 }
 
 
+# Reads wait on HTTP round trips with the GIL released: a job keeps this many reads (one per
+# item and band) in flight, whatever the cores. SITSFLOW_READ_THREADS overrides it.
+READ_THREADS = 16
+
+
+def read_threads() -> int:
+    """Dask threads of one cube's read (README, Performance)."""
+    return int(os.environ.get("SITSFLOW_READ_THREADS", READ_THREADS))
+
+
 def gdal_env() -> stackstac.rio_env.LayeredEnv:
-    return stackstac.DEFAULT_GDAL_ENV.updated(always=GDAL_HTTP_OPTIONS)
+    overrides = {key: os.environ[key] for key in GDAL_HTTP_OPTIONS if key in os.environ}
+    return stackstac.DEFAULT_GDAL_ENV.updated(always={**GDAL_HTTP_OPTIONS, **overrides})
 
 
 def solar_days(items: list[dict], longitude: float) -> list[str]:
@@ -56,8 +76,16 @@ def load_reflectance(
     *,
     longitude: float,
     chunksize: int = 2048,
+    sign_hrefs: bool = False,
+    skipped: list[dict] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
     """Stack `items` for `bands` on `grid`; one time step per solar day.
+
+    `sign_hrefs` (Planetary Computer) signs each href when its file is opened
+    (`sitsflow.signing.SigningReader`); the items themselves stay unsigned.
+    `skipped` (config `on_missing_asset: skip`): when given, an asset that cannot be read
+    (missing, truncated, still failing after GDAL's retries) does not fail the load; its item is
+    left out and `{"item", "asset", "reason"}` appended to `skipped`.
 
     Returns (data, times, item_ids): data is float32 (time, band, y, x) with reflectance bands
     scaled to reflectance and classification bands left as class values (NaN = no data);
@@ -67,6 +95,7 @@ def load_reflectance(
     if not items:
         empty = np.empty((0, len(bands), grid.height, grid.width), dtype=np.float32)
         return empty, np.array([], dtype="datetime64[ns]"), []
+    failures: list[tuple[str, str]] | None = [] if skipped is not None else None
     stack = stackstac.stack(
         items,
         assets=bands,
@@ -84,12 +113,120 @@ def load_reflectance(
         chunksize=chunksize,
         errors_as_nodata=(),
         gdal_env=gdal_env(),
+        reader=_reader(sign_hrefs, failures),
     )
-    data = stack.data.compute()
+    try:
+        data = stack.data.compute(scheduler="threads", num_workers=read_threads())
+    except RuntimeError as exc:  # stackstac wraps every rasterio open/read error this way
+        error = asset_error(exc, items, bands)
+        if error is None:
+            raise
+        raise error from None  # the chained error repeats the (possibly signed) URL
     if data.shape[-2:] != (grid.height, grid.width):
         raise RuntimeError(f"stackstac returned {data.shape[-2:]}, expected grid {grid}")
+    if failures:
+        data, items = _drop_failed_items(data, items, bands, failures, skipped)
     _apply_radiometry(data, items, bands)
     return _mosaic_by_solar_day(data, items, longitude)
+
+
+# stackstac's read errors: "Error opening 'HREF': RasterioIOError('...')" and
+# "Error reading WINDOW from 'HREF': ...".
+_STACKSTAC_ERROR = re.compile(
+    r"^Error (?:opening|reading .*? from) '(?P<href>[^']+)': (?P<reason>.*)$", re.S
+)
+_URL_QUERY = re.compile(r"(https?://[^\s'\"?]+)\?[^\s'\"]*")
+
+
+def asset_error(exc: Exception, items: list[dict], bands: list[str]) -> AssetError | None:
+    """An AssetError naming the item and asset behind stackstac's read error `exc`, or None.
+
+    stackstac only names the href; it is mapped back to (item id, band) through the items.
+    URLs are shown without their query string, so a signed URL's token never reaches a log.
+    """
+    match = _STACKSTAC_ERROR.match(str(exc).strip())
+    if not match:
+        return None
+    href = match["href"].split("?", 1)[0]
+    reason = re.sub(r"^\w+\((['\"])(.*)\1\)$", r"\2", match["reason"], flags=re.S)
+    reason = _URL_QUERY.sub(r"\1", reason)
+    owners = {
+        item["assets"][band]["href"].split("?", 1)[0]: (item["id"], band)
+        for item in items
+        for band in bands
+    }
+    item_id, band = owners.get(href, ("?", "?"))
+    return AssetError(
+        f"cannot read asset {band!r} of item {item_id!r} ({href}): {reason}. The file is "
+        "missing or unreachable: rerun later if the provider had an outage; if it persists, "
+        "the item is broken at the provider"
+    )
+
+
+def _reader(sign_hrefs: bool, failures: list[tuple[str, str]] | None = None) -> type:
+    """The stackstac reader class: signing hrefs or not, recording failures or raising them."""
+    reader: type = stackstac.rio_reader.AutoParallelRioReader
+    if sign_hrefs:
+        from sitsflow.signing import SigningReader, install_log_redaction
+
+        install_log_redaction()  # GDAL warnings (e.g. retries) name the signed URL
+        reader = SigningReader
+    return reader if failures is None else _failure_recording(reader, failures)
+
+
+def _failure_recording(base: type, failures: list[tuple[str, str]]) -> type:
+    """A `base` reader that reads an unreadable asset as no data and records (href, reason)."""
+    from stackstac.nodata_reader import NodataReader, nodata_for_window
+
+    lock = threading.Lock()
+
+    class FailureRecordingReader(base):
+        def _record(self, exc: Exception) -> None:
+            with lock:
+                failures.append((self.url, str(exc)))
+
+        def _open(self):  # noqa: ANN202 (stackstac's private return type)
+            try:
+                return super()._open()
+            except Exception as exc:
+                self._record(exc)
+                return NodataReader(dtype=self.dtype, fill_value=self.fill_value)
+
+        def read(self, window, **kwargs):  # noqa: ANN001, ANN201 (stackstac's Reader protocol)
+            try:
+                return super().read(window, **kwargs)
+            except Exception as exc:
+                self._record(exc)
+                return nodata_for_window(window, self.fill_value, self.dtype)
+
+    return FailureRecordingReader
+
+
+def _drop_failed_items(
+    data: np.ndarray,
+    items: list[dict],
+    bands: list[str],
+    failures: list[tuple[str, str]],
+    skipped: list[dict],
+) -> tuple[np.ndarray, list[dict]]:
+    """Leave out the items whose assets failed; record one `skipped` entry per item."""
+    owners = {
+        item["assets"][band]["href"].split("?", 1)[0]: (index, band)
+        for index, item in enumerate(items)
+        for band in bands
+    }
+    failed: dict[int, dict] = {}
+    for href, reason in failures:
+        index, band = owners[href.split("?", 1)[0]]
+        failed.setdefault(
+            index,
+            {"item": items[index]["id"], "asset": band, "reason": _URL_QUERY.sub(r"\1", reason)},
+        )
+    for entry in failed.values():
+        log.warning("skipping item %s: asset %s unreadable (%s)", *entry.values())
+    skipped.extend(failed[index] for index in sorted(failed))
+    keep = [index for index in range(len(items)) if index not in failed]
+    return data[keep], [items[index] for index in keep]
 
 
 def _apply_radiometry(data: np.ndarray, items: list[dict], bands: list[str]) -> None:

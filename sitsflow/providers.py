@@ -3,6 +3,19 @@
 Every item is normalised here before loading, so the rest of sitsflow sees one layout:
 assets keyed by band name (`B04`, `SCL`), `proj:epsg` set, and a known DN -> reflectance rule.
 
+Providers (config `provider`, default `auto`) say which asset key holds which band and whether
+hrefs must be signed before reading:
+
+* `earth-search-v1` (Element84 `sentinel-2-l2a`) and `earth-search-c1` (`sentinel-2-c1-l2a`):
+  assets keyed by common name (`red`, `nir08`, `scl`);
+* `planetary-computer` (Microsoft `sentinel-2-l2a`): assets keyed by band (`B04`, `SCL`), hrefs
+  signed at read time (`sitsflow.signing`);
+* `generic`: any STAC API, with the config's `assets` band -> asset key map.
+
+`auto` recognises the known catalogs by URL and collection, otherwise by what the items say
+about themselves (`earthsearch:*` properties, Azure blob storage hrefs); items that match none
+are read as `generic` with keys inferred from band names, common names or `eo:bands`.
+
 Radiometry rules (reflectance = DN * scale + offset), decided per item from its metadata and
 never from its acquisition date (Collection-1 reprocessing gives old scenes baseline 05.xx):
 
@@ -18,9 +31,11 @@ never from its acquisition date (Collection-1 reprocessing gives old scenes base
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from sitsflow.errors import InputError
+from sitsflow.errors import AssetError, InputError
 
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 CLASSIFICATION_BANDS = ("SCL",)
@@ -59,8 +74,12 @@ def canonical_band(name: str) -> str:
     raise InputError(f"unknown band {name!r}; valid names: {valid}", key="bands")
 
 
-def asset_key(item: dict, band: str) -> str:
-    """The key under which `item` stores `band` (e.g. `B04` on PC, `red` on Earth Search)."""
+def infer_asset_key(item: dict, band: str) -> str:
+    """The key under which `item` stores `band`, guessed from the item's own layout.
+
+    Tried in order: the band name (`B04`, Planetary Computer), its Earth Search common-name key
+    (`red`), the lower-case band name, then a single-band data asset whose `eo:bands` names it.
+    """
     assets = item.get("assets", {})
     for key in (band, EARTH_SEARCH_KEYS.get(band), band.lower()):
         if key and key in assets:
@@ -69,10 +88,171 @@ def asset_key(item: dict, band: str) -> str:
         names = [b.get("name") for b in asset.get("eo:bands", [])]
         if band in names and "data" in asset.get("roles", ["data"]) and len(names) == 1:
             return key
-    raise InputError(
-        f"item {item.get('id')!r} has no asset for band {band!r}; its assets are {sorted(assets)}",
-        key="bands",
+    raise AssetError(
+        f"item {item.get('id')!r} has no asset for band {band!r}; its assets are {sorted(assets)}"
     )
+
+
+PROVIDERS = ("earth-search-v1", "earth-search-c1", "planetary-computer", "generic")
+PROVIDER_SETTINGS = ("auto", *PROVIDERS)
+ALL_BANDS = (*S2_BANDS, *CLASSIFICATION_BANDS)
+PROVIDER_ASSET_KEYS: dict[str, dict[str, str]] = {
+    "earth-search-v1": dict(EARTH_SEARCH_KEYS),
+    "earth-search-c1": dict(EARTH_SEARCH_KEYS),
+    "planetary-computer": {band: band for band in ALL_BANDS},
+    "generic": {},
+}
+# (API host, collection) -> provider, for `provider: auto`.
+KNOWN_CATALOGS = {
+    ("earth-search.aws.element84.com", "sentinel-2-l2a"): "earth-search-v1",
+    ("earth-search.aws.element84.com", "sentinel-2-c1-l2a"): "earth-search-c1",
+    # Element84: "baseline < 05.00, with data and metadata matching collection sentinel-2-c1-l2a"
+    ("earth-search.aws.element84.com", "sentinel-2-pre-c1-l2a"): "earth-search-c1",
+    ("planetarycomputer.microsoft.com", "sentinel-2-l2a"): "planetary-computer",
+}
+AZURE_BLOB_SUFFIX = ".blob.core.windows.net"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """How to read one catalog's items: band -> asset key map, and whether hrefs need signing.
+
+    An empty `asset_keys` means "infer the key from each item" (auto-detected `generic`).
+    `detected_by` records how the provider was chosen (`config`, `catalog URL`, `item layout`).
+    """
+
+    name: str
+    asset_keys: Mapping[str, str] = field(default_factory=dict)
+    detected_by: str = "config"
+
+    @property
+    def signs_hrefs(self) -> bool:
+        """Planetary Computer blobs are private: every href needs a SAS token to be read."""
+        return self.name == "planetary-computer"
+
+    def valid_bands(self) -> list[str]:
+        return list(self.asset_keys) if self.asset_keys else list(ALL_BANDS)
+
+    def check_bands(self, bands: Iterable[str], key: str = "bands") -> list[str]:
+        """Canonical names of `bands`; InputError listing this provider's valid bands otherwise."""
+        canonical = [canonical_band(band) for band in bands]
+        valid = self.valid_bands()
+        unknown = [band for band in canonical if band not in valid]
+        if unknown:
+            raise InputError(
+                f"band(s) {unknown} not available from provider {self.name!r}; "
+                f"valid bands: {valid}",
+                key=key,
+            )
+        return canonical
+
+    def asset_key(self, item: dict, band: str) -> str:
+        """The key of `band` in `item`: the provider's map, or inferred from the item."""
+        if not self.asset_keys:
+            return infer_asset_key(item, band)
+        self.check_bands([band])
+        key = self.asset_keys[band]
+        assets = item.get("assets", {})
+        if key not in assets:
+            raise AssetError(
+                f"item {item.get('id')!r} has no asset {key!r} (band {band!r}, provider "
+                f"{self.name!r}); its assets are {sorted(assets)}"
+            )
+        return key
+
+    def describe(self) -> str:
+        """Provenance string, e.g. `planetary-computer (catalog URL)`."""
+        return f"{self.name} ({self.detected_by})"
+
+
+def provider_for_catalog(catalog: str, collection: str) -> str | None:
+    """The known provider of a STAC API URL + collection, or None."""
+    host = (urlsplit(catalog).hostname or "").lower()
+    for (known_host, known_collection), name in KNOWN_CATALOGS.items():
+        if collection == known_collection and (
+            host == known_host or host.endswith("." + known_host)
+        ):
+            return name
+    return None
+
+
+def provider_from_items(items: Iterable[dict]) -> str:
+    """The provider whose layout the items show; `generic` when they identify none.
+
+    Earth Search v1 items carry `earthsearch:boa_offset_applied`; Earth Search Collection-1
+    items other `earthsearch:*` properties; Planetary Computer items hrefs on Azure blob
+    storage. Anything else (a private catalog, the demo archive) is read as `generic`.
+    """
+    for item in items:
+        props = item.get("properties", {})
+        if "earthsearch:boa_offset_applied" in props:
+            return "earth-search-v1"
+        if any(name.startswith("earthsearch:") for name in props):
+            return "earth-search-c1"
+        hosts = {
+            urlsplit(a.get("href", "")).hostname or "" for a in item.get("assets", {}).values()
+        }
+        if any(host.endswith(AZURE_BLOB_SUFFIX) for host in hosts):
+            return "planetary-computer"
+    return "generic"
+
+
+def _asset_overrides(assets: Mapping[str, str] | None) -> dict[str, str]:
+    """The config's `assets` map keyed by canonical band names (`{red: B04_10m}` -> `B04`)."""
+    return {canonical_band(band): str(key) for band, key in (assets or {}).items()}
+
+
+def resolve_provider(
+    setting: str = "auto",
+    *,
+    catalog: str = "",
+    collection: str = "",
+    assets: Mapping[str, str] | None = None,
+    items: Iterable[dict] | None = None,
+) -> Provider:
+    """The provider to read with: the configured one, or (`auto`) the detected one.
+
+    `assets` (band -> asset key) overrides the provider's keys; it is required for `generic`.
+    With `auto` and an unknown catalog, `items` decide (see `provider_from_items`); without
+    items (at config-check time) an unknown catalog resolves to an inferring `generic`.
+    """
+    if setting not in PROVIDER_SETTINGS:
+        raise InputError(
+            f"unknown provider {setting!r}; use one of {list(PROVIDER_SETTINGS)}", key="provider"
+        )
+    overrides = _asset_overrides(assets)
+    if setting == "generic" and not overrides:
+        raise InputError(
+            "provider 'generic' needs an `assets` map from band names to the catalog's asset "
+            "keys, e.g. {B04: red, SCL: scl}",
+            key="assets",
+        )
+    if setting != "auto":
+        name, detected_by = setting, "config"
+    elif known := provider_for_catalog(catalog, collection):
+        name, detected_by = known, "catalog URL"
+    else:
+        name, detected_by = provider_from_items(items or []), "item layout"
+    return Provider(name, {**PROVIDER_ASSET_KEYS[name], **overrides}, detected_by)
+
+
+def check_provider_config(config: dict) -> Provider:
+    """Check `provider`, `assets` and the bands against each other when the workflow is parsed.
+
+    With `auto` and an unknown catalog the provider is only known once items are found, so
+    bands are then checked against every Sentinel-2 band name (again per item at cube time).
+    """
+    provider = resolve_provider(
+        config.get("provider", "auto"),
+        catalog=str(config.get("catalog", "")),
+        collection=str(config.get("collection", "")),
+        assets=config.get("assets") or {},
+    )
+    if provider.detected_by == "item layout":  # decided per item at cube time
+        provider = Provider("generic", {}, "item layout")
+    provider.check_bands(config["bands"], key="bands")
+    provider.check_bands([config["mask"]["band"]], key="mask.band")
+    return provider
 
 
 def processing_baseline(item: dict) -> float | None:
@@ -121,13 +301,15 @@ def item_epsg(item: dict) -> int | None:
     return None
 
 
-def normalise_item(item: dict, bands: list[str]) -> dict:
+def normalise_item(item: dict, bands: list[str], provider: Provider | None = None) -> dict:
     """A copy of `item` with assets keyed by band name and `proj:epsg` set, ready for stackstac.
 
     stackstac reads only `proj:epsg`; an item that has only `proj:code` would otherwise be
     placed on a wrong grid without any error. Each kept asset records its radiometry under
-    `sitsflow:scale` / `sitsflow:offset` / `sitsflow:rule`.
+    `sitsflow:scale` / `sitsflow:offset` / `sitsflow:rule`. Asset keys come from `provider`
+    (default: inferred from the item). Raises AssetError when the item lacks a band's asset.
     """
+    provider = provider or Provider("generic", {}, "item layout")
     out = copy.deepcopy({k: v for k, v in item.items() if k != "assets"})
     props = out.setdefault("properties", {})
     epsg = item_epsg(item)
@@ -135,11 +317,12 @@ def normalise_item(item: dict, bands: list[str]) -> dict:
         props["proj:epsg"] = epsg
     out["assets"] = {}
     for band in bands:
-        key = asset_key(item, band)
+        key = provider.asset_key(item, band)
         asset = copy.deepcopy(item["assets"][key])
         code = asset.get("proj:code")
         if "proj:epsg" not in asset and isinstance(code, str) and code.upper().startswith("EPSG:"):
             asset["proj:epsg"] = int(code.split(":", 1)[1])
+        asset["sitsflow:asset_key"] = key
         if band not in CLASSIFICATION_BANDS:
             rule = radiometry(item, key)
             asset.update(
@@ -151,3 +334,19 @@ def normalise_item(item: dict, bands: list[str]) -> dict:
             )
         out["assets"][band] = asset
     return out
+
+
+def normalise_items(
+    items: list[dict], bands: list[str], provider: Provider, skipped: list[dict] | None = None
+) -> list[dict]:
+    """`normalise_item` for each item; with `skipped` given, items lacking a band's asset are
+    left out and recorded there (`on_missing_asset: skip`) instead of failing the feature."""
+    normalised = []
+    for item in items:
+        try:
+            normalised.append(normalise_item(item, bands, provider))
+        except AssetError as exc:
+            if skipped is None:
+                raise
+            skipped.append({"item": item.get("id"), "asset": None, "reason": str(exc)})
+    return normalised

@@ -8,17 +8,31 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, date, datetime, time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from sitsflow.errors import CatalogError, InputError
 from sitsflow.stac_filter import filter_items
 
+if TYPE_CHECKING:
+    from urllib3.util.retry import Retry
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = (429, 500, 502, 503, 504)
 PAGE_LIMIT = 100
+# 429/5xx answers are retried up to RETRY_TOTAL times with backoff (the service is there, but
+# busy); a refused or unresolvable connection only CONNECT_RETRIES times, so that a wrong URL
+# or a server that is down fails the feature within seconds instead of minutes.
+RETRY_TOTAL = 8
+CONNECT_RETRIES = 2
+RETRY_BACKOFF_S = 0.5
+CONNECT_TIMEOUT_S = 10
+READ_TIMEOUT_S = 60
+MAX_LISTED_COLLECTIONS = 20
 
 
 def is_remote(catalog: str) -> bool:
@@ -46,14 +60,30 @@ def search(
     if is_remote(catalog):
         items = _search_api(catalog, collection, bbox, begin, finish, query)
     else:
+        local_items = _read_local_catalog(catalog)
+        _check_local_collection(local_items, catalog, collection)
         items = filter_items(
-            _read_local_catalog(catalog),
+            local_items,
             collections=[collection],
             bbox=bbox,
             datetime_range=(begin, finish),
             query=query,
         )
     return sorted(items, key=lambda item: (item["properties"].get("datetime") or "", item["id"]))
+
+
+def api_retry() -> Retry:
+    """Retry policy of STAC API requests: patient with a busy service, quick with a dead one."""
+    from urllib3.util.retry import Retry
+
+    return Retry(
+        total=RETRY_TOTAL,
+        connect=CONNECT_RETRIES,
+        backoff_factor=RETRY_BACKOFF_S,
+        status_forcelist=RETRY_STATUS,
+        allowed_methods=None,
+        respect_retry_after_header=True,
+    )
 
 
 def _search_api(
@@ -66,19 +96,12 @@ def _search_api(
 ) -> list[dict]:
     from pystac_client import Client
     from pystac_client.stac_api_io import StacApiIO
-    from urllib3.util.retry import Retry
 
-    retry = Retry(
-        total=8,
-        backoff_factor=0.5,
-        status_forcelist=RETRY_STATUS,
-        allowed_methods=None,
-        respect_retry_after_header=True,
-    )
+    stac_io = StacApiIO(max_retries=api_retry(), timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
     try:
-        client = Client.open(url, stac_io=StacApiIO(max_retries=retry, timeout=60))
+        client = Client.open(url, stac_io=stac_io)
     except Exception as exc:
-        raise CatalogError(f"cannot open STAC API {url}: {exc}") from exc
+        raise CatalogError(_open_failure(url, exc), key="catalog") from exc
     datetime_param = f"{_iso(begin)}/{_iso(finish)}"
     try:
         result = client.search(
@@ -88,9 +111,70 @@ def _search_api(
             query=query,
             limit=PAGE_LIMIT,
         )
-        return [item.to_dict(transform_hrefs=False) for item in result.items()]
+        items = [item.to_dict(transform_hrefs=False) for item in result.items()]
     except Exception as exc:
-        raise CatalogError(f"search of {url} (collection {collection!r}) failed: {exc}") from exc
+        _check_collection_exists(client, url, collection)
+        raise CatalogError(
+            f"search of {url} (collection {collection!r}) failed: {_connection_reason(exc)}",
+            key="catalog",
+        ) from exc
+    if not items:
+        _check_collection_exists(client, url, collection)
+    return items
+
+
+def _connection_reason(exc: Exception) -> str:
+    """`exc`'s message, shortened to the OS reason ("Connection refused") for connection errors."""
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    return match[1].strip() if match else text
+
+
+def _open_failure(url: str, exc: Exception) -> str:
+    """What went wrong opening the API root `url`, and what to do about it."""
+    status = getattr(exc, "status_code", None)
+    text = str(exc)
+    if status is None and ("Errno" in text or "Max retries exceeded" in text):
+        return (
+            f"cannot connect to the STAC API at {url} ({_connection_reason(exc)}); check the "
+            "`catalog` URL, that the server is up, and that this machine can reach it "
+            "(proxy, firewall)"
+        )
+    reason = f"HTTP {status}" if status else f"{type(exc).__name__}: {text[:200]}"
+    return (
+        f"{url} is not a STAC API root ({reason}); set `catalog` to the API's landing page "
+        "(a JSON document with `conformsTo` and `links`, e.g. "
+        "https://earth-search.aws.element84.com/v1) or to the path of a local ItemCollection"
+    )
+
+
+def _check_collection_exists(client: object, url: str, collection: str) -> None:
+    """Raise CatalogError if the API lists its collections and `collection` is not one of them.
+
+    Called when a search finds nothing or fails: a misspelt collection otherwise looks like an
+    empty archive. APIs without the collections endpoint are not checked.
+    """
+    from pystac_client import ConformanceClasses
+
+    try:
+        if not client.conforms_to(ConformanceClasses.COLLECTIONS):
+            return
+        if client.get_collection(collection) is not None:
+            return
+        available = []
+        for found in client.get_collections():
+            available.append(found.id)
+            if len(available) >= MAX_LISTED_COLLECTIONS:
+                available.append("...")
+                break
+    except Exception as exc:  # the check is a diagnosis: never hide the original problem
+        log.info("could not check that collection %r exists: %s", collection, exc)
+        return
+    raise CatalogError(
+        f"collection {collection!r} not found in catalog {url}; available: {available}. "
+        "Set `collection` to one of them",
+        key="collection",
+    )
 
 
 def _iso(moment: datetime) -> str:
@@ -113,9 +197,22 @@ def _read_local_catalog(path: str) -> list[dict]:
         return _static_catalog_items(location)
     features = data.get("features") if isinstance(data, dict) else data
     if not isinstance(features, list):
-        raise CatalogError(f"{path} is not an ItemCollection, a list of items or a catalog")
+        raise CatalogError(
+            f"{path} is not an ItemCollection, a list of items or a catalog", key="catalog"
+        )
     base = location.resolve().parent
     return [_absolute_hrefs(item, base.as_uri() + "/") for item in features]
+
+
+def _check_local_collection(items: list[dict], catalog: str, collection: str) -> None:
+    """Raise CatalogError if no item of a local catalog belongs to `collection`."""
+    available = sorted({str(item["collection"]) for item in items if item.get("collection")})
+    if available and collection not in available:
+        raise CatalogError(
+            f"collection {collection!r} not found in catalog {catalog}; available: "
+            f"{available[:MAX_LISTED_COLLECTIONS]}. Set `collection` to one of them",
+            key="collection",
+        )
 
 
 def _static_catalog_items(location: Path) -> list[dict]:

@@ -13,7 +13,9 @@ themselves. Two URL trees are exposed on one port:
 Cloud behaviour can be simulated: per-request latency, a deterministic (seeded) fraction of
 ``503 Retry-After: 0`` answers for searches and data GETs, and SAS-style signed data URLs
 (``?st=...&sig=<token>``). Request/byte counters in :attr:`StacServer.stats` let tests and
-benchmarks assert how much traffic a workflow step caused.
+benchmarks assert how much traffic a workflow step caused; a server in another process exposes
+them at ``GET /_stats`` and ``POST /_stats/reset`` (see :func:`remote_stats`), which are neither
+delayed nor counted.
 
 The search semantics live in :mod:`sitsflow.stac_filter`, shared with the local search.
 
@@ -27,6 +29,8 @@ does by default, and bounds HTTP waits), or run the server out of process with t
 Command line::
 
     python -m sitsflow.stac_server ARCHIVE_DIR --port 8000 [--latency-ms 20]
+    curl http://127.0.0.1:8000/_stats                  # the counters, as JSON
+    curl -X POST http://127.0.0.1:8000/_stats/reset    # the counters so far, then zeroed
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+from urllib.request import Request, urlopen
 
 from shapely.geometry import shape
 
@@ -67,7 +72,15 @@ from sitsflow.stac_filter import (
     validate_query,
 )
 
-__all__ = ["CONFORMANCE", "IN_PROCESS_GDAL_ENV", "StacServer", "main", "parse_range_header"]
+__all__ = [
+    "CONFORMANCE",
+    "IN_PROCESS_GDAL_ENV",
+    "STATS_PATH",
+    "StacServer",
+    "main",
+    "parse_range_header",
+    "remote_stats",
+]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -97,6 +110,9 @@ _CHUNK = 256 * 1024
 _FILTER_CACHE_SIZE = 64
 _TOKEN_KEYS = ("token", "next")
 _STATUSES = {status.value for status in HTTPStatus}
+STATS_PATH = "/_stats"
+"""Counters of a running server (``GET``); ``POST {STATS_PATH}/reset`` also zeroes them."""
+_STATS_RESET_PATH = f"{STATS_PATH}/reset"
 
 
 class _BadRequest(ValueError):
@@ -439,6 +455,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Parses the request line/body and delegates to :meth:`StacServer._handle`."""
 
     server: _HTTPServer
+    counted = True  # False while answering a stats request, which must not count itself
     protocol_version = "HTTP/1.1"
     server_version = "sitsflow-stac-server/1"
     timeout = 30  # seconds an idle keep-alive connection is kept open
@@ -467,7 +484,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         """Count every status (including http.server's own errors) before it reaches the
         client, so stats are complete as soon as a client has its response."""
-        self.server.app._count_status(code)
+        if self.counted:
+            self.server.app._count_status(code)
         super().send_response(code, message)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -666,8 +684,10 @@ class StacServer:
             "api_requests": 0,
             "search_requests": 0,
             "data_requests": 0,
+            "head_requests": 0,
             "data_bytes": 0,
             "range_requests": 0,
+            "data_ranges": 0,
             "api_faults": 0,
             "data_faults": 0,
             "status": Counter(),
@@ -678,20 +698,27 @@ class StacServer:
         """Snapshot of the counters.
 
         Keys: ``api_requests`` (all ``/api`` requests), ``search_requests``, ``data_requests``
-        (GET/HEAD under ``/data``), ``data_bytes`` (file body bytes actually written),
-        ``range_requests`` (data requests carrying a Range header), ``api_faults`` /
+        (GET/HEAD under ``/data``), ``head_requests`` (the HEADs among them), ``data_bytes``
+        (file body bytes actually written), ``range_requests`` (data requests carrying a Range
+        header), ``data_ranges`` (byte ranges answered: one per 200/single-range 206, one per part
+        of a multipart answer; HEADs excluded), ``api_faults`` /
         ``data_faults`` (injected 503s) and ``status`` (a dict of HTTP status -> count over all
         requests).
         """
         with self._stats_lock:
-            snapshot = dict(self._stats)
-            snapshot["status"] = dict(self._stats["status"])
-        return snapshot
+            return self._snapshot(self._stats)
 
-    def reset_stats(self) -> None:
-        """Zero all counters."""
+    def reset_stats(self) -> dict[str, Any]:
+        """Zero all counters; return their values just before (one atomic step)."""
         with self._stats_lock:
-            self._stats = self._empty_stats()
+            previous, self._stats = self._stats, self._empty_stats()
+        return self._snapshot(previous)
+
+    @staticmethod
+    def _snapshot(stats: dict[str, Any]) -> dict[str, Any]:
+        snapshot = dict(stats)
+        snapshot["status"] = dict(stats["status"])
+        return snapshot
 
     def _count(self, **increments: int) -> None:
         with self._stats_lock:
@@ -793,10 +820,13 @@ class StacServer:
     def _handle(self, handler: _Handler, method: str) -> None:
         """Entry point for every request: latency, routing, and a response even on errors."""
         body = handler.read_body()
-        if self.latency_s > 0:
-            time.sleep(self.latency_s)
         split = urlsplit(handler.path)
         path = split.path
+        handler.counted = path.rstrip("/") not in (STATS_PATH, _STATS_RESET_PATH)
+        if not handler.counted:
+            return self._handle_stats(handler, method, path.rstrip("/"))
+        if self.latency_s > 0:
+            time.sleep(self.latency_s)
         try:
             if body is None:
                 self._send_error(handler, 413, "invalid or too large Content-Length", method)
@@ -814,6 +844,20 @@ class StacServer:
             LOGGER.exception("internal error on %s %s", method, path)
             handler.close_connection = True
             self._send_error(handler, 500, f"internal error: {err}", method)
+
+    def _handle_stats(self, handler: _Handler, method: str, path: str) -> None:
+        """``GET /_stats`` (counters) and ``POST /_stats/reset`` (counters so far, then zeroed).
+
+        Answered without latency, faults or counting, so that reading the counters of a server in
+        another process changes neither them nor the timing being measured.
+        """
+        allowed = ("GET", "HEAD") if path == STATS_PATH else ("POST",)
+        if method not in allowed:
+            allow = ", ".join(allowed)
+            return self._send_error(handler, 405, f"use {allow}", method, [("Allow", allow)])
+        stats = self.stats if path == STATS_PATH else self.reset_stats()
+        stats["status"] = {str(code): count for code, count in stats["status"].items()}
+        return self._send_json(handler, stats, method)
 
     def _send_error(
         self,
@@ -1027,6 +1071,8 @@ class StacServer:
         range_header = handler.headers.get("Range")
         if range_header:
             self._count(range_requests=1)
+        if method == "HEAD":
+            self._count(head_requests=1)
         return self._send_file(handler, path, range_header, head=method == "HEAD")
 
     def _signed(self, query: str) -> bool:
@@ -1091,6 +1137,7 @@ class StacServer:
         handler.send_header("Content-Length", str(length))
         handler.end_headers()
         if not head:
+            self._count(data_ranges=len(segments))
             self._stream(handler, path, segments)
 
     def _stream(
@@ -1130,6 +1177,23 @@ def _multipart_segments(
         ) + f"Content-Type: {content_type}\r\nContent-Range: bytes {first}-{last}/{size}\r\n\r\n"
         suffix = f"\r\n--{boundary}--\r\n" if index == len(ranges) - 1 else ""
         yield prefix.encode("ascii"), first, last, suffix.encode("ascii")
+
+
+def remote_stats(server_url: str, *, reset: bool = False, timeout: float = 10.0) -> dict[str, Any]:
+    """The counters of a server running elsewhere (e.g. the CLI in another process).
+
+    `server_url` is the server's root or its STAC API URL (``http://127.0.0.1:PORT[/api]``).
+    `reset=True` returns the counters and zeroes them in one step. Status codes are ints again.
+    """
+    root = server_url.rstrip("/").removesuffix("/api")
+    if reset:
+        request = Request(root + _STATS_RESET_PATH, data=b"", method="POST")
+    else:
+        request = Request(root + STATS_PATH)
+    with urlopen(request, timeout=timeout) as response:
+        stats = json.loads(response.read())
+    stats["status"] = {int(code): count for code, count in stats["status"].items()}
+    return stats
 
 
 # --------------------------------------------------------------------------------------------
@@ -1181,7 +1245,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         paging_style=args.paging_style,
     )
     with server:
-        print(f"STAC API: {server.url}\nData:     {server.data_url}", flush=True)
+        root = server.url.removesuffix("/api")
+        print(
+            f"STAC API: {server.url}\nData:     {server.data_url}\nStats:    {root}{STATS_PATH}",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)

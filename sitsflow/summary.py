@@ -1,12 +1,33 @@
-"""One row per feature from the cubes' own attributes: what was found and how much was clear."""
+"""`results/summary.csv`: one row per feature, what was found, how much was clear, what failed.
+
+Two writers produce the same columns:
+
+* the `summary` rule, after every cube exists (`summarise`): rows from the cubes' attributes;
+* the Snakefile's `onerror` handler, when some job failed (`write_failure_summary`): Snakemake
+  never runs the `summary` rule if one of its inputs is missing, so the handler (in the main
+  Snakemake process, after every other job has finished) writes the rows of the cubes that exist
+  plus one `failed` row per feature without a cube, with the last error line of the failed
+  job's log. That file is back-dated to just before the oldest cube, so the next run always
+  rebuilds it with the `summary` rule.
+
+Statuses: `ok` (a cube with time steps), `no_items` (a valid cube with an empty time axis: the
+search found nothing), `failed` (no cube; `error` and `log` say why).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
+
+from sitsflow.atomic import atomic_path
 
 COLUMNS = [
     "feature_id",
@@ -20,10 +41,26 @@ COLUMNS = [
     "height",
     "crs",
     "cube",
+    "error",
+    "log",
 ]
+
+# Each feature's chain of jobs, in order: (rule, output pattern). The cube's path is passed in
+# (its extension depends on config `format`).
+STAGES = (
+    ("bbox", "results/bbox/{fid}.geojson"),
+    ("search", "results/items/{fid}.json"),
+)
+# The last line of a Python traceback: `package.module.SomeError: message`.
+_EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception))(?::|$)"
+)
+# Temporary files of `sitsflow.atomic.atomic_path` and the Zarr writer: `.{name}.tmp-{pid}`.
+TEMPORARY_SUFFIX = ".tmp-"
 
 
 def summarise_cube(path: str | Path) -> dict:
+    """The summary row of one cube, from its attributes and dimensions."""
     with xr.open_dataset(path, decode_coords="all") as cube:
         times = cube["time"].values
         return {
@@ -38,8 +75,164 @@ def summarise_cube(path: str | Path) -> dict:
             "height": int(cube.sizes["y"]),
             "crs": cube.rio.crs.to_string() if cube.rio.crs else "",
             "cube": str(path),
+            "error": "",
+            "log": "",
         }
 
 
-def summarise(cube_paths: list[str | Path]) -> pd.DataFrame:
+def summarise(cube_paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The summary table when every feature has its cube (the `summary` rule)."""
     return pd.DataFrame([summarise_cube(p) for p in cube_paths], columns=COLUMNS)
+
+
+def last_error(log_path: str | Path) -> str | None:
+    """The error a failed job logged: its final exception line(s), without the module path.
+
+    sitsflow's job logs end with the traceback of the error that stopped the job, whose last
+    line is `module.SomeError: message` (message lines may follow). None if the log has none.
+    """
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for index in range(len(lines) - 1, -1, -1):
+        match = _EXCEPTION_LINE.match(lines[index])
+        if match:
+            message = lines[index][match.start("name") :]
+            continuation = [line.strip() for line in lines[index + 1 :] if line.strip()]
+            return " ".join([message, *continuation])
+    return None
+
+
+def failed_stage(fid: str, cube_path: str | Path, root: str | Path = ".") -> str | None:
+    """The first job of the feature whose output is missing (None: all outputs exist).
+
+    Snakemake deletes the outputs of a failed job, so this is the job that failed. A cube left
+    from an earlier run whose bbox or search job failed now is out of date: the feature failed.
+    """
+    outputs = [(rule, pattern.format(fid=fid)) for rule, pattern in STAGES]
+    outputs.append(("cube", str(cube_path)))
+    return next((rule for rule, output in outputs if not (Path(root) / output).exists()), None)
+
+
+def failure_row(fid: str, cube_path: str | Path, root: str | Path = ".") -> dict:
+    """The `failed` row of a feature without a (current) cube, from the failed job's log."""
+    root = Path(root)
+    rule = failed_stage(fid, cube_path, root) or "cube"
+    log_path = f"logs/{rule}/{fid}.log"
+    error = last_error(root / log_path) or (
+        f"the {rule} job failed without an error message in its log (killed? out of memory?); "
+        "see the Snakemake log in .snakemake/log/"
+    )
+    row = dict.fromkeys(COLUMNS, "")
+    row.update(feature_id=fid, status="failed", error=f"{rule}: {error}", log=log_path)
+    return row
+
+
+def summarise_run(cubes: Mapping[str, str | Path], root: str | Path = ".") -> pd.DataFrame:
+    """Rows for every feature (`cubes`: feature id -> cube path): its cube's, or a failure."""
+    rows = []
+    for fid, cube_path in cubes.items():
+        path = Path(root) / cube_path
+        if failed_stage(fid, cube_path, root) is None:
+            try:
+                rows.append({**summarise_cube(path), "cube": str(cube_path)})
+                continue
+            except Exception as exc:  # an unreadable cube is reported, not fatal to the summary
+                row = failure_row(fid, cube_path, root)
+                row["error"] = f"cube: cannot read {cube_path}: {exc}"
+                rows.append(row)
+                continue
+        rows.append(failure_row(fid, cube_path, root))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_summary(table: pd.DataFrame, path: str | Path) -> None:
+    """Write the table as CSV, atomically (a reader sees the old or the new file, never half)."""
+    with atomic_path(path) as temporary:
+        table.to_csv(temporary, index=False)
+
+
+def write_failure_summary(
+    cubes: Mapping[str, str | Path], path: str | Path = "results/summary.csv", root: str = "."
+) -> pd.DataFrame:
+    """Write the summary of a run in which some jobs failed (called from `onerror`).
+
+    The file is back-dated to just before the oldest existing cube: Snakemake then sees every
+    cube as newer and reruns the `summary` rule on the next run, so this provisional table never
+    outlives the failures it reports (e.g. after the failed feature is removed from the vector).
+    When every feature has its cube (the failed job was downstream of the cubes) and the
+    `summary` rule's file is newer than all of them, that file is kept as it is.
+    """
+    table = summarise_run(cubes, root)
+    target = Path(root) / path
+    cube_times = [
+        (Path(root) / cube).stat().st_mtime
+        for cube in cubes.values()
+        if (Path(root) / cube).exists()
+    ]
+    complete = not (table["status"] == "failed").any()
+    if complete and target.exists() and target.stat().st_mtime >= max(cube_times, default=0):
+        return table
+    write_summary(table, target)
+    if cube_times:
+        older = min(cube_times) - 1
+        os.utime(target, (older, older))
+    return table
+
+
+def sweep_temporaries(directory: str | Path = "results") -> list[Path]:
+    """Delete the temporary files killed jobs left under `directory`; return what was removed.
+
+    An atomic write (`sitsflow.atomic`, the Zarr writer) leaves `.{name}.tmp-{pid}` behind when
+    its process is killed before the rename. Called in Snakemake's own process once every job of
+    the run has finished (`onsuccess`, `onerror`); a temporary whose process is still alive
+    (another Snakemake run in the same directory) is left alone.
+    """
+    removed = []
+    root = Path(directory)
+    if not root.is_dir():
+        return removed
+    for leftover in sorted(root.rglob(f".*{TEMPORARY_SUFFIX}*")):
+        pid = leftover.name.rsplit(TEMPORARY_SUFFIX, 1)[1]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        removed.append(leftover)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def summarise_failed_run(cubes: Mapping[str, str | Path], root: str | Path = ".") -> str:
+    """Everything `onerror` does once the run's jobs are over; returns the message for the user.
+
+    Writes results/summary.csv with the failures (`write_failure_summary`) and removes the
+    temporary files killed jobs left (`sweep_temporaries`).
+    """
+    table = write_failure_summary(cubes, root=str(root))
+    sweep_temporaries(Path(root) / "results")
+    failed = list(table.loc[table["status"] == "failed", "feature_id"])
+    if not failed:
+        return (
+            f"every feature's cube is complete ({len(table)} features, results/summary.csv); "
+            "the job that failed is named above and its log gives the cause"
+        )
+    shown = failed[:10] + ([f"and {len(failed) - 10} more"] if len(failed) > 10 else [])
+    return (
+        f"{len(failed)} of {len(table)} feature(s) failed: {shown}; results/summary.csv lists "
+        "every feature with its status and error (column `error`), the other features' cubes "
+        "are complete. Fix the cause and rerun snakemake: only the failed features are redone."
+    )

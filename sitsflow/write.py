@@ -1,8 +1,10 @@
-"""Write a feature's cube as a compressed, CF-described netCDF file, atomically."""
+"""Write a feature's cube as a compressed, CF-described netCDF file (or Zarr store), atomically."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -141,3 +143,64 @@ def write_netcdf(dataset: xr.Dataset, path: str | Path) -> None:
     )
     with atomic_path(path) as temporary:
         dataset.to_netcdf(temporary, engine="netcdf4", format="NETCDF4")
+
+
+ZARR_SUFFIX = ".zarr"
+
+
+def write_cube(dataset: xr.Dataset, path: str | Path) -> None:
+    """Write netCDF, or Zarr when `path` ends in `.zarr` (config `format`)."""
+    if Path(path).suffix == ZARR_SUFFIX:
+        write_zarr(dataset, path)
+    else:
+        write_netcdf(dataset, path)
+
+
+def write_zarr(dataset: xr.Dataset, path: str | Path) -> None:
+    """Write a Zarr v2 store (consolidated metadata) beside `path`, then rename it into place.
+
+    Zarr format 2 because consolidated metadata is not part of the format 3 specification
+    (GDAL and older readers open v2). Same chunks, fill values and time encoding as netCDF.
+    """
+    steps, height, width = (dataset.sizes[d] for d in ("time", "y", "x"))
+    dataset = dataset.copy()
+    for name, variable in dataset.data_vars.items():
+        if variable.dims != ("time", "y", "x"):
+            continue
+        encoding: dict = {"_FillValue": np.float32("nan") if variable.dtype == np.float32 else None}
+        if steps > 0:
+            encoding["chunks"] = (
+                min(steps, CHUNK_TIME),
+                min(height, CHUNK_XY),
+                min(width, CHUNK_XY),
+            )
+        dataset[name].encoding = encoding
+    dataset["time"].encoding = {
+        "units": "milliseconds since 1970-01-01 00:00:00",
+        "calendar": "proleptic_gregorian",
+        "dtype": "int64",
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        dataset.to_zarr(temporary, mode="w", zarr_format=2, consolidated=True)
+        _replace_directory(temporary, target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _replace_directory(source: Path, target: Path) -> None:
+    """Rename `source` to `target`; an existing `target` is moved aside first, then removed."""
+    previous = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, previous)
+    os.replace(source, target)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def open_cube(path: str | Path) -> xr.Dataset:
+    """Open a cube written by `write_cube` (netCDF or Zarr), with its grid mapping decoded."""
+    engine = "zarr" if Path(path).suffix == ZARR_SUFFIX else None
+    return xr.open_dataset(path, engine=engine, decode_coords="all")

@@ -23,7 +23,13 @@ from rasterio.windows import Window
 from urllib3 import Retry
 
 from sitsflow.stac_filter import filter_items, parse_datetime_interval
-from sitsflow.stac_server import IN_PROCESS_GDAL_ENV, StacServer, parse_range_header
+from sitsflow.stac_server import (
+    IN_PROCESS_GDAL_ENV,
+    STATS_PATH,
+    StacServer,
+    parse_range_header,
+    remote_stats,
+)
 
 N_S2 = 250
 N_LANDSAT = 10
@@ -600,8 +606,10 @@ def test_stats_counters_and_reset(server: StacServer, session: requests.Session)
         "api_requests": 0,
         "search_requests": 0,
         "data_requests": 0,
+        "head_requests": 0,
         "data_bytes": 0,
         "range_requests": 0,
+        "data_ranges": 0,
         "api_faults": 0,
         "data_faults": 0,
         "status": {},
@@ -613,11 +621,50 @@ def test_stats_counters_and_reset(server: StacServer, session: requests.Session)
     session.get(f"{server.data_url}/nothing")
     stats = server.stats
     assert (stats["api_requests"], stats["search_requests"], stats["data_requests"]) == (3, 2, 2)
-    assert (stats["range_requests"], stats["data_bytes"]) == (1, 4)
+    assert (stats["range_requests"], stats["data_bytes"], stats["data_ranges"]) == (1, 4, 1)
     assert stats["status"] == {200: 2, 400: 1, 206: 1, 404: 1}
     snapshot = server.stats
     snapshot["status"][200] = 99  # a snapshot, not the live counters
     assert server.stats["status"][200] == 2
+
+
+def test_stats_count_heads_and_multirange_parts(server: StacServer, session: requests.Session):
+    server.reset_stats()
+    url = f"{server.data_url}/{BYTES_FILE}"
+    session.head(url)
+    session.get(url, headers={"Range": "bytes=0-9,20-29,40-49"})
+    session.get(url)
+    stats = server.stats
+    assert (stats["data_requests"], stats["head_requests"], stats["range_requests"]) == (3, 1, 1)
+    assert (stats["data_ranges"], stats["data_bytes"]) == (3 + 1, 30 + len(BYTES))
+
+
+def test_stats_endpoint_is_not_counted_nor_delayed(archive: Path) -> None:
+    with StacServer(archive, latency_s=0.3) as srv, requests.Session() as http:
+        http.get(f"{srv.data_url}/{BYTES_FILE}", headers={"Range": "bytes=0-99"})
+        started = time.perf_counter()
+        document = http.get(srv.url.removesuffix("/api") + STATS_PATH).json()
+        assert time.perf_counter() - started < 0.3
+        assert document["data_requests"] == 1 and document["data_bytes"] == 100
+        assert document["status"] == {"206": 1}
+        assert remote_stats(srv.url) == srv.stats  # from the API URL or the root, same counters
+        assert srv.stats["data_requests"] == 1  # reading the stats did not count
+
+
+def test_stats_reset_endpoint_returns_and_zeroes(server: StacServer) -> None:
+    server.reset_stats()
+    requests.get(f"{server.data_url}/{BYTES_FILE}", headers={"Range": "bytes=0-9"}, timeout=10)
+    before = remote_stats(server.url.removesuffix("/api"), reset=True)
+    assert (before["data_requests"], before["data_bytes"], before["status"]) == (1, 10, {206: 1})
+    after = remote_stats(server.url)
+    assert after["data_requests"] == 0 and after["status"] == {}
+
+
+def test_stats_endpoint_methods(server: StacServer, session: requests.Session) -> None:
+    root = server.url.removesuffix("/api")
+    assert session.post(root + STATS_PATH).status_code == 405
+    assert session.get(root + STATS_PATH + "/reset").status_code == 405
+    assert session.head(root + STATS_PATH).status_code == 200
 
 
 def test_concurrent_requests_are_counted(server: StacServer) -> None:
@@ -673,6 +720,13 @@ def test_cli_out_of_process(archive: Path) -> None:
                 rasterio.open(archive / href) as local,
             ):
                 np.testing.assert_array_equal(remote.read(), local.read())
+            assert process.stdout.readline().startswith("Data:")
+            stats_url = process.stdout.readline().split(": ", 1)[1].strip()
+            assert stats_url == api_url.removesuffix("/api") + STATS_PATH
+            stats = remote_stats(api_url, reset=True)
+            assert stats["api_requests"] == 1 and stats["data_requests"] >= 1
+            assert stats["data_bytes"] > 0 and stats["status"][206] >= 1  # 404s: sibling probes
+            assert remote_stats(api_url)["data_requests"] == 0
         finally:
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=10) == 0

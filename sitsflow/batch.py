@@ -1,0 +1,458 @@
+"""Batch mode: many features per Snakemake job, still one set of files per feature.
+
+With one job per feature and stage, 10 000 features make 50 000 jobs: Snakemake needs about a
+minute to build that DAG, schedules trivial jobs at ~14 per second, and every job pays ~2 s of
+Python imports. In batch mode (config `batch_size`) one `batch` job runs a fixed group of
+features through every per-feature stage (bbox, search, cube, quicklook, time series) in one
+process, and writes the same per-feature files and logs as the per-feature jobs would.
+
+Incremental reruns stay per feature:
+
+* **Membership is stable**: batch `k` holds the features `k * size` .. `(k + 1) * size - 1` of the
+  vector file, in file order. Appending features changes only the last batch and adds new ones;
+  editing a feature changes only its batch's parameters. Snakemake reruns exactly those batches.
+* **A batch skips what is up to date**: each stage's *fingerprint* (a hash of the feature's
+  geometry, the stage's config values and the upstream stage's fingerprint) is recorded per
+  feature in `results/batches/state/{id}.json` when the stage succeeds. A rerun batch redoes a
+  stage only when its output is missing, its fingerprint changed, its input file is newer, or an
+  upstream stage was redone, like Snakemake's own rerun triggers for per-feature jobs.
+* **Failures stay per feature**: a feature whose stage fails is logged in its stage log
+  (`logs/{stage}/{id}.log`, as a per-feature job would) and the batch goes on with the next
+  feature. Like a failed job, the failed stage's output does not exist afterwards. The batch job
+  fails at the end if any feature failed, so the run ends in error and the `onerror` summary
+  lists the failed features; the other features' files are complete and are not redone.
+
+The per-feature files are not declared Snakemake outputs (a failed member would make Snakemake
+delete the whole batch's files); the declared output is the batch's manifest,
+`results/batches/{batch}.json`, written when every member succeeded. Rules: rules/batch.smk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sitsflow.atomic import atomic_path, atomic_write_text
+from sitsflow.errors import SitsflowError
+from sitsflow.features import Feature
+from sitsflow.logs import job_logging
+
+log = logging.getLogger(__name__)
+
+STAGES = ("bbox", "search", "cube", "quicklook", "timeseries")
+# Each stage's input stages (their outputs are its input files).
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "bbox": (),
+    "search": ("bbox",),
+    "cube": ("bbox", "search"),
+    "quicklook": ("cube",),
+    "timeseries": ("cube",),
+}
+STATE_DIR = "results/batches/state"
+MANIFEST_PATTERN = "results/batches/{batch}.json"
+# `batch_size: auto`: per-feature jobs up to this many features, batches of this size above.
+AUTO_BATCH_SIZE = 50
+
+
+class BatchFailed(SitsflowError):
+    """Some features of a batch failed (the others were processed)."""
+
+
+@dataclass(frozen=True)
+class FeaturePaths:
+    """Where a feature's files go: the same paths as the per-feature rules use."""
+
+    fid: str
+    cube_extension: str = "nc"
+
+    def output(self, stage: str) -> str:
+        return {
+            "bbox": f"results/bbox/{self.fid}.geojson",
+            "search": f"results/items/{self.fid}.json",
+            "cube": f"results/cubes/{self.fid}.{self.cube_extension}",
+            "quicklook": f"results/quicklooks/{self.fid}.png",
+            "timeseries": f"results/timeseries/{self.fid}.csv",
+        }[stage]
+
+    def log(self, stage: str) -> str:
+        return f"logs/{stage}/{self.fid}.log"
+
+    def state(self) -> str:
+        return f"{STATE_DIR}/{self.fid}.json"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """The config values of each stage, as the per-feature rules get them in `params:`."""
+
+    grid: dict
+    search: dict
+    cube: dict
+    timeseries_method: str = "pixel"
+    cube_extension: str = "nc"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> BatchSettings:
+        return cls(
+            grid=dict(params["grid"]),
+            search=dict(params["search"]),
+            cube=dict(params["cube"]),
+            timeseries_method=str(params["timeseries_method"]),
+            cube_extension=str(params["cube_extension"]),
+        )
+
+    def stage_params(self, stage: str) -> object:
+        """What a stage's output depends on besides its input files (its fingerprint input)."""
+        return {
+            "bbox": self.grid,
+            "search": self.search,
+            "cube": self.cube,
+            "quicklook": None,
+            "timeseries": self.timeseries_method,
+        }[stage]
+
+
+@dataclass
+class FeatureOutcome:
+    """What a batch did for one feature: stages redone, stages up to date, or the failure."""
+
+    fid: str
+    ran: list[str] = field(default_factory=list)
+    up_to_date: list[str] = field(default_factory=list)
+    failed_stage: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed_stage is None
+
+
+# --------------------------------------------------------------------------------------------
+# Planning (at parse time, in every Snakemake process: must be cheap and deterministic)
+
+
+def resolve_batch_size(setting: int | str, n_features: int) -> int:
+    """The batch size for `batch_size` (`auto`, 0 or a size); 0 means one job per feature.
+
+    `auto` keeps per-feature jobs for small inputs (their per-stage jobs and logs are easiest
+    to follow) and batches of AUTO_BATCH_SIZE features above that.
+    """
+    if setting == "auto":
+        return 0 if n_features <= AUTO_BATCH_SIZE else AUTO_BATCH_SIZE
+    size = int(setting)
+    if size < 0:
+        raise ValueError(f"batch_size must be 'auto', 0 or a positive number, got {setting!r}")
+    return size
+
+
+def plan_batches(fids: Sequence[str], batch_size: int) -> dict[str, list[str]]:
+    """Batch id -> member ids: consecutive runs of `batch_size` features in file order.
+
+    Batch ids are zero-padded positions, so they sort like the file. A batch's members depend
+    only on the features before and in it: appending features leaves every full batch as it is.
+    """
+    if batch_size <= 0:
+        return {}
+    n_batches = math.ceil(len(fids) / batch_size)
+    width = max(4, len(str(n_batches - 1)))
+    return {
+        f"{index:0{width}d}": list(fids[index * batch_size : (index + 1) * batch_size])
+        for index in range(n_batches)
+    }
+
+
+def manifest_paths(batches: Iterable[str]) -> list[str]:
+    return [MANIFEST_PATTERN.format(batch=batch) for batch in batches]
+
+
+# --------------------------------------------------------------------------------------------
+# Fingerprints and state
+
+
+def _digest(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def stage_fingerprints(wkt: str, settings: BatchSettings) -> dict[str, str]:
+    """Each stage's fingerprint: its config values, its upstream stages' fingerprints, and
+    (bbox) the feature's geometry. Equal fingerprints mean the same inputs and parameters."""
+    fingerprints: dict[str, str] = {}
+    for stage in STAGES:
+        upstream = [fingerprints[name] for name in UPSTREAM[stage]]
+        source = wkt if stage == "bbox" else None
+        fingerprints[stage] = _digest([stage, source, upstream, settings.stage_params(stage)])
+    return fingerprints
+
+
+def read_state(path: str | Path) -> dict[str, str]:
+    """Stage -> fingerprint recorded for a feature (empty if none or unreadable)."""
+    try:
+        state = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    fingerprints = state.get("fingerprints") if isinstance(state, dict) else None
+    return dict(fingerprints) if isinstance(fingerprints, dict) else {}
+
+
+def write_state(path: str | Path, fingerprints: Mapping[str, str]) -> None:
+    atomic_write_text(path, json.dumps({"fingerprints": dict(fingerprints)}, sort_keys=True))
+
+
+def _mtime(path: str | Path) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def _remove(path: str | Path) -> None:
+    """Remove a stage's output file or Zarr directory, as Snakemake does before a job runs."""
+    target = Path(path)
+    if target.is_dir() and not target.is_symlink():
+        import shutil
+
+        shutil.rmtree(target)
+    else:
+        target.unlink(missing_ok=True)
+
+
+def stage_is_current(
+    stage: str,
+    paths: FeaturePaths,
+    fingerprint: str,
+    recorded: Mapping[str, str],
+) -> bool:
+    """True if the stage's output exists, was made with `fingerprint`, and is not older than
+    any of its input files (Snakemake's mtime rule)."""
+    made = _mtime(paths.output(stage))
+    if made is None or recorded.get(stage) != fingerprint:
+        return False
+    inputs = [_mtime(paths.output(name)) for name in UPSTREAM[stage]]
+    return all(when is not None and when <= made for when in inputs)
+
+
+# --------------------------------------------------------------------------------------------
+# The stages: what the per-feature rule scripts do, as functions of paths and settings
+
+
+def make_bbox(feature: Feature, grid: Mapping[str, Any], output: str) -> None:
+    from sitsflow.aoi import make_aoi_record
+
+    record = make_aoi_record(
+        feature,
+        buffer_m=grid["buffer_m"],
+        crs=grid["crs"],
+        resolution=grid["resolution"],
+        mode=grid["mode"],
+        patch_size=grid["patch_size"],
+        max_pixels=grid["max_pixels"],
+    )
+    log.info("grid %s", record["properties"]["grid"])
+    atomic_write_text(output, json.dumps(record, indent=1))
+
+
+def search_items(bbox_path: str, options: Mapping[str, Any], output: str) -> None:
+    from sitsflow.search import search, write_item_collection
+
+    record = json.loads(Path(bbox_path).read_text())
+    bbox = record["properties"]["search_bbox_wgs84"]
+    items = search(
+        options["catalog"],
+        collection=options["collection"],
+        bbox=bbox,
+        start=options["start"],
+        end=options["end"],
+        query=options["query"],
+    )
+    log.info("%d items in %s for bbox %s", len(items), options["collection"], bbox)
+    info = {
+        "catalog": options["catalog"],
+        "collection": options["collection"],
+        "bbox": bbox,
+        "datetime": f"{options['start']}/{options['end']}",
+        "query": options["query"],
+    }
+    write_item_collection(items, output, info)
+
+
+def build_cube(bbox_path: str, items_path: str, cube_params: Mapping[str, Any], output: str):
+    from sitsflow.cube import CubeSettings, make_cube
+    from sitsflow.search import read_item_collection
+    from sitsflow.write import write_cube
+
+    record = json.loads(Path(bbox_path).read_text())
+    items, search_info = read_item_collection(items_path)
+    cube = make_cube(record, items, search_info, CubeSettings.from_config(dict(cube_params)))
+    write_cube(cube, output)
+    log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
+
+
+def render_quicklook_file(cube_path: str, output: str) -> None:
+    from sitsflow.quicklook import render_quicklook
+    from sitsflow.write import open_cube
+
+    with open_cube(cube_path) as cube, atomic_path(output) as temporary:
+        render_quicklook(cube.load(), temporary)
+
+
+def write_timeseries_file(cube_path: str, method: str, output: str) -> None:
+    from sitsflow.timeseries import feature_timeseries, write_timeseries_csv
+    from sitsflow.write import open_cube
+
+    with open_cube(cube_path) as cube:
+        table = feature_timeseries(cube.load(), method)
+    with atomic_path(output) as temporary:
+        write_timeseries_csv(table, temporary)
+
+
+def run_stage(stage: str, feature: Feature, paths: FeaturePaths, settings: BatchSettings) -> None:
+    """Run one stage of one feature, reading its input files and writing its output."""
+    output = paths.output(stage)
+    if stage == "bbox":
+        make_bbox(feature, settings.grid, output)
+    elif stage == "search":
+        search_items(paths.output("bbox"), settings.search, output)
+    elif stage == "cube":
+        build_cube(paths.output("bbox"), paths.output("search"), settings.cube, output)
+    elif stage == "quicklook":
+        render_quicklook_file(paths.output("cube"), output)
+    elif stage == "timeseries":
+        write_timeseries_file(paths.output("cube"), settings.timeseries_method, output)
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# One feature, one batch
+
+
+def process_feature(
+    feature: Feature,
+    settings: BatchSettings,
+    stage_runner: Callable[[str, Feature, FeaturePaths, BatchSettings], None] = run_stage,
+) -> FeatureOutcome:
+    """Bring one feature's files up to date, stage by stage; never raises for a stage error.
+
+    A stage runs if it is not current (see `stage_is_current`) or an input stage ran. Its
+    old output and fingerprint are removed first, so a failed stage leaves no output (like a
+    failed Snakemake job) and the next run redoes it. The stage log is `logs/{stage}/{id}.log`.
+    """
+    started = time.perf_counter()
+    paths = FeaturePaths(feature.fid, settings.cube_extension)
+    fingerprints = stage_fingerprints(feature.wkt, settings)
+    recorded = read_state(paths.state())
+    outcome = FeatureOutcome(feature.fid)
+    for stage in STAGES:
+        upstream_redone = any(name in outcome.ran for name in UPSTREAM[stage])
+        if not upstream_redone and stage_is_current(stage, paths, fingerprints[stage], recorded):
+            outcome.up_to_date.append(stage)
+            continue
+        _remove(paths.output(stage))
+        if recorded.pop(stage, None) is not None:
+            write_state(paths.state(), recorded)
+        try:
+            with job_logging(paths.log(stage), f"{stage} {feature.fid}"):
+                stage_runner(stage, feature, paths, settings)
+        except Exception as exc:  # logged with its traceback in the stage log
+            outcome.failed_stage, outcome.error = stage, f"{type(exc).__name__}: {exc}"
+            break
+        recorded[stage] = fingerprints[stage]
+        write_state(paths.state(), recorded)
+        outcome.ran.append(stage)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def batch_logger(log_path: str | Path | None) -> logging.Logger:
+    """The batch job's own log (one line per feature), separate from the per-stage logs."""
+    logger = logging.getLogger("sitsflow.batch.job")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_path, mode="w")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+def run_batch(
+    batch: str,
+    members: Mapping[str, str],
+    settings: BatchSettings,
+    manifest: str | Path,
+    log_path: str | Path | None = None,
+    stage_runner: Callable[[str, Feature, FeaturePaths, BatchSettings], None] = run_stage,
+) -> list[FeatureOutcome]:
+    """Process every member (feature id -> WKT), then write the manifest or raise BatchFailed.
+
+    Every member is processed even after a failure; the manifest (the batch's Snakemake
+    output) is written only when all succeeded, listing what ran and what was up to date.
+    """
+    from shapely import wkt as shapely_wkt
+
+    batch_log = batch_logger(log_path)
+    started = time.perf_counter()
+    batch_log.info("batch %s: %d features", batch, len(members))
+    outcomes = []
+    for fid, geometry in members.items():
+        outcome = process_feature(Feature(fid, shapely_wkt.loads(geometry)), settings, stage_runner)
+        outcomes.append(outcome)
+        if outcome.ok:
+            ran = ", ".join(outcome.ran) or "nothing (up to date)"
+            batch_log.info("%s: ran %s in %.2f s", fid, ran, outcome.seconds)
+        else:
+            batch_log.error(
+                "%s: %s failed: %s (see %s)",
+                fid,
+                outcome.failed_stage,
+                outcome.error,
+                FeaturePaths(fid).log(outcome.failed_stage or "bbox"),
+            )
+    failed = [outcome for outcome in outcomes if not outcome.ok]
+    seconds = time.perf_counter() - started
+    batch_log.info(
+        "batch %s: %d features, %d redone, %d up to date, %d failed, done in %.2f s",
+        batch,
+        len(outcomes),
+        sum(bool(outcome.ran) for outcome in outcomes if outcome.ok),
+        sum(not outcome.ran for outcome in outcomes if outcome.ok),
+        len(failed),
+        seconds,
+    )
+    if failed:
+        listing = "; ".join(f"{o.fid} ({o.failed_stage}: {o.error})" for o in failed[:10])
+        raise BatchFailed(
+            f"{len(failed)} of {len(outcomes)} features of batch {batch} failed: {listing}. "
+            "Their stage logs have the tracebacks; the other features are complete and are "
+            "not redone by the next run"
+        )
+    write_manifest(manifest, batch, outcomes, seconds)
+    return outcomes
+
+
+def write_manifest(
+    path: str | Path, batch: str, outcomes: Sequence[FeatureOutcome], seconds: float
+) -> None:
+    document = {
+        "batch": batch,
+        "seconds": round(seconds, 3),
+        "features": {
+            outcome.fid: {"ran": outcome.ran, "up_to_date": outcome.up_to_date}
+            for outcome in outcomes
+        },
+    }
+    atomic_write_text(path, json.dumps(document, indent=1))

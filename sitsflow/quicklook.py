@@ -1,0 +1,414 @@
+"""Quicklook PNGs: what a cube holds at a glance, and an overview map of all features.
+
+A feature's quicklook has two parts:
+
+* a strip of thumbnails, one per time step (at most `MAX_THUMBNAILS`, evenly chosen), in true
+  colour (B04/B03/B02), else false colour (B08/B04/B03), else greyscale of the first band, with
+  one contrast stretch (1st..99th percentile, same for all bands and dates) so dates compare;
+  each labelled with its date and the share of pixels that were gap-filled;
+* the window's median reflectance per band along time (and below it NDVI when B04 and B08 are
+  present, plus the cube's spectral indices), with filled markers on observed dates (at least
+  half of the window observed) and open markers on mostly gap-filled ones, and the masked
+  (gap-filled) fraction per date as grey bars on a secondary axis.
+
+Plain matplotlib with the Agg canvas (no display, no pyplot state, no web basemap: offline).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib as mpl
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+import shapely.wkt
+import xarray as xr
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from sitsflow.timeseries import observed_share, value_variables, window_medians
+
+MAX_THUMBNAILS = 24
+THUMBNAIL_MAX_SIDE = 256
+THUMBNAILS_PER_ROW = 12
+STRETCH_PERCENTILES = (1, 99)
+DEFAULT_STRETCH = (0.0, 0.3)
+OBSERVED_DATE_SHARE = 0.5  # a date counts as observed when at least half the window was
+MISSING_PIXEL_GREY = 0.85
+DPI = 100
+WIDTH_INCHES = 14
+BAND_COLOURS = {
+    "B01": "#6a3d9a",
+    "B02": "#1f78b4",
+    "B03": "#33a02c",
+    "B04": "#e31a1c",
+    "B05": "#fb9a99",
+    "B06": "#fdbf6f",
+    "B07": "#ff7f00",
+    "B08": "#8c2d04",
+    "B8A": "#b15928",
+    "B09": "#cab2d6",
+    "B11": "#666666",
+    "B12": "#000000",
+}
+
+
+@dataclass(frozen=True)
+class Display:
+    """How thumbnails are drawn: which bands go to red, green, blue (one band: greyscale)."""
+
+    name: str
+    bands: tuple[str, ...]
+
+
+def choose_display(bands: Sequence[str]) -> Display:
+    """True colour if B04/B03/B02 are there, else false colour B08/B04/B03, else greyscale."""
+    present = set(bands)
+    if {"B04", "B03", "B02"} <= present:
+        return Display("true colour B04/B03/B02", ("B04", "B03", "B02"))
+    if {"B08", "B04", "B03"} <= present:
+        return Display("false colour B08/B04/B03", ("B08", "B04", "B03"))
+    return Display(f"greyscale {bands[0]}", (bands[0],))
+
+
+def thumbnail_steps(n_steps: int, limit: int = MAX_THUMBNAILS) -> np.ndarray:
+    """Indices of at most `limit` time steps, evenly spread, first and last included."""
+    if n_steps <= limit:
+        return np.arange(n_steps)
+    return np.unique(np.round(np.linspace(0, n_steps - 1, limit)).astype(int))
+
+
+def reflectance_bands(cube: xr.Dataset) -> list[str]:
+    """The cube's reflectance bands (its float variables minus the spectral indices)."""
+    indices = set(cube_indices(cube))
+    return [name for name in value_variables(cube) if name not in indices]
+
+
+def cube_indices(cube: xr.Dataset) -> list[str]:
+    return json.loads(cube.attrs.get("indices", "[]"))
+
+
+def stretch_limits(stack: np.ndarray) -> tuple[float, float]:
+    """One (low, high) for all bands: 1st and 99th percentiles of the per-pixel time median.
+
+    One range for all bands keeps colours balanced (a per-band stretch tints the image); the
+    median over time leaves out clouds the mask missed, so one bright date does not darken
+    every thumbnail. (0, 0.3) when there is no finite value.
+    """
+    with warnings.catch_warnings():  # pixels that are NaN on every date stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        typical = np.nanmedian(stack, axis=0)
+    finite = typical[np.isfinite(typical)]
+    if not finite.size:
+        return DEFAULT_STRETCH
+    low, high = (float(v) for v in np.percentile(finite, STRETCH_PERCENTILES))
+    return low, max(high, low + 1e-6)
+
+
+def thumbnails(cube: xr.Dataset, display: Display, steps: np.ndarray) -> np.ndarray:
+    """(step, y, x, 3) RGB in 0..1 for the chosen steps; missing pixels light grey.
+
+    Large windows are subsampled (every n-th pixel) to at most `THUMBNAIL_MAX_SIDE` pixels a
+    side: a thumbnail is ~1 inch wide, and a 2000 x 2000 cube would cost gigabytes here.
+    """
+    stride = max(1, math.ceil(max(cube.sizes["y"], cube.sizes["x"]) / THUMBNAIL_MAX_SIDE))
+    stack = np.stack(
+        [cube[band].values[steps, ::stride, ::stride] for band in display.bands], axis=-1
+    )
+    low, high = stretch_limits(stack)
+    scaled = np.clip((stack - low) / (high - low), 0.0, 1.0)
+    if scaled.shape[-1] == 1:
+        scaled = np.repeat(scaled, 3, axis=-1)
+    missing = ~np.isfinite(stack).all(axis=-1)
+    scaled[missing] = MISSING_PIXEL_GREY
+    return scaled
+
+
+def date_statistics(cube: xr.Dataset) -> pd.DataFrame:
+    """Per time step: window median of each band and index (NDVI added from B04/B08 when
+    both exist and the cube has none), and the masked (gap-filled) fraction."""
+    bands = reflectance_bands(cube)
+    indices = cube_indices(cube)
+    table = pd.DataFrame(window_medians(cube, bands + indices), index=cube["time"].values)
+    if "NDVI" not in indices and {"B04", "B08"} <= set(bands):
+        red, nir = cube["B04"].values.astype(np.float64), cube["B08"].values.astype(np.float64)
+        with np.errstate(all="ignore"):
+            ndvi = (nir - red) / (nir + red)
+        ndvi_cube = xr.Dataset({"NDVI": (("time", "y", "x"), ndvi)})
+        table["NDVI"] = window_medians(ndvi_cube, ["NDVI"])["NDVI"]
+    table["masked_fraction"] = 1.0 - observed_share(cube)
+    return table
+
+
+def render_quicklook(cube: xr.Dataset, path: str | Path) -> None:
+    """Write the feature's quicklook PNG (see `quicklook_figure`)."""
+    quicklook_figure(cube).savefig(path, dpi=DPI, format="png")
+
+
+def quicklook_figure(cube: xr.Dataset) -> Figure:
+    """The feature's quicklook (see module docstring); a notice if it has no time step."""
+    fid = str(cube.attrs.get("feature_id", "?"))
+    bands = reflectance_bands(cube)
+    if cube.sizes["time"] == 0 or not bands:
+        return notice_figure(f"feature {fid}", _no_data_message(cube))
+    display = choose_display(bands)
+    steps = thumbnail_steps(cube.sizes["time"])
+    images = thumbnails(cube, display, steps)
+    statistics = date_statistics(cube)
+    index_columns = [c for c in statistics.columns if c not in bands and c != "masked_fraction"]
+
+    thumb_rows = math.ceil(len(steps) / THUMBNAILS_PER_ROW)
+    heights = [1.45] * thumb_rows + [3.2] + ([2.2] if index_columns else [])
+    figure = Figure(figsize=(WIDTH_INCHES, sum(heights) + 1.0), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(len(heights), 1, height_ratios=heights)
+    _draw_thumbnails(figure, grid[:thumb_rows], images, cube, steps, statistics)
+    reflectance_axes = figure.add_subplot(grid[thumb_rows])
+    _draw_series(reflectance_axes, statistics, bands, "median reflectance")
+    _draw_masked_bars(reflectance_axes, statistics)
+    if index_columns:
+        index_axes = figure.add_subplot(grid[thumb_rows + 1], sharex=reflectance_axes)
+        _draw_series(index_axes, statistics, index_columns, "median index")
+        reflectance_axes.tick_params(labelbottom=False)
+    figure.suptitle(_title(cube, fid, display), fontsize=11)
+    return figure
+
+
+def _draw_thumbnails(
+    figure: Figure,
+    cells,
+    images: np.ndarray,
+    cube: xr.Dataset,
+    steps: np.ndarray,
+    statistics: pd.DataFrame,
+) -> None:
+    rows = math.ceil(len(steps) / THUMBNAILS_PER_ROW)
+    inner = cells.subgridspec(rows, THUMBNAILS_PER_ROW, wspace=0.05, hspace=0.05)
+    masked = statistics["masked_fraction"].to_numpy()
+    for position, step in enumerate(steps):
+        row, column = divmod(position, THUMBNAILS_PER_ROW)
+        axes = figure.add_subplot(inner[row, column])
+        axes.imshow(images[position], interpolation="nearest")
+        axes.set_xticks([])
+        axes.set_yticks([])
+        date = str(cube["time"].values[step])[:10]
+        mostly_filled = masked[step] > 1 - OBSERVED_DATE_SHARE
+        axes.set_title(
+            f"{date}\n{masked[step]:.0%} gap-filled",
+            fontsize=7,
+            color="#b2182b" if mostly_filled else "black",
+        )
+
+
+def _draw_series(axes: Axes, statistics: pd.DataFrame, columns: Sequence[str], label: str) -> None:
+    """One line per column; filled markers on observed dates, open markers on gap-filled."""
+    times = statistics.index.to_numpy()
+    observed = statistics["masked_fraction"].to_numpy() < 1 - OBSERVED_DATE_SHARE
+    palette = mpl.colormaps["tab10"]
+    for number, column in enumerate(columns):
+        colour = BAND_COLOURS.get(column, palette(number % 10))
+        values = statistics[column].to_numpy()
+        axes.plot(times, values, color=colour, linewidth=1.2, label=column, zorder=3)
+        axes.plot(times[observed], values[observed], "o", color=colour, markersize=4, zorder=4)
+        axes.plot(
+            times[~observed],
+            values[~observed],
+            "o",
+            markerfacecolor="white",
+            markeredgecolor=colour,
+            markersize=4,
+            zorder=4,
+        )
+    axes.plot([], [], "o", color="grey", markersize=4, label="observed date")
+    axes.plot([], [], "o", markerfacecolor="white", markeredgecolor="grey", label="gap-filled")
+    axes.set_ylabel(label)
+    axes.grid(True, alpha=0.3)
+    axes.legend(
+        loc="lower left",
+        bbox_to_anchor=(0, 1),
+        fontsize=7,
+        ncols=len(columns) + 2,
+        frameon=False,
+        borderaxespad=0.2,
+    )
+    locator = mdates.AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _draw_masked_bars(axes: Axes, statistics: pd.DataFrame) -> None:
+    """Masked (gap-filled) fraction per date as grey bars on a secondary axis (0..1)."""
+    secondary = axes.twinx()
+    times = statistics.index.to_numpy()
+    gaps = np.diff(times).astype("timedelta64[s]").astype(float) / 86400 if len(times) > 1 else []
+    width = 0.7 * float(np.min(gaps)) if len(gaps) and np.min(gaps) > 0 else 2.0
+    secondary.bar(times, statistics["masked_fraction"], width=width, color="grey", alpha=0.25)
+    secondary.set_ylim(0, 1)
+    secondary.set_ylabel("masked (gap-filled) fraction", color="dimgrey")
+    axes.set_zorder(secondary.get_zorder() + 1)  # lines above bars
+    axes.patch.set_visible(False)
+
+
+def _title(cube: xr.Dataset, fid: str, display: Display) -> str:
+    times = cube["time"].values
+    valid = cube.attrs.get("valid_fraction")
+    valid_text = f", {float(valid):.0%} of pixels observed" if valid is not None else ""
+    return (
+        f"feature {fid}: {len(times)} time steps {str(times[0])[:10]} .. {str(times[-1])[:10]}"
+        f"{valid_text}; thumbnails: {display.name}"
+    )
+
+
+def _no_data_message(cube: xr.Dataset) -> str:
+    window = cube.attrs.get("search_datetime", "the requested dates")
+    collection = cube.attrs.get("collection", "the collection")
+    status = cube.attrs.get("status", "no_items")
+    return (
+        f"no time steps (status {status}): no item of {collection} matched the search for "
+        f"{window}.\nCheck start/end, query (e.g. eo:cloud_cover) and the catalog."
+    )
+
+
+def notice_figure(title: str, message: str) -> Figure:
+    """A small figure that says why there is nothing to show."""
+    figure = Figure(figsize=(8, 2.5), dpi=DPI)
+    FigureCanvasAgg(figure)
+    figure.text(0.5, 0.7, title, ha="center", va="center", fontsize=14, weight="bold")
+    figure.text(0.5, 0.35, message, ha="center", va="center", fontsize=10, wrap=True)
+    return figure
+
+
+def overview_table(bbox_paths: Sequence[str | Path], summary_path: str | Path) -> pd.DataFrame:
+    """Id, centroid lon/lat, geometry (from the bbox records) and valid fraction (summary).
+
+    A feature missing from the summary (or without a value there) gets NaN: "no data".
+    """
+    rows = []
+    for path in bbox_paths:
+        properties = json.loads(Path(path).read_text())["properties"]
+        lon, lat = properties["centroid_lonlat"]
+        rows.append(
+            {
+                "feature_id": str(properties["feature_id"]),
+                "lon": float(lon),
+                "lat": float(lat),
+                "geometry": shapely.wkt.loads(properties["feature_wkt"]),
+            }
+        )
+    summary = pd.read_csv(summary_path, dtype={"feature_id": str})
+    valid = summary[["feature_id", "valid_fraction"]]
+    return pd.DataFrame(rows).merge(valid, on="feature_id", how="left")
+
+
+def render_overview(features: pd.DataFrame, path: str | Path) -> None:
+    """Write the overview map PNG (see `overview_figure`)."""
+    overview_figure(features).savefig(path, dpi=DPI, format="png")
+
+
+def overview_figure(features: pd.DataFrame) -> Figure:
+    """Map (lon/lat axes, no basemap) of all features coloured by their valid fraction.
+
+    `features` has columns `feature_id`, `lon`, `lat`, `valid_fraction` (NaN: no cube or no
+    data, drawn as grey crosses) and optionally `geometry` (shapely, lon/lat) for outlines.
+    """
+    figure = Figure(figsize=(9, 7.5), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    if "geometry" in features:
+        for geometry in features["geometry"]:
+            _draw_outline(axes, geometry)
+    valid = features["valid_fraction"].astype(float)
+    known = valid.notna().to_numpy()
+    points = axes.scatter(
+        features["lon"][known],
+        features["lat"][known],
+        c=valid[known],
+        cmap="viridis",
+        norm=colour_range(valid[known].to_numpy()),
+        s=60,
+        edgecolors="black",
+        linewidths=0.5,
+        zorder=3,
+    )
+    if (~known).any():
+        axes.scatter(
+            features["lon"][~known],
+            features["lat"][~known],
+            marker="x",
+            color="grey",
+            s=50,
+            label="no data",
+            zorder=3,
+        )
+        axes.legend(loc="best", fontsize=8)
+    figure.colorbar(
+        points, ax=axes, shrink=0.8, label="valid fraction (observed pixels before gap-fill)"
+    )
+    if len(features) <= 60:
+        for row in features.itertuples():
+            axes.annotate(
+                str(row.feature_id),
+                (row.lon, row.lat),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=7,
+            )
+    if len(features):
+        _frame(axes, _extent(features))
+    axes.set_title(f"{len(features)} features, coloured by valid fraction")
+    return figure
+
+
+def colour_range(values: np.ndarray, step: float = 0.05) -> mpl.colors.Normalize:
+    """Colour scale of the valid fractions: their range widened to multiples of `step`.
+
+    A fixed 0..1 scale paints every feature the same when all are 0.9..0.95 (a typical
+    `eo:cloud_cover` filter); the colour bar shows the actual values either way.
+    """
+    if not values.size:
+        return mpl.colors.Normalize(0.0, 1.0)
+    low = max(0.0, math.floor(float(values.min()) / step) * step)
+    high = min(1.0, math.ceil(float(values.max()) / step) * step)
+    if high - low < step:
+        low, high = max(0.0, high - step), min(1.0, low + step)
+    return mpl.colors.Normalize(low, high)
+
+
+def _draw_outline(axes: Axes, geometry) -> None:
+    if geometry is None or geometry.geom_type not in ("Polygon", "MultiPolygon"):
+        return
+    polygons = geometry.geoms if geometry.geom_type == "MultiPolygon" else [geometry]
+    for polygon in polygons:
+        x, y = polygon.exterior.xy
+        axes.plot(x, y, color="black", linewidth=0.8, zorder=2)
+
+
+def _frame(axes: Axes, bounds: tuple[float, float, float, float]) -> None:
+    """Padded extent, lon/lat labels, and an aspect that keeps distances roughly true."""
+    west, south, east, north = bounds
+    pad = max(0.05, 0.08 * max(east - west, north - south))
+    axes.set_xlim(west - pad, east + pad)
+    axes.set_ylim(south - pad, north + pad)
+    mean_lat = float(np.clip((south + north) / 2, -80, 80))
+    axes.set_aspect(1 / math.cos(math.radians(mean_lat)), adjustable="box")
+    axes.set_xlabel("longitude (°)")
+    axes.set_ylabel("latitude (°)")
+    axes.grid(True, alpha=0.3)
+
+
+def _extent(features: pd.DataFrame) -> tuple[float, float, float, float]:
+    """Bounds of the feature centroids and of their geometries, if given."""
+    lon, lat = features["lon"].to_numpy(float), features["lat"].to_numpy(float)
+    west, south, east, north = lon.min(), lat.min(), lon.max(), lat.max()
+    for geometry in features.get("geometry", []):
+        if geometry is not None:
+            gw, gs, ge, gn = geometry.bounds
+            west, south, east, north = min(west, gw), min(south, gs), max(east, ge), max(north, gn)
+    return float(west), float(south), float(east), float(north)

@@ -1,0 +1,274 @@
+"""Network faults: flaky STAC API and COG server, missing and truncated assets.
+
+* 30 % of STAC searches and 20 % of COG range requests answered `503`: pystac-client
+  (urllib3 `Retry`) and GDAL (`GDAL_HTTP_MAX_RETRY`) retry them, and the cubes are identical to
+  a clean run's.
+* A `429` with `Retry-After` is retried after exactly that wait.
+* A missing (404) or truncated COG fails the feature with an error naming the item and asset,
+  or, with `on_missing_asset: skip`, leaves that item out and lists it in `skipped_items`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import urllib3.util.retry
+import xarray as xr
+import yaml
+from shapely.geometry import Point
+
+from sitsflow.aoi import make_aoi_record
+from sitsflow.cube import CubeSettings, make_cube
+from sitsflow.demo import generate_archive
+from sitsflow.errors import AssetError
+from sitsflow.features import Feature
+from sitsflow.search import search
+from sitsflow.stac_server import StacServer
+from tests.conftest import REPO
+from tests.test_workflow import snakemake, write_vector
+
+pytestmark = pytest.mark.integration
+
+POINTS = {"f1": (8.491383, 49.854370), "f2": (25.0, 60.2)}
+START, END = "2022-01-10", "2022-02-28"
+BANDS = ["B04", "B08"]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("faults_archive")
+    features = [(fid, Point(lonlat)) for fid, lonlat in POINTS.items()]
+    generate_archive(features, root, START, END, revisit_days=5, seed=13, clear_fraction=0.6)
+    return root
+
+
+def run_workflow(workdir: Path, catalog: str, **overrides) -> Path:
+    workdir.mkdir(parents=True)
+    write_vector(workdir / "points.geojson", POINTS)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config.update(
+        vector="points.geojson",
+        catalog=catalog,
+        start=START,
+        end=END,
+        crs="utm",
+        resolution=10,
+        bands=BANDS,
+        query=None,
+        buffer_m=300,
+        **overrides,
+    )
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(workdir, *(f"results/cubes/{fid}.nc" for fid in POINTS))  # the cubes only
+    return workdir
+
+
+def open_cube(workdir: Path, fid: str) -> xr.Dataset:
+    with xr.open_dataset(workdir / "results" / "cubes" / f"{fid}.nc") as cube:
+        return cube.load()
+
+
+# ---- transient faults ------------------------------------------------------------------------
+
+
+def test_flaky_api_and_cog_server_give_identical_cubes(archive, tmp_path, monkeypatch):
+    # GDAL waits 1 s, 2.4 s, 5.7 s... between retries; 0.1 s keeps the test short.
+    monkeypatch.setenv("GDAL_HTTP_RETRY_DELAY", "0.1")
+    with StacServer(archive) as clean_server:
+        clean = run_workflow(tmp_path / "clean", clean_server.url)
+    with StacServer(archive, fail_rate_api=0.3, fail_rate_data=0.2, seed=4) as flaky:
+        faulty = run_workflow(tmp_path / "faulty", flaky.url)
+        stats = flaky.stats
+    assert stats["api_faults"] > 0 and stats["data_faults"] > 0, stats
+    for fid in POINTS:
+        expected, cube = open_cube(clean, fid), open_cube(faulty, fid)
+        assert cube.sizes["time"] > 5
+        xr.testing.assert_identical(cube.drop_attrs(), expected.drop_attrs())
+        for key in ("item_ids", "time_step_item_ids", "radiometry", "n_items"):
+            assert cube.attrs[key] == expected.attrs[key]
+    logs = "".join(path.read_text() for path in (faulty / "logs").rglob("*.log"))
+    assert "HTTP error code: 503" in logs  # GDAL said it retried
+
+
+def test_network_rules_are_retried_by_snakemake():
+    for rule, minimum in (("search", 2), ("cube", 1)):
+        text = (REPO / "rules" / f"{rule}.smk").read_text()
+        retries = re.search(rf"rule {rule}:.*?\n    retries: (\d+)", text, re.S)
+        assert retries and int(retries[1]) >= minimum, rule
+
+
+# ---- missing and truncated assets ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def broken_archive(archive, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A copy of the archive with f1's SCL of one item deleted and B04 of another truncated."""
+    root = tmp_path_factory.mktemp("broken") / "archive"
+    shutil.copytree(archive, root)
+    items = json.loads((root / "items.json").read_text())["features"]
+    f1 = [item for item in items if item["properties"]["sitsflow:demo_feature"] == "f1"]
+    missing, truncated = f1[2], f1[5]
+    (root / missing["assets"]["SCL"]["href"]).unlink()
+    cog = root / truncated["assets"]["B04"]["href"]
+    cog.write_bytes(cog.read_bytes()[: cog.stat().st_size * 6 // 10])
+    return root, {"missing": missing["id"], "truncated": truncated["id"]}
+
+
+def f1_cube(catalog: str, on_missing_asset: str) -> xr.Dataset:
+    lon, lat = POINTS["f1"]
+    record = make_aoi_record(
+        Feature("f1", Point(lon, lat)), buffer_m=300, crs="utm", resolution=10, mode="image"
+    )
+    items = search(
+        catalog,
+        collection="sentinel-2-l2a",
+        bbox=record["properties"]["search_bbox_wgs84"],
+        start=START,
+        end=END,
+    )
+    settings = CubeSettings(bands=[*BANDS, "SCL"], on_missing_asset=on_missing_asset)
+    info = {"catalog": catalog, "collection": "sentinel-2-l2a"}
+    return make_cube(record, items, info, settings)
+
+
+@pytest.mark.parametrize("broken", ["missing", "truncated"])
+def test_unreadable_asset_fails_the_feature_naming_item_and_asset(broken_archive, broken):
+    root, ids = broken_archive
+    # only the broken item is searched, so the error is about it
+    with StacServer(root) as server, pytest.raises(AssetError) as error:
+        f1_cube_only(server.url, ids[broken])
+    message = str(error.value)
+    assert ids[broken] in message
+    assert ("'SCL'" if broken == "missing" else "'B04'") in message
+    assert "sig=" not in message
+
+
+def f1_cube_only(catalog: str, item_id: str) -> xr.Dataset:
+    """f1's cube built from the single item `item_id` of the catalog."""
+    lon, lat = POINTS["f1"]
+    record = make_aoi_record(
+        Feature("f1", Point(lon, lat)), buffer_m=300, crs="utm", resolution=10, mode="image"
+    )
+    items = search(
+        catalog,
+        collection="sentinel-2-l2a",
+        bbox=record["properties"]["search_bbox_wgs84"],
+        start=START,
+        end=END,
+    )
+    chosen = [item for item in items if item["id"] == item_id]
+    settings = CubeSettings(bands=[*BANDS, "SCL"])
+    return make_cube(record, chosen, {"catalog": catalog}, settings)
+
+
+def test_skip_leaves_out_the_broken_items_and_records_them(archive, broken_archive):
+    root, ids = broken_archive
+    with StacServer(root) as server:
+        cube = f1_cube(server.url, "skip")
+    skipped = json.loads(cube.attrs["skipped_items"])
+    assert sorted(skipped) == sorted(ids.values())
+    kept = json.loads(cube.attrs["item_ids"])
+    assert not set(kept) & set(skipped)
+    # the cube equals one built from the intact archive without those two items
+    with StacServer(archive) as server:
+        full = f1_cube(server.url, "error")
+    assert json.loads(full.attrs["item_ids"]) == sorted(
+        kept + skipped, key=json.loads(full.attrs["item_ids"]).index
+    )
+    keep_steps = [
+        i
+        for i, ids_ in enumerate(json.loads(full.attrs["time_step_item_ids"]))
+        if not set(ids_) & set(skipped)
+    ]
+    np.testing.assert_array_equal(cube["time"].values, full["time"].values[keep_steps])
+    np.testing.assert_array_equal(cube["SCL"].values, full["SCL"].values[keep_steps])
+    np.testing.assert_array_equal(cube["observed"].values, full["observed"].values[keep_steps])
+
+
+def test_workflow_skip_mode_records_skipped_items(broken_archive, tmp_path):
+    root, ids = broken_archive
+    with StacServer(root) as server:
+        workdir = run_workflow(tmp_path / "skip", server.url, on_missing_asset="skip")
+    cube = open_cube(workdir, "f1")
+    assert sorted(json.loads(cube.attrs["skipped_items"])) == sorted(ids.values())
+    assert json.loads(open_cube(workdir, "f2").attrs["skipped_items"]) == []
+    log = (workdir / "logs" / "cube" / "f1.log").read_text()
+    for item_id in ids.values():
+        assert f"skipping item {item_id}" in log
+
+
+# ---- Retry-After -----------------------------------------------------------------------------
+
+
+class BusyApi(BaseHTTPRequestHandler):
+    """A minimal STAC API whose first search answers `429 Retry-After: 7`, then an empty page."""
+
+    searches = 0
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        root = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.reply(
+            200,
+            {
+                "type": "Catalog",
+                "id": "busy",
+                "description": "busy",
+                "stac_version": "1.0.0",
+                "conformsTo": [
+                    "https://api.stacspec.org/v1.0.0/core",
+                    "https://api.stacspec.org/v1.0.0/item-search",
+                ],
+                "links": [
+                    {"rel": "search", "href": f"{root}/search", "method": "POST"},
+                    {"rel": "self", "href": root},
+                    {"rel": "root", "href": root},
+                ],
+            },
+        )
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).searches += 1
+        if type(self).searches == 1:
+            self.reply(429, {"code": "TooManyRequests"}, [("Retry-After", "7")])
+        else:
+            self.reply(200, {"type": "FeatureCollection", "features": [], "links": []})
+
+    def reply(self, status: int, document: dict, headers: list | None = None) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        for name, value in [("Content-Type", "application/json"), *(headers or [])]:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_search_waits_as_long_as_retry_after_says(monkeypatch):
+    slept: list[float] = []
+    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BusyApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        found = search(
+            f"http://127.0.0.1:{server.server_address[1]}",
+            collection="sentinel-2-l2a",
+            bbox=[8, 49, 9, 50],
+            start=START,
+            end=END,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert found == [] and BusyApi.searches == 2
+    assert slept == [7.0]

@@ -1,0 +1,171 @@
+"""The workflow on a real SLURM cluster through profiles/slurm (snakemake-executor-plugin-slurm).
+
+A single-node cluster (slurmctld + slurmd + munged, no accounting database) is started on this
+machine by tests/slurm/start_slurm.sh, shared with any other test session running at the same
+time (tests/slurm/cluster.py). The tests are skipped, with the reason, only where SLURM is not
+installed or cannot start (`bash tests/install_slurm.sh` installs it).
+
+The run uses batch mode (`batch_size: 2`: three features in two `batch` jobs) and the profile's
+grouping, which must put both batches into one cluster job. Its cubes, time series and summary
+must equal those of the same configuration run locally with one job per feature and stage
+(tests/helpers.py, shared with the other result tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+
+from tests.conftest import REPO
+from tests.helpers import netcdf_run
+from tests.slurm.cluster import SlurmCluster, SlurmUnavailable, shared_cluster
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+
+# What a user of profiles/slurm changes for this cluster (README "Running on a cluster"):
+# 2 CPUs per grouped job (the node has 2), no account; plus quicker first status checks.
+SLURM_ARGS = (
+    "--workflow-profile", str(REPO / "profiles" / "slurm"),
+    "--cores", "2",
+    "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--slurm-keep-successful-logs",
+)  # fmt: skip
+BATCH_SIZE = 2
+VOLATILE_ATTRS = ("date_created",)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    with contextlib.ExitStack() as stack:
+        try:
+            cluster = stack.enter_context(shared_cluster())
+        except SlurmUnavailable as reason:
+            pytest.skip(f"no SLURM cluster: {reason}")
+        yield cluster
+
+
+def snakemake_on_slurm(workdir: Path, cluster: SlurmCluster) -> subprocess.CompletedProcess:
+    env = cluster.env()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *SLURM_ARGS,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"snakemake on SLURM failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory) -> Path:
+    """The reference: the same features and config, one local job per feature and stage."""
+    return netcdf_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm_cluster, local_run, tmp_path_factory) -> tuple[Path, str]:
+    """Working directory and SLURM run id of the workflow run through profiles/slurm."""
+    workdir = tmp_path_factory.mktemp("slurm-run")
+    shutil.copy(local_run / "features.geojson", workdir / "features.geojson")
+    config = yaml.safe_load((local_run / "config.yaml").read_text())
+    config["batch_size"] = BATCH_SIZE
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake_on_slurm(workdir, slurm_cluster)
+    match = re.search(r"SLURM run ID: (\S+)", result.stdout + result.stderr)
+    assert match, "the SLURM executor did not report its run id"
+    return workdir, match[1]
+
+
+def feature_ids(workdir: Path) -> list[str]:
+    collection = json.loads((workdir / "features.geojson").read_text())
+    return [str(feature["properties"]["id"]) for feature in collection["features"]]
+
+
+def test_jobs_ran_as_cluster_jobs_with_batches_grouped(slurm_run, slurm_cluster):
+    workdir, run_id = slurm_run
+    jobs = slurm_cluster.jobs(name=run_id)
+    assert jobs, f"squeue lists no job named {run_id}"
+    assert {job["state"] for job in jobs} == {"COMPLETED"}, jobs
+    assert {job["node"] for job in jobs} == {"localhost"}, jobs
+    controller_log = slurm_cluster.controller_log()
+    for job in jobs:
+        assert f"JobId={job['id']} NodeList=localhost" in controller_log, job
+
+    # Grouping: both batches in one cluster job, the summaries and overview in another.
+    assert len(jobs) == 2, jobs
+    batch_manifests = sorted(p.name for p in (workdir / "results" / "batches").glob("*.json"))
+    assert batch_manifests == ["0000.json", "0001.json"]
+    feature_jobs = [job for job in jobs if "features" in job["comment"]]
+    assert len(feature_jobs) == 1, jobs
+    slurm_logs = list((workdir / ".snakemake" / "slurm_logs").rglob(f"{feature_jobs[0]['id']}.log"))
+    assert len(slurm_logs) == 1, slurm_logs
+    log_text = slurm_logs[0].read_text()
+    for manifest in batch_manifests:
+        assert f"results/batches/{manifest}" in log_text
+
+
+def test_every_feature_has_its_files(slurm_run):
+    workdir, _ = slurm_run
+    for fid in feature_ids(workdir):
+        for path in (
+            f"results/bbox/{fid}.geojson",
+            f"results/items/{fid}.json",
+            f"results/cubes/{fid}.nc",
+            f"results/quicklooks/{fid}.png",
+            f"results/timeseries/{fid}.csv",
+            f"logs/cube/{fid}.log",
+        ):
+            assert (workdir / path).exists(), path
+    for path in ("summary.csv", "summary.html", "timeseries.parquet", "overview.png"):
+        assert (workdir / "results" / path).exists(), path
+
+
+def without_volatile_attrs(cube: xr.Dataset) -> xr.Dataset:
+    cube.attrs = {k: v for k, v in cube.attrs.items() if k not in VOLATILE_ATTRS}
+    return cube
+
+
+def test_cubes_equal_the_local_run(slurm_run, local_run):
+    workdir, _ = slurm_run
+    for fid in feature_ids(workdir):
+        with (
+            xr.open_dataset(workdir / "results" / "cubes" / f"{fid}.nc") as on_slurm,
+            xr.open_dataset(local_run / "results" / "cubes" / f"{fid}.nc") as local,
+        ):
+            xr.testing.assert_identical(
+                without_volatile_attrs(on_slurm.load()), without_volatile_attrs(local.load())
+            )
+
+
+def test_summary_and_time_series_equal_the_local_run(slurm_run, local_run):
+    workdir, _ = slurm_run
+    slurm_summary = pd.read_csv(workdir / "results" / "summary.csv", dtype={"feature_id": str})
+    local_summary = pd.read_csv(local_run / "results" / "summary.csv", dtype={"feature_id": str})
+    pd.testing.assert_frame_equal(slurm_summary, local_summary)
+    assert set(slurm_summary["status"]) == {"ok", "no_items"}
+    for fid in feature_ids(workdir):
+        on_slurm = (workdir / "results" / "timeseries" / f"{fid}.csv").read_text()
+        local = (local_run / "results" / "timeseries" / f"{fid}.csv").read_text()
+        assert on_slurm == local, fid
+    tables = [
+        pd.read_parquet(run / "results" / "timeseries.parquet") for run in (workdir, local_run)
+    ]
+    pd.testing.assert_frame_equal(*tables)
+    assert np.isfinite(tables[0]["value"]).any()

@@ -1,0 +1,143 @@
+"""Per-feature time-series CSVs and the combined Parquet file, checked against the cubes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from pyproj import Transformer
+from shapely.geometry import Point
+
+from sitsflow.grid import Grid
+from sitsflow.timeseries import (
+    COLUMNS,
+    combine_timeseries,
+    feature_timeseries,
+    pixel_under_point,
+    read_timeseries_csv,
+)
+from sitsflow.write import build_dataset, open_cube, provenance_attrs
+from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE, INDICES, netcdf_run, zarr_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return netcdf_run(tmp_path_factory)
+
+
+def load_cube(path) -> xr.Dataset:
+    with open_cube(path) as cube:
+        return cube.load()
+
+
+def by_band(table: pd.DataFrame, band: str) -> pd.DataFrame:
+    return table[table["band"] == band].sort_values("time").reset_index(drop=True)
+
+
+def expected_pixel(cube: xr.Dataset, lon: float, lat: float) -> tuple[int, int]:
+    """Independently of sitsflow: the pixel whose centre is nearest to the projected point."""
+    to_grid = Transformer.from_crs(4326, cube.rio.crs.to_epsg(), always_xy=True)
+    x, y = to_grid.transform(lon, lat)
+    return int(np.abs(cube["y"].values - y).argmin()), int(np.abs(cube["x"].values - x).argmin())
+
+
+def test_point_csv_is_the_pixel_under_the_point(run):
+    cube = load_cube(run / "results" / "cubes" / "p1.nc")
+    table = read_timeseries_csv(run / "results" / "timeseries" / "p1.csv")
+    assert list(table.columns) == COLUMNS
+    assert set(table["id"]) == {"p1"}
+    assert list(dict.fromkeys(table["band"])) == BANDS + INDICES
+    point = ARCHIVE_FEATURES["p1"]
+    row, col = expected_pixel(cube, point.x, point.y)
+    for band in BANDS + INDICES:
+        series = by_band(table, band)
+        np.testing.assert_array_equal(series["time"].to_numpy(), cube["time"].values)
+        assert series["value"].dtype == np.float32
+        np.testing.assert_array_equal(series["value"].to_numpy(), cube[band].values[:, row, col])
+        np.testing.assert_array_equal(series["observed"], cube["observed"].values[:, row, col])
+    assert set(table["observed"]) <= {0.0, 1.0}
+
+
+def test_polygon_csv_is_the_window_median(run):
+    cube = load_cube(run / "results" / "cubes" / "poly.nc")
+    table = read_timeseries_csv(run / "results" / "timeseries" / "poly.csv")
+    steps = cube.sizes["time"]
+    assert steps > 0 and len(table) == steps * len(BANDS + INDICES)
+    share = cube["observed"].values.reshape(steps, -1).mean(axis=1)
+    assert (share < 1).any(), "the archive should have clouds over the polygon"
+    for band in BANDS + INDICES:
+        series = by_band(table, band)
+        median = np.nanmedian(cube[band].values.reshape(steps, -1), axis=1).astype(np.float32)
+        np.testing.assert_array_equal(series["value"].to_numpy(), median)
+        np.testing.assert_allclose(series["observed"], share, atol=1e-6)
+
+
+def test_feature_without_items_has_an_empty_csv(run):
+    text = (run / "results" / "timeseries" / f"{EMPTY_FEATURE[0]}.csv").read_text()
+    assert text.splitlines() == [",".join(COLUMNS)]
+
+
+def test_parquet_holds_every_csv_row(run):
+    paths = sorted((run / "results" / "timeseries").glob("*.csv"))
+    table = pd.read_parquet(run / "results" / "timeseries.parquet")
+    assert list(table.columns) == COLUMNS
+    assert len(table) == sum(len(read_timeseries_csv(path)) for path in paths) > 0
+    assert table["id"].dtype == "string" and table["value"].dtype == np.float32
+    assert str(table["time"].dtype) == "datetime64[ns]"
+    expected = combine_timeseries(paths).sort_values(["id", "band", "time"], ignore_index=True)
+    got = table.sort_values(["id", "band", "time"], ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_median_method_for_points(tmp_path_factory):
+    workdir = zarr_run(tmp_path_factory)
+    cube = load_cube(workdir / "results" / "cubes" / "p1.zarr")
+    table = read_timeseries_csv(workdir / "results" / "timeseries" / "p1.csv")
+    steps = cube.sizes["time"]
+    for band in BANDS:
+        median = np.nanmedian(cube[band].values.reshape(steps, -1), axis=1).astype(np.float32)
+        np.testing.assert_array_equal(by_band(table, band)["value"].to_numpy(), median)
+
+
+def small_cube(point_lonlat: Point, epsg: int = 32632) -> xr.Dataset:
+    """A 2-date, 4 x 3 pixel cube whose B04 value encodes its pixel: 100 * row + col."""
+    grid = Grid(epsg, 10.0, (500000.0, 5500000.0, 500030.0, 5500040.0))
+    rows, cols = np.mgrid[0:4, 0:3]
+    values = np.broadcast_to(100.0 * rows + cols, (2, 1, 4, 3)).copy()
+    observed = np.ones((2, 4, 3))
+    observed[1, 2, 1] = 0
+    return build_dataset(
+        grid=grid,
+        times=np.array(["2024-01-01", "2024-01-06"], dtype="datetime64[ns]"),
+        bands=["B04"],
+        reflectance=values,
+        classification=None,
+        classification_band="SCL",
+        observed=observed,
+        attrs=provenance_attrs(feature_id="t", geometry_wkt=point_lonlat.wkt),
+    )
+
+
+def lonlat_of(x: float, y: float, epsg: int = 32632) -> Point:
+    return Point(Transformer.from_crs(epsg, 4326, always_xy=True).transform(x, y))
+
+
+def test_pixel_under_point_is_the_pixel_containing_it():
+    # x 500012 is in column 1 (500010..500020); y 5500018 in row 2 (5500020..5500010).
+    cube = small_cube(lonlat_of(500012.0, 5500018.0))
+    assert pixel_under_point(cube) == (2, 1)
+    table = feature_timeseries(cube, "pixel")
+    assert table["value"].tolist() == [201.0, 201.0]
+    assert table["observed"].tolist() == [1.0, 0.0]
+
+
+def test_point_outside_the_grid_is_an_error():
+    cube = small_cube(lonlat_of(500045.0, 5500018.0))
+    with pytest.raises(ValueError, match="outside the cube grid"):
+        pixel_under_point(cube)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="pixel"):
+        feature_timeseries(small_cube(lonlat_of(500012.0, 5500018.0)), "mean")
