@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python scripts/make_demo_archive.py --configfile $(CONFIG) --workers $(CORES)
+	$(BIN)/python scripts/make_demo_archive.py --configfile "$(CONFIG)" --workers $(CORES)
 
 run: demo
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile "$(CONFIG)"
 
 # System services the tests run for real: Chromium (report rendering), PostgreSQL + pgstac
 # (a real STAC API server) and a single-node SLURM cluster. Each script is idempotent; when one
