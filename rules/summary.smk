@@ -1,6 +1,7 @@
 from snakemake.logging import logger
 
-from sitsflow.summary import summarise_failed_run, sweep_temporaries
+from sitsflow.atomic import sweep_temporaries
+from sitsflow.summary import summarise_failed_run
 
 
 rule summary:

@@ -1,11 +1,25 @@
-"""Write files so that a killed job leaves either the old file, no file, or the complete new one."""
+"""Write files so that a killed job leaves either the old file, no file, or the complete new one.
+
+Writers put their output at a temporary name beside the target, `.{name}.tmp-{pid}`, and rename
+it into place when complete. A killed writer leaves that temporary behind; it is removed the
+next time the same target is written (`atomic_path`) and at the end of every run
+(`sweep_temporaries`, called from the Snakefile's `onsuccess`/`onerror`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+TEMPORARY_SUFFIX = ".tmp-"
+
+
+def temporary_for(target: Path) -> Path:
+    """This process's temporary name for `target`."""
+    return target.with_name(f".{target.name}{TEMPORARY_SUFFIX}{os.getpid()}")
 
 
 @contextlib.contextmanager
@@ -13,7 +27,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    remove_stale_temporaries(target.parent, f".{target.name}{TEMPORARY_SUFFIX}*")
+    temporary = temporary_for(target)
     try:
         yield temporary
         with open(temporary, "rb") as handle:
@@ -27,3 +42,42 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text)
+
+
+def sweep_temporaries(directory: str | Path = "results") -> list[Path]:
+    """Delete the temporaries killed writers left anywhere under `directory`; return them.
+
+    A temporary whose writer is still alive (another Snakemake run in the same directory) is
+    left alone.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return remove_stale_temporaries(root, f".*{TEMPORARY_SUFFIX}*", recursive=True)
+
+
+def remove_stale_temporaries(directory: Path, pattern: str, recursive: bool = False) -> list[Path]:
+    """Remove files or directories matching `pattern` whose writer process is gone."""
+    removed = []
+    candidates = directory.rglob(pattern) if recursive else directory.glob(pattern)
+    for leftover in sorted(candidates):
+        pid = leftover.name.rsplit(TEMPORARY_SUFFIX, 1)[1]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+        removed.append(leftover)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True

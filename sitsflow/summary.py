@@ -16,10 +16,8 @@ search found nothing), `failed` (no cube; `error` and `log` say why).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import pandas as pd
 import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 
-from sitsflow.atomic import atomic_path
+from sitsflow.atomic import atomic_path, sweep_temporaries
 
 COLUMNS = [
     "feature_id",
@@ -55,8 +53,6 @@ STAGES = (
 _EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception))(?::|$)"
 )
-# Temporary files of `sitsflow.atomic.atomic_path` and the Zarr writer: `.{name}.tmp-{pid}`.
-TEMPORARY_SUFFIX = ".tmp-"
 
 
 def summarise_cube(path: str | Path) -> dict:
@@ -179,41 +175,6 @@ def write_failure_summary(
         older = min(cube_times) - 1
         os.utime(target, (older, older))
     return table
-
-
-def sweep_temporaries(directory: str | Path = "results") -> list[Path]:
-    """Delete the temporary files killed jobs left under `directory`; return what was removed.
-
-    An atomic write (`sitsflow.atomic`, the Zarr writer) leaves `.{name}.tmp-{pid}` behind when
-    its process is killed before the rename. Called in Snakemake's own process once every job of
-    the run has finished (`onsuccess`, `onerror`); a temporary whose process is still alive
-    (another Snakemake run in the same directory) is left alone.
-    """
-    removed = []
-    root = Path(directory)
-    if not root.is_dir():
-        return removed
-    for leftover in sorted(root.rglob(f".*{TEMPORARY_SUFFIX}*")):
-        pid = leftover.name.rsplit(TEMPORARY_SUFFIX, 1)[1]
-        if not pid.isdigit() or _process_alive(int(pid)):
-            continue
-        if leftover.is_dir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-        removed.append(leftover)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
 
 
 def summarise_failed_run(cubes: Mapping[str, str | Path], root: str | Path = ".") -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 
-from sitsflow.atomic import atomic_path
+from sitsflow.atomic import atomic_path, temporary_for
 from sitsflow.grid import Grid
 from sitsflow.mask import SCL_CLASSES
 
@@ -182,7 +182,7 @@ def write_zarr(dataset: xr.Dataset, path: str | Path) -> None:
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temporary = temporary_for(target)
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         dataset.to_zarr(temporary, mode="w", zarr_format=2, consolidated=True)

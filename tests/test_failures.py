@@ -25,6 +25,7 @@ from shapely.geometry import Point
 
 from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
+from sitsflow.atomic import sweep_temporaries
 from sitsflow.load import asset_error
 from sitsflow.stac_server import StacServer
 from sitsflow.summary import (
@@ -33,7 +34,6 @@ from sitsflow.summary import (
     last_error,
     summarise_failed_run,
     summarise_run,
-    sweep_temporaries,
     write_failure_summary,
 )
 from tests.conftest import REPO

@@ -1,0 +1,37 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sitsflow.atomic import atomic_path, atomic_write_text
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (a killed writer)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_failed_write_keeps_previous_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "cube.nc"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cube.nc"]
+
+
+def test_writing_a_target_removes_its_stale_temporaries_only(tmp_path):
+    target = tmp_path / "a.nc"
+    stale = tmp_path / f".a.nc.tmp-{dead_pid()}"
+    stale.write_text("left by a killed job")
+    alive = tmp_path / f".a.nc.tmp-{os.getppid()}"  # a live writer: not ours to remove
+    alive.write_text("in progress")
+    other = tmp_path / f".b.nc.tmp-{dead_pid()}"  # another target's: swept at end of run
+    other.write_text("x")
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    assert not stale.exists() and alive.exists() and other.exists()
