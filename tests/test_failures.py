@@ -23,9 +23,9 @@ import xarray as xr
 import yaml
 from shapely.geometry import Point
 
+from sitsflow.atomic import sweep_temporaries
 from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
-from sitsflow.atomic import sweep_temporaries
 from sitsflow.load import asset_error
 from sitsflow.stac_server import StacServer
 from sitsflow.summary import (
