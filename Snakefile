@@ -30,10 +30,10 @@ rule all:
     input:
         # Per-feature files: per-feature jobs make them; in batch mode (config `batch_size`,
         # rules/batch.smk) the `batch` jobs do, and `all` asks for the batches instead.
-        cubes=unless_batched(cube_paths()),
+        cubes=unless_batched(cube_paths),
         summary="results/summary.csv",
-        quicklooks=unless_batched(quicklook_paths()),
-        timeseries=unless_batched(timeseries_paths()),
+        quicklooks=unless_batched(quicklook_paths),
+        timeseries=unless_batched(timeseries_paths),
         batches=manifest_paths(BATCHES),
         timeseries_table="results/timeseries.parquet",
         overview="results/overview.png",

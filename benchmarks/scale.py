@@ -15,7 +15,9 @@ items.json. For each N, in a fresh working directory:
   and how many features' files were (re)written (must be exactly 1);
 * `loop`: wall time of the same per-feature work (bbox, search, cube, quicklook, time series)
   and the same summary, time series table and overview, done in one Python loop in one
-  process with sitsflow's functions (imports excluded);
+  process with sitsflow's functions (imports excluded). With `--loop-sample S` and N > S the
+  loop runs over S of the features and its times are scaled by N / S (marked `~` in the
+  table): the per-feature work is the same for every feature;
 * `overhead/feature`: (run - loop) / N, the issue's definition (with 2 cores the workflow
   runs jobs in parallel, which the loop does not, so this can be below zero), and
   `cpu overhead/feature`: (cpu - loop cpu) / N, what the orchestration costs in CPU time.
@@ -82,6 +84,7 @@ class Row:
     append_rewritten: int = -1
     loop: float = float("nan")
     loop_cpu: float = float("nan")
+    loop_scaled: bool = False
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -296,7 +299,31 @@ def run_baseline(workdir: Path) -> dict[str, float]:
 # One N
 
 
-def measure(n: int, root: Path, items: Path, batch_size: str, cores: int, skip_loop: bool) -> Row:
+def measure_loop(row: Row, root: Path, items: Path, points: dict, sample: int | None) -> None:
+    """The loop's times for `points` (or a sample of them, scaled up) into `row`."""
+    loop_dir = root / f"n{row.n}-loop"
+    shutil.rmtree(loop_dir, ignore_errors=True)
+    loop_dir.mkdir(parents=True)
+    if sample and len(points) > sample:
+        points = dict(list(points.items())[:sample])
+        row.loop_scaled = True
+    write_vector(loop_dir / "features.geojson", points)
+    write_config(loop_dir, items, row.batch_size)
+    timing = run_baseline(loop_dir)
+    factor = row.n / len(points)
+    row.loop, row.loop_cpu = timing["seconds"] * factor, timing["cpu_seconds"] * factor
+    shutil.rmtree(loop_dir, ignore_errors=True)
+
+
+def measure(
+    n: int,
+    root: Path,
+    items: Path,
+    batch_size: str,
+    cores: int,
+    loop_sample: int | None,
+    skip_loop: bool = False,
+) -> Row:
     row = Row(n=n, batch_size=batch_size)
     workdir = root / f"n{n}-batch{batch_size}"
     shutil.rmtree(workdir, ignore_errors=True)
@@ -338,14 +365,7 @@ def measure(n: int, root: Path, items: Path, batch_size: str, cores: int, skip_l
 
     if not skip_loop:
         say(f"N={n}: the same work in one Python loop")
-        loop_dir = root / f"n{n}-loop"
-        shutil.rmtree(loop_dir, ignore_errors=True)
-        loop_dir.mkdir(parents=True)
-        write_vector(loop_dir / "features.geojson", points)
-        write_config(loop_dir, items, batch_size)
-        timing = run_baseline(loop_dir)
-        row.loop, row.loop_cpu = timing["seconds"], timing["cpu_seconds"]
-        shutil.rmtree(loop_dir, ignore_errors=True)
+        measure_loop(row, root, items, points, loop_sample)
     say(f"N={n}: done")
     return row
 
@@ -363,7 +383,8 @@ def print_table(rows: list[Row], cores: int) -> None:
         print(
             f"{row.n:>6} {row.batch_size:>5} {row.jobs:>6} {row.dry_run:>9.1f} {row.run:>8.1f} "
             f"{row.rss_mb:>7.0f} {row.noop:>7.1f} {row.append_jobs:>7} "
-            f"{row.append_seconds:>6.1f} {row.append_rewritten:>7} {row.loop:>8.1f} "
+            f"{row.append_seconds:>6.1f} {row.append_rewritten:>7} "
+            f"{'~' if row.loop_scaled else ' '}{row.loop:>7.1f} "
             f"{row.overhead:>8.3f} {row.cpu_overhead:>11.3f}"
             + (f"  ({'; '.join(row.notes)})" if row.notes else "")
         )
@@ -377,6 +398,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="where to work (default: a temporary dir)")
     parser.add_argument("--keep", action="store_true", help="keep the working directories")
     parser.add_argument("--skip-loop", action="store_true", help="do not run the Python loop")
+    parser.add_argument(
+        "--loop-sample",
+        type=int,
+        default=1000,
+        help="run the loop over at most this many features, scaled up (default 1000; 0: all)",
+    )
     parser.add_argument("--baseline-for", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -393,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for n in args.n:
-            rows.append(measure(n, root, items, args.batch_size, args.cores, args.skip_loop))
+            rows.append(
+                measure(
+                    n, root, items, args.batch_size, args.cores, args.loop_sample, args.skip_loop
+                )
+            )
             print_table(rows[-1:], args.cores)  # progress: each row as soon as it is measured
     finally:
         if not args.keep:

@@ -39,6 +39,8 @@ import json
 import os
 import platform
 import re
+import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,8 +71,11 @@ def _log_peak_rss(log=os.environ.get("{RSS_LOG_VARIABLE}")):
         return
     with open("/proc/self/status") as status:
         kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    times = os.times()
+    entry = {{"pid": os.getpid(), "argv": sys.argv, "peak_rss": kib * 1024,
+             "cpu_s": times.user + times.system}}
     with open(log, "a") as out:
-        out.write(json.dumps({{"pid": os.getpid(), "argv": sys.argv, "peak_rss": kib * 1024}}))
+        out.write(json.dumps(entry))
         out.write("\\n")
 
 atexit.register(_log_peak_rss)
@@ -108,6 +113,7 @@ def cached_lower_bound(archive: Path, cache: Path) -> dict:
         "archive": str(archive.resolve()),
         "items_json": [items.st_size, items.st_mtime_ns],
         "config": workload_config(),
+        "version": 2,
     }
     if cache.exists():
         stored = json.loads(cache.read_text())
@@ -122,13 +128,15 @@ def cached_lower_bound(archive: Path, cache: Path) -> dict:
 def lower_bound(archive: Path) -> dict:
     """Fewest bytes and byte ranges the seed's job needs from the archive (sitsflow.cogbytes)."""
     from sitsflow.aoi import grid_of, make_aoi_record
-    from sitsflow.cogbytes import needed_ranges, read_layout, total_bytes
+    from sitsflow.cogbytes import needed_ranges, needed_tile_ranges, read_layout, total_bytes
     from sitsflow.features import load_features
     from sitsflow.search import search
 
     config = workload_config()
     bands = list(config["bands"]) + [config["mask"]["band"]]
-    totals = {"features": 0, "items": 0, "files": 0, "ranges": 0, "bytes": 0, "file_bytes": 0}
+    totals = dict.fromkeys(
+        ("features", "items", "files", "ranges", "header_first_requests", "bytes", "file_bytes"), 0
+    )
     header_bytes = 0
     for feature in load_features(VECTOR, config["id_column"]):
         record = make_aoi_record(
@@ -152,9 +160,12 @@ def lower_bound(archive: Path) -> dict:
         for item in items:
             for band in bands:
                 layout = read_layout(item["assets"][band]["href"])
-                ranges = needed_ranges(layout, grid.transform, grid.width, grid.height, grid.epsg)
+                on_grid = (grid.transform, grid.width, grid.height, grid.epsg)
+                ranges = needed_ranges(layout, *on_grid)
                 totals["files"] += 1
                 totals["ranges"] += len(ranges)
+                # a reader that cannot know the tile offsets before the header: 1 + tile runs
+                totals["header_first_requests"] += 1 + len(needed_tile_ranges(layout, *on_grid))
                 totals["bytes"] += total_bytes(ranges)
                 totals["file_bytes"] += layout.size
                 header_bytes += layout.header_bytes
@@ -176,8 +187,10 @@ class Run:
     load_before: float
     load_after: float
     ok: bool
+    cpu_s: float
     stats: dict
     peak_rss_by_job: dict[str, int] = field(default_factory=dict)
+    cpu_s_by_job: dict[str, float] = field(default_factory=dict)
     n_processes: int = 0
     error: str = ""
 
@@ -250,17 +263,44 @@ def job_name(argv: list[str]) -> str:
     return first.name.removesuffix(".py")
 
 
-def peak_rss_by_job(log: Path) -> tuple[dict[str, int], int]:
-    """Largest peak RSS per kind of job, and how many processes were logged."""
+def peak_rss_by_job(log: Path) -> tuple[dict[str, int], dict[str, float], int]:
+    """Largest peak RSS and total CPU seconds per kind of job, and how many processes ran."""
     peaks: dict[str, int] = {}
+    cpu: dict[str, float] = {}
     count = 0
     if log.exists():
         for line in log.read_text().splitlines():
             entry = json.loads(line)
             name = job_name(entry["argv"])
             peaks[name] = max(peaks.get(name, 0), entry["peak_rss"])
+            cpu[name] = round(cpu.get(name, 0.0) + entry.get("cpu_s", 0.0), 2)
             count += 1
-    return peaks, count
+    return peaks, cpu, count
+
+
+def children_cpu_s() -> float:
+    """User + system CPU seconds of all finished child processes (and theirs) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_to_end(command: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    """Run `command` in its own session; if interrupted, end its whole process tree."""
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate()
+        except BaseException:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def run_tool(tool: str, server: StatsServer, latency_ms: float, repeat: int, cores: int) -> Run:
@@ -281,11 +321,13 @@ def run_tool(tool: str, server: StatsServer, latency_ms: float, repeat: int, cor
         command = tool_command(tool, server.url, workdir, cores)
         server.reset()
         load_before = os.getloadavg()[0]
+        cpu_before = children_cpu_s()
         started = time.perf_counter()
-        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
+        result = run_to_end(command, env, workdir)
         wall = time.perf_counter() - started
+        cpu = children_cpu_s() - cpu_before
         stats = server.reset()
-        peaks, count = peak_rss_by_job(rss_log)
+        peaks, cpu_by_job, count = peak_rss_by_job(rss_log)
         error = "" if result.returncode == 0 else (result.stdout[-2000:] + result.stderr[-4000:])
         return Run(
             tool=tool,
@@ -295,8 +337,10 @@ def run_tool(tool: str, server: StatsServer, latency_ms: float, repeat: int, cor
             load_before=round(load_before, 2),
             load_after=round(os.getloadavg()[0], 2),
             ok=result.returncode == 0,
+            cpu_s=round(cpu, 1),
             stats=stats,
             peak_rss_by_job=peaks,
+            cpu_s_by_job=cpu_by_job,
             n_processes=count,
             error=error,
         )
@@ -319,7 +363,8 @@ def table(runs: list[Run], bound: dict) -> str:
     """The benchmark table (best run per latency and tool) and the targets."""
     best = best_runs(runs)
     header = (
-        f"{'latency':>7}  {'tool':<32} {'wall s':>7} {'load':>5} {'x (a)':>6} {'requests':>8} "
+        f"{'latency':>7}  {'tool':<32} {'wall s':>7} {'CPU s':>6} {'load':>5} {'x (a)':>6} "
+        f"{'requests':>8} "
         f"{'req/rng':>7} {'MB':>7} {'B/LB':>5} {'api':>5} {'RSS/job MB':>10}"
     )
     lines = [header, "-" * len(header)]
@@ -330,7 +375,8 @@ def table(runs: list[Run], bound: dict) -> str:
         speedup = f"{reference.wall_s / run.wall_s:6.2f}" if reference else f"{'':>6}"
         stats = run.stats
         lines.append(
-            f"{latency:>5g}ms  {TOOL_LABELS[tool]:<32} {run.wall_s:7.1f} {run.load_before:5.2f} "
+            f"{latency:>5g}ms  {TOOL_LABELS[tool]:<32} {run.wall_s:7.1f} {run.cpu_s:6.1f} "
+            f"{run.load_before:5.2f} "
             f"{speedup} {stats['data_requests']:8d} "
             f"{stats['data_requests'] / bound['ranges']:7.2f} {stats['data_bytes'] / 1e6:7.2f} "
             f"{stats['data_bytes'] / bound['bytes']:5.2f} {stats['api_requests']:5d} "
@@ -339,12 +385,14 @@ def table(runs: list[Run], bound: dict) -> str:
     failed = [run for run in runs if not run.ok]
     lines.append(
         f"lower bound: {bound['files']} files ({bound['items']} items x bands, "
-        f"{bound['features']} features), {bound['ranges']} distinct byte ranges, "
+        f"{bound['features']} features), {bound['ranges']} distinct byte ranges "
+        f"({bound['header_first_requests']} requests if the header is read first), "
         f"{bound['bytes'] / 1e6:.2f} MB (headers {bound['header_bytes'] / 1e6:.2f} MB; the whole "
         f"files are {bound['file_bytes'] / 1e6:.2f} MB)"
     )
     lines.append(
-        "columns: best of the repetitions; load = 1-min load average before that run; x (a) = "
+        "columns: best of the repetitions; CPU s = user + system time of the tool's processes "
+        "(not the server's); load = 1-min load average before that run; x (a) = "
         "speed-up over the notebook way; req/rng = data requests / distinct ranges needed; "
         "B/LB = bytes / lower bound; api = STAC API requests; RSS/job = largest peak RSS of a "
         "job (sitsflow: one Snakemake job; references: the whole loop)"
@@ -385,20 +433,38 @@ def targets(runs: list[Run], bound: dict) -> dict[str, bool]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 20.0, 80.0])
+    parser.add_argument("--latency-ms", type=float, nargs="*", default=[0.0, 20.0, 80.0])
     parser.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS))
     parser.add_argument("--repeat", type=int, default=1, help="runs per tool and latency")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores")
     parser.add_argument("--archive", type=Path, help="demo archive directory (with items.json)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="earlier results files whose runs join the table (best of all); "
+        "`--latency-ms` with no value then only merges",
+    )
     return parser.parse_args(argv)
+
+
+def load_runs(path: Path) -> list[Run]:
+    """The runs recorded in an earlier results file."""
+    fields = set(Run.__dataclass_fields__)
+    return [
+        Run(**{key: value for key, value in run.items() if key in fields})
+        for run in json.loads(path.read_text())["runs"]
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on kill, as on Ctrl-C
     archive = ensure_archive(args.archive)
     bound = cached_lower_bound(archive, args.out.with_name("lower_bound_cache.json"))
-    runs: list[Run] = []
+    runs: list[Run] = [run for path in args.merge for run in load_runs(path)]
     for latency in args.latency_ms:
         server = StatsServer(archive, latency)
         try:
@@ -408,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run)
                     print(
                         f"{latency:g} ms  {tool:<9} #{repeat}: {run.wall_s:7.1f} s  "
+                        f"CPU {run.cpu_s:6.1f} s  "
                         f"load {run.load_before:.2f}  requests {run.stats['data_requests']}  "
                         f"{'ok' if run.ok else 'FAILED'}",
                         flush=True,

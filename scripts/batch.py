@@ -1,12 +1,9 @@
 """Rule `batch`: every stage of a batch of features, one file set each (sitsflow/batch.py)."""
 
-from sitsflow.batch import BatchSettings, run_batch
+from sitsflow.batch import BatchSettings, run_batch, write_batch_results
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-run_batch(
-    smk.wildcards.batch,
-    smk.params.members,
-    BatchSettings.from_params(smk.params.settings),
-    smk.output[0],
-    smk.log[0],
-)
+settings = BatchSettings.from_params(smk.params.settings)
+batch = smk.wildcards.batch
+outcomes = run_batch(batch, smk.params.members, settings, smk.log[0])
+write_batch_results(batch, outcomes, settings, smk.output.manifest, smk.output.timeseries)

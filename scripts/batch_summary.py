@@ -1,10 +1,13 @@
-"""Rule `batch_summary`: results/summary.csv in batch mode, one row per feature of every batch."""
+"""Rule `batch_summary`: results/summary.csv in batch mode, from the batches' summary rows."""
 
+import pandas as pd
+
+from sitsflow.batch import read_summary_rows
 from sitsflow.logs import job_logging
-from sitsflow.summary import summarise_run, write_summary
+from sitsflow.summary import COLUMNS, write_summary
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "summary") as log:
-    table = summarise_run(dict(smk.params.cubes))
+    table = pd.DataFrame(read_summary_rows(smk.input), columns=COLUMNS)
     write_summary(table, smk.output[0])
     log.info("%d features: %s", len(table), table["status"].value_counts().to_dict())

@@ -24,7 +24,10 @@ Incremental reruns stay per feature:
 
 The per-feature files are not declared Snakemake outputs (a failed member would make Snakemake
 delete the whole batch's files); the declared output is the batch's manifest,
-`results/batches/{batch}.json`, written when every member succeeded. Rules: rules/batch.smk.
+`results/batches/{batch}.json`, written when every member succeeded; it also carries the members'
+summary rows, and `results/batches/{batch}.timeseries.parquet` their time series, so that the
+run-wide summary and time-series table are put together from the batches without reopening
+10 000 files after each change. Rules: rules/batch.smk.
 """
 
 from __future__ import annotations
@@ -38,12 +41,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.errors import SitsflowError
 from sitsflow.features import Feature
 from sitsflow.logs import job_logging
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 STATE_DIR = "results/batches/state"
 MANIFEST_PATTERN = "results/batches/{batch}.json"
+TIMESERIES_PATTERN = "results/batches/{batch}.timeseries.parquet"
 # `batch_size: auto`: per-feature jobs up to this many features, batches of this size above.
 AUTO_BATCH_SIZE = 50
 
@@ -172,6 +179,10 @@ def plan_batches(fids: Sequence[str], batch_size: int) -> dict[str, list[str]]:
 
 def manifest_paths(batches: Iterable[str]) -> list[str]:
     return [MANIFEST_PATTERN.format(batch=batch) for batch in batches]
+
+
+def timeseries_table_paths(batches: Iterable[str]) -> list[str]:
+    return [TIMESERIES_PATTERN.format(batch=batch) for batch in batches]
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,14 +404,12 @@ def run_batch(
     batch: str,
     members: Mapping[str, str],
     settings: BatchSettings,
-    manifest: str | Path,
     log_path: str | Path | None = None,
     stage_runner: Callable[[str, Feature, FeaturePaths, BatchSettings], None] = run_stage,
 ) -> list[FeatureOutcome]:
-    """Process every member (feature id -> WKT), then write the manifest or raise BatchFailed.
+    """Bring every member (feature id -> WKT) up to date; raise BatchFailed if any failed.
 
-    Every member is processed even after a failure; the manifest (the batch's Snakemake
-    output) is written only when all succeeded, listing what ran and what was up to date.
+    Every member is processed even after a failure. The batch log gets one line per member.
     """
     from shapely import wkt as shapely_wkt
 
@@ -423,7 +432,6 @@ def run_batch(
                 FeaturePaths(fid).log(outcome.failed_stage or "bbox"),
             )
     failed = [outcome for outcome in outcomes if not outcome.ok]
-    seconds = time.perf_counter() - started
     batch_log.info(
         "batch %s: %d features, %d redone, %d up to date, %d failed, done in %.2f s",
         batch,
@@ -431,7 +439,7 @@ def run_batch(
         sum(bool(outcome.ran) for outcome in outcomes if outcome.ok),
         sum(not outcome.ran for outcome in outcomes if outcome.ok),
         len(failed),
-        seconds,
+        time.perf_counter() - started,
     )
     if failed:
         listing = "; ".join(f"{o.fid} ({o.failed_stage}: {o.error})" for o in failed[:10])
@@ -440,19 +448,48 @@ def run_batch(
             "Their stage logs have the tracebacks; the other features are complete and are "
             "not redone by the next run"
         )
-    write_manifest(manifest, batch, outcomes, seconds)
     return outcomes
 
 
-def write_manifest(
-    path: str | Path, batch: str, outcomes: Sequence[FeatureOutcome], seconds: float
+def write_batch_results(
+    batch: str,
+    outcomes: Sequence[FeatureOutcome],
+    settings: BatchSettings,
+    manifest: str | Path,
+    timeseries_table: str | Path,
 ) -> None:
+    """The batch's share of the run-wide tables, so that those never reread every feature:
+    its members' summary rows (in the manifest, with what each member ran) and their time
+    series in one Parquet file. Only batches that run recompute theirs."""
+    from sitsflow.summary import summarise_cube
+    from sitsflow.timeseries import combine_timeseries
+
+    paths = [FeaturePaths(outcome.fid, settings.cube_extension) for outcome in outcomes]
+    rows = [summarise_cube(path.output("cube")) for path in paths]
+    table = combine_timeseries([path.output("timeseries") for path in paths])
+    with atomic_path(timeseries_table) as temporary:
+        table.to_parquet(temporary, engine="pyarrow", index=False)
     document = {
         "batch": batch,
-        "seconds": round(seconds, 3),
         "features": {
             outcome.fid: {"ran": outcome.ran, "up_to_date": outcome.up_to_date}
             for outcome in outcomes
         },
+        "summary": rows,
     }
-    atomic_write_text(path, json.dumps(document, indent=1))
+    atomic_write_text(manifest, json.dumps(document, indent=1))
+
+
+def read_summary_rows(manifests: Iterable[str | Path]) -> list[dict]:
+    """The summary rows of every batch, in the order of `manifests` (then member order)."""
+    return [row for path in manifests for row in json.loads(Path(path).read_text())["summary"]]
+
+
+def combine_batch_timeseries(tables: Iterable[str | Path]) -> pd.DataFrame:
+    """The batches' time-series tables in one, like `combine_timeseries` over every CSV."""
+    import pandas as pd
+
+    from sitsflow.timeseries import empty_timeseries
+
+    non_empty = [table for table in (pd.read_parquet(path) for path in tables) if len(table)]
+    return pd.concat(non_empty, ignore_index=True) if non_empty else empty_timeseries()

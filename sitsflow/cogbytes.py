@@ -116,7 +116,7 @@ def choose_level(layout: CogLayout, resolution: float) -> int:
 def pixel_centres(transform: Affine, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """x and y of every pixel centre of a grid (flattened, row-major)."""
     cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
-    xs, ys = transform * (cols.ravel(), rows.ravel())
+    xs, ys = transform @ (cols.ravel(), rows.ravel())
     return np.asarray(xs), np.asarray(ys)
 
 
@@ -125,7 +125,7 @@ def needed_tiles(level: Level, xs: np.ndarray, ys: np.ndarray) -> set[tuple[int,
 
     Points are in the COG's CRS; points outside the image need no tile.
     """
-    cols, rows = ~level.transform * (xs, ys)
+    cols, rows = ~level.transform @ (xs, ys)
     cols, rows = np.floor(cols).astype(np.int64), np.floor(rows).astype(np.int64)
     inside = (cols >= 0) & (cols < level.width) & (rows >= 0) & (rows < level.height)
     tile_rows = rows[inside] // level.tile_height
@@ -149,7 +149,7 @@ def merge_ranges(
     return [(start, end) for start, end in merged]
 
 
-def needed_ranges(
+def needed_tile_ranges(
     layout: CogLayout,
     grid_transform: Affine,
     grid_width: int,
@@ -158,7 +158,7 @@ def needed_ranges(
     *,
     max_gap: int = DEFAULT_MAX_GAP,
 ) -> list[tuple[int, int]]:
-    """Byte ranges of `layout` that a nearest-neighbour read onto the grid needs (see module).
+    """Byte ranges of the tiles a nearest-neighbour read onto the grid needs, merged.
 
     The level is the coarsest one not coarser than the grid's resolution (measured in the
     COG's CRS, which for UTM and equal-area grids of a few km differs by well under 1 %).
@@ -169,14 +169,30 @@ def needed_ranges(
         xs, ys = transformer(target_crs, source_crs).transform(xs, ys)
     resolution = abs(grid_transform.a)
     level = layout.levels[choose_level(layout, resolution)]
-    tiles = needed_tiles(level, np.asarray(xs), np.asarray(ys))
-    pieces = [(0, layout.header_bytes)]
-    for row, col in tiles:
+    pieces = []
+    for row, col in needed_tiles(level, np.asarray(xs), np.asarray(ys)):
         size = int(level.sizes[row, col])
         if size:
             offset = int(level.offsets[row, col])
             pieces.append((offset, offset + size))
     return merge_ranges(pieces, max_gap)
+
+
+def needed_ranges(
+    layout: CogLayout,
+    grid_transform: Affine,
+    grid_width: int,
+    grid_height: int,
+    grid_crs: CRS | int | str,
+    *,
+    max_gap: int = DEFAULT_MAX_GAP,
+) -> list[tuple[int, int]]:
+    """Byte ranges of `layout` that a nearest-neighbour read onto the grid needs (see module):
+    the header and the tiles, merged where they touch."""
+    tiles = needed_tile_ranges(
+        layout, grid_transform, grid_width, grid_height, grid_crs, max_gap=max_gap
+    )
+    return merge_ranges([(0, layout.header_bytes), *tiles], max_gap)
 
 
 def total_bytes(ranges: Sequence[tuple[int, int]]) -> int:

@@ -7,13 +7,18 @@ Items must be normalised first (`providers.normalise_item`): assets keyed by ban
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
+import dask.array
 import numpy as np
 import pandas as pd
+import rasterio
 import stackstac
 
 from sitsflow.errors import AssetError
@@ -37,22 +42,90 @@ GDAL_HTTP_OPTIONS = {
     "VSI_CACHE": "TRUE",
     "GDAL_HTTP_MAX_RETRY": "5",
     "GDAL_HTTP_RETRY_DELAY": "1",
+    # room for every header `prefetch_headers` brings in (GDAL reads >= 32 KB per file on open)
+    "CPL_VSIL_CURL_CACHE_SIZE": str(256 * 2**20),
 }
 
 
-# Reads wait on HTTP round trips with the GIL released: a job keeps this many reads (one per
-# item and band) in flight, whatever the cores. SITSFLOW_READ_THREADS overrides it.
-READ_THREADS = 16
+# Files opened at once by `prefetch_headers`.
+PREFETCH_THREADS = 16
+# Most reads in flight in one job (dask threads); SITSFLOW_READ_THREADS fixes the number.
+MAX_READ_THREADS = 32
+# CPU of a read among concurrent ones over that of a lone read (measured, see read_threads_for).
+CONTENTION = 2.0
 
 
-def read_threads() -> int:
-    """Dask threads of one cube's read (README, Performance)."""
-    return int(os.environ.get("SITSFLOW_READ_THREADS", READ_THREADS))
+def compute_stack(array: dask.array.Array) -> np.ndarray:
+    """Compute stackstac's (time, band, y, x) array with as many reads in flight as pay off.
+
+    Next to the data a read is CPU work and extra threads only add contention; far from it a
+    read mostly waits for HTTP round trips. So the first item is read alone (warm-up: GDAL,
+    PROJ, connections), the second alone and timed, and the rest with `read_threads_for` dask
+    threads (README, Performance).
+    """
+    fixed = os.environ.get("SITSFLOW_READ_THREADS")
+    if fixed:
+        return array.compute(scheduler="threads", num_workers=int(fixed))
+    if array.shape[0] <= 2:
+        return array.compute(scheduler="sync")
+    first = array[:1].compute(scheduler="sync")
+    wall, cpu = time.perf_counter(), time.thread_time()
+    second = array[1:2].compute(scheduler="sync")
+    threads = read_threads_for(time.perf_counter() - wall, time.thread_time() - cpu)
+    log.info("reading %d more items with %d thread(s)", array.shape[0] - 2, threads)
+    rest = array[2:].compute(scheduler="threads" if threads > 1 else "sync", num_workers=threads)
+    return np.concatenate([first, second, rest])
+
+
+def read_threads_for(wall_s: float, cpu_s: float) -> int:
+    """Dask threads for reads that took `wall_s` each alone, `cpu_s` of it on the CPU.
+
+    wall/CPU reads in flight would keep a core busy, but concurrent reads cost more CPU each
+    (GDAL/PROJ contention: measured 2 to 2.8 times the CPU of a lone read from 4 threads up),
+    so half of that: 1 thread next to the data, about 4 at 20 ms and 16 at 80 ms per request.
+    """
+    ratio = wall_s / max(cpu_s, 1e-3)
+    return max(1, min(MAX_READ_THREADS, math.floor(ratio / CONTENTION)))
+
+
+def prefetch_headers(hrefs: list[str], *, sign_hrefs: bool = False) -> None:
+    """Open every remote COG once, PREFETCH_THREADS at a time, and close it again.
+
+    GDAL keeps what an open fetched (file size, and the first >= 32 KB: the header, and for a
+    small file all of it) in its process-wide /vsicurl/ cache, so stackstac's own opens and
+    reads then wait for no round trip they do not need. Plain opens overlap well in threads
+    (the GIL is released while GDAL waits); stackstac's open-and-warp does not (most of it
+    holds the GIL), so its reads overlap far less (README, Performance). Errors are left for
+    the real read to report.
+    """
+    remote = [href for href in hrefs if href.startswith(("http://", "https://"))]
+    if not remote:
+        return
+    options = gdal_options()
+
+    def open_once(href: str) -> None:
+        try:
+            if sign_hrefs:
+                from sitsflow.signing import sign_href
+
+                href = sign_href(href)
+            with rasterio.Env(**options), rasterio.open(href):
+                pass
+        except Exception as exc:  # the read itself raises and explains (without a token)
+            log.debug("prefetch of %s failed: %s", href.split("?", 1)[0], type(exc).__name__)
+
+    with ThreadPoolExecutor(PREFETCH_THREADS) as pool:
+        list(pool.map(open_once, remote))
+
+
+def gdal_options() -> dict[str, str]:
+    """GDAL_HTTP_OPTIONS, with any of them set in the environment taking precedence."""
+    overrides = {key: os.environ[key] for key in GDAL_HTTP_OPTIONS if key in os.environ}
+    return {**GDAL_HTTP_OPTIONS, **overrides}
 
 
 def gdal_env() -> stackstac.rio_env.LayeredEnv:
-    overrides = {key: os.environ[key] for key in GDAL_HTTP_OPTIONS if key in os.environ}
-    return stackstac.DEFAULT_GDAL_ENV.updated(always={**GDAL_HTTP_OPTIONS, **overrides})
+    return stackstac.DEFAULT_GDAL_ENV.updated(always=gdal_options())
 
 
 def solar_days(items: list[dict], longitude: float) -> list[str]:
@@ -115,8 +188,11 @@ def load_reflectance(
         gdal_env=gdal_env(),
         reader=_reader(sign_hrefs, failures),
     )
+    prefetch_headers(
+        [item["assets"][band]["href"] for item in items for band in bands], sign_hrefs=sign_hrefs
+    )
     try:
-        data = stack.data.compute(scheduler="threads", num_workers=read_threads())
+        data = compute_stack(stack.data)
     except RuntimeError as exc:  # stackstac wraps every rasterio open/read error this way
         error = asset_error(exc, items, bands)
         if error is None:

@@ -1,0 +1,347 @@
+"""Batch mode (config `batch_size`, sitsflow/batch.py, rules/batch.smk).
+
+Unit tests drive `process_feature` / `run_batch` with a stand-in stage runner that writes small
+files, so that what runs when is checked without reading rasters. The end-to-end tests run
+Snakemake in batch mode on the shared demo archive (tests/helpers.py): the cubes must equal
+those of one-job-per-feature runs, and appending, editing, failing or deleting one feature's
+file must redo that feature only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+from shapely.geometry import Point, box, shape
+
+from sitsflow.batch import (
+    AUTO_BATCH_SIZE,
+    STAGES,
+    BatchFailed,
+    BatchSettings,
+    FeaturePaths,
+    plan_batches,
+    process_feature,
+    read_state,
+    resolve_batch_size,
+    run_batch,
+    stage_fingerprints,
+)
+from sitsflow.features import Feature
+from tests.helpers import netcdf_run, run_snakemake, write_features
+
+SETTINGS = BatchSettings(
+    grid={"buffer_m": 100, "crs": "utm", "resolution": 20, "mode": "image"},
+    search={"catalog": "items.json", "collection": "sentinel-2-l2a"},
+    cube={"bands": ["B04"], "mask": {"band": "SCL"}},
+    timeseries_method="pixel",
+)
+POINT = Feature("f1", Point(8.49, 49.85))
+
+
+# --------------------------------------------------------------------------------------------
+# Planning
+
+
+def test_batches_are_consecutive_features_in_file_order():
+    fids = [f"f{i}" for i in range(7)]
+    assert plan_batches(fids, 3) == {
+        "0000": ["f0", "f1", "f2"],
+        "0001": ["f3", "f4", "f5"],
+        "0002": ["f6"],
+    }
+    assert plan_batches(fids, 0) == {}
+
+
+def test_appending_features_keeps_every_full_batch():
+    before = plan_batches([f"f{i}" for i in range(10)], 4)
+    after = plan_batches([f"f{i}" for i in range(13)], 4)
+    assert {batch: after[batch] for batch in ("0000", "0001")} == {
+        batch: before[batch] for batch in ("0000", "0001")
+    }
+    assert after["0002"] == ["f8", "f9", "f10", "f11"] and after["0003"] == ["f12"]
+
+
+def test_batch_ids_sort_like_the_file():
+    batches = list(plan_batches([f"f{i}" for i in range(25_000)], 2))
+    assert batches == sorted(batches) and batches[-1] == "12499"
+
+
+def test_auto_batch_size_keeps_per_feature_jobs_for_small_inputs():
+    assert resolve_batch_size("auto", AUTO_BATCH_SIZE) == 0
+    assert resolve_batch_size("auto", AUTO_BATCH_SIZE + 1) == AUTO_BATCH_SIZE
+    assert resolve_batch_size(0, 10_000) == 0
+    assert resolve_batch_size(7, 3) == 7
+    with pytest.raises(ValueError, match="batch_size"):
+        resolve_batch_size(-1, 10)
+
+
+def changed_stages(a: dict[str, str], b: dict[str, str]) -> set[str]:
+    return {stage for stage in STAGES if a[stage] != b[stage]}
+
+
+def test_fingerprints_follow_each_stage_inputs():
+    base = stage_fingerprints(POINT.wkt, SETTINGS)
+    moved = stage_fingerprints(Feature("f1", Point(8.5, 49.85)).wkt, SETTINGS)
+    assert changed_stages(base, moved) == set(STAGES)
+    finer = BatchSettings(**{**SETTINGS.__dict__, "grid": {**SETTINGS.grid, "resolution": 10}})
+    assert changed_stages(base, stage_fingerprints(POINT.wkt, finer)) == set(STAGES)
+    later = BatchSettings(**{**SETTINGS.__dict__, "search": {**SETTINGS.search, "end": "2024"}})
+    assert changed_stages(base, stage_fingerprints(POINT.wkt, later)) == {
+        "search", "cube", "quicklook", "timeseries"
+    }  # fmt: skip
+    bands = BatchSettings(**{**SETTINGS.__dict__, "cube": {**SETTINGS.cube, "bands": ["B08"]}})
+    assert changed_stages(base, stage_fingerprints(POINT.wkt, bands)) == {
+        "cube", "quicklook", "timeseries"
+    }  # fmt: skip
+    median = BatchSettings(**{**SETTINGS.__dict__, "timeseries_method": "median"})
+    assert changed_stages(base, stage_fingerprints(POINT.wkt, median)) == {"timeseries"}
+
+
+# --------------------------------------------------------------------------------------------
+# One feature, one batch, with a stand-in for the real stages
+
+
+class FakeStages:
+    """Writes each stage's output as a small file; fails the (fid, stage) pairs in `failing`."""
+
+    def __init__(self, failing: set[tuple[str, str]] | None = None) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.failing = failing or set()
+
+    def __call__(self, stage: str, feature: Feature, paths: FeaturePaths, settings) -> None:
+        self.calls.append((feature.fid, stage))
+        if (feature.fid, stage) in self.failing:
+            raise RuntimeError(f"{stage} of {feature.fid} broke")
+        output = Path(paths.output(stage))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(f"{stage} {feature.fid}")
+
+    def stages_of(self, fid: str) -> list[str]:
+        return [stage for called, stage in self.calls if called == fid]
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_new_feature_runs_every_stage_then_nothing(in_tmp):
+    stages = FakeStages()
+    first = process_feature(POINT, SETTINGS, stages)
+    assert first.ok and first.ran == list(STAGES) and stages.stages_of("f1") == list(STAGES)
+    assert read_state(FeaturePaths("f1").state()) == stage_fingerprints(POINT.wkt, SETTINGS)
+    for stage in STAGES:
+        assert Path(FeaturePaths("f1").log(stage)).exists()
+    again = process_feature(POINT, SETTINGS, stages)
+    assert again.ran == [] and again.up_to_date == list(STAGES)
+    assert len(stages.calls) == len(STAGES)
+
+
+def test_a_config_change_redoes_the_affected_stages_only(in_tmp):
+    process_feature(POINT, SETTINGS, FakeStages())
+    stages = FakeStages()
+    median = BatchSettings(**{**SETTINGS.__dict__, "timeseries_method": "median"})
+    outcome = process_feature(POINT, median, stages)
+    assert outcome.ran == ["timeseries"] and stages.stages_of("f1") == ["timeseries"]
+
+
+def test_a_deleted_output_is_remade_with_what_depends_on_it(in_tmp):
+    process_feature(POINT, SETTINGS, FakeStages())
+    Path(FeaturePaths("f1").output("cube")).unlink()
+    stages = FakeStages()
+    outcome = process_feature(POINT, SETTINGS, stages)
+    assert outcome.ran == ["cube", "quicklook", "timeseries"]
+    assert outcome.up_to_date == ["bbox", "search"]
+
+
+def test_a_newer_input_file_redoes_the_stages_after_it(in_tmp):
+    process_feature(POINT, SETTINGS, FakeStages())
+    items = FeaturePaths("f1").output("search")
+    later = time.time() + 10
+    os.utime(items, (later, later))
+    outcome = process_feature(POINT, SETTINGS, FakeStages())
+    assert outcome.ran == ["cube", "quicklook", "timeseries"]
+
+
+def test_a_failed_stage_leaves_no_output_and_is_retried_next_time(in_tmp):
+    process_feature(POINT, SETTINGS, FakeStages())
+    later = BatchSettings(**{**SETTINGS.__dict__, "search": {**SETTINGS.search, "end": "2024"}})
+    broken = FakeStages(failing={("f1", "cube")})
+    outcome = process_feature(POINT, later, broken)
+    assert not outcome.ok and outcome.failed_stage == "cube"
+    assert "cube of f1 broke" in outcome.error
+    assert broken.stages_of("f1") == ["search", "cube"]  # nothing after the failure
+    paths = FeaturePaths("f1")
+    assert not Path(paths.output("cube")).exists()  # like the output of a failed job
+    assert "cube" not in read_state(paths.state())
+    assert "cube of f1 broke" in Path(paths.log("cube")).read_text()  # with the traceback
+    retry = process_feature(POINT, later, FakeStages())
+    assert retry.ok and retry.ran == ["cube", "quicklook", "timeseries"]
+
+
+def test_a_batch_processes_every_feature_and_fails_if_one_failed(in_tmp):
+    members = {fid: Point(8.49 + i / 100, 49.85).wkt for i, fid in enumerate(["a", "b", "c"])}
+    stages = FakeStages(failing={("b", "search")})
+    with pytest.raises(BatchFailed, match=r"1 of 3 features of batch 0007 failed: b \(search"):
+        run_batch("0007", members, SETTINGS, "batch.log", stages)
+    assert stages.stages_of("a") == list(STAGES) and stages.stages_of("c") == list(STAGES)
+    log_text = Path("batch.log").read_text()
+    assert "b: search failed" in log_text and "a: ran bbox" in log_text
+
+    stages = FakeStages()
+    outcomes = run_batch("0007", members, SETTINGS, None, stages)
+    assert [o.fid for o in outcomes if o.ran] == ["b"]
+    assert stages.stages_of("b") == ["search", "cube", "quicklook", "timeseries"]
+    assert outcomes[0].up_to_date == list(STAGES)
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: Snakemake in batch mode
+
+BATCH_SIZE = 2
+NEW_POINT = Point(8.4925, 49.8551)  # inside the archive's tile around p1
+
+
+def dry_run_jobs(workdir: Path) -> dict[str, int]:
+    out = run_snakemake(workdir, "--dry-run", "--quiet", "rules").stdout
+    table = out.split("Job stats:")[1] if "Job stats:" in out else ""
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
+
+
+def file_times(workdir: Path) -> dict[str, float]:
+    """Every per-feature file (and Zarr store) -> its modification time."""
+    return {
+        str(path.relative_to(workdir)): path.stat().st_mtime
+        for folder in ("bbox", "items", "cubes", "quicklooks", "timeseries")
+        for path in (workdir / "results" / folder).glob("*")
+    }
+
+
+def rewritten(before: dict[str, float], after: dict[str, float]) -> set[str]:
+    return {path for path, when in after.items() if before.get(path) != when}
+
+
+def vector(workdir: Path) -> dict:
+    """The features of the working directory's vector file: id -> geometry."""
+    collection = json.loads((workdir / "features.geojson").read_text())
+    return {f["properties"]["id"]: shape(f["geometry"]) for f in collection["features"]}
+
+
+@pytest.fixture(scope="module")
+def batch_run(tmp_path_factory) -> Path:
+    """The features and config of tests/helpers.py's netCDF run, in batches of two."""
+    reference = netcdf_run(tmp_path_factory)
+    workdir = tmp_path_factory.mktemp("batch-run")
+    shutil.copy(reference / "features.geojson", workdir / "features.geojson")
+    config = yaml.safe_load((reference / "config.yaml").read_text())
+    config["batch_size"] = BATCH_SIZE
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    run_snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture
+def batch_copy(batch_run, tmp_path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(batch_run, copy, symlinks=True)
+    time.sleep(1.0)  # a file rewritten now gets a different modification time
+    return copy
+
+
+AGGREGATES = {
+    "batch_summary": 1,
+    "batch_timeseries_table": 1,
+    "batch_overview": 1,
+    "summary_table": 1,
+    "all": 1,
+}
+
+
+@pytest.mark.integration
+def test_batch_mode_makes_the_same_files_as_per_feature_jobs(batch_run, tmp_path_factory):
+    reference = netcdf_run(tmp_path_factory)
+    fids = list(vector(batch_run))
+    for fid in fids:
+        with (
+            xr.open_dataset(batch_run / "results" / "cubes" / f"{fid}.nc") as batched,
+            xr.open_dataset(reference / "results" / "cubes" / f"{fid}.nc") as per_feature,
+        ):
+            batched.attrs.pop("date_created")
+            per_feature.attrs.pop("date_created")
+            xr.testing.assert_identical(batched.load(), per_feature.load())
+        for folder, suffix in (("timeseries", "csv"), ("bbox", "geojson")):
+            ours = (batch_run / "results" / folder / f"{fid}.{suffix}").read_text()
+            assert ours == (reference / "results" / folder / f"{fid}.{suffix}").read_text()
+        assert (batch_run / "results" / "quicklooks" / f"{fid}.png").stat().st_size > 0
+        for stage in STAGES:
+            assert "done in" in (batch_run / "logs" / stage / f"{fid}.log").read_text()
+    summaries = [pd.read_csv(run / "results" / "summary.csv") for run in (batch_run, reference)]
+    pd.testing.assert_frame_equal(*summaries)
+    tables = [
+        pd.read_parquet(run / "results" / "timeseries.parquet") for run in (batch_run, reference)
+    ]
+    pd.testing.assert_frame_equal(*tables)
+    manifests = sorted(p.name for p in (batch_run / "results" / "batches").glob("*.json"))
+    assert manifests == ["0000.json", "0001.json"]
+    assert "Nothing to be done" in run_snakemake(batch_run, "--dry-run").stdout
+
+
+@pytest.mark.integration
+def test_appending_a_feature_redoes_only_that_feature(batch_copy):
+    write_features(batch_copy / "features.geojson", {**vector(batch_copy), "extra": NEW_POINT})
+    assert dry_run_jobs(batch_copy) == {"batch": 1, **AGGREGATES}
+    before = file_times(batch_copy)
+    run_snakemake(batch_copy)
+    changed = rewritten(before, file_times(batch_copy))
+    assert {Path(path).stem for path in changed} == {"extra"}
+    assert len(changed) == len(STAGES)
+
+
+@pytest.mark.integration
+def test_editing_a_feature_redoes_only_that_feature(batch_copy):
+    features = vector(batch_copy)
+    features["p1"] = NEW_POINT
+    write_features(batch_copy / "features.geojson", features)
+    assert dry_run_jobs(batch_copy) == {"batch": 1, **AGGREGATES}
+    before = file_times(batch_copy)
+    run_snakemake(batch_copy)
+    assert {Path(path).stem for path in rewritten(before, file_times(batch_copy))} == {"p1"}
+
+
+@pytest.mark.integration
+def test_a_deleted_file_is_remade_alone(batch_copy):
+    quicklook = batch_copy / "results" / "quicklooks" / "poly.png"
+    quicklook.unlink()
+    before = file_times(batch_copy)
+    run_snakemake(batch_copy)
+    assert rewritten(before, file_times(batch_copy)) == {"results/quicklooks/poly.png"}
+
+
+@pytest.mark.integration
+def test_a_failing_feature_fails_the_run_but_not_its_batch_mates(batch_copy):
+    # Far too large for max_pixels: its bbox stage fails; `nowhere` shares its batch.
+    huge = box(11.0, 49.8, 11.6, 50.3)
+    write_features(batch_copy / "features.geojson", {**vector(batch_copy), "huge": huge})
+    before = file_times(batch_copy)
+    result = run_snakemake(batch_copy, check=False)
+    assert result.returncode != 0
+    assert rewritten(before, file_times(batch_copy)) == set()  # nowhere was up to date
+    summary = pd.read_csv(batch_copy / "results" / "summary.csv", keep_default_na=False)
+    rows = summary.set_index("feature_id")
+    assert rows.loc["huge", "status"] == "failed" and "max_pixels" in rows.loc["huge", "error"]
+    assert set(rows.drop(index="huge")["status"]) <= {"ok", "no_items"}
+    assert not (batch_copy / "results" / "batches" / "0001.json").exists()
+
+    write_features(batch_copy / "features.geojson", {**vector(batch_copy), "huge": NEW_POINT})
+    run_snakemake(batch_copy)
+    assert {Path(p).stem for p in rewritten(before, file_times(batch_copy))} == {"huge"}

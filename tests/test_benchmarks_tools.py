@@ -1,0 +1,279 @@
+"""The seed benchmark's tools: its lower bound (sitsflow.cogbytes) on small COGs made here,
+its per-job peak RSS log, and the read concurrency the benchmark chose (sitsflow.load).
+
+The tile offsets GDAL reports are checked against the TIFF's own TileOffsets/TileByteCounts
+(parsed here with struct), and the needed byte ranges are checked to be sufficient (a copy of
+the file with every other byte zeroed reads the same cube) and minimal (dropping any needed
+tile changes the cube).
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from pyproj import Transformer
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+
+from benchmarks.seed_workload import job_name, peak_rss_by_job
+from sitsflow import load
+from sitsflow.cogbytes import (
+    choose_level,
+    merge_ranges,
+    needed_ranges,
+    needed_tile_ranges,
+    needed_tiles,
+    pixel_centres,
+    read_layout,
+    total_bytes,
+)
+
+SIZE, BLOCK = 512, 128
+UTM_ORIGIN = (500_000.0, 5_540_000.0)  # EPSG:32632, around 9 E 50 N
+UTM = Affine(10.0, 0.0, UTM_ORIGIN[0], 0.0, -10.0, UTM_ORIGIN[1])
+
+
+def write_cog(path: Path, compress: str) -> np.ndarray:
+    """A 512 x 512 uint16 COG, 128 px tiles, overviews at 20, 40 m; values 1..60000 (no 0)."""
+    data = np.random.default_rng(5).integers(1, 60000, (SIZE, SIZE), dtype=np.uint16)
+    profile = {
+        "driver": "COG", "width": SIZE, "height": SIZE, "count": 1, "dtype": "uint16",
+        "crs": "EPSG:32632", "transform": UTM, "blocksize": BLOCK, "compress": compress,
+        "overview_resampling": "nearest", "overview_count": 2,
+    }  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+    return data
+
+
+@pytest.fixture(scope="module")
+def raw_cog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cog") / "raw.tif"
+    write_cog(path, "NONE")
+    return path
+
+
+@pytest.fixture(scope="module")
+def deflate_cog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cog") / "deflate.tif"
+    write_cog(path, "DEFLATE")
+    return path
+
+
+def tiff_tiles(path: Path) -> list[tuple[int, list[int], list[int]]]:
+    """(width, TileOffsets, TileByteCounts) of every IFD of a little-endian classic TIFF."""
+    blob = path.read_bytes()
+    assert blob[:4] == b"II*\x00"
+    types = {3: "H", 4: "I", 16: "Q"}
+    result = []
+    offset = struct.unpack_from("<I", blob, 4)[0]
+    while offset:
+        count = struct.unpack_from("<H", blob, offset)[0]
+        tags = {}
+        for index in range(count):
+            tag, kind, n, value = struct.unpack_from("<HHII", blob, offset + 2 + 12 * index)
+            fmt = types.get(kind)
+            if fmt and n * struct.calcsize(fmt) <= 4:
+                raw = struct.pack("<I", value)[: n * struct.calcsize(fmt)]
+                tags[tag] = list(struct.unpack("<" + fmt * n, raw))
+            elif fmt:
+                tags[tag] = list(struct.unpack_from("<" + fmt * n, blob, value))
+        result.append((tags[256][0], tags[324], tags[325]))
+        offset = struct.unpack_from("<I", blob, offset + 2 + 12 * count)[0]
+    return result
+
+
+def test_layout_matches_the_tiff_structure(deflate_cog: Path) -> None:
+    layout = read_layout(deflate_cog)
+    ifds = tiff_tiles(deflate_cog)
+    assert [level.width for level in layout.levels] == [width for width, _, _ in ifds]
+    assert [level.resolution for level in layout.levels] == [10.0, 20.0, 40.0]
+    for level, (_, offsets, sizes) in zip(layout.levels, ifds, strict=True):
+        # TIFF stores tiles row by row; GDAL's BLOCK_OFFSET_x_y names them by column first
+        assert level.offsets.ravel().tolist() == offsets
+        assert level.sizes.ravel().tolist() == sizes
+    all_offsets = [o for _, offsets, _ in ifds for o in offsets]
+    assert layout.header_bytes == min(all_offsets) > 8
+    assert layout.size == deflate_cog.stat().st_size
+
+
+@pytest.mark.parametrize(("resolution", "level"), [(5, 0), (10, 0), (15, 0), (20, 1), (39, 1)])
+def test_choose_level(deflate_cog: Path, resolution: float, level: int) -> None:
+    assert choose_level(read_layout(deflate_cog), resolution) == level
+
+
+def test_choose_level_stops_at_the_coarsest(deflate_cog: Path) -> None:
+    assert choose_level(read_layout(deflate_cog), 1000) == 2
+
+
+def test_needed_tiles_of_a_window(deflate_cog: Path) -> None:
+    level = read_layout(deflate_cog).levels[0]
+    # pixel centres of columns 100..150 and rows 200..260 of the full-resolution grid
+    window = UTM @ Affine.translation(100, 200)
+    xs, ys = pixel_centres(window, 51, 61)
+    assert needed_tiles(level, xs, ys) == {(1, 0), (1, 1), (2, 0), (2, 1)}
+    outside = np.array([UTM_ORIGIN[0] - 5.0]), np.array([UTM_ORIGIN[1] + 5.0])
+    assert needed_tiles(level, *outside) == set()
+
+
+def test_merge_ranges() -> None:
+    assert merge_ranges([(30, 40), (0, 10), (10, 20), (45, 50), (100, 100)], max_gap=6) == [
+        (0, 20),
+        (30, 50),
+    ]
+    assert merge_ranges([(0, 10), (5, 8), (20, 30)], max_gap=0) == [(0, 10), (20, 30)]
+    assert total_bytes([(0, 10), (20, 25)]) == 15
+
+
+def test_needed_ranges_same_crs_counts_header_and_tiles(raw_cog: Path) -> None:
+    layout = read_layout(raw_cog)
+    window = Affine(20.0, 0.0, UTM_ORIGIN[0] + 20 * 10, 0.0, -20.0, UTM_ORIGIN[1] - 20 * 10)
+    ranges = needed_ranges(layout, window, 20, 20, 32632, max_gap=0)  # 20 m: overview 1
+    tile = BLOCK * BLOCK * 2  # uncompressed uint16
+    assert ranges[0][0] == 0 and total_bytes(ranges) == layout.header_bytes + tile
+    level = layout.levels[1]
+    assert (int(level.offsets[0, 0]), int(level.offsets[0, 0]) + tile) in ranges
+
+
+def equal_area_grid() -> tuple[Affine, int, int]:
+    """A 20 m EPSG:3035 grid well inside the COG (rotated a little against UTM)."""
+    to_laea = Transformer.from_crs(32632, 3035, always_xy=True)
+    x, y = to_laea.transform(UTM_ORIGIN[0] + 1500, UTM_ORIGIN[1] - 2500)
+    return Affine(20.0, 0.0, round(x / 20) * 20, 0.0, -20.0, round(y / 20) * 20), 60, 45
+
+
+def read_onto_grid(path: Path, level: int, grid: tuple[Affine, int, int]) -> np.ndarray:
+    """Nearest-neighbour read of one level of `path` onto the grid, as the workflow reads."""
+    transform, width, height = grid
+    options = {"overview_level": level - 1} if level else {}
+    with (
+        rasterio.open(path, **options) as src,
+        WarpedVRT(
+            src, crs="EPSG:3035", transform=transform, width=width, height=height,
+            resampling=Resampling.nearest,
+        ) as vrt,
+    ):  # fmt: skip
+        return vrt.read(1)
+
+
+def keep_only(path: Path, ranges: list[tuple[int, int]], out: Path) -> None:
+    """A copy of `path` with every byte outside `ranges` zeroed."""
+    original = path.read_bytes()
+    copy = bytearray(len(original))
+    for start, end in ranges:
+        copy[start:end] = original[start:end]
+    out.write_bytes(bytes(copy))
+
+
+@pytest.mark.parametrize("resolution", [10.0, 20.0])
+def test_needed_ranges_are_sufficient_and_minimal(
+    raw_cog: Path, tmp_path: Path, resolution: float
+) -> None:
+    layout = read_layout(raw_cog)
+    transform, width, height = equal_area_grid()
+    scale = resolution / 20.0
+    grid = (transform @ Affine.scale(scale), round(width / scale), round(height / scale))
+    level = choose_level(layout, resolution)
+    ranges = needed_ranges(layout, *grid, 3035, max_gap=0)
+    expected = read_onto_grid(raw_cog, level, grid)
+    assert (expected > 0).all()  # the grid lies inside the image: every pixel has a value
+
+    keep_only(raw_cog, ranges, tmp_path / "kept.tif")
+    np.testing.assert_array_equal(read_onto_grid(tmp_path / "kept.tif", level, grid), expected)
+
+    header, *tiles = ranges
+    assert header == (0, layout.header_bytes) and tiles
+    assert needed_tile_ranges(layout, *grid, 3035, max_gap=0) == tiles
+    assert total_bytes(ranges) < layout.size / 2
+    for dropped in tiles:  # every tile range is needed: without it some cube pixels change
+        keep_only(raw_cog, [r for r in ranges if r != dropped], tmp_path / "less.tif")
+        assert (read_onto_grid(tmp_path / "less.tif", level, grid) != expected).any()
+
+
+def test_deflate_ranges_merge_consecutive_tiles(deflate_cog: Path) -> None:
+    layout = read_layout(deflate_cog)
+    whole = Affine(10.0, 0.0, UTM_ORIGIN[0], 0.0, -10.0, UTM_ORIGIN[1])
+    ranges = needed_ranges(layout, whole, SIZE, SIZE, 32632)  # every full-resolution tile
+    level = layout.levels[0]
+    assert total_bytes(ranges) >= layout.header_bytes + int(level.sizes.sum())
+    # GDAL writes a level's tiles one after another: with the header, at most 2 ranges
+    assert len(ranges) <= 2
+
+
+def test_job_names_and_peak_rss_log(tmp_path: Path) -> None:
+    assert job_name(["/w/.snakemake/scripts/tmpab12cd.cube.py"]) == "cube"
+    assert job_name(["/venv/lib/python3.11/site-packages/snakemake/__main__.py"]) == (
+        "snakemake (main)"
+    )
+    assert job_name(["/repo/benchmarks/notebook_reference.py", "--loader", "odc"]) == (
+        "notebook_reference"
+    )
+    log = tmp_path / "rss.jsonl"
+    log.write_text(
+        '{"pid": 1, "argv": ["/x/tmp1.cube.py"], "peak_rss": 300, "cpu_s": 1.5}\n'
+        '{"pid": 2, "argv": ["/x/tmp2.cube.py"], "peak_rss": 500, "cpu_s": 2.0}\n'
+        '{"pid": 3, "argv": ["/x/tmp3.bbox.py"], "peak_rss": 100, "cpu_s": 0.5}\n'
+    )
+    assert peak_rss_by_job(log) == ({"cube": 500, "bbox": 100}, {"cube": 3.5, "bbox": 0.5}, 3)
+
+
+@pytest.mark.parametrize(
+    ("wall", "cpu", "threads"),
+    [(0.010, 0.010, 1), (0.039, 0.010, 1), (0.045, 0.005, 4), (0.170, 0.005, 17), (1.0, 0.0, 32)],
+)
+def test_read_threads_follow_wall_over_cpu(wall: float, cpu: float, threads: int) -> None:
+    assert load.read_threads_for(wall, cpu) == threads
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 7])
+def test_compute_stack_equals_a_plain_compute(
+    steps: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dask.array as da
+
+    monkeypatch.delenv("SITSFLOW_READ_THREADS", raising=False)
+    values = np.arange(steps * 2 * 3 * 4, dtype=np.float32).reshape(steps, 2, 3, 4)
+    array = da.from_array(values, chunks=(1, 1, 3, 4))
+    with caplog.at_level("INFO", logger="sitsflow.load"):
+        np.testing.assert_array_equal(load.compute_stack(array), values)
+    assert ("thread(s)" in caplog.text) == (steps > 2)
+
+
+def test_compute_stack_fixed_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask.array as da
+
+    monkeypatch.setenv("SITSFLOW_READ_THREADS", "3")
+    values = np.ones((4, 1, 2, 2), dtype=np.float32)
+    np.testing.assert_array_equal(load.compute_stack(da.from_array(values, chunks=1)), values)
+
+
+def test_prefetch_headers_fills_gdal_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """After the prefetch, opening and reading small COGs makes no request (GDAL fetched them
+    whole on open); files that fail are left to the real read."""
+    from sitsflow.stac_server import StacServer
+
+    archive = tmp_path / "archive"
+    (archive / "tiles").mkdir(parents=True)
+    (archive / "items.json").write_text('{"type": "FeatureCollection", "features": []}')
+    small = {"driver": "COG", "width": 200, "height": 200, "count": 1, "dtype": "uint16"}
+    for index in range(3):
+        with rasterio.open(archive / "tiles" / f"b{index}.tif", "w", **small, crs="EPSG:32632",
+                           transform=UTM, blocksize=128, compress="DEFLATE") as dst:  # fmt: skip
+            dst.write(np.full((200, 200), index + 1, dtype=np.uint16), 1)
+    monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "20")  # the server runs in this process
+    with StacServer(archive) as server:
+        hrefs = [f"{server.data_url}/tiles/b{index}.tif" for index in range(3)]
+        load.prefetch_headers([*hrefs, f"{server.data_url}/tiles/missing.tif", "/local.tif"])
+        prefetched = server.reset_stats()
+        assert prefetched["data_requests"] == 2 * 3 + 1  # HEAD + GET each, one 404
+        assert prefetched["status"][404] == 1
+        with rasterio.Env(**load.gdal_options()):
+            for index, href in enumerate(hrefs):
+                with rasterio.open(href) as src:
+                    assert (src.read(1) == index + 1).all()
+        assert server.stats["data_requests"] == 0
