@@ -1,13 +1,8 @@
 """Rule `quicklook`: the feature's quicklook PNG (thumbnails and window time series)."""
 
-from sitsflow.atomic import atomic_path
 from sitsflow.logs import job_logging
-from sitsflow.quicklook import render_quicklook
-from sitsflow.write import open_cube
+from sitsflow.stages import render_quicklook_file
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-fid = smk.wildcards.fid
-with job_logging(smk.log[0], f"quicklook {fid}") as log:
-    with open_cube(smk.input[0]) as cube, atomic_path(smk.output[0]) as temporary:
-        render_quicklook(cube.load(), temporary)
-    log.info("wrote %s from %s (%d time steps)", smk.output[0], smk.input[0], cube.sizes["time"])
+with job_logging(smk.log[0], f"quicklook {smk.wildcards.fid}"):
+    render_quicklook_file(smk.input[0], smk.output[0])

@@ -47,6 +47,13 @@ from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.errors import SitsflowError
 from sitsflow.features import Feature
 from sitsflow.logs import job_logging
+from sitsflow.stages import (
+    build_cube,
+    make_bbox,
+    render_quicklook_file,
+    search_items,
+    write_timeseries_file,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -250,80 +257,6 @@ def stage_is_current(
         return False
     inputs = [_mtime(paths.output(name)) for name in UPSTREAM[stage]]
     return all(when is not None and when <= made for when in inputs)
-
-
-# --------------------------------------------------------------------------------------------
-# The stages: what the per-feature rule scripts do, as functions of paths and settings
-
-
-def make_bbox(feature: Feature, grid: Mapping[str, Any], output: str) -> None:
-    from sitsflow.aoi import make_aoi_record
-
-    record = make_aoi_record(
-        feature,
-        buffer_m=grid["buffer_m"],
-        crs=grid["crs"],
-        resolution=grid["resolution"],
-        mode=grid["mode"],
-        patch_size=grid["patch_size"],
-        max_pixels=grid["max_pixels"],
-    )
-    log.info("grid %s", record["properties"]["grid"])
-    atomic_write_text(output, json.dumps(record, indent=1))
-
-
-def search_items(bbox_path: str, options: Mapping[str, Any], output: str) -> None:
-    from sitsflow.search import search, write_item_collection
-
-    record = json.loads(Path(bbox_path).read_text())
-    bbox = record["properties"]["search_bbox_wgs84"]
-    items = search(
-        options["catalog"],
-        collection=options["collection"],
-        bbox=bbox,
-        start=options["start"],
-        end=options["end"],
-        query=options["query"],
-    )
-    log.info("%d items in %s for bbox %s", len(items), options["collection"], bbox)
-    info = {
-        "catalog": options["catalog"],
-        "collection": options["collection"],
-        "bbox": bbox,
-        "datetime": f"{options['start']}/{options['end']}",
-        "query": options["query"],
-    }
-    write_item_collection(items, output, info)
-
-
-def build_cube(bbox_path: str, items_path: str, cube_params: Mapping[str, Any], output: str):
-    from sitsflow.cube import CubeSettings, make_cube
-    from sitsflow.search import read_item_collection
-    from sitsflow.write import write_cube
-
-    record = json.loads(Path(bbox_path).read_text())
-    items, search_info = read_item_collection(items_path)
-    cube = make_cube(record, items, search_info, CubeSettings.from_config(dict(cube_params)))
-    write_cube(cube, output)
-    log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
-
-
-def render_quicklook_file(cube_path: str, output: str) -> None:
-    from sitsflow.quicklook import render_quicklook
-    from sitsflow.write import open_cube
-
-    with open_cube(cube_path) as cube, atomic_path(output) as temporary:
-        render_quicklook(cube.load(), temporary)
-
-
-def write_timeseries_file(cube_path: str, method: str, output: str) -> None:
-    from sitsflow.timeseries import feature_timeseries, write_timeseries_csv
-    from sitsflow.write import open_cube
-
-    with open_cube(cube_path) as cube:
-        table = feature_timeseries(cube.load(), method)
-    with atomic_path(output) as temporary:
-        write_timeseries_csv(table, temporary)
 
 
 def run_stage(stage: str, feature: Feature, paths: FeaturePaths, settings: BatchSettings) -> None:
