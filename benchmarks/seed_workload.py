@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/seed_workload.py --latency-ms 0 20 80 [--repeat 2]
         [--tools sitsflow notebook odc] [--out results/benchmarks/seed_workload.json]
+        [--merge EARLIER.json ...]
+
+The references need the `bench` extra: `pip install -c constraints.txt -e ".[bench]"`.
 
 The job: the 24 points of data/rand_pts.geojson, buffer 1 km, 2024, eo:cloud_cover < 10,
 B03 B04 B08 + SCL at 20 m in EPSG:3035 (image mode), SCL mask and linear gap-fill, 2 cores.
@@ -15,9 +18,10 @@ fresh working directory:
 * notebook: benchmarks/notebook_reference.py with stackstac (reference a);
 * odc: the same loop with odc-stac as the loader (reference b).
 
-Measured per run: wall time, the server's counters (`/_stats`: data requests, bytes, API
-requests), the 1-minute load average before the run, and the peak RSS of every Python process
-(each Snakemake job, the Snakemake main process, the notebook loop). Peak RSS is the kernel's
+Measured per run: wall time, CPU seconds of the tool's processes (and per kind of job), the
+server's counters (`/_stats`: data requests, bytes, API requests), the 1-minute load average
+before the run, and the peak RSS of every Python process (each Snakemake job, the Snakemake
+main process, the notebook loop). Peak RSS is the kernel's
 high-water mark `VmHWM` of the process's own address space, read from /proc/self/status when
 the process exits: a `sitecustomize` module put on PYTHONPATH for the run only registers an
 `atexit` hook that appends it to a log. It is exact (no sampling) and does not depend on
@@ -29,7 +33,8 @@ archive's COGs (`sitsflow.cogbytes`): for each feature, each item the search fin
 band, the COG header plus the tiles at the right overview level under the cube's pixels.
 
 Timings are noisy on a shared 2-core machine: the table shows the best run of each tool and
-the load average before it; the JSON has every run.
+the load average before it, and CPU seconds, which depend much less on the load; the JSON has
+every run (written after each run, so an interrupted benchmark keeps what it measured).
 """
 
 from __future__ import annotations
@@ -380,7 +385,7 @@ def table(runs: list[Run], bound: dict) -> str:
             f"{speedup} {stats['data_requests']:8d} "
             f"{stats['data_requests'] / bound['ranges']:7.2f} {stats['data_bytes'] / 1e6:7.2f} "
             f"{stats['data_bytes'] / bound['bytes']:5.2f} {stats['api_requests']:5d} "
-            f"{run.peak_rss_per_job / 2**20:10.0f}"
+            f"{run.peak_rss_per_job / 1e6:10.0f}"
         )
     failed = [run for run in runs if not run.ok]
     lines.append(
@@ -459,6 +464,22 @@ def load_runs(path: Path) -> list[Run]:
     ]
 
 
+def write_results(out: Path, archive: Path, bound: dict, runs: list[Run]) -> str:
+    """Write the results file (every run, the table, the targets); return the table."""
+    report = table(runs, bound)
+    document = {
+        "archive": str(archive),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "lower_bound": bound,
+        "targets": targets(runs, bound),
+        "runs": [{**asdict(run), "peak_rss_per_job": run.peak_rss_per_job} for run in runs],
+        "table": report,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=1))
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on kill, as on Ctrl-C
@@ -472,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
                 for tool in args.tools:
                     run = run_tool(tool, server, latency, repeat, args.cores)
                     runs.append(run)
+                    write_results(args.out, archive, bound, runs)  # kept if a later run dies
                     print(
                         f"{latency:g} ms  {tool:<9} #{repeat}: {run.wall_s:7.1f} s  "
                         f"CPU {run.cpu_s:6.1f} s  "
@@ -481,21 +503,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
         finally:
             server.stop()
-    report = table(runs, bound)
-    checks = targets(runs, bound)
+    report = write_results(args.out, archive, bound, runs)
     print("\n" + report + "\n")
-    for name, met in checks.items():
+    for name, met in targets(runs, bound).items():
         print(f"  [{'x' if met else ' '}] {name}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "archive": str(archive),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "lower_bound": bound,
-        "targets": checks,
-        "runs": [{**asdict(run), "peak_rss_per_job": run.peak_rss_per_job} for run in runs],
-        "table": report,
-    }
-    args.out.write_text(json.dumps(document, indent=1))
     print(f"\nwrote {args.out}")
     return 0 if all(run.ok for run in runs) else 1
 

@@ -105,8 +105,10 @@ def test_jobs_ran_as_cluster_jobs_with_batches_grouped(slurm_run, slurm_cluster)
     assert {job["state"] for job in jobs} == {"COMPLETED"}, jobs
     assert {job["node"] for job in jobs} == {"localhost"}, jobs
     controller_log = slurm_cluster.controller_log()
-    for job in jobs:
-        assert f"JobId={job['id']} NodeList=localhost" in controller_log, job
+    for job in jobs:  # started by the main or the backfill scheduler, then completed
+        started = rf"(Allocate JobId={job['id']} NodeList=localhost|Started JobId={job['id']} in)"
+        assert re.search(started, controller_log), job
+        assert f"_job_complete: JobId={job['id']} WEXITSTATUS 0" in controller_log, job
 
     # Grouping: both batches in one cluster job, the summaries and overview in another.
     assert len(jobs) == 2, jobs
