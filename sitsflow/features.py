@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import geopandas as gpd
-import pandas as pd
 from shapely import wkt as shapely_wkt
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
@@ -26,6 +26,12 @@ from shapely.validation import explain_validity
 
 from sitsflow.errors import InputError
 from sitsflow.projection import reproject, utm_epsg_for
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+# geopandas and pandas are imported where a vector file is read: the per-feature jobs use
+# `Feature` and `search_geometry` only, and importing them costs each job about 0.4 s of CPU.
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CSV_COORDINATE_COLUMNS = (("lon", "lat"), ("longitude", "latitude"), ("x", "y"))
@@ -61,6 +67,8 @@ def read_vector(path: str | Path) -> gpd.GeoDataFrame:
         )
     if path.suffix.lower() == ".csv":
         return _read_csv_points(path)
+    import geopandas as gpd
+
     try:
         frame = gpd.read_file(path)
     except Exception as exc:  # GDAL raises several types for unreadable files
@@ -78,6 +86,9 @@ def read_vector(path: str | Path) -> gpd.GeoDataFrame:
 
 
 def _read_csv_points(path: Path) -> gpd.GeoDataFrame:
+    import geopandas as gpd
+    import pandas as pd
+
     try:
         table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -123,6 +134,8 @@ def load_features(path: str | Path, id_column: str = "id") -> list[Feature]:
 
 def _id_to_str(value: object) -> str | None:
     """The id as text (`7.0` -> `7`); None for a missing or blank value."""
+    import pandas as pd  # already imported by read_vector
+
     if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
         return None
     if isinstance(value, float) and value.is_integer():
@@ -161,8 +174,8 @@ def _check_ids(ids: list[str | None], id_column: str) -> None:
             "the vector file, or point `id_column` at a column of safe ids",
             key="id_column",
         )
-    counts = pd.Series(ids).value_counts()
-    duplicates = sorted(counts[counts > 1].index)
+    counts = Counter(ids)
+    duplicates = sorted(fid for fid, count in counts.items() if count > 1)
     if duplicates:
         raise InputError(
             f"duplicate feature ids in column {id_column!r}: {_listing(duplicates)}; ids must "
