@@ -1,7 +1,7 @@
 """Benchmark the seed's job over HTTP: sitsflow against the notebook way (stackstac, odc-stac).
 
     .venv/bin/python benchmarks/seed_workload.py --latency-ms 0 20 80 [--repeat 2]
-        [--tools sitsflow notebook odc] [--out results/benchmarks/seed_workload.json]
+        [--tools sitsflow sitsflow-http notebook odc] [--out results/benchmarks/seed_workload.json]
         [--merge EARLIER.json ...]
 
 The references need the `bench` extra: `pip install -c constraints.txt -e ".[bench]"`.
@@ -14,7 +14,10 @@ separate process (GDAL reading from a server in the same process can deadlock on
 with an injected latency per request. For every latency and repetition each tool runs in a
 fresh working directory:
 
-* sitsflow: `snakemake --cores 2` on the cube files (bbox, search and cube jobs);
+* sitsflow: `snakemake --cores 2` on the cube files (bbox, search and cube jobs), with
+  `s3_endpoint` set to the server, whose /data/ is an S3-compatible bucket: the COGs are read
+  through GDAL's S3 client, as sitsflow reads Earth Search's S3-hosted COGs by itself;
+* sitsflow-http: the same with `s3_access: http` (GDAL's HTTP client, as for any other host);
 * notebook: benchmarks/notebook_reference.py with stackstac (reference a);
 * odc: the same loop with odc-stac as the loader (reference b).
 
@@ -60,9 +63,10 @@ VECTOR = REPO / "data" / "rand_pts.geojson"
 DEMO_ARCHIVE = REPO / "resources" / "demo" / "sentinel-2-l2a"
 CACHED_ARCHIVE = REPO / "results" / "benchmarks" / "archive" / "sentinel-2-l2a"
 DEFAULT_OUT = REPO / "results" / "benchmarks" / "seed_workload.json"
-TOOLS = ("sitsflow", "notebook", "odc")
+TOOLS = ("sitsflow", "sitsflow-http", "notebook", "odc")
 TOOL_LABELS = {
     "sitsflow": "sitsflow (snakemake --cores 2)",
+    "sitsflow-http": "sitsflow, s3_access: http",
     "notebook": "(a) notebook, stackstac",
     "odc": "(b) notebook, odc-stac",
 }
@@ -237,9 +241,13 @@ class StatsServer:
 
 def tool_command(tool: str, url: str, workdir: Path, cores: int) -> list[str]:
     """The command line of one tool run in `workdir`."""
-    if tool == "sitsflow":
+    if tool in ("sitsflow", "sitsflow-http"):
         config = workload_config()
         config.update(vector=str(VECTOR), catalog=url)
+        if tool == "sitsflow":  # the server's /data/ is an S3-compatible bucket (path style)
+            config.update(s3_endpoint=url.removesuffix("/api"))
+        else:
+            config.update(s3_access="http")
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         from sitsflow.features import load_features
 

@@ -97,5 +97,8 @@ def cube_params():
         "provider": config["provider"],
         "assets": config["assets"],
         "on_missing_asset": config["on_missing_asset"],
+        "s3_access": config["s3_access"],
+        "s3_endpoint": config["s3_endpoint"],
+        "read_overviews": config["read_overviews"],
         "indices": config["indices"],
     }

@@ -15,6 +15,7 @@ from sitsflow.indices import add_indices
 from sitsflow.load import load_reflectance
 from sitsflow.mask import apply_mask
 from sitsflow.providers import canonical_band, normalise_items, resolve_provider
+from sitsflow.s3 import S3Access
 from sitsflow.write import build_dataset, provenance_attrs
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ class CubeSettings:
     provider: str = "auto"
     assets: dict[str, str] = field(default_factory=dict)
     on_missing_asset: str = "error"
+    s3: S3Access = field(default_factory=S3Access)
+    read_overviews: bool = True
 
     @classmethod
     def from_config(cls, config: dict) -> CubeSettings:
@@ -46,6 +49,8 @@ class CubeSettings:
             provider=config.get("provider", "auto"),
             assets=dict(config.get("assets") or {}),
             on_missing_asset=config.get("on_missing_asset", "error"),
+            s3=S3Access.from_config(config),
+            read_overviews=bool(config.get("read_overviews", True)),
         )
 
 
@@ -78,6 +83,8 @@ def make_cube(
         longitude=longitude,
         sign_hrefs=provider.signs_hrefs,
         skipped=skipped,
+        s3=settings.s3,
+        read_overviews=settings.read_overviews,
     )
     read_ids = {item_id for step in step_items for item_id in step}
     used_ids = [item["id"] for item in normalised if item["id"] in read_ids]
@@ -122,6 +129,7 @@ def make_cube(
         collection=search_info.get("collection"),
         provider=provider.name,
         provider_detected_by=provider.detected_by,
+        read_overviews=str(settings.read_overviews).lower(),
         search_datetime=search_info.get("datetime"),
         query=search_info.get("query"),
         item_ids=used_ids,

@@ -6,6 +6,7 @@ Items must be normalised first (`providers.normalise_item`): assets keyed by ban
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any
 
 import dask.array
 import numpy as np
@@ -24,6 +26,7 @@ import stackstac
 from sitsflow.errors import AssetError
 from sitsflow.grid import Grid
 from sitsflow.providers import CLASSIFICATION_BANDS
+from sitsflow.s3 import S3Access
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +35,23 @@ log = logging.getLogger(__name__)
 # requests included; the delay grows about 2.4x per retry). An environment variable of the same
 # name overrides a value (e.g. GDAL_HTTP_MAX_RETRY=10 on a poor connection).
 # GDAL_HTTP_MULTIRANGE=SERIAL: the tiles of a window are read through /vsicurl/'s block cache,
-# so bytes that came with the header read (GDAL reads >= 32 KB on open) are not fetched again;
-# the default (YES) bypasses that cache and doubled requests and bytes (README, Performance).
+# so bytes that came with the open's read are not fetched again; the default (YES) bypasses
+# that cache and doubled requests and bytes (README, Performance).
 GDAL_HTTP_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF",
     "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
     "GDAL_HTTP_MULTIRANGE": "SERIAL",
-    "VSI_CACHE": "TRUE",
     "GDAL_HTTP_MAX_RETRY": "5",
     "GDAL_HTTP_RETRY_DELAY": "1",
-    # room for every header `prefetch_headers` brings in (GDAL reads >= 32 KB per file on open)
+    # room for everything a job fetches: stackstac reopens each file in every reading thread
     "CPL_VSIL_CURL_CACHE_SIZE": str(256 * 2**20),
+    # Fetch in 2 KB steps (GDAL: 16 KB) and 4 KB on open (S3 client: a single GET, which for a
+    # COG holds the header and the first overview tiles): a cube's window of a small file is
+    # then not fetched whole; a large file's tiles are far bigger than a step (README,
+    # Performance).
+    "CPL_VSIL_CURL_CHUNK_SIZE": "2048",
+    "GDAL_INGESTED_BYTES_AT_OPEN": "4096",
 }
 
 
@@ -88,20 +96,22 @@ def read_threads_for(wall_s: float, cpu_s: float) -> int:
     return max(1, min(MAX_READ_THREADS, math.floor(ratio / CONTENTION)))
 
 
-def prefetch_headers(hrefs: list[str], *, sign_hrefs: bool = False) -> None:
+def prefetch_headers(
+    hrefs: list[str], *, sign_hrefs: bool = False, extra_options: dict[str, str] | None = None
+) -> None:
     """Open every remote COG once, PREFETCH_THREADS at a time, and close it again.
 
-    GDAL keeps what an open fetched (file size, and the first >= 32 KB: the header, and for a
-    small file all of it) in its process-wide /vsicurl/ cache, so stackstac's own opens and
-    reads then wait for no round trip they do not need. Plain opens overlap well in threads
+    GDAL keeps what an open fetched (the file size and the first GDAL_INGESTED_BYTES_AT_OPEN
+    bytes: the header and, in a COG, the overview tiles after it) in its process-wide /vsicurl/
+    cache, so stackstac's own opens wait for no round trip. Plain opens overlap well in threads
     (the GIL is released while GDAL waits); stackstac's open-and-warp does not (most of it
     holds the GIL), so its reads overlap far less (README, Performance). Errors are left for
     the real read to report.
     """
-    remote = [href for href in hrefs if href.startswith(("http://", "https://"))]
+    remote = [href for href in hrefs if href.startswith(("http://", "https://", "s3://"))]
     if not remote:
         return
-    options = gdal_options()
+    options = {**gdal_options(), **(extra_options or {})}
 
     def open_once(href: str) -> None:
         try:
@@ -124,8 +134,32 @@ def gdal_options() -> dict[str, str]:
     return {**GDAL_HTTP_OPTIONS, **overrides}
 
 
-def gdal_env() -> stackstac.rio_env.LayeredEnv:
-    return stackstac.DEFAULT_GDAL_ENV.updated(always=gdal_options())
+def gdal_env(extra_options: dict[str, str] | None = None) -> stackstac.rio_env.LayeredEnv:
+    options = {**gdal_options(), **(extra_options or {})}
+    # stackstac opens files with VSI_CACHE on, which reads in 32 KB blocks: a small window's
+    # file is then fetched whole. /vsicurl/'s own cache (CPL_VSIL_CURL_CACHE_SIZE) already
+    # serves the reopens in other threads from memory, at CPL_VSIL_CURL_CHUNK_SIZE granularity.
+    return stackstac.DEFAULT_GDAL_ENV.updated(always=options, open={"VSI_CACHE": "FALSE"})
+
+
+def _read_through_s3(
+    items: list[dict], bands: list[str], s3: S3Access
+) -> tuple[list[dict], dict[str, str]]:
+    """`items` with the hrefs of `bands` that `s3` reads through /vsis3/ rewritten to s3:// URLs
+    (copies; the input is not changed), and the GDAL options for them."""
+    rewrites, options = s3.plan(item["assets"][band]["href"] for item in items for band in bands)
+    if not rewrites:
+        return items, {}
+    log.info("reading %d of the files through GDAL's S3 client (/vsis3/)", len(rewrites))
+    rewritten = []
+    for item in items:
+        assets = dict(item["assets"])
+        for band in bands:
+            href = assets[band]["href"]
+            if href in rewrites:
+                assets[band] = {**assets[band], "href": rewrites[href]}
+        rewritten.append({**item, "assets": assets})
+    return rewritten, options
 
 
 def solar_days(items: list[dict], longitude: float) -> list[str]:
@@ -151,6 +185,8 @@ def load_reflectance(
     chunksize: int = 2048,
     sign_hrefs: bool = False,
     skipped: list[dict] | None = None,
+    s3: S3Access | None = None,
+    read_overviews: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
     """Stack `items` for `bands` on `grid`; one time step per solar day.
 
@@ -159,6 +195,10 @@ def load_reflectance(
     `skipped` (config `on_missing_asset: skip`): when given, an asset that cannot be read
     (missing, truncated, still failing after GDAL's retries) does not fail the load; its item is
     left out and `{"item", "asset", "reason"}` appended to `skipped`.
+    `s3` (config `s3_access`, `s3_endpoint`): which hrefs are read through GDAL's S3 client
+    (`sitsflow.s3`); errors then name the `s3://` URL.
+    `read_overviews` (config): open each file at the overview matching the grid's resolution
+    (`OverviewReader`), or always at full resolution.
 
     Returns (data, times, item_ids): data is float32 (time, band, y, x) with reflectance bands
     scaled to reflectance and classification bands left as class values (NaN = no data);
@@ -169,6 +209,7 @@ def load_reflectance(
         empty = np.empty((0, len(bands), grid.height, grid.width), dtype=np.float32)
         return empty, np.array([], dtype="datetime64[ns]"), []
     failures: list[tuple[str, str]] | None = [] if skipped is not None else None
+    items, s3_options = _read_through_s3(items, bands, s3 or S3Access())
     stack = stackstac.stack(
         items,
         assets=bands,
@@ -185,11 +226,13 @@ def load_reflectance(
         band_coords=False,
         chunksize=chunksize,
         errors_as_nodata=(),
-        gdal_env=gdal_env(),
-        reader=_reader(sign_hrefs, failures),
+        gdal_env=gdal_env(s3_options),
+        reader=_reader(sign_hrefs, failures, read_overviews),
     )
     prefetch_headers(
-        [item["assets"][band]["href"] for item in items for band in bands], sign_hrefs=sign_hrefs
+        [item["assets"][band]["href"] for item in items for band in bands],
+        sign_hrefs=sign_hrefs,
+        extra_options=s3_options,
     )
     try:
         data = compute_stack(stack.data)
@@ -239,15 +282,111 @@ def asset_error(exc: Exception, items: list[dict], bands: list[str]) -> AssetErr
     )
 
 
-def _reader(sign_hrefs: bool, failures: list[tuple[str, str]] | None = None) -> type:
-    """The stackstac reader class: signing hrefs or not, recording failures or raising them."""
-    reader: type = stackstac.rio_reader.AutoParallelRioReader
+def _reader(
+    sign_hrefs: bool,
+    failures: list[tuple[str, str]] | None = None,
+    read_overviews: bool = True,
+) -> type:
+    """The stackstac reader class: signing hrefs or not, opening files at the overview that
+    matches the grid or at full resolution, recording failures or raising them."""
+    reader: type = OverviewReader if read_overviews else stackstac.rio_reader.AutoParallelRioReader
     if sign_hrefs:
         from sitsflow.signing import SigningReader, install_log_redaction
 
         install_log_redaction()  # GDAL warnings (e.g. retries) name the signed URL
-        reader = SigningReader
+        if read_overviews:
+            reader = type("SigningOverviewReader", (SigningReader, OverviewReader), {})
+        else:
+            reader = SigningReader
     return reader if failures is None else _failure_recording(reader, failures)
+
+
+def overview_level(
+    native_resolution: float, factors: list[int], target_resolution: float
+) -> int | None:
+    """The coarsest overview (index into `factors`) still at least as fine as the target.
+
+    This is GDAL's choice for `gdalwarp -ovr AUTO`: a 20 m cube reads a 10 m band's 2x
+    overview, which holds the 20 m pixels; nothing coarser than the cube is ever read. The
+    1 % margin absorbs the scale change between the file's and the cube's projections.
+    """
+    usable = [
+        index
+        for index, factor in enumerate(factors)
+        if native_resolution * factor <= target_resolution * 1.01
+    ]
+    return max(usable, key=lambda index: factors[index]) if usable else None
+
+
+class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):
+    """stackstac's reader, opening each file at the overview that matches the grid.
+
+    Why: a 20 m cube needs a 10 m band's 2x overview, which in a COG lies right after the
+    header, so the file's tiles at full resolution (4x the bytes) are never fetched. stackstac
+    warps from full resolution; this is its `_open` with the open option OVERVIEW_LEVEL
+    (kept when stackstac reopens the file in other threads).
+    """
+
+    def _open(self):  # noqa: ANN202 (stackstac's private return type)
+        from rasterio.vrt import WarpedVRT
+        from stackstac.rio_reader import (
+            MULTITHREADED_DRIVER_ALLOWLIST,
+            SelfCleaningDatasetReader,
+            SingleThreadedRioDataset,
+            ThreadLocalRioDataset,
+        )
+
+        with self.gdal_env.open:
+            try:
+                ds = SelfCleaningDatasetReader(self.url, sharing=False)
+                level = self._overview_level(ds)
+                if level is not None:  # the header is cached: reopening fetches nothing
+                    ds.close()
+                    ds = SelfCleaningDatasetReader(self.url, sharing=False, OVERVIEW_LEVEL=level)
+            except Exception as exc:
+                raise RuntimeError(f"Error opening {self.url!r}: {exc!r}") from exc
+            if ds.count != 1:
+                ds.close()
+                raise RuntimeError(f"Assets must have exactly 1 band; {self.url!r} has {ds.count}")
+            vrt = None
+            if self.spec.vrt_params != {
+                "crs": ds.crs.to_epsg(),
+                "transform": ds.transform,
+                "height": ds.height,
+                "width": ds.width,
+            }:
+                with self.gdal_env.open_vrt:
+                    vrt = WarpedVRT(
+                        ds,
+                        sharing=False,
+                        resampling=self.resampling,
+                        add_alpha=ds.nodata is None,
+                        **self.spec.vrt_params,
+                    )
+        if ds.driver in MULTITHREADED_DRIVER_ALLOWLIST:
+            return ThreadLocalRioDataset(self.gdal_env, ds, vrt=vrt)
+        return SingleThreadedRioDataset(self.gdal_env, ds, vrt=vrt)
+
+    def _overview_level(self, ds: Any) -> int | None:
+        """The overview to read `ds` at for this grid; None for full resolution."""
+        factors = ds.overviews(1)
+        if not factors or ds.crs is None:
+            return None
+        source, target = _crs(ds.crs.to_wkt()), _crs(f"EPSG:{self.spec.epsg}")
+        if not (_in_metres(source) and _in_metres(target)):
+            return None  # resolutions in degrees or feet are not comparable with metres
+        return overview_level(min(ds.res), factors, min(self.spec.resolutions_xy))
+
+
+@functools.lru_cache(maxsize=64)
+def _crs(text: str) -> Any:
+    from pyproj import CRS
+
+    return CRS.from_user_input(text)
+
+
+def _in_metres(crs: Any) -> bool:
+    return crs.is_projected and all(axis.unit_name in ("metre", "meter") for axis in crs.axis_info)
 
 
 def _failure_recording(base: type, failures: list[tuple[str, str]]) -> type:

@@ -29,6 +29,7 @@ from sitsflow.cube import CubeSettings, make_cube
 from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
 from sitsflow.features import Feature
+from sitsflow.s3 import S3Access
 from sitsflow.search import search
 from sitsflow.stac_server import StacServer
 from tests.conftest import REPO
@@ -107,6 +108,50 @@ def test_network_rules_are_retried_by_snakemake():
 # ---- missing and truncated assets ------------------------------------------------------------
 
 
+# ---- reading through GDAL's S3 client -------------------------------------------------------
+
+
+def test_s3_endpoint_reads_the_same_cubes_with_no_head_requests(archive, tmp_path):
+    """The server's /data/ is an S3-compatible bucket `data` (path style, unsigned reads)."""
+    with StacServer(archive) as server:
+        root = server.data_url.removesuffix("/data")
+        over_http = run_workflow(tmp_path / "http", server.url, s3_access="http")
+        http_stats = server.reset_stats()
+        over_s3 = run_workflow(tmp_path / "s3", server.url, s3_endpoint=root)
+        s3_stats = server.reset_stats()
+    for fid in POINTS:
+        xr.testing.assert_identical(
+            open_cube(over_http, fid).drop_attrs(), open_cube(over_s3, fid).drop_attrs()
+        )
+    assert http_stats["head_requests"] > 0
+    assert s3_stats["head_requests"] == 0
+    assert s3_stats["data_requests"] < http_stats["data_requests"]
+    log = (over_s3 / "logs" / "cube" / "f1.log").read_text()
+    assert "through GDAL's S3 client" in log
+
+
+def test_20m_cube_reads_the_10m_bands_overview_same_values_fewer_bytes(archive):
+    """The demo's overviews are made by nearest-neighbour decimation, and the UTM 20 m grid is
+    aligned with them, so the cube warped from the overview must equal the one warped from the
+    full-resolution tiles, pixel for pixel, while fetching fewer bytes."""
+    with StacServer(archive) as server:
+        endpoint = server.data_url.removesuffix("/data")
+        s3 = S3Access(endpoint=endpoint)
+        full = f1_cube(server.url, resolution=20, read_overviews=False, s3=s3)
+        full_stats = server.reset_stats()
+        from_overview = f1_cube(server.url, resolution=20, s3=s3)
+        overview_stats = server.reset_stats()
+    assert full.attrs["read_overviews"] == "false"
+    assert from_overview.attrs["read_overviews"] == "true"
+    assert from_overview.sizes["time"] > 3
+    for name in ("B04", "B08", "SCL", "observed"):
+        np.testing.assert_array_equal(from_overview[name].values, full[name].values, err_msg=name)
+    assert overview_stats["data_bytes"] < 0.8 * full_stats["data_bytes"], (
+        overview_stats,
+        full_stats,
+    )
+
+
 @pytest.fixture(scope="module")
 def broken_archive(archive, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A copy of the archive with f1's SCL of one item deleted and B04 of another truncated."""
@@ -121,10 +166,16 @@ def broken_archive(archive, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return root, {"missing": missing["id"], "truncated": truncated["id"]}
 
 
-def f1_cube(catalog: str, on_missing_asset: str) -> xr.Dataset:
+def f1_cube(
+    catalog: str, on_missing_asset: str = "error", resolution: int = 10, **settings: object
+) -> xr.Dataset:
     lon, lat = POINTS["f1"]
     record = make_aoi_record(
-        Feature("f1", Point(lon, lat)), buffer_m=300, crs="utm", resolution=10, mode="image"
+        Feature("f1", Point(lon, lat)),
+        buffer_m=300,
+        crs="utm",
+        resolution=resolution,
+        mode="image",
     )
     items = search(
         catalog,
@@ -133,9 +184,11 @@ def f1_cube(catalog: str, on_missing_asset: str) -> xr.Dataset:
         start=START,
         end=END,
     )
-    settings = CubeSettings(bands=[*BANDS, "SCL"], on_missing_asset=on_missing_asset)
+    cube_settings = CubeSettings(
+        bands=[*BANDS, "SCL"], on_missing_asset=on_missing_asset, **settings
+    )
     info = {"catalog": catalog, "collection": "sentinel-2-l2a"}
-    return make_cube(record, items, info, settings)
+    return make_cube(record, items, info, cube_settings)
 
 
 @pytest.mark.parametrize("broken", ["missing", "truncated"])
@@ -150,7 +203,7 @@ def test_unreadable_asset_fails_the_feature_naming_item_and_asset(broken_archive
     assert "sig=" not in message
 
 
-def f1_cube_only(catalog: str, item_id: str) -> xr.Dataset:
+def f1_cube_only(catalog: str, item_id: str, s3: S3Access | None = None) -> xr.Dataset:
     """f1's cube built from the single item `item_id` of the catalog."""
     lon, lat = POINTS["f1"]
     record = make_aoi_record(
@@ -164,8 +217,18 @@ def f1_cube_only(catalog: str, item_id: str) -> xr.Dataset:
         end=END,
     )
     chosen = [item for item in items if item["id"] == item_id]
-    settings = CubeSettings(bands=[*BANDS, "SCL"])
+    settings = CubeSettings(bands=[*BANDS, "SCL"], s3=s3 or S3Access())
     return make_cube(record, chosen, {"catalog": catalog}, settings)
+
+
+def test_unreadable_asset_read_through_s3_names_item_and_asset(broken_archive):
+    root, ids = broken_archive
+    with StacServer(root) as server, pytest.raises(AssetError) as error:
+        endpoint = server.data_url.removesuffix("/data")
+        f1_cube_only(server.url, ids["missing"], s3=S3Access(endpoint=endpoint))
+    message = str(error.value)
+    assert ids["missing"] in message and "'SCL'" in message
+    assert "s3://data/" in message
 
 
 def test_skip_leaves_out_the_broken_items_and_records_them(archive, broken_archive):
