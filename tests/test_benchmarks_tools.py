@@ -252,28 +252,33 @@ def test_compute_stack_fixed_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_array_equal(load.compute_stack(da.from_array(values, chunks=1)), values)
 
 
-def test_prefetch_headers_fills_gdal_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """After the prefetch, opening and reading small COGs makes no request (GDAL fetched them
-    whole on open); files that fail are left to the real read."""
+@pytest.mark.parametrize("latency_s", [0.0, 0.02])
+def test_prefetch_headers_fills_gdal_cache_when_the_network_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, latency_s: float
+):
+    """With 20 ms per request every file is opened ahead (a file that fails is left to the
+    real read) and the reads then make no request; from a server next door only the probes
+    are opened, and the other files wait for the real read."""
     from sitsflow.stac_server import StacServer
 
     archive = tmp_path / "archive"
     (archive / "tiles").mkdir(parents=True)
     (archive / "items.json").write_text('{"type": "FeatureCollection", "features": []}')
     small = {"driver": "COG", "width": 200, "height": 200, "count": 1, "dtype": "uint16"}
-    for index in range(3):
+    for index in range(5):
         with rasterio.open(archive / "tiles" / f"b{index}.tif", "w", **small, crs="EPSG:32632",
                            transform=UTM, blocksize=128, compress="DEFLATE") as dst:  # fmt: skip
             dst.write(np.full((200, 200), index + 1, dtype=np.uint16), 1)
     monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "20")  # the server runs in this process
-    with StacServer(archive) as server:
-        hrefs = [f"{server.data_url}/tiles/b{index}.tif" for index in range(3)]
+    with StacServer(archive, latency_s=latency_s) as server:
+        hrefs = [f"{server.data_url}/tiles/b{index}.tif" for index in range(5)]
         load.prefetch_headers([*hrefs, f"{server.data_url}/tiles/missing.tif", "/local.tif"])
         prefetched = server.reset_stats()
-        assert prefetched["data_requests"] == 2 * 3 + 1  # HEAD + GET each, one 404
-        assert prefetched["status"][404] == 1
+        opened = 5 if latency_s else load.PREFETCH_PROBES
+        assert prefetched["data_requests"] == 2 * opened + (1 if latency_s else 0)  # HEAD + GET
+        assert prefetched["status"].get(404, 0) == (1 if latency_s else 0)
         with rasterio.Env(**load.gdal_options()):
             for index, href in enumerate(hrefs):
                 with rasterio.open(href) as src:
                     assert (src.read(1) == index + 1).all()
-        assert server.stats["data_requests"] == 0
+        assert server.stats["data_requests"] == 2 * (5 - opened)
