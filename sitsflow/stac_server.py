@@ -46,6 +46,7 @@ import logging
 import mimetypes
 import posixpath
 import random
+import signal
 import socket
 import threading
 import time
@@ -1244,6 +1245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         require_token=args.require_token,
         paging_style=args.paging_style,
     )
+    # Started from a script in the background, a process inherits SIGINT ignored, and Python
+    # then never raises KeyboardInterrupt: restore it, so that SIGINT stops the server anyway.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with server:
         root = server.url.removesuffix("/api")
         print(
