@@ -1250,11 +1250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with server:
         root = server.url.removesuffix("/api")
-        print(
-            f"STAC API: {server.url}\nData:     {server.data_url}\nStats:    {root}{STATS_PATH}",
-            flush=True,
-        )
-        try:
+        try:  # SIGINT may come as soon as the first line is out
+            print(
+                f"STAC API: {server.url}\nData:     {server.data_url}\n"
+                f"Stats:    {root}{STATS_PATH}",
+                flush=True,
+            )
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:

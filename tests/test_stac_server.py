@@ -730,3 +730,23 @@ def test_cli_out_of_process(archive: Path) -> None:
         finally:
             process.send_signal(signal.SIGINT)
             assert process.wait(timeout=10) == 0
+
+
+def test_cli_stops_on_sigint_when_started_with_sigint_ignored(archive: Path) -> None:
+    """A script started in the background (`cmd &`) hands its children SIGINT ignored."""
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    command = [sys.executable, "-m", "sitsflow.stac_server", str(archive), "--port", "0"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, preexec_fn=ignore_sigint
+    ) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith("STAC API: http://127.0.0.1:")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=10) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
