@@ -105,9 +105,6 @@ def test_network_rules_are_retried_by_snakemake():
         assert retries and int(retries[1]) >= minimum, rule
 
 
-# ---- missing and truncated assets ------------------------------------------------------------
-
-
 # ---- reading through GDAL's S3 client -------------------------------------------------------
 
 
@@ -150,6 +147,9 @@ def test_20m_cube_reads_the_10m_bands_overview_same_values_fewer_bytes(archive):
         overview_stats,
         full_stats,
     )
+
+
+# ---- missing and truncated assets ------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
