@@ -16,7 +16,6 @@ import http.server
 import json
 import re
 import socket
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +37,7 @@ from sitsflow.features import Feature, load_features, search_geometry
 from sitsflow.search import RETRY_TOTAL, api_retry, search
 from sitsflow.stac_server import StacServer
 from tests.conftest import REPO
-from tests.helpers import run_snakemake
+from tests.helpers import local_http_server, run_snakemake
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 SEARCH = {
@@ -354,12 +353,8 @@ class _NotStac(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def not_stac() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotStac)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with local_http_server(_NotStac) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from sitsflow.s3 import S3Access
 from sitsflow.search import search
 from sitsflow.stac_server import StacServer
 from tests.conftest import REPO
+from tests.helpers import local_http_server
 from tests.test_workflow import snakemake, write_vector
 
 pytestmark = pytest.mark.integration
@@ -320,18 +320,7 @@ class BusyApi(BaseHTTPRequestHandler):
 def test_search_waits_as_long_as_retry_after_says(monkeypatch):
     slept: list[float] = []
     monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BusyApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        found = search(
-            f"http://127.0.0.1:{server.server_address[1]}",
-            collection="sentinel-2-l2a",
-            bbox=[8, 49, 9, 50],
-            start=START,
-            end=END,
-        )
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_http_server(BusyApi) as url:
+        found = search(url, collection="sentinel-2-l2a", bbox=[8, 49, 9, 50], start=START, end=END)
     assert found == [] and BusyApi.searches == 2
     assert slept == [7.0]

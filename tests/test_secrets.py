@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,7 @@ from shapely.geometry import Point
 from sitsflow.demo import generate_archive
 from sitsflow.stac_server import StacServer
 from tests.conftest import REPO
-from tests.helpers import run_snakemake, write_features
+from tests.helpers import local_http_server, run_snakemake, write_features
 
 pytestmark = [
     pytest.mark.integration,
@@ -70,11 +69,8 @@ class TokenEndpoint(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def token_endpoint() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/token"
-    server.shutdown()
-    server.server_close()
+    with local_http_server(TokenEndpoint) as url:
+        yield f"{url}/token"
 
 
 @pytest.fixture(scope="module")
