@@ -100,17 +100,31 @@ def _level(src: rasterio.io.DatasetReader) -> Level:
     return Level(src.width, src.height, tile_width, tile_height, src.transform, offsets, sizes)
 
 
-def choose_level(layout: CogLayout, resolution: float) -> int:
-    """The coarsest level whose pixels are not coarser than `resolution` (in the COG's units).
+def overview_level(
+    native_resolution: float, factors: Sequence[float], target_resolution: float
+) -> int | None:
+    """The coarsest overview (index into `factors`) still at least as fine as the target.
 
-    This is the level GDAL reads from when asked for `resolution`, and the least data that
-    still gives every cube pixel its own source pixel value.
+    This is GDAL's choice for `gdalwarp -ovr AUTO`: a 20 m cube reads a 10 m band's 2x
+    overview, which holds the 20 m pixels; nothing coarser than the cube is ever read. The
+    1 % margin absorbs the scale change between the file's and the cube's projections.
     """
-    chosen = 0
-    for index, level in enumerate(layout.levels):
-        if level.resolution <= resolution * (1 + 1e-6):
-            chosen = index
-    return chosen
+    usable = [
+        index
+        for index, factor in enumerate(factors)
+        if native_resolution * factor <= target_resolution * 1.01
+    ]
+    return max(usable, key=lambda index: factors[index]) if usable else None
+
+
+def choose_level(layout: CogLayout, resolution: float) -> int:
+    """The level (0: full resolution) `overview_level` picks for `resolution` in the COG's
+    units: the one sitsflow's reader reads, and the least data that still gives every cube
+    pixel its own source pixel value."""
+    native = layout.levels[0].resolution
+    factors = [level.resolution / native for level in layout.levels[1:]]
+    overview = overview_level(native, factors, resolution)
+    return 0 if overview is None else overview + 1
 
 
 def pixel_centres(transform: Affine, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:

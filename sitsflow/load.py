@@ -24,6 +24,7 @@ import pandas as pd
 import rasterio
 import stackstac
 
+from sitsflow.cogbytes import overview_level
 from sitsflow.errors import AssetError
 from sitsflow.grid import Grid
 from sitsflow.providers import CLASSIFICATION_BANDS
@@ -316,23 +317,6 @@ def _reader(
         else:
             reader = SigningReader
     return reader if failures is None else _failure_recording(reader, failures)
-
-
-def overview_level(
-    native_resolution: float, factors: list[int], target_resolution: float
-) -> int | None:
-    """The coarsest overview (index into `factors`) still at least as fine as the target.
-
-    This is GDAL's choice for `gdalwarp -ovr AUTO`: a 20 m cube reads a 10 m band's 2x
-    overview, which holds the 20 m pixels; nothing coarser than the cube is ever read. The
-    1 % margin absorbs the scale change between the file's and the cube's projections.
-    """
-    usable = [
-        index
-        for index, factor in enumerate(factors)
-        if native_resolution * factor <= target_resolution * 1.01
-    ]
-    return max(usable, key=lambda index: factors[index]) if usable else None
 
 
 class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):

@@ -1,4 +1,4 @@
-"""Choosing the overview a file is read at (sitsflow.load.overview_level).
+"""Choosing the overview a file is read at (sitsflow.cogbytes.overview_level, used by the reader).
 
 That the chosen overview gives the right cube from fewer bytes is tested against the local
 server in tests/test_network_faults.py.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sitsflow.load import overview_level
+from sitsflow.cogbytes import overview_level
 
 
 @pytest.mark.parametrize(
