@@ -47,6 +47,6 @@ onsuccess:
 
 
 # A failed job (keep-going lets the other features finish) stops the `summary` rule; write
-# results/summary.csv anyway, with each failed feature's error (sitsflow/summary.py).
+# results/summary.csv anyway, with each failed feature's error (sitsflow/outputs/summary.py).
 onerror:
     logger.error(summarise_failed_run(dict(zip(FEATURES, cube_paths()))))

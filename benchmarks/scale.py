@@ -243,13 +243,19 @@ def baseline(workdir: Path) -> dict[str, float]:
     sitsflow's functions in this process (what the rule scripts call). Imports excluded."""
     import importlib
 
-    from sitsflow.batch import STAGES, BatchSettings, FeaturePaths, run_stage
-    from sitsflow.features import load_features
-    from sitsflow.quicklook import overview_table, render_overview
-    from sitsflow.summary import summarise, write_summary
-    from sitsflow.timeseries import combine_timeseries
+    from sitsflow.outputs.quicklook import overview_table, render_overview
+    from sitsflow.outputs.summary import summarise, write_summary
+    from sitsflow.outputs.timeseries import combine_timeseries
+    from sitsflow.workflow.batch import STAGES, BatchSettings, FeaturePaths, run_stage
+    from sitsflow.workflow.features import load_features
 
-    for module in ("sitsflow.aoi", "sitsflow.cube", "sitsflow.search", "sitsflow.write"):
+    modules = (
+        "sitsflow.workflow.aoi",
+        "sitsflow.pixels.cube",
+        "sitsflow.catalog.search",
+        "sitsflow.outputs.write",
+    )
+    for module in modules:
         importlib.import_module(module)  # the loop below pays no import
     os.chdir(workdir)
     config = yaml.safe_load(Path("config.yaml").read_text())

@@ -9,7 +9,7 @@ The references need the `bench` extra: `pip install -c constraints.txt -e ".[ben
 The job: the 24 points of data/rand_pts.geojson, buffer 1 km, 2024, eo:cloud_cover < 10,
 B03 B04 B08 + SCL at 20 m in EPSG:3035 (image mode), SCL mask and linear gap-fill, 2 cores.
 The demo archive (resources/demo/sentinel-2-l2a when `make demo` wrote it, otherwise generated
-once into results/benchmarks/archive) is served by `python -m sitsflow.stac_server` in a
+once into results/benchmarks/archive) is served by `python -m sitsflow.testing.stac_server` in a
 separate process (GDAL reading from a server in the same process can deadlock on the GIL),
 with an injected latency per request. For every latency and repetition each tool runs in a
 fresh working directory:
@@ -32,7 +32,7 @@ Snakemake's `benchmark:` directive; `ru_maxrss` is not used because Linux carrie
 `execve`, so a job spawned from the Snakemake process can inherit that process's peak.
 
 The lower bound of bytes and the number of distinct byte ranges needed are computed from the
-archive's COGs (`sitsflow.cogbytes`): for each feature, each item the search finds and each
+archive's COGs (`benchmarks.cogbytes`): for each feature, each item the search finds and each
 band, the COG header plus the tiles at the right overview level under the cube's pixels.
 
 Timings are noisy on a shared 2-core machine: the table shows the best run of each tool and
@@ -135,11 +135,11 @@ def cached_lower_bound(archive: Path, cache: Path) -> dict:
 
 
 def lower_bound(archive: Path) -> dict:
-    """Fewest bytes and byte ranges the seed's job needs from the archive (sitsflow.cogbytes)."""
-    from sitsflow.aoi import grid_of, make_aoi_record
-    from sitsflow.cogbytes import needed_ranges, needed_tile_ranges, read_layout, total_bytes
-    from sitsflow.features import load_features
-    from sitsflow.search import search
+    """Fewest bytes and byte ranges the seed's job needs from the archive (benchmarks.cogbytes)."""
+    from benchmarks.cogbytes import needed_ranges, needed_tile_ranges, read_layout, total_bytes
+    from sitsflow.catalog.search import search
+    from sitsflow.workflow.aoi import grid_of, make_aoi_record
+    from sitsflow.workflow.features import load_features
 
     config = workload_config()
     bands = list(config["bands"]) + [config["mask"]["band"]]
@@ -211,11 +211,11 @@ class Run:
 
 
 class StatsServer:
-    """`python -m sitsflow.stac_server` in its own process, with its counters."""
+    """`python -m sitsflow.testing.stac_server` in its own process, with its counters."""
 
     def __init__(self, archive: Path, latency_ms: float) -> None:
         command = [
-            sys.executable, "-m", "sitsflow.stac_server", str(archive),
+            sys.executable, "-m", "sitsflow.testing.stac_server", str(archive),
             "--port", "0", "--latency-ms", str(latency_ms),
         ]  # fmt: skip
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -227,7 +227,7 @@ class StatsServer:
         self.url = first.split(":", 1)[1].strip()
 
     def reset(self) -> dict:
-        from sitsflow.stac_server import remote_stats
+        from sitsflow.testing.stac_server import remote_stats
 
         return remote_stats(self.url, reset=True)
 
@@ -249,7 +249,7 @@ def tool_command(tool: str, url: str, workdir: Path, cores: int) -> list[str]:
         else:
             config.update(s3_access="http")
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        from sitsflow.features import load_features
+        from sitsflow.workflow.features import load_features
 
         cubes = [f"results/cubes/{f.fid}.nc" for f in load_features(VECTOR, config["id_column"])]
         return [

@@ -1,4 +1,4 @@
-# Batch mode (config `batch_size`; sitsflow/batch.py): one `batch` job runs `batch_size`
+# Batch mode (config `batch_size`; sitsflow/workflow/batch.py): one `batch` job runs `batch_size`
 # features through bbox, search, cube, quicklook and time series and writes the same
 # per-feature files and logs as the per-feature jobs. Snakemake tracks each batch's manifest
 # (with its features' summary rows) and time-series table; the batch job skips features that

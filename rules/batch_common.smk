@@ -1,9 +1,9 @@
-# Batch mode planning and input functions (rules: rules/batch.smk, logic: sitsflow/batch.py).
+# Batch mode planning and input functions (rules: rules/batch.smk, logic: sitsflow/workflow/batch.py).
 import os
 
 from snakemake.logging import logger
 
-from sitsflow.batch import (
+from sitsflow.workflow.batch import (
     FeaturePaths,
     STAGES,
     manifest_paths,

@@ -5,8 +5,8 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from sitsflow.config import check_config, normalise_config
-from sitsflow.features import load_features
+from sitsflow.workflow.config import check_config, normalise_config
+from sitsflow.workflow.features import load_features
 
 normalise_config(config)
 

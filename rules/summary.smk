@@ -1,7 +1,7 @@
 from snakemake.logging import logger
 
 from sitsflow.atomic import sweep_temporaries
-from sitsflow.summary import summarise_failed_run
+from sitsflow.outputs.summary import summarise_failed_run
 
 
 rule summary:

@@ -1,6 +1,7 @@
-"""Rule `batch`: every stage of a batch of features, one file set each (sitsflow/batch.py)."""
+"""Rule `batch`: every stage of a batch of features, one file set each
+(sitsflow/workflow/batch.py)."""
 
-from sitsflow.batch import BatchSettings, run_batch, write_batch_results
+from sitsflow.workflow.batch import BatchSettings, run_batch, write_batch_results
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 settings = BatchSettings.from_params(smk.params.settings)

@@ -2,7 +2,7 @@
 
 from sitsflow.atomic import atomic_path
 from sitsflow.logs import job_logging
-from sitsflow.quicklook import overview_table, render_overview
+from sitsflow.outputs.quicklook import overview_table, render_overview
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "overview") as log:

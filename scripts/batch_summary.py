@@ -2,9 +2,9 @@
 
 import pandas as pd
 
-from sitsflow.batch import read_summary_rows
 from sitsflow.logs import job_logging
-from sitsflow.summary import COLUMNS, write_summary
+from sitsflow.outputs.summary import COLUMNS, write_summary
+from sitsflow.workflow.batch import read_summary_rows
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "summary") as log:

@@ -1,8 +1,8 @@
 """Rule `batch_timeseries_table`: every feature's time series in one Parquet file (batch mode)."""
 
 from sitsflow.atomic import atomic_path
-from sitsflow.batch import combine_batch_timeseries
 from sitsflow.logs import job_logging
+from sitsflow.workflow.batch import combine_batch_timeseries
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "timeseries_table") as log:

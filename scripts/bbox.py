@@ -2,9 +2,9 @@
 
 from shapely import wkt
 
-from sitsflow.features import Feature
 from sitsflow.logs import job_logging
-from sitsflow.stages import make_bbox
+from sitsflow.workflow.features import Feature
+from sitsflow.workflow.stages import make_bbox
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 fid = smk.wildcards.fid

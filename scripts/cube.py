@@ -1,7 +1,7 @@
 """Rule `cube`: load, mask, gap-fill and write the feature's cube (netCDF or Zarr)."""
 
 from sitsflow.logs import job_logging
-from sitsflow.stages import build_cube
+from sitsflow.workflow.stages import build_cube
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], f"cube {smk.wildcards.fid}"):

@@ -1,7 +1,7 @@
 """Rule `quicklook`: the feature's quicklook PNG (thumbnails and window time series)."""
 
 from sitsflow.logs import job_logging
-from sitsflow.stages import render_quicklook_file
+from sitsflow.workflow.stages import render_quicklook_file
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], f"quicklook {smk.wildcards.fid}"):

@@ -1,7 +1,7 @@
 """Rule `search`: the STAC items covering the feature's grid, as an ItemCollection."""
 
 from sitsflow.logs import job_logging
-from sitsflow.stages import search_items
+from sitsflow.workflow.stages import search_items
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], f"search {smk.wildcards.fid}"):

@@ -1,7 +1,8 @@
-"""Rule `summary`: one CSV row per feature from the cubes' attributes (see sitsflow/summary.py)."""
+"""Rule `summary`: one CSV row per feature from the cubes' attributes
+(sitsflow/outputs/summary.py)."""
 
 from sitsflow.logs import job_logging
-from sitsflow.summary import summarise, write_summary
+from sitsflow.outputs.summary import summarise, write_summary
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "summary") as log:

@@ -4,7 +4,7 @@ import pandas as pd
 
 from sitsflow.atomic import atomic_write_text
 from sitsflow.logs import job_logging
-from sitsflow.report import summary_html
+from sitsflow.outputs.report import summary_html
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "summary_table") as log:

@@ -1,7 +1,7 @@
 """Rule `timeseries`: the feature's time series as a long CSV (id, time, band, value, observed)."""
 
 from sitsflow.logs import job_logging
-from sitsflow.stages import write_timeseries_file
+from sitsflow.workflow.stages import write_timeseries_file
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], f"timeseries {smk.wildcards.fid}"):

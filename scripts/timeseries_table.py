@@ -2,7 +2,7 @@
 
 from sitsflow.atomic import atomic_path
 from sitsflow.logs import job_logging
-from sitsflow.timeseries import combine_timeseries
+from sitsflow.outputs.timeseries import combine_timeseries
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "timeseries_table") as log:

@@ -30,12 +30,12 @@ from snakemake.utils import validate
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.response import HTTPResponse
 
-from sitsflow.aoi import make_aoi_record
-from sitsflow.config import check_config, normalise_config
+from sitsflow.catalog.search import RETRY_TOTAL, api_retry, search
 from sitsflow.errors import CatalogError, InputError
-from sitsflow.features import Feature, load_features, search_geometry
-from sitsflow.search import RETRY_TOTAL, api_retry, search
-from sitsflow.stac_server import StacServer
+from sitsflow.testing.stac_server import StacServer
+from sitsflow.workflow.aoi import make_aoi_record
+from sitsflow.workflow.config import check_config, normalise_config
+from sitsflow.workflow.features import Feature, load_features, search_geometry
 from tests.conftest import REPO
 from tests.helpers import local_http_server, run_snakemake
 

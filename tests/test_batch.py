@@ -1,4 +1,4 @@
-"""Batch mode (config `batch_size`, sitsflow/batch.py, rules/batch.smk).
+"""Batch mode (config `batch_size`, sitsflow/workflow/batch.py, rules/batch.smk).
 
 Unit tests drive `process_feature` / `run_batch` with a stand-in stage runner that writes small
 files, so that what runs when is checked without reading rasters. The end-to-end tests run
@@ -22,7 +22,7 @@ import xarray as xr
 import yaml
 from shapely.geometry import Point, box, shape
 
-from sitsflow.batch import (
+from sitsflow.workflow.batch import (
     AUTO_BATCH_SIZE,
     STAGES,
     BatchFailed,
@@ -35,7 +35,7 @@ from sitsflow.batch import (
     run_batch,
     stage_fingerprints,
 )
-from sitsflow.features import Feature
+from sitsflow.workflow.features import Feature
 from tests.helpers import netcdf_run, run_snakemake, write_features
 
 SETTINGS = BatchSettings(

@@ -1,5 +1,5 @@
-"""The seed benchmark's tools: its lower bound (sitsflow.cogbytes) on small COGs made here,
-its per-job peak RSS log, and the read concurrency the benchmark chose (sitsflow.load).
+"""The seed benchmark's tools: its lower bound (benchmarks.cogbytes) on small COGs made here,
+its per-job peak RSS log, and the read concurrency the benchmark chose (sitsflow.pixels.load).
 
 The tile offsets GDAL reports are checked against the TIFF's own TileOffsets/TileByteCounts
 (parsed here with struct), and the needed byte ranges are checked to be sufficient (a copy of
@@ -20,9 +20,7 @@ from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 
-from benchmarks.seed_workload import job_name, peak_rss_by_job
-from sitsflow import load
-from sitsflow.cogbytes import (
+from benchmarks.cogbytes import (
     choose_level,
     merge_ranges,
     needed_ranges,
@@ -32,6 +30,8 @@ from sitsflow.cogbytes import (
     read_layout,
     total_bytes,
 )
+from benchmarks.seed_workload import job_name, peak_rss_by_job
+from sitsflow.pixels import load
 
 SIZE, BLOCK = 512, 128
 UTM_ORIGIN = (500_000.0, 5_540_000.0)  # EPSG:32632, around 9 E 50 N
@@ -239,7 +239,7 @@ def test_compute_stack_equals_a_plain_compute(
     monkeypatch.delenv("SITSFLOW_READ_THREADS", raising=False)
     values = np.arange(steps * 2 * 3 * 4, dtype=np.float32).reshape(steps, 2, 3, 4)
     array = da.from_array(values, chunks=(1, 1, 3, 4))
-    with caplog.at_level("INFO", logger="sitsflow.load"):
+    with caplog.at_level("INFO", logger="sitsflow.pixels.load"):
         np.testing.assert_array_equal(load.compute_stack(array), values)
     assert ("thread(s)" in caplog.text) == (steps > 2)
 
@@ -259,7 +259,7 @@ def test_prefetch_headers_fills_gdal_cache_when_the_network_waits(
     """With 20 ms per request every file is opened ahead (a file that fails is left to the
     real read) and the reads then make no request; from a server next door only the probes
     are opened, and the other files wait for the real read."""
-    from sitsflow.stac_server import StacServer
+    from sitsflow.testing.stac_server import StacServer
 
     archive = tmp_path / "archive"
     (archive / "tiles").mkdir(parents=True)

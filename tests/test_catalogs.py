@@ -1,8 +1,8 @@
 """Real-catalog behaviours, offline: paging styles, projection v2 items, duplicates, zone edges.
 
-Each test goes through the code the workflow runs (`sitsflow.search.search`,
-`sitsflow.cube.make_cube` / `sitsflow.load.load_reflectance`) against demo archives or real
-recorded items, served by the local STAC API server where a search is involved.
+Each test goes through the code the workflow runs (`sitsflow.catalog.search.search`,
+`sitsflow.pixels.cube.make_cube` / `sitsflow.pixels.load.load_reflectance`) against demo archives
+or real recorded items, served by the local STAC API server where a search is involved.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import stackstac
 import xarray as xr
 from shapely.geometry import Point, box
 
-from sitsflow.aoi import grid_of, make_aoi_record
-from sitsflow.cube import CubeSettings, make_cube
+from sitsflow.catalog.providers import normalise_item, resolve_provider
+from sitsflow.catalog.search import search
 from sitsflow.demo import generate_archive
-from sitsflow.features import Feature
-from sitsflow.load import load_reflectance
-from sitsflow.providers import normalise_item, resolve_provider
-from sitsflow.search import search
-from sitsflow.stac_server import StacServer
+from sitsflow.pixels.cube import CubeSettings, make_cube
+from sitsflow.pixels.load import load_reflectance
+from sitsflow.testing.stac_server import StacServer
+from sitsflow.workflow.aoi import grid_of, make_aoi_record
+from sitsflow.workflow.features import Feature
 from tests.conftest import STAC_FIXTURES, load_items
 
 ES_C1 = "es_c1l2a_itemcollection_13TDE_2024-03-31_to_04-22_10dates.json"

@@ -3,8 +3,8 @@ import datetime as dt
 import pytest
 import yaml
 
-from sitsflow.config import check_config, normalise_config
 from sitsflow.errors import InputError
+from sitsflow.workflow.config import check_config, normalise_config
 from tests.conftest import REPO
 
 

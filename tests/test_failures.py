@@ -26,9 +26,7 @@ from shapely.geometry import Point
 from sitsflow.atomic import sweep_temporaries
 from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
-from sitsflow.load import asset_error
-from sitsflow.stac_server import StacServer
-from sitsflow.summary import (
+from sitsflow.outputs.summary import (
     COLUMNS,
     failure_row,
     last_error,
@@ -36,6 +34,8 @@ from sitsflow.summary import (
     summarise_run,
     write_failure_summary,
 )
+from sitsflow.pixels.load import asset_error
+from sitsflow.testing.stac_server import StacServer
 from tests.conftest import REPO
 from tests.helpers import run_snakemake, write_features
 
@@ -150,7 +150,7 @@ RuntimeError: Error opening 'http://x/a.tif'
 During handling of the above exception, another exception occurred:
 
 Traceback (most recent call last):
-  File "sitsflow/load.py", line 99, in load_reflectance
+  File "sitsflow/pixels/load.py", line 99, in load_reflectance
 sitsflow.errors.AssetError: cannot read asset 'B04' of item 'I1'
 """
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from sitsflow.errors import InputError
-from sitsflow.features import load_features
+from sitsflow.workflow.features import load_features
 from tests.conftest import REPO
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sitsflow.gapfill import gapfill
+from sitsflow.pixels.gapfill import gapfill
 
 
 def days(*offsets: float) -> np.ndarray:

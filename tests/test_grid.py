@@ -4,8 +4,8 @@ import pytest
 from pyproj import Geod
 from shapely.geometry import Point, box
 
-from sitsflow.features import Feature, search_geometry
-from sitsflow.grid import image_grid, patch_grid, project_geometry
+from sitsflow.workflow.features import Feature, search_geometry
+from sitsflow.workflow.grid import image_grid, patch_grid, project_geometry
 
 GEOD = Geod(ellps="WGS84")
 

@@ -10,16 +10,16 @@ import pytest
 import xarray as xr
 import yaml
 
-from sitsflow.config import check_config
 from sitsflow.errors import InputError
-from sitsflow.indices import (
+from sitsflow.outputs.write import open_cube
+from sitsflow.pixels.indices import (
     add_indices,
     check_indices,
     compute_index,
     index_recipe,
     spyndex_band_map,
 )
-from sitsflow.write import open_cube
+from sitsflow.workflow.config import check_config
 from tests.conftest import REPO
 from tests.helpers import BANDS, INDICES, netcdf_run, run_snakemake
 

@@ -1,4 +1,5 @@
-"""Choosing the overview a file is read at (sitsflow.cogbytes.overview_level, used by the reader).
+"""Choosing the overview a file is read at (the reader's rule,
+sitsflow.pixels.overviews.overview_level).
 
 That the chosen overview gives the right cube from fewer bytes is tested against the local
 server in tests/test_network_faults.py.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from sitsflow.cogbytes import overview_level
+from sitsflow.pixels.overviews import overview_level
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 import numpy as np
 
-from sitsflow.mask import DEFAULT_MASK_CLASSES, apply_mask, clear_pixels
+from sitsflow.pixels.mask import DEFAULT_MASK_CLASSES, apply_mask, clear_pixels
 
 
 def test_clear_pixels_default_classes():

@@ -23,14 +23,14 @@ import xarray as xr
 import yaml
 from shapely.geometry import Point
 
-from sitsflow.aoi import make_aoi_record
-from sitsflow.cube import CubeSettings, make_cube
+from sitsflow.catalog.s3 import S3Access
+from sitsflow.catalog.search import search
 from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
-from sitsflow.features import Feature
-from sitsflow.s3 import S3Access
-from sitsflow.search import search
-from sitsflow.stac_server import StacServer
+from sitsflow.pixels.cube import CubeSettings, make_cube
+from sitsflow.testing.stac_server import StacServer
+from sitsflow.workflow.aoi import make_aoi_record
+from sitsflow.workflow.features import Feature
 from tests.conftest import REPO
 from tests.helpers import local_http_server
 from tests.test_workflow import snakemake, write_vector

@@ -20,9 +20,9 @@ import xarray as xr
 import yaml
 from shapely.geometry import Point
 
-import sitsflow.search
+import sitsflow.catalog.search
 from sitsflow.demo import generate_archive
-from sitsflow.stac_server import StacServer
+from sitsflow.testing.stac_server import StacServer
 from tests.conftest import REPO
 from tests.pgstac_server import NotInstallable, PgstacServer, collection_document
 from tests.test_workflow import BANDS, END, START, expected_cube, snakemake, write_vector
@@ -78,8 +78,8 @@ def test_pgstac_serves_the_items_with_paging_and_context(loaded, monkeypatch):
     lon, lat = POINTS["pg1"]
     bbox = [lon - 0.01, lat - 0.01, lon + 0.01, lat + 0.01]
     expected = sorted(i["id"] for i in items if i["properties"]["sitsflow:demo_feature"] == "pg1")
-    monkeypatch.setattr(sitsflow.search, "PAGE_LIMIT", 3)  # force several pages
-    found = sitsflow.search.search(
+    monkeypatch.setattr(sitsflow.catalog.search, "PAGE_LIMIT", 3)  # force several pages
+    found = sitsflow.catalog.search.search(
         pgstac.url, collection=COLLECTION, bbox=bbox, start=START, end=END
     )
     assert sorted(i["id"] for i in found) == expected

@@ -8,8 +8,7 @@ import copy
 
 import pytest
 
-from sitsflow.errors import AssetError, InputError
-from sitsflow.providers import (
+from sitsflow.catalog.providers import (
     Provider,
     canonical_band,
     check_provider_config,
@@ -19,6 +18,7 @@ from sitsflow.providers import (
     radiometry,
     resolve_provider,
 )
+from sitsflow.errors import AssetError, InputError
 
 ES_V1 = "earth-search-v1/search_s2l2a+landsat_point_13TDE_2023-10-08.json"
 ES_MIXED_PAGE1 = "earth-search-v1/search_cql2_cloudcover_page1_2025-07-31.json"

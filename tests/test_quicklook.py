@@ -9,7 +9,7 @@ import xarray as xr
 from matplotlib.collections import PathCollection
 from matplotlib.image import AxesImage, imread
 
-from sitsflow.quicklook import (
+from sitsflow.outputs.quicklook import (
     choose_display,
     date_statistics,
     overview_figure,
@@ -18,7 +18,7 @@ from sitsflow.quicklook import (
     thumbnail_steps,
     thumbnails,
 )
-from sitsflow.write import open_cube
+from sitsflow.outputs.write import open_cube
 from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE, netcdf_run
 
 

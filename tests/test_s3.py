@@ -1,4 +1,4 @@
-"""Which hrefs are read through GDAL's S3 client, and with which GDAL options (sitsflow.s3).
+"""Which hrefs are read through GDAL's S3 client, and with which GDAL options (sitsflow.catalog.s3).
 
 The reads themselves (same cubes as over HTTP, no HEAD requests, errors naming item and asset)
 are tested against the local server in tests/test_network_faults.py.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from sitsflow.catalog.s3 import S3Access, S3Location
 from sitsflow.errors import InputError
-from sitsflow.s3 import S3Access, S3Location
 from tests.conftest import load_items
 
 ES_V1 = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs/24/M/VV/2025/7/S2B_24MVV_20250731_0_L2A/B04.tif"  # noqa: E501

@@ -23,14 +23,15 @@ import yaml
 from shapely.geometry import Point
 
 from sitsflow.demo import generate_archive
-from sitsflow.stac_server import StacServer
+from sitsflow.testing.stac_server import StacServer
 from tests.conftest import REPO
 from tests.helpers import local_http_server, run_snakemake, write_features
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        importlib.util.find_spec("sitsflow.signing") is None, reason="needs signing (issue 3)"
+        importlib.util.find_spec("sitsflow.catalog.signing") is None,
+        reason="needs signing (issue 3)",
     ),
 ]
 

@@ -21,16 +21,16 @@ import xarray as xr
 import yaml
 from shapely.geometry import Point
 
-from sitsflow import signing
-from sitsflow.aoi import grid_of, make_aoi_record
-from sitsflow.cube import CubeSettings, make_cube
+from sitsflow.catalog import signing
+from sitsflow.catalog.providers import normalise_item, resolve_provider
+from sitsflow.catalog.search import search
 from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
-from sitsflow.features import Feature
-from sitsflow.load import load_reflectance
-from sitsflow.providers import normalise_item, resolve_provider
-from sitsflow.search import search
-from sitsflow.stac_server import StacServer
+from sitsflow.pixels.cube import CubeSettings, make_cube
+from sitsflow.pixels.load import load_reflectance
+from sitsflow.testing.stac_server import StacServer
+from sitsflow.workflow.aoi import grid_of, make_aoi_record
+from sitsflow.workflow.features import Feature
 from tests.conftest import REPO, load_items
 from tests.test_workflow import snakemake, write_vector
 

@@ -1,4 +1,5 @@
-"""Tests for sitsflow.stac_filter: STAC item-search semantics shared by local search and server."""
+"""Tests for sitsflow.catalog.filters: STAC item-search semantics shared by local search and
+server."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sitsflow.stac_filter import (
+from sitsflow.catalog.filters import (
     QUERY_OPERATORS,
     filter_items,
     item_time_range,

@@ -1,4 +1,5 @@
-"""Tests for sitsflow.stac_server: STAC API semantics, paging, ranges, GDAL reads, faults."""
+"""Tests for sitsflow.testing.stac_server: STAC API semantics, paging, ranges, GDAL reads,
+faults."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 from urllib3 import Retry
 
-from sitsflow.stac_filter import filter_items, parse_datetime_interval
-from sitsflow.stac_server import (
+from sitsflow.catalog.filters import filter_items, parse_datetime_interval
+from sitsflow.testing.stac_server import (
     IN_PROCESS_GDAL_ENV,
     STATS_PATH,
     StacServer,
@@ -704,7 +705,7 @@ def test_clean_shutdown_with_open_keepalive(archive: Path) -> None:
 
 def test_cli_out_of_process(archive: Path) -> None:
     """The CLI serves until SIGINT; out of process, GDAL needs no special settings."""
-    command = [sys.executable, "-m", "sitsflow.stac_server", str(archive), "--port", "0"]
+    command = [sys.executable, "-m", "sitsflow.testing.stac_server", str(archive), "--port", "0"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None
@@ -738,7 +739,7 @@ def test_cli_stops_on_sigint_when_started_with_sigint_ignored(archive: Path) -> 
     def ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    command = [sys.executable, "-m", "sitsflow.stac_server", str(archive), "--port", "0"]
+    command = [sys.executable, "-m", "sitsflow.testing.stac_server", str(archive), "--port", "0"]
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, text=True, preexec_fn=ignore_sigint
     ) as process:

@@ -9,15 +9,15 @@ import xarray as xr
 from pyproj import Transformer
 from shapely.geometry import Point
 
-from sitsflow.grid import Grid
-from sitsflow.timeseries import (
+from sitsflow.outputs.timeseries import (
     COLUMNS,
     combine_timeseries,
     feature_timeseries,
     pixel_under_point,
     read_timeseries_csv,
 )
-from sitsflow.write import build_dataset, open_cube, provenance_attrs
+from sitsflow.outputs.write import build_dataset, open_cube, provenance_attrs
+from sitsflow.workflow.grid import Grid
 from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE, INDICES, netcdf_run, zarr_run
 
 

@@ -25,7 +25,7 @@ import yaml
 from shapely.geometry import Point
 
 from sitsflow.demo import generate_archive
-from sitsflow.stac_server import StacServer
+from sitsflow.testing.stac_server import StacServer
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

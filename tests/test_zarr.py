@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sitsflow.write import open_cube, write_cube
+from sitsflow.outputs.write import open_cube, write_cube
 from tests.helpers import netcdf_run, zarr_run
 
 

@@ -17,7 +17,7 @@ benchmarks assert how much traffic a workflow step caused; a server in another p
 them at ``GET /_stats`` and ``POST /_stats/reset`` (see :func:`remote_stats`), which are neither
 delayed nor counted.
 
-The search semantics live in :mod:`sitsflow.stac_filter`, shared with the local search.
+The search semantics live in :mod:`sitsflow.catalog.filters`, shared with the local search.
 
 GDAL in the same process: rasterio makes some GDAL calls while holding the GIL (e.g. metadata
 lookups right after open). If such a call makes GDAL probe sibling files (``.aux.xml``,
@@ -28,7 +28,7 @@ does by default, and bounds HTTP waits), or run the server out of process with t
 
 Command line::
 
-    python -m sitsflow.stac_server ARCHIVE_DIR --port 8000 [--latency-ms 20]
+    python -m sitsflow.testing.stac_server ARCHIVE_DIR --port 8000 [--latency-ms 20]
     curl http://127.0.0.1:8000/_stats                  # the counters, as JSON
     curl -X POST http://127.0.0.1:8000/_stats/reset    # the counters so far, then zeroed
 """
@@ -64,7 +64,7 @@ from urllib.request import Request, urlopen
 
 from shapely.geometry import shape
 
-from sitsflow.stac_filter import (
+from sitsflow.catalog.filters import (
     filter_items,
     item_time_range,
     parse_bbox,
@@ -1204,7 +1204,7 @@ def remote_stats(server_url: str, *, reset: bool = False, timeout: float = 10.0)
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m sitsflow.stac_server",
+        prog="python -m sitsflow.testing.stac_server",
         description="Serve a demo archive (items.json + files) as a STAC API with range-capable "
         "static files.",
     )

@@ -1,7 +1,8 @@
 """STAC API item-search filter semantics, implemented in pure Python.
 
 One implementation is shared by the in-process search of local (static) catalogs and by the
-test STAC server (:mod:`sitsflow.stac_server`), so both answer a search exactly the same way.
+test STAC server (:mod:`sitsflow.testing.stac_server`), so both answer a search exactly the
+same way.
 The semantics follow the STAC API *Item Search* specification and its *Query* extension:
 
 * ``collections`` / ``ids``: membership tests (an empty list or ``None`` means "no filter");

@@ -9,7 +9,7 @@ hrefs must be signed before reading:
 * `earth-search-v1` (Element84 `sentinel-2-l2a`) and `earth-search-c1` (`sentinel-2-c1-l2a`):
   assets keyed by common name (`red`, `nir08`, `scl`);
 * `planetary-computer` (Microsoft `sentinel-2-l2a`): assets keyed by band (`B04`, `SCL`), hrefs
-  signed at read time (`sitsflow.signing`);
+  signed at read time (`sitsflow.catalog.signing`);
 * `generic`: any STAC API, with the config's `assets` band -> asset key map.
 
 `auto` recognises the known catalogs by URL and collection, otherwise by what the items say

@@ -14,8 +14,8 @@ import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 
 from sitsflow.atomic import atomic_path, temporary_for
-from sitsflow.grid import Grid
-from sitsflow.mask import SCL_CLASSES
+from sitsflow.pixels.mask import SCL_CLASSES
+from sitsflow.workflow.grid import Grid
 
 CHUNK_TIME, CHUNK_XY = 64, 256
 COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}

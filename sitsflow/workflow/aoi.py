@@ -5,9 +5,9 @@ from __future__ import annotations
 from shapely.geometry import mapping, shape
 
 from sitsflow.errors import InputError
-from sitsflow.features import Feature, search_geometry
-from sitsflow.grid import Grid, image_grid, patch_grid
 from sitsflow.projection import output_epsg
+from sitsflow.workflow.features import Feature, search_geometry
+from sitsflow.workflow.grid import Grid, image_grid, patch_grid
 
 
 def make_aoi_record(

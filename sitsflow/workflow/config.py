@@ -7,9 +7,9 @@ import datetime as dt
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
+from sitsflow.catalog.providers import canonical_band, check_provider_config
 from sitsflow.errors import InputError
-from sitsflow.indices import check_indices
-from sitsflow.providers import canonical_band, check_provider_config
+from sitsflow.pixels.indices import check_indices
 
 DATE_KEYS = ("start", "end")
 

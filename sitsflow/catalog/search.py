@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
+from sitsflow.catalog.filters import filter_items
 from sitsflow.errors import CatalogError, InputError
-from sitsflow.stac_filter import filter_items
 
 if TYPE_CHECKING:
     from urllib3.util.retry import Retry

@@ -1,7 +1,7 @@
 """The per-feature stages as functions of input paths, settings and an output path.
 
-The per-feature rule scripts (`scripts/bbox.py` ...) and batch mode (`sitsflow.batch`) both call
-these, so a feature's files are made by the same code whichever way the workflow runs.
+The per-feature rule scripts (`scripts/bbox.py` ...) and batch mode (`sitsflow.workflow.batch`)
+both call these, so a feature's files are made by the same code whichever way the workflow runs.
 Heavy imports stay inside the functions: a batch imports only what its stages need.
 """
 
@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from sitsflow.atomic import atomic_path, atomic_write_text
-from sitsflow.features import Feature
+from sitsflow.workflow.features import Feature
 
 log = logging.getLogger(__name__)
 
 
 def make_bbox(feature: Feature, grid: Mapping[str, Any], output: str) -> None:
     """Write the feature's area of interest and cube grid (`grid`: the grid config keys)."""
-    from sitsflow.aoi import make_aoi_record
+    from sitsflow.workflow.aoi import make_aoi_record
 
     record = make_aoi_record(
         feature,
@@ -38,7 +38,7 @@ def make_bbox(feature: Feature, grid: Mapping[str, Any], output: str) -> None:
 
 def search_items(bbox_path: str, options: Mapping[str, Any], output: str) -> None:
     """Search the catalog for the bbox record's grid extent; write the ItemCollection."""
-    from sitsflow.search import search, write_item_collection
+    from sitsflow.catalog.search import search, write_item_collection
 
     record = json.loads(Path(bbox_path).read_text())
     bbox = record["properties"]["search_bbox_wgs84"]
@@ -65,9 +65,9 @@ def build_cube(
     bbox_path: str, items_path: str, cube_params: Mapping[str, Any], output: str
 ) -> None:
     """Load, mask, gap-fill and write the cube (netCDF or Zarr, by `output`'s suffix)."""
-    from sitsflow.cube import CubeSettings, make_cube
-    from sitsflow.search import read_item_collection
-    from sitsflow.write import write_cube
+    from sitsflow.catalog.search import read_item_collection
+    from sitsflow.outputs.write import write_cube
+    from sitsflow.pixels.cube import CubeSettings, make_cube
 
     record = json.loads(Path(bbox_path).read_text())
     items, search_info = read_item_collection(items_path)
@@ -78,8 +78,8 @@ def build_cube(
 
 def render_quicklook_file(cube_path: str, output: str) -> None:
     """Draw the cube's quicklook PNG."""
-    from sitsflow.quicklook import render_quicklook
-    from sitsflow.write import open_cube
+    from sitsflow.outputs.quicklook import render_quicklook
+    from sitsflow.outputs.write import open_cube
 
     with open_cube(cube_path) as cube, atomic_path(output) as temporary:
         render_quicklook(cube.load(), temporary)
@@ -88,8 +88,12 @@ def render_quicklook_file(cube_path: str, output: str) -> None:
 
 def write_timeseries_file(cube_path: str, method: str, output: str) -> None:
     """Write the cube's long-format time-series CSV (`method`: pixel or median)."""
-    from sitsflow.timeseries import feature_timeseries, is_point_feature, write_timeseries_csv
-    from sitsflow.write import open_cube
+    from sitsflow.outputs.timeseries import (
+        feature_timeseries,
+        is_point_feature,
+        write_timeseries_csv,
+    )
+    from sitsflow.outputs.write import open_cube
 
     with open_cube(cube_path) as cube:
         table = feature_timeseries(cube.load(), method)

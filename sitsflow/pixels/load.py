@@ -24,11 +24,11 @@ import pandas as pd
 import rasterio
 import stackstac
 
-from sitsflow.cogbytes import overview_level
+from sitsflow.catalog.providers import CLASSIFICATION_BANDS
+from sitsflow.catalog.s3 import S3Access
 from sitsflow.errors import AssetError
-from sitsflow.grid import Grid
-from sitsflow.providers import CLASSIFICATION_BANDS
-from sitsflow.s3 import S3Access
+from sitsflow.pixels.overviews import overview_level
+from sitsflow.workflow.grid import Grid
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def prefetch_headers(
     def open_once(href: str) -> None:
         try:
             if sign_hrefs:
-                from sitsflow.signing import sign_href
+                from sitsflow.catalog.signing import sign_href
 
                 href = sign_href(href)
             with rasterio.Env(**options), rasterio.open(href):
@@ -209,12 +209,12 @@ def load_reflectance(
     """Stack `items` for `bands` on `grid`; one time step per solar day.
 
     `sign_hrefs` (Planetary Computer) signs each href when its file is opened
-    (`sitsflow.signing.SigningReader`); the items themselves stay unsigned.
+    (`sitsflow.catalog.signing.SigningReader`); the items themselves stay unsigned.
     `skipped` (config `on_missing_asset: skip`): when given, an asset that cannot be read
     (missing, truncated, still failing after GDAL's retries) does not fail the load; its item is
     left out and `{"item", "asset", "reason"}` appended to `skipped`.
     `s3` (config `s3_access`, `s3_endpoint`): which hrefs are read through GDAL's S3 client
-    (`sitsflow.s3`); errors then name the `s3://` URL.
+    (`sitsflow.catalog.s3`); errors then name the `s3://` URL.
     `read_overviews` (config): open each file at the overview matching the grid's resolution
     (`OverviewReader`), or always at full resolution.
 
@@ -309,7 +309,7 @@ def _reader(
     matches the grid or at full resolution, recording failures or raising them."""
     reader: type = OverviewReader if read_overviews else stackstac.rio_reader.AutoParallelRioReader
     if sign_hrefs:
-        from sitsflow.signing import SigningReader, install_log_redaction
+        from sitsflow.catalog.signing import SigningReader, install_log_redaction
 
         install_log_redaction()  # GDAL warnings (e.g. retries) name the signed URL
         if read_overviews:

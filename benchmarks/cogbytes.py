@@ -28,6 +28,7 @@ import rasterio
 from affine import Affine
 from pyproj import CRS
 
+from sitsflow.pixels.overviews import overview_level
 from sitsflow.projection import transformer
 
 # Consecutive tiles of a GDAL COG are separated by a 4-byte leader + 4-byte trailer.
@@ -98,23 +99,6 @@ def _level(src: rasterio.io.DatasetReader) -> Level:
             offsets[row, col] = int(offset) if offset else 0
             sizes[row, col] = int(size) if size else 0
     return Level(src.width, src.height, tile_width, tile_height, src.transform, offsets, sizes)
-
-
-def overview_level(
-    native_resolution: float, factors: Sequence[float], target_resolution: float
-) -> int | None:
-    """The coarsest overview (index into `factors`) still at least as fine as the target.
-
-    This is GDAL's choice for `gdalwarp -ovr AUTO`: a 20 m cube reads a 10 m band's 2x
-    overview, which holds the 20 m pixels; nothing coarser than the cube is ever read. The
-    1 % margin absorbs the scale change between the file's and the cube's projections.
-    """
-    usable = [
-        index
-        for index, factor in enumerate(factors)
-        if native_resolution * factor <= target_resolution * 1.01
-    ]
-    return max(usable, key=lambda index: factors[index]) if usable else None
 
 
 def choose_level(layout: CogLayout, resolution: float) -> int:

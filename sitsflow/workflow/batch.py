@@ -45,9 +45,9 @@ from typing import TYPE_CHECKING, Any
 
 from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.errors import SitsflowError
-from sitsflow.features import Feature
 from sitsflow.logs import job_logging
-from sitsflow.stages import (
+from sitsflow.workflow.features import Feature
+from sitsflow.workflow.stages import (
     build_cube,
     make_bbox,
     render_quicklook_file,
@@ -319,7 +319,7 @@ def process_feature(
 
 def batch_logger(log_path: str | Path | None) -> logging.Logger:
     """The batch job's own log (one line per feature), separate from the per-stage logs."""
-    logger = logging.getLogger("sitsflow.batch.job")
+    logger = logging.getLogger("sitsflow.workflow.batch.job")
     logger.propagate = False
     logger.setLevel(logging.INFO)
     for handler in list(logger.handlers):
@@ -394,8 +394,8 @@ def write_batch_results(
     """The batch's share of the run-wide tables, so that those never reread every feature:
     its members' summary rows (in the manifest, with what each member ran) and their time
     series in one Parquet file. Only batches that run recompute theirs."""
-    from sitsflow.summary import summarise_cube
-    from sitsflow.timeseries import combine_timeseries
+    from sitsflow.outputs.summary import summarise_cube
+    from sitsflow.outputs.timeseries import combine_timeseries
 
     paths = [FeaturePaths(outcome.fid, settings.cube_extension) for outcome in outcomes]
     rows = [summarise_cube(path.output("cube")) for path in paths]
@@ -422,7 +422,7 @@ def combine_batch_timeseries(tables: Iterable[str | Path]) -> pd.DataFrame:
     """The batches' time-series tables in one, like `combine_timeseries` over every CSV."""
     import pandas as pd
 
-    from sitsflow.timeseries import empty_timeseries
+    from sitsflow.outputs.timeseries import empty_timeseries
 
     non_empty = [table for table in (pd.read_parquet(path) for path in tables) if len(table)]
     return pd.concat(non_empty, ignore_index=True) if non_empty else empty_timeseries()

@@ -1248,7 +1248,7 @@ def generate_archive(
 
 def features_from_vector(path: str | Path, id_column: str = "id") -> list[tuple[str, BaseGeometry]]:
     """(id, lon/lat geometry) of every feature of a vector file, read and checked by sitsflow."""
-    from sitsflow.features import load_features
+    from sitsflow.workflow.features import load_features
 
     return [(feature.fid, feature.geometry) for feature in load_features(path, id_column)]
 

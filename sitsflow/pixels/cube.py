@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from sitsflow.aoi import grid_of
-from sitsflow.gapfill import gapfill
-from sitsflow.indices import add_indices
-from sitsflow.load import load_reflectance
-from sitsflow.mask import apply_mask
-from sitsflow.providers import canonical_band, normalise_items, resolve_provider
-from sitsflow.s3 import S3Access
-from sitsflow.write import build_dataset, provenance_attrs
+from sitsflow.catalog.providers import canonical_band, normalise_items, resolve_provider
+from sitsflow.catalog.s3 import S3Access
+from sitsflow.outputs.write import build_dataset, provenance_attrs
+from sitsflow.pixels.gapfill import gapfill
+from sitsflow.pixels.indices import add_indices
+from sitsflow.pixels.load import load_reflectance
+from sitsflow.pixels.mask import apply_mask
+from sitsflow.workflow.aoi import grid_of
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def make_cube(
         observed=observed,
         attrs=attrs,
     )
-    # Spectral indices (sitsflow.indices): extra variables from the gap-filled reflectance.
+    # Spectral indices (sitsflow.pixels.indices): extra variables from the gap-filled reflectance.
     return add_indices(dataset, settings.indices)
 
 

@@ -33,7 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sitsflow.timeseries import observed_share, value_variables, window_medians
+from sitsflow.outputs.timeseries import observed_share, value_variables, window_medians
 
 MAX_THUMBNAILS = 24
 THUMBNAIL_MAX_SIDE = 256
