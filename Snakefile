@@ -3,6 +3,7 @@
 #          -> results/summary.csv
 #   per feature also results/quicklooks/{fid}.png and results/timeseries/{fid}.csv; report:
 #   snakemake --report results/report.html
+# Paths and stages: sitsflow/workflow/layout.py.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -18,26 +19,26 @@ include: "rules/common.smk"
 include: "rules/bbox.smk"
 include: "rules/search.smk"
 include: "rules/cube.smk"
-include: "rules/summary.smk"
 include: "rules/quicklook.smk"
 include: "rules/timeseries.smk"
-include: "rules/report.smk"
 include: "rules/batch.smk"
+include: "rules/summary.smk"
+include: "rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        # Per-feature files: per-feature jobs make them; in batch mode (config `batch_size`,
-        # rules/batch.smk) the `batch` jobs do, and `all` asks for the batches instead.
-        cubes=unless_batched(cube_paths),
-        summary="results/summary.csv",
-        quicklooks=unless_batched(quicklook_paths),
-        timeseries=unless_batched(timeseries_paths),
-        batches=manifest_paths(BATCHES),
-        timeseries_table="results/timeseries.parquet",
-        overview="results/overview.png",
-        summary_table="results/summary.html",
+        # One job per feature and stage makes the per-feature files; in batch mode (config
+        # `batch_size`) the `batch` jobs do, and `all` asks for the batches instead.
+        cubes=per_feature("cube"),
+        quicklooks=per_feature("quicklook"),
+        timeseries=per_feature("timeseries"),
+        batches=LAYOUT.manifests(BATCHES),
+        summary=layout.SUMMARY,
+        timeseries_table=layout.TIMESERIES_TABLE,
+        overview=layout.OVERVIEW,
+        summary_table=layout.SUMMARY_HTML,
     localrule: True
 
 
@@ -49,4 +50,4 @@ onsuccess:
 # A failed job (keep-going lets the other features finish) stops the `summary` rule; write
 # results/summary.csv anyway, with each failed feature's error (sitsflow/outputs/summary.py).
 onerror:
-    logger.error(summarise_failed_run(dict(zip(FEATURES, cube_paths()))))
+    logger.error(summarise_failed_run(list(FEATURES), LAYOUT))

@@ -246,8 +246,11 @@ def baseline(workdir: Path) -> dict[str, float]:
     from sitsflow.outputs.quicklook import overview_table, render_overview
     from sitsflow.outputs.summary import summarise, write_summary
     from sitsflow.outputs.timeseries import combine_timeseries
-    from sitsflow.workflow.batch import STAGES, BatchSettings, FeaturePaths, run_stage
+    from sitsflow.workflow.batch import BatchSettings, run_stage
+    from sitsflow.workflow.config import load_config
     from sitsflow.workflow.features import load_features
+    from sitsflow.workflow.layout import STAGE_NAMES, SUMMARY, Layout
+    from sitsflow.workflow.settings import Settings
 
     modules = (
         "sitsflow.workflow.aoi",
@@ -258,34 +261,20 @@ def baseline(workdir: Path) -> dict[str, float]:
     for module in modules:
         importlib.import_module(module)  # the loop below pays no import
     os.chdir(workdir)
-    config = yaml.safe_load(Path("config.yaml").read_text())
-    settings = BatchSettings(
-        grid={
-            "buffer_m": config["buffer_m"], "crs": config["crs"],
-            "resolution": config["resolution"], "mode": config["mode"], "patch_size": None,
-            "max_pixels": config["max_pixels"],
-        },
-        search={key: config[key] for key in ("catalog", "collection", "start", "end", "query")},
-        cube={
-            key: config[key]
-            for key in ("bands", "mask", "gapfill", "provider", "assets", "on_missing_asset",
-                        "indices")
-        },
-        timeseries_method=config["timeseries"]["method"],
-    )  # fmt: skip
+    run = Settings.from_config(load_config(yaml.safe_load(Path("config.yaml").read_text())))
+    settings, layout = BatchSettings.from_settings(run), Layout(run.cube_extension)
     cpu_before = time.process_time()
     started = time.perf_counter()
-    features = load_features(config["vector"], config["id_column"])
+    features = load_features(run.vector, run.id_column)
     for feature in features:
-        paths = FeaturePaths(feature.fid)
-        for stage in STAGES:
-            run_stage(stage, feature, paths, settings)
-    cubes = [FeaturePaths(f.fid).output("cube") for f in features]
-    write_summary(summarise(cubes), "results/summary.csv")
-    tables = [FeaturePaths(f.fid).output("timeseries") for f in features]
-    combine_timeseries(tables).to_parquet("results/timeseries.parquet", index=False)
-    bboxes = [FeaturePaths(f.fid).output("bbox") for f in features]
-    render_overview(overview_table(bboxes, "results/summary.csv"), "results/overview.png")
+        for stage in STAGE_NAMES:
+            run_stage(stage, feature, layout, settings)
+    fids = [feature.fid for feature in features]
+    write_summary(summarise(layout.paths("cube", fids)), SUMMARY)
+    combine_timeseries(layout.paths("timeseries", fids)).to_parquet(
+        "results/timeseries.parquet", index=False
+    )
+    render_overview(overview_table(SUMMARY, layout), "results/overview.png")
     return {
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu_before,

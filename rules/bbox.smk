@@ -1,8 +1,8 @@
 rule bbox:
     output:
-        "results/bbox/{fid}.geojson",
+        LAYOUT.pattern("bbox"),
     log:
-        "logs/bbox/{fid}.log",
+        LAYOUT.log_pattern("bbox"),
     conda:
         "../envs/sitsflow.yaml"
     threads: 1
@@ -11,6 +11,6 @@ rule bbox:
         runtime=5,
     params:
         wkt=feature_wkt,
-        grid=grid_params(),
+        grid=SETTINGS.grid.to_params(),
     script:
         "../scripts/bbox.py"

@@ -1,13 +1,34 @@
+# Config, settings, features and batches, read once when the workflow is parsed; the input
+# functions the rules share. Paths come from sitsflow/workflow/layout.py.
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from sitsflow.workflow.config import check_config, normalise_config
+from sitsflow.atomic import sweep_temporaries
+from sitsflow.outputs.summary import summarise_failed_run
+from sitsflow.workflow import layout
+from sitsflow.workflow.batch import (
+    BatchSettings,
+    batch_generations,
+    plan_batches,
+    resolve_batch_size,
+)
+from sitsflow.workflow.config import (
+    check_config,
+    coerce_command_line,
+    load_schema,
+    normalise_config,
+)
 from sitsflow.workflow.features import load_features
+from sitsflow.workflow.layout import Layout
+from sitsflow.workflow.settings import Settings
 
+# `--config` values arrive as strings; type them by the schema before validating.
+coerce_command_line(config, workflow.config_settings.config, load_schema())
 normalise_config(config)
 
 
@@ -15,46 +36,38 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 
 check_config(config)
-
+SETTINGS = Settings.from_config(config)
+LAYOUT = Layout(SETTINGS.cube_extension)
 # Feature ids are read when the workflow is parsed, so the DAG is known up front (no checkpoint).
 FEATURES = {
     feature.fid: feature
-    for feature in load_features(config["vector"], config["id_column"])
+    for feature in load_features(SETTINGS.vector, SETTINGS.id_column)
 }
+# Batch mode (config `batch_size`, rules/batch.smk): batch id -> member ids; empty when every
+# feature runs as its own jobs.
+BATCHES = plan_batches(
+    list(FEATURES), resolve_batch_size(SETTINGS.batch_size, len(FEATURES))
+)
+BATCH_SETTINGS = BatchSettings.from_settings(SETTINGS)
+BATCH_GENERATIONS = batch_generations(
+    BATCHES, LAYOUT, warn=logger.warning if workflow.is_main_process else None
+)
 
 
 wildcard_constraints:
     fid=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+    batch=r"\d+",
 
 
-CUBE_EXTENSION = {"netcdf": "nc", "zarr": "zarr"}[config["format"]]
-
-
-def cube_output():
-    """The cube rule's output: a netCDF file, or a Zarr store (a directory), by `format`."""
-    pattern = f"results/cubes/{{fid}}.{CUBE_EXTENSION}"
-    return directory(pattern) if CUBE_EXTENSION == "zarr" else pattern
-
-
-def cube_paths():
-    return expand("results/cubes/{fid}.{ext}", fid=FEATURES, ext=CUBE_EXTENSION)
+def per_feature(stage):
+    """Every feature's file of `stage` when features run as their own jobs; none in batch mode,
+    where the batch jobs make them and the run-wide rules read the batches instead."""
+    return [] if BATCHES else LAYOUT.paths(stage, FEATURES)
 
 
 def cube_of(wildcards):
     """The cube of the feature `{fid}` (input of the quicklook and timeseries rules)."""
-    return f"results/cubes/{wildcards.fid}.{CUBE_EXTENSION}"
-
-
-def quicklook_paths():
-    return expand("results/quicklooks/{fid}.png", fid=FEATURES)
-
-
-def timeseries_paths():
-    return expand("results/timeseries/{fid}.csv", fid=FEATURES)
-
-
-def bbox_paths():
-    return expand("results/bbox/{fid}.geojson", fid=FEATURES)
+    return LAYOUT.path("cube", wildcards.fid)
 
 
 def feature_kind(wildcards):
@@ -68,37 +81,29 @@ def feature_wkt(wildcards):
     return FEATURES[wildcards.fid].wkt
 
 
-def grid_params():
+def batch_members(wildcards):
+    """Feature id -> geometry (WKT) of the batch: adding or editing one reruns its batch."""
+    return {fid: FEATURES[fid].wkt for fid in BATCHES[wildcards.batch]}
+
+
+def batch_generation(wildcards):
+    """Grows by one when a member's file went missing after the batch ran, which reruns it."""
+    return BATCH_GENERATIONS[wildcards.batch]
+
+
+def batch_runtime(wildcards):
+    """SLURM time limit (minutes): generous per feature, as one job runs them one by one."""
+    return 10 + 2 * len(BATCHES[wildcards.batch])
+
+
+def summary_input(wildcards):
+    """The cubes (one job per feature) or the batch manifests holding their summary rows."""
+    return {"cubes": per_feature("cube"), "manifests": LAYOUT.manifests(BATCHES)}
+
+
+def timeseries_table_input(wildcards):
+    """The per-feature CSVs (one job per feature) or the batches' time-series tables."""
     return {
-        "buffer_m": config["buffer_m"],
-        "crs": config["crs"],
-        "resolution": config["resolution"],
-        "mode": config["mode"],
-        "patch_size": config["patch_size"] if config["mode"] == "patch" else None,
-        "max_pixels": config["max_pixels"],
-    }
-
-
-def search_params():
-    return {
-        "catalog": config["catalog"],
-        "collection": config["collection"],
-        "start": config["start"],
-        "end": config["end"],
-        "query": config["query"],
-    }
-
-
-def cube_params():
-    return {
-        "bands": config["bands"],
-        "mask": config["mask"],
-        "gapfill": config["gapfill"],
-        "provider": config["provider"],
-        "assets": config["assets"],
-        "on_missing_asset": config["on_missing_asset"],
-        "s3_access": config["s3_access"],
-        "s3_endpoint": config["s3_endpoint"],
-        "read_overviews": config["read_overviews"],
-        "indices": config["indices"],
+        "tables": per_feature("timeseries"),
+        "batch_tables": LAYOUT.batch_timeseries(BATCHES),
     }

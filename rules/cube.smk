@@ -1,11 +1,16 @@
 rule cube:
     input:
-        bbox="results/bbox/{fid}.geojson",
-        stac_items="results/items/{fid}.json",
+        bbox=LAYOUT.pattern("bbox"),
+        stac_items=LAYOUT.pattern("search"),
     output:
-        cube_output(),
+        # a netCDF file, or a Zarr store (a directory), by config `format`
+        (
+            directory(LAYOUT.pattern("cube"))
+            if SETTINGS.format == "zarr"
+            else LAYOUT.pattern("cube")
+        ),
     log:
-        "logs/cube/{fid}.log",
+        LAYOUT.log_pattern("cube"),
     retries: 1
     conda:
         "../envs/sitsflow.yaml"
@@ -14,6 +19,6 @@ rule cube:
         mem_mb=2000,
         runtime=60,
     params:
-        cube=cube_params(),
+        cube=SETTINGS.cube.to_params(),
     script:
         "../scripts/cube.py"

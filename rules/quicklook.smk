@@ -3,14 +3,14 @@ rule quicklook:
         cube_of,
     output:
         report(
-            "results/quicklooks/{fid}.png",
+            LAYOUT.pattern("quicklook"),
             caption="../report/quicklook.rst",
             category="Quicklooks",
             subcategory=feature_kind,
             labels={"feature": "{fid}"},
         ),
     log:
-        "logs/quicklook/{fid}.log",
+        LAYOUT.log_pattern("quicklook"),
     conda:
         "../envs/sitsflow.yaml"
     threads: 1

@@ -3,22 +3,23 @@
 
 rule overview:
     input:
-        summary="results/summary.csv",
-        bboxes=bbox_paths(),
+        summary=layout.SUMMARY,
     output:
         report(
-            "results/overview.png",
+            layout.OVERVIEW,
             caption="../report/overview.rst",
             category="Overview",
         ),
     log:
-        "logs/overview.log",
+        layout.RUN_LOG.format(rule="overview"),
     conda:
         "../envs/sitsflow.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=2000,
+        runtime=30,
+    params:
+        cube_extension=LAYOUT.cube_extension,
     script:
         "../scripts/overview.py"
 
@@ -27,18 +28,18 @@ rule overview:
 rule summary_table:
     input:
         report(
-            "results/summary.csv",
+            layout.SUMMARY,
             caption="../report/summary.rst",
             category="Summary",
         ),
     output:
         report(
-            "results/summary.html",
+            layout.SUMMARY_HTML,
             caption="../report/summary.rst",
             category="Summary",
         ),
     log:
-        "logs/summary_table.log",
+        layout.RUN_LOG.format(rule="summary_table"),
     conda:
         "../envs/sitsflow.yaml"
     threads: 1

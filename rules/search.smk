@@ -1,10 +1,10 @@
 rule search:
     input:
-        "results/bbox/{fid}.geojson",
+        LAYOUT.pattern("bbox"),
     output:
-        "results/items/{fid}.json",
+        LAYOUT.pattern("search"),
     log:
-        "logs/search/{fid}.log",
+        LAYOUT.log_pattern("search"),
     retries: 2
     conda:
         "../envs/sitsflow.yaml"
@@ -13,6 +13,6 @@ rule search:
         mem_mb=500,
         runtime=15,
     params:
-        search=search_params(),
+        search=SETTINGS.search.to_params(),
     script:
         "../scripts/search.py"

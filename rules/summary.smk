@@ -1,21 +1,16 @@
-from snakemake.logging import logger
-
-from sitsflow.atomic import sweep_temporaries
-from sitsflow.outputs.summary import summarise_failed_run
-
-
+# One row per feature, from the cubes or the batch manifests (sitsflow/outputs/summary.py).
 rule summary:
     input:
-        cube_paths(),
+        unpack(summary_input),
     output:
-        "results/summary.csv",
+        layout.SUMMARY,
     log:
-        "logs/summary.log",
+        layout.RUN_LOG.format(rule="summary"),
     conda:
         "../envs/sitsflow.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=2000,
+        runtime=30,
     script:
         "../scripts/summary.py"

@@ -2,9 +2,9 @@ rule timeseries:
     input:
         cube_of,
     output:
-        "results/timeseries/{fid}.csv",
+        LAYOUT.pattern("timeseries"),
     log:
-        "logs/timeseries/{fid}.log",
+        LAYOUT.log_pattern("timeseries"),
     conda:
         "../envs/sitsflow.yaml"
     threads: 1
@@ -12,23 +12,24 @@ rule timeseries:
         mem_mb=2000,
         runtime=10,
     params:
-        method=config["timeseries"]["method"],
+        timeseries=SETTINGS.timeseries.to_params(),
     script:
         "../scripts/timeseries.py"
 
 
+# Every feature's time series in one table, from the per-feature CSVs or the batches' tables.
 rule timeseries_table:
     input:
-        timeseries_paths(),
+        unpack(timeseries_table_input),
     output:
-        "results/timeseries.parquet",
+        layout.TIMESERIES_TABLE,
     log:
-        "logs/timeseries_table.log",
+        layout.RUN_LOG.format(rule="timeseries_table"),
     conda:
         "../envs/sitsflow.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=4000,
+        runtime=30,
     script:
         "../scripts/timeseries_table.py"

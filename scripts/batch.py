@@ -7,4 +7,11 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 settings = BatchSettings.from_params(smk.params.settings)
 batch = smk.wildcards.batch
 outcomes = run_batch(batch, smk.params.members, settings, smk.log[0])
-write_batch_results(batch, outcomes, settings, smk.output.manifest, smk.output.timeseries)
+write_batch_results(
+    batch,
+    smk.params.generation,
+    outcomes,
+    settings,
+    smk.output.manifest,
+    smk.output.timeseries,
+)

@@ -4,9 +4,11 @@ from shapely import wkt
 
 from sitsflow.logs import job_logging
 from sitsflow.workflow.features import Feature
+from sitsflow.workflow.settings import GridSettings
 from sitsflow.workflow.stages import make_bbox
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 fid = smk.wildcards.fid
 with job_logging(smk.log[0], f"bbox {fid}"):
-    make_bbox(Feature(fid, wkt.loads(smk.params.wkt)), smk.params.grid, smk.output[0])
+    grid = GridSettings.from_config(smk.params.grid)
+    make_bbox(Feature(fid, wkt.loads(smk.params.wkt)), grid, smk.output[0])

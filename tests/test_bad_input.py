@@ -32,6 +32,7 @@ from urllib3.response import HTTPResponse
 
 from sitsflow.catalog.search import RETRY_TOTAL, api_retry, search
 from sitsflow.errors import CatalogError, InputError
+from sitsflow.testing.settings import grid_settings
 from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import make_aoi_record
 from sitsflow.workflow.config import check_config, normalise_config
@@ -204,7 +205,7 @@ def test_mixed_geometry_types_are_allowed(tmp_path):
     assert search_geometry(features["ln"], 500).contains(line)
     for fid in features:  # every type gets a grid
         record = make_aoi_record(
-            features[fid], buffer_m=500, crs="utm", resolution=20, mode="image"
+            features[fid], grid_settings(buffer_m=500, crs="utm", resolution=20)
         )
         assert record["properties"]["grid"]["width"] > 0
 
@@ -232,11 +233,7 @@ def test_buffer_too_large_for_max_pixels_gives_the_estimated_size():
     ):
         make_aoi_record(
             Feature("p", Point(8.5, 49.8)),
-            buffer_m=50_000,
-            crs="utm",
-            resolution=20,
-            mode="image",
-            max_pixels=1000,
+            grid_settings(buffer_m=50_000, crs="utm", resolution=20, max_pixels=1000),
         )
 
 
@@ -324,6 +321,29 @@ def test_parse_time_errors_stop_snakemake_before_anything_is_written(tmp_path, c
     assert re.search(message, result.stdout + result.stderr), result.stderr
     written = {p for p in tmp_path.rglob("*") if ".snakemake" not in p.parts} - before
     assert written == set()
+
+
+# `--config` values typed by the schema: what the config file would mean by the same spelling
+# (Snakemake reads them as strings, which the schema refused: "'32' is not of type 'integer'").
+COMMAND_LINE_CASES = {
+    "null query": ["query=null"],
+    "integers in a list": ["mode=patch", "patch_size=[32, 16]"],
+    "nested number": ["gapfill={max_gap_days: 20}"],
+    "null endpoint": ["s3_endpoint=null"],
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", COMMAND_LINE_CASES)
+def test_command_line_values_take_the_schema_types(tmp_path, case):
+    geojson(feature("ok", point(8.5, 49.8)))(tmp_path)
+    config = {**default_config(), "vector": "features.geojson"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_snakemake(
+        tmp_path, "--dry-run", "--config", *COMMAND_LINE_CASES[case], check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "is not of type" not in result.stderr
 
 
 # ---- catalogs -------------------------------------------------------------------------------

@@ -22,12 +22,12 @@ import xarray as xr
 import yaml
 from shapely.geometry import Point, box, shape
 
+from sitsflow.testing.settings import settings_for
 from sitsflow.workflow.batch import (
     AUTO_BATCH_SIZE,
-    STAGES,
     BatchFailed,
     BatchSettings,
-    FeaturePaths,
+    batch_generations,
     plan_batches,
     process_feature,
     read_state,
@@ -36,15 +36,20 @@ from sitsflow.workflow.batch import (
     stage_fingerprints,
 )
 from sitsflow.workflow.features import Feature
+from sitsflow.workflow.layout import STAGE_NAMES as STAGES
+from sitsflow.workflow.layout import Layout
 from tests.helpers import netcdf_run, run_snakemake, write_features
 
-SETTINGS = BatchSettings(
-    grid={"buffer_m": 100, "crs": "utm", "resolution": 20, "mode": "image"},
-    search={"catalog": "items.json", "collection": "sentinel-2-l2a"},
-    cube={"bands": ["B04"], "mask": {"band": "SCL"}},
-    timeseries_method="pixel",
-)
+
+def batch_settings(**config: object) -> BatchSettings:
+    """The settings of a small test run, with the config values `config` changed."""
+    base = {"buffer_m": 100, "crs": "utm", "resolution": 20, "bands": ["B04"]}
+    return BatchSettings.from_settings(settings_for(**{**base, **config}))
+
+
+SETTINGS = batch_settings()
 POINT = Feature("f1", Point(8.49, 49.85))
+LAYOUT = Layout()
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,6 +80,29 @@ def test_batch_ids_sort_like_the_file():
     assert batches == sorted(batches) and batches[-1] == "12499"
 
 
+def test_a_batch_that_lost_a_file_gets_a_new_generation_once(in_tmp):
+    members = {"0000": ["f1", "f2"], "0001": ["f3"]}
+    assert batch_generations(members, LAYOUT) == {"0000": 0, "0001": 0}  # no manifests yet
+    for fid in ("f1", "f2", "f3"):
+        for stage in STAGES:
+            Path(LAYOUT.path(stage, fid)).parent.mkdir(parents=True, exist_ok=True)
+            Path(LAYOUT.path(stage, fid)).write_text(stage)
+    for batch, manifest in zip(members, LAYOUT.manifests(members), strict=True):
+        Path(manifest).parent.mkdir(parents=True, exist_ok=True)
+        Path(manifest).write_text(json.dumps({"batch": batch, "generation": 0, "summary": []}))
+    assert batch_generations(members, LAYOUT) == {"0000": 0, "0001": 0}
+    Path(LAYOUT.path("timeseries", "f2")).unlink()
+    warnings: list[str] = []
+    assert batch_generations(members, LAYOUT, warnings.append) == {"0000": 1, "0001": 0}
+    assert warnings == [
+        "batch 0000: results/timeseries/f2.csv missing; the batch runs again to redo them"
+    ]
+    # the rerun batch redoes the file and records generation 1: complete again, nothing changes
+    Path(LAYOUT.path("timeseries", "f2")).write_text("timeseries")
+    Path(LAYOUT.manifests(["0000"])[0]).write_text(json.dumps({"batch": "0000", "generation": 1}))
+    assert batch_generations(members, LAYOUT) == {"0000": 1, "0001": 0}
+
+
 def test_auto_batch_size_keeps_per_feature_jobs_for_small_inputs():
     assert resolve_batch_size("auto", AUTO_BATCH_SIZE) == 0
     assert resolve_batch_size("auto", AUTO_BATCH_SIZE + 1) == AUTO_BATCH_SIZE
@@ -92,17 +120,17 @@ def test_fingerprints_follow_each_stage_inputs():
     base = stage_fingerprints(POINT.wkt, SETTINGS)
     moved = stage_fingerprints(Feature("f1", Point(8.5, 49.85)).wkt, SETTINGS)
     assert changed_stages(base, moved) == set(STAGES)
-    finer = BatchSettings(**{**SETTINGS.__dict__, "grid": {**SETTINGS.grid, "resolution": 10}})
+    finer = batch_settings(resolution=10)
     assert changed_stages(base, stage_fingerprints(POINT.wkt, finer)) == set(STAGES)
-    later = BatchSettings(**{**SETTINGS.__dict__, "search": {**SETTINGS.search, "end": "2024"}})
+    later = batch_settings(end="2024-11-30")
     assert changed_stages(base, stage_fingerprints(POINT.wkt, later)) == {
         "search", "cube", "quicklook", "timeseries"
     }  # fmt: skip
-    bands = BatchSettings(**{**SETTINGS.__dict__, "cube": {**SETTINGS.cube, "bands": ["B08"]}})
+    bands = batch_settings(bands=["B08"])
     assert changed_stages(base, stage_fingerprints(POINT.wkt, bands)) == {
         "cube", "quicklook", "timeseries"
     }  # fmt: skip
-    median = BatchSettings(**{**SETTINGS.__dict__, "timeseries_method": "median"})
+    median = batch_settings(timeseries={"method": "median"})
     assert changed_stages(base, stage_fingerprints(POINT.wkt, median)) == {"timeseries"}
 
 
@@ -117,11 +145,11 @@ class FakeStages:
         self.calls: list[tuple[str, str]] = []
         self.failing = failing or set()
 
-    def __call__(self, stage: str, feature: Feature, paths: FeaturePaths, settings) -> None:
+    def __call__(self, stage: str, feature: Feature, layout: Layout, settings) -> None:
         self.calls.append((feature.fid, stage))
         if (feature.fid, stage) in self.failing:
             raise RuntimeError(f"{stage} of {feature.fid} broke")
-        output = Path(paths.output(stage))
+        output = Path(layout.path(stage, feature.fid))
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(f"{stage} {feature.fid}")
 
@@ -139,9 +167,9 @@ def test_a_new_feature_runs_every_stage_then_nothing(in_tmp):
     stages = FakeStages()
     first = process_feature(POINT, SETTINGS, stages)
     assert first.ok and first.ran == list(STAGES) and stages.stages_of("f1") == list(STAGES)
-    assert read_state(FeaturePaths("f1").state()) == stage_fingerprints(POINT.wkt, SETTINGS)
+    assert read_state(LAYOUT.state("f1")) == stage_fingerprints(POINT.wkt, SETTINGS)
     for stage in STAGES:
-        assert Path(FeaturePaths("f1").log(stage)).exists()
+        assert Path(LAYOUT.log(stage, "f1")).exists()
     again = process_feature(POINT, SETTINGS, stages)
     assert again.ran == [] and again.up_to_date == list(STAGES)
     assert len(stages.calls) == len(STAGES)
@@ -150,14 +178,14 @@ def test_a_new_feature_runs_every_stage_then_nothing(in_tmp):
 def test_a_config_change_redoes_the_affected_stages_only(in_tmp):
     process_feature(POINT, SETTINGS, FakeStages())
     stages = FakeStages()
-    median = BatchSettings(**{**SETTINGS.__dict__, "timeseries_method": "median"})
+    median = batch_settings(timeseries={"method": "median"})
     outcome = process_feature(POINT, median, stages)
     assert outcome.ran == ["timeseries"] and stages.stages_of("f1") == ["timeseries"]
 
 
 def test_a_deleted_output_is_remade_with_what_depends_on_it(in_tmp):
     process_feature(POINT, SETTINGS, FakeStages())
-    Path(FeaturePaths("f1").output("cube")).unlink()
+    Path(LAYOUT.path("cube", "f1")).unlink()
     stages = FakeStages()
     outcome = process_feature(POINT, SETTINGS, stages)
     assert outcome.ran == ["cube", "quicklook", "timeseries"]
@@ -166,7 +194,7 @@ def test_a_deleted_output_is_remade_with_what_depends_on_it(in_tmp):
 
 def test_a_newer_input_file_redoes_the_stages_after_it(in_tmp):
     process_feature(POINT, SETTINGS, FakeStages())
-    items = FeaturePaths("f1").output("search")
+    items = LAYOUT.path("search", "f1")
     later = time.time() + 10
     os.utime(items, (later, later))
     outcome = process_feature(POINT, SETTINGS, FakeStages())
@@ -175,16 +203,15 @@ def test_a_newer_input_file_redoes_the_stages_after_it(in_tmp):
 
 def test_a_failed_stage_leaves_no_output_and_is_retried_next_time(in_tmp):
     process_feature(POINT, SETTINGS, FakeStages())
-    later = BatchSettings(**{**SETTINGS.__dict__, "search": {**SETTINGS.search, "end": "2024"}})
+    later = batch_settings(end="2024-11-30")
     broken = FakeStages(failing={("f1", "cube")})
     outcome = process_feature(POINT, later, broken)
     assert not outcome.ok and outcome.failed_stage == "cube"
     assert "cube of f1 broke" in outcome.error
     assert broken.stages_of("f1") == ["search", "cube"]  # nothing after the failure
-    paths = FeaturePaths("f1")
-    assert not Path(paths.output("cube")).exists()  # like the output of a failed job
-    assert "cube" not in read_state(paths.state())
-    assert "cube of f1 broke" in Path(paths.log("cube")).read_text()  # with the traceback
+    assert not Path(LAYOUT.path("cube", "f1")).exists()  # like the output of a failed job
+    assert "cube" not in read_state(LAYOUT.state("f1"))
+    assert "cube of f1 broke" in Path(LAYOUT.log("cube", "f1")).read_text()  # with traceback
     retry = process_feature(POINT, later, FakeStages())
     assert retry.ok and retry.ran == ["cube", "quicklook", "timeseries"]
 
@@ -259,9 +286,9 @@ def batch_copy(batch_run, tmp_path) -> Path:
 
 
 AGGREGATES = {
-    "batch_summary": 1,
-    "batch_timeseries_table": 1,
-    "batch_overview": 1,
+    "summary": 1,
+    "timeseries_table": 1,
+    "overview": 1,
     "summary_table": 1,
     "all": 1,
 }
@@ -319,12 +346,21 @@ def test_editing_a_feature_redoes_only_that_feature(batch_copy):
 
 
 @pytest.mark.integration
-def test_a_deleted_file_is_remade_alone(batch_copy):
+def test_a_deleted_file_is_remade_alone_and_once(batch_copy):
     quicklook = batch_copy / "results" / "quicklooks" / "poly.png"
     quicklook.unlink()
     before = file_times(batch_copy)
+    manifests = {p: p.read_bytes() for p in (batch_copy / "results" / "batches").glob("*.json")}
+    dry_run = run_snakemake(batch_copy, "--dry-run")
+    said = dry_run.stdout + dry_run.stderr
+    assert "batch 0000: results/quicklooks/poly.png missing; the batch runs again" in said
+    assert dry_run_jobs(batch_copy) == {"batch": 1, **AGGREGATES}
+    # parsing (dry run included) changes no file
+    assert file_times(batch_copy) == before
+    assert {p: p.read_bytes() for p in manifests} == manifests
     run_snakemake(batch_copy)
     assert rewritten(before, file_times(batch_copy)) == {"results/quicklooks/poly.png"}
+    assert "Nothing to be done" in run_snakemake(batch_copy, "--dry-run").stdout
 
 
 @pytest.mark.integration

@@ -20,8 +20,9 @@ from shapely.geometry import Point, box
 from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.catalog.search import search
 from sitsflow.demo import generate_archive
-from sitsflow.pixels.cube import CubeSettings, make_cube
+from sitsflow.pixels.cube import make_cube
 from sitsflow.pixels.load import load_reflectance
+from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import grid_of, make_aoi_record
 from sitsflow.workflow.features import Feature
@@ -31,7 +32,7 @@ ES_C1 = "es_c1l2a_itemcollection_13TDE_2024-03-31_to_04-22_10dates.json"
 ES_PAGE1 = "earth-search-v1/search_cql2_cloudcover_page1_2025-07-31.json"
 PC_PAGE1 = "planetary-computer/search_s2l2a_limit1_page1_2023-02-16_pb04.00.json"
 BANDS = ["B04", "B08"]
-SETTINGS = CubeSettings(bands=[*BANDS, "SCL"], gapfill_method="none")
+SETTINGS = cube_settings(bands=[*BANDS, "SCL"], gapfill={"method": "none"})
 
 
 def write_items(directory: Path, items: list[dict], name: str = "items.json") -> Path:
@@ -42,9 +43,8 @@ def write_items(directory: Path, items: list[dict], name: str = "items.json") ->
 
 
 def cube_record(fid: str, geometry, *, crs: str = "utm", resolution: float = 10) -> dict:
-    return make_aoi_record(
-        Feature(fid, geometry), buffer_m=400, crs=crs, resolution=resolution, mode="image"
-    )
+    grid = grid_settings(buffer_m=400, crs=crs, resolution=resolution)
+    return make_aoi_record(Feature(fid, geometry), grid)
 
 
 def build_cube(record: dict, catalog: str, start: str, end: str) -> xr.Dataset:
@@ -215,9 +215,8 @@ def test_zone_edge_tiles_and_duplicates_mosaic_into_one_step_without_seam(zone_e
     feature = box(ZONE_EDGE_LON - 0.025, LAT - 0.005, ZONE_EDGE_LON + 0.025, LAT + 0.005)
     assert not any(footprint.contains(feature) for footprint in footprints)
     with StacServer(root) as server:
-        record = make_aoi_record(
-            Feature("edge", feature), buffer_m=0, crs="utm", resolution=20, mode="image"
-        )
+        # a polygon: the buffer does not apply
+        record = make_aoi_record(Feature("edge", feature), grid_settings(crs="utm", resolution=20))
         found = search(
             server.url,
             collection="sentinel-2-l2a",

@@ -36,6 +36,7 @@ from sitsflow.outputs.summary import (
 )
 from sitsflow.pixels.load import asset_error
 from sitsflow.testing.stac_server import StacServer
+from sitsflow.workflow.layout import Layout
 from tests.conftest import REPO
 from tests.helpers import run_snakemake, write_features
 
@@ -173,10 +174,10 @@ def test_failure_row_blames_the_first_job_without_output(tmp_path):
     )
     (tmp_path / "results" / "bbox").mkdir(parents=True)
     (tmp_path / "results" / "bbox" / "f.geojson").write_text("{}")
-    row = failure_row("f", "results/cubes/f.nc", tmp_path)
+    row = failure_row("f", Layout(), tmp_path)
     assert row["status"] == "failed" and row["log"] == "logs/search/f.log"
     assert row["error"] == "search: CatalogError: boom"
-    silent = failure_row("g", "results/cubes/g.nc", tmp_path)  # killed: no traceback in a log
+    silent = failure_row("g", Layout(), tmp_path)  # killed: no traceback in a log
     assert silent["error"].startswith("bbox: the bbox job failed without an error message")
 
 
@@ -203,9 +204,7 @@ def tiny_cube(root: Path, fid: str) -> Path:
 def test_failure_summary_is_older_than_every_cube(tmp_path):
     """So that Snakemake reruns the `summary` rule on the next run, whatever else happens."""
     cube = tiny_cube(tmp_path, "a")
-    table = write_failure_summary(
-        {"a": "results/cubes/a.nc", "b": "results/cubes/b.nc"}, root=str(tmp_path)
-    )
+    table = write_failure_summary(["a", "b"], Layout(), root=tmp_path)
     assert list(table["status"]) == ["no_items", "failed"]
     summary = tmp_path / "results" / "summary.csv"
     assert summary.stat().st_mtime < cube.stat().st_mtime
@@ -216,7 +215,7 @@ def test_cube_of_an_earlier_run_does_not_hide_a_search_failure(tmp_path):
     """The search job failed now (its output is gone): the old cube is out of date."""
     tiny_cube(tmp_path, "a")
     (tmp_path / "results" / "items" / "a.json").unlink()
-    (row,) = summarise_run({"a": "results/cubes/a.nc"}, tmp_path).to_dict("records")
+    (row,) = summarise_run(["a"], Layout(), tmp_path).to_dict("records")
     assert row["status"] == "failed" and row["log"] == "logs/search/a.log"
 
 
@@ -225,7 +224,7 @@ def test_summary_rule_output_is_kept_when_only_a_later_job_failed(tmp_path):
     tiny_cube(tmp_path, "a")
     summary = tmp_path / "results" / "summary.csv"
     summary.write_text("written by the summary rule\n")
-    message = summarise_failed_run({"a": "results/cubes/a.nc"}, tmp_path)
+    message = summarise_failed_run(["a"], Layout(), tmp_path)
     assert summary.read_text() == "written by the summary rule\n"
     assert message.startswith("every feature's cube is complete")
 
@@ -234,7 +233,7 @@ def test_failed_run_handler_lists_failures_and_removes_leftovers(tmp_path):
     tiny_cube(tmp_path, "a")
     leftover = tmp_path / "results" / "cubes" / ".b.nc.tmp-4242"
     leftover.write_bytes(b"half a cube")
-    message = summarise_failed_run({"a": "results/cubes/a.nc", "b": "results/cubes/b.nc"}, tmp_path)
+    message = summarise_failed_run(["a", "b"], Layout(), tmp_path)
     assert message.startswith("1 of 2 feature(s) failed: ['b']")
     assert not leftover.exists()
     assert pd.read_csv(tmp_path / "results" / "summary.csv")["status"].tolist() == [
@@ -248,7 +247,7 @@ def test_unreadable_cube_is_reported_not_fatal(tmp_path):
     cube = tmp_path / "results" / "cubes" / "a.nc"
     cube.parent.mkdir(parents=True)
     cube.write_bytes(b"not netcdf")
-    (row,) = summarise_run({"a": "results/cubes/a.nc"}, tmp_path).to_dict("records")
+    (row,) = summarise_run(["a"], Layout(), tmp_path).to_dict("records")
     assert row["status"] == "failed" and "cannot read results/cubes/a.nc" in row["error"]
 
 

@@ -27,7 +27,8 @@ from sitsflow.catalog.s3 import S3Access
 from sitsflow.catalog.search import search
 from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
-from sitsflow.pixels.cube import CubeSettings, make_cube
+from sitsflow.pixels.cube import make_cube
+from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import make_aoi_record
 from sitsflow.workflow.features import Feature
@@ -133,10 +134,9 @@ def test_20m_cube_reads_the_10m_bands_overview_same_values_fewer_bytes(archive):
     full-resolution tiles, pixel for pixel, while fetching fewer bytes."""
     with StacServer(archive) as server:
         endpoint = server.data_url.removesuffix("/data")
-        s3 = S3Access(endpoint=endpoint)
-        full = f1_cube(server.url, resolution=20, read_overviews=False, s3=s3)
+        full = f1_cube(server.url, resolution=20, read_overviews=False, s3_endpoint=endpoint)
         full_stats = server.reset_stats()
-        from_overview = f1_cube(server.url, resolution=20, s3=s3)
+        from_overview = f1_cube(server.url, resolution=20, s3_endpoint=endpoint)
         overview_stats = server.reset_stats()
     assert full.attrs["read_overviews"] == "false"
     assert from_overview.attrs["read_overviews"] == "true"
@@ -172,10 +172,7 @@ def f1_cube(
     lon, lat = POINTS["f1"]
     record = make_aoi_record(
         Feature("f1", Point(lon, lat)),
-        buffer_m=300,
-        crs="utm",
-        resolution=resolution,
-        mode="image",
+        grid_settings(buffer_m=300, crs="utm", resolution=resolution),
     )
     items = search(
         catalog,
@@ -184,11 +181,9 @@ def f1_cube(
         start=START,
         end=END,
     )
-    cube_settings = CubeSettings(
-        bands=[*BANDS, "SCL"], on_missing_asset=on_missing_asset, **settings
-    )
+    chosen = cube_settings(bands=[*BANDS, "SCL"], on_missing_asset=on_missing_asset, **settings)
     info = {"catalog": catalog, "collection": "sentinel-2-l2a"}
-    return make_cube(record, items, info, cube_settings)
+    return make_cube(record, items, info, chosen)
 
 
 @pytest.mark.parametrize("broken", ["missing", "truncated"])
@@ -207,7 +202,7 @@ def f1_cube_only(catalog: str, item_id: str, s3: S3Access | None = None) -> xr.D
     """f1's cube built from the single item `item_id` of the catalog."""
     lon, lat = POINTS["f1"]
     record = make_aoi_record(
-        Feature("f1", Point(lon, lat)), buffer_m=300, crs="utm", resolution=10, mode="image"
+        Feature("f1", Point(lon, lat)), grid_settings(buffer_m=300, crs="utm", resolution=10)
     )
     items = search(
         catalog,
@@ -217,7 +212,8 @@ def f1_cube_only(catalog: str, item_id: str, s3: S3Access | None = None) -> xr.D
         end=END,
     )
     chosen = [item for item in items if item["id"] == item_id]
-    settings = CubeSettings(bands=[*BANDS, "SCL"], s3=s3 or S3Access())
+    s3 = s3 or S3Access()
+    settings = cube_settings(bands=[*BANDS, "SCL"], s3_access=s3.mode, s3_endpoint=s3.endpoint)
     return make_cube(record, chosen, {"catalog": catalog}, settings)
 
 

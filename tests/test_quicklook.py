@@ -19,6 +19,7 @@ from sitsflow.outputs.quicklook import (
     thumbnails,
 )
 from sitsflow.outputs.write import open_cube
+from sitsflow.workflow.layout import Layout
 from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE, netcdf_run
 
 
@@ -129,11 +130,10 @@ def test_feature_without_items_gets_a_png_saying_so(run):
 def test_overview_png_and_its_table(run):
     pixels = png_pixels(run / "results" / "overview.png")
     assert pixels.shape[1] == 900 and distinct_colours(pixels) > 50
-    fids = [*ARCHIVE_FEATURES, EMPTY_FEATURE[0]]
-    table = overview_table(
-        [run / "results" / "bbox" / f"{fid}.geojson" for fid in fids],
-        run / "results" / "summary.csv",
-    ).set_index("feature_id")
+    table = overview_table(run / "results" / "summary.csv", Layout(), root=run).set_index(
+        "feature_id"
+    )
+    assert set(table.index) == {*ARCHIVE_FEATURES, EMPTY_FEATURE[0]}
     summary = pd.read_csv(run / "results" / "summary.csv", dtype={"feature_id": str})
     for row in summary.itertuples():
         assert table.loc[row.feature_id, "valid_fraction"] == row.valid_fraction

@@ -83,13 +83,13 @@ def test_plan_keeps_one_region_and_the_users_settings_win(monkeypatch):
 @pytest.mark.parametrize(
     ("settings", "key"),
     [
-        ({"s3_access": "always"}, "s3_access"),
-        ({"s3_endpoint": "minio:9000"}, "s3_endpoint"),
-        ({"s3_endpoint": "http://minio:9000?x=1"}, "s3_endpoint"),
+        ({"mode": "always"}, "s3_access"),
+        ({"endpoint": "minio:9000"}, "s3_endpoint"),
+        ({"endpoint": "http://minio:9000?x=1"}, "s3_endpoint"),
     ],
 )
 def test_bad_settings_name_the_key(settings, key):
     with pytest.raises(InputError) as error:
-        S3Access.from_config(settings)
+        S3Access(**settings)
     assert error.value.key == key
     assert key in str(error.value)

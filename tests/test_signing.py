@@ -26,8 +26,9 @@ from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.catalog.search import search
 from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
-from sitsflow.pixels.cube import CubeSettings, make_cube
+from sitsflow.pixels.cube import make_cube
 from sitsflow.pixels.load import load_reflectance
+from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import grid_of, make_aoi_record
 from sitsflow.workflow.features import Feature
@@ -159,7 +160,7 @@ def test_redact_removes_signatures():
 
 def feature_record() -> dict:
     return make_aoi_record(
-        Feature("p", Point(POINT)), buffer_m=300, crs="utm", resolution=10, mode="image"
+        Feature("p", Point(POINT)), grid_settings(buffer_m=300, crs="utm", resolution=10)
     )
 
 
@@ -178,9 +179,9 @@ def test_cube_reads_only_with_signed_hrefs(tokens, archive):
         items = searched_items(server)
         info = {"catalog": server.url, "collection": "sentinel-2-l2a"}
         with pytest.raises(AssetError, match="403") as refused:
-            make_cube(feature_record(), items, info, CubeSettings(bands=BANDS))
+            make_cube(feature_record(), items, info, cube_settings(bands=BANDS))
         assert server.stats["status"].get(403, 0) > 0
-        signed = CubeSettings(bands=BANDS, provider="planetary-computer")
+        signed = cube_settings(bands=BANDS, provider="planetary-computer")
         cube = make_cube(feature_record(), items, info, signed)
         assert server.stats["status"].get(206, 0) > 0
     assert "sig=" not in str(refused.value)

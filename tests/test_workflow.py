@@ -39,9 +39,20 @@ POINTS = {"p1": (8.491383, 49.854370), "p60n": (25.0, 60.2), "p3": (-1.25, 44.55
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-               "--cores", "2", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
@@ -50,8 +61,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 def write_vector(path: Path, points: dict[str, tuple[float, float]]) -> None:
     features = [
-        {"type": "Feature", "properties": {"id": fid},
-         "geometry": {"type": "Point", "coordinates": list(lonlat)}}
+        {
+            "type": "Feature",
+            "properties": {"id": fid},
+            "geometry": {"type": "Point", "coordinates": list(lonlat)},
+        }
         for fid, lonlat in points.items()
     ]
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
@@ -79,8 +93,15 @@ def run(tmp_path_factory, server):
     write_vector(workdir / "points.geojson", POINTS)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config.update(
-        vector="points.geojson", catalog=server.url, start=START, end=END, crs="utm",
-        resolution=10, bands=BANDS, query={"eo:cloud_cover": {"lt": 30}}, buffer_m=300,
+        vector="points.geojson",
+        catalog=server.url,
+        start=START,
+        end=END,
+        crs="utm",
+        resolution=10,
+        bands=BANDS,
+        query={"eo:cloud_cover": {"lt": 30}},
+        buffer_m=300,
     )
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     server.reset_stats()

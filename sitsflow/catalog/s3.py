@@ -118,6 +118,3 @@ class S3Access:
         overrides = {key: os.environ[key] for key in USER_OVERRIDABLE if key in os.environ}
         return {href: loc.url for href, loc in located.items()}, {**options, **overrides}
 
-    @classmethod
-    def from_config(cls, config: dict) -> S3Access:
-        return cls(config.get("s3_access", "auto"), config.get("s3_endpoint"))

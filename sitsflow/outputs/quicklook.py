@@ -34,6 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sitsflow.outputs.timeseries import observed_share, value_variables, window_medians
+from sitsflow.workflow.layout import Layout
 
 MAX_THUMBNAILS = 24
 THUMBNAIL_MAX_SIDE = 256
@@ -285,14 +286,22 @@ def notice_figure(title: str, message: str) -> Figure:
     return figure
 
 
-def overview_table(bbox_paths: Sequence[str | Path], summary_path: str | Path) -> pd.DataFrame:
-    """Id, centroid lon/lat, geometry (from the bbox records) and valid fraction (summary).
+def overview_table(
+    summary_path: str | Path, layout: Layout, root: str | Path = "."
+) -> pd.DataFrame:
+    """Id, centroid lon/lat, geometry (from each feature's bbox record) and valid fraction (from
+    the summary), for every feature of the summary.
 
-    A feature missing from the summary (or without a value there) gets NaN: "no data".
+    A feature without a bbox record (its bbox job failed) is left out; one without a value in
+    the summary gets NaN: "no data".
     """
+    summary = pd.read_csv(summary_path, dtype={"feature_id": str})
     rows = []
-    for path in bbox_paths:
-        properties = json.loads(Path(path).read_text())["properties"]
+    for fid in summary["feature_id"]:
+        path = Path(root) / layout.path("bbox", fid)
+        if not path.exists():
+            continue
+        properties = json.loads(path.read_text())["properties"]
         lon, lat = properties["centroid_lonlat"]
         rows.append(
             {
@@ -302,7 +311,6 @@ def overview_table(bbox_paths: Sequence[str | Path], summary_path: str | Path) -
                 "geometry": shapely.wkt.loads(properties["feature_wkt"]),
             }
         )
-    summary = pd.read_csv(summary_path, dtype={"feature_id": str})
     valid = summary[["feature_id", "valid_fraction"]]
     return pd.DataFrame(rows).merge(valid, on="feature_id", how="left")
 

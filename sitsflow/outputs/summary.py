@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 
 from sitsflow.atomic import atomic_path, sweep_temporaries
+from sitsflow.workflow.layout import SUMMARY, Layout
 
 COLUMNS = [
     "feature_id",
@@ -43,19 +45,15 @@ COLUMNS = [
     "log",
 ]
 
-# Each feature's chain of jobs, in order: (rule, output pattern). The cube's path is passed in
-# (its extension depends on config `format`).
-STAGES = (
-    ("bbox", "results/bbox/{fid}.geojson"),
-    ("search", "results/items/{fid}.json"),
-)
+# A feature's jobs up to its cube, in order: the first whose output is missing failed.
+CHAIN = ("bbox", "search", "cube")
 # The last line of a Python traceback: `package.module.SomeError: message`.
 _EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception))(?::|$)"
 )
 
 
-def summarise_cube(path: str | Path) -> dict:
+def summarise_cube(path: str | Path) -> dict[str, Any]:
     """The summary row of one cube, from its attributes and dimensions."""
     with xr.open_dataset(path, decode_coords="all") as cube:
         times = cube["time"].values
@@ -76,9 +74,15 @@ def summarise_cube(path: str | Path) -> dict:
         }
 
 
-def summarise(cube_paths: Iterable[str | Path]) -> pd.DataFrame:
-    """The summary table when every feature has its cube (the `summary` rule)."""
-    return pd.DataFrame([summarise_cube(p) for p in cube_paths], columns=COLUMNS)
+def summarise(
+    cube_paths: Iterable[str | Path], manifests: Iterable[str | Path] = ()
+) -> pd.DataFrame:
+    """The summary table when every feature has its cube (the `summary` rule): a row per cube,
+    then the rows the batch manifests carry (batch mode)."""
+    from sitsflow.workflow.batch import read_summary_rows
+
+    rows = [summarise_cube(path) for path in cube_paths] + read_summary_rows(manifests)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def last_error(log_path: str | Path) -> str | None:
@@ -100,22 +104,22 @@ def last_error(log_path: str | Path) -> str | None:
     return None
 
 
-def failed_stage(fid: str, cube_path: str | Path, root: str | Path = ".") -> str | None:
+def failed_stage(fid: str, layout: Layout, root: str | Path = ".") -> str | None:
     """The first job of the feature whose output is missing (None: all outputs exist).
 
     Snakemake deletes the outputs of a failed job, so this is the job that failed. A cube left
     from an earlier run whose bbox or search job failed now is out of date: the feature failed.
     """
-    outputs = [(rule, pattern.format(fid=fid)) for rule, pattern in STAGES]
-    outputs.append(("cube", str(cube_path)))
-    return next((rule for rule, output in outputs if not (Path(root) / output).exists()), None)
+    return next(
+        (stage for stage in CHAIN if not (Path(root) / layout.path(stage, fid)).exists()), None
+    )
 
 
-def failure_row(fid: str, cube_path: str | Path, root: str | Path = ".") -> dict:
+def failure_row(fid: str, layout: Layout, root: str | Path = ".") -> dict[str, Any]:
     """The `failed` row of a feature without a (current) cube, from the failed job's log."""
     root = Path(root)
-    rule = failed_stage(fid, cube_path, root) or "cube"
-    log_path = f"logs/{rule}/{fid}.log"
+    rule = failed_stage(fid, layout, root) or "cube"
+    log_path = layout.log(rule, fid)
     error = last_error(root / log_path) or (
         f"the {rule} job failed without an error message in its log (killed? out of memory?); "
         "see the Snakemake log in .snakemake/log/"
@@ -125,21 +129,21 @@ def failure_row(fid: str, cube_path: str | Path, root: str | Path = ".") -> dict
     return row
 
 
-def summarise_run(cubes: Mapping[str, str | Path], root: str | Path = ".") -> pd.DataFrame:
-    """Rows for every feature (`cubes`: feature id -> cube path): its cube's, or a failure."""
+def summarise_run(fids: Iterable[str], layout: Layout, root: str | Path = ".") -> pd.DataFrame:
+    """Rows for every feature: its cube's, or a failure."""
     rows = []
-    for fid, cube_path in cubes.items():
-        path = Path(root) / cube_path
-        if failed_stage(fid, cube_path, root) is None:
+    for fid in fids:
+        cube_path = layout.path("cube", fid)
+        if failed_stage(fid, layout, root) is None:
             try:
-                rows.append({**summarise_cube(path), "cube": str(cube_path)})
+                rows.append({**summarise_cube(Path(root) / cube_path), "cube": cube_path})
                 continue
             except Exception as exc:  # an unreadable cube is reported, not fatal to the summary
-                row = failure_row(fid, cube_path, root)
+                row = failure_row(fid, layout, root)
                 row["error"] = f"cube: cannot read {cube_path}: {exc}"
                 rows.append(row)
                 continue
-        rows.append(failure_row(fid, cube_path, root))
+        rows.append(failure_row(fid, layout, root))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -150,7 +154,7 @@ def write_summary(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def write_failure_summary(
-    cubes: Mapping[str, str | Path], path: str | Path = "results/summary.csv", root: str = "."
+    fids: Sequence[str], layout: Layout, path: str | Path = SUMMARY, root: str | Path = "."
 ) -> pd.DataFrame:
     """Write the summary of a run in which some jobs failed (called from `onerror`).
 
@@ -160,13 +164,10 @@ def write_failure_summary(
     When every feature has its cube (the failed job was downstream of the cubes) and the
     `summary` rule's file is newer than all of them, that file is kept as it is.
     """
-    table = summarise_run(cubes, root)
+    table = summarise_run(fids, layout, root)
     target = Path(root) / path
-    cube_times = [
-        (Path(root) / cube).stat().st_mtime
-        for cube in cubes.values()
-        if (Path(root) / cube).exists()
-    ]
+    cubes = [Path(root) / cube for cube in layout.paths("cube", fids)]
+    cube_times = [cube.stat().st_mtime for cube in cubes if cube.exists()]
     complete = not (table["status"] == "failed").any()
     if complete and target.exists() and target.stat().st_mtime >= max(cube_times, default=0):
         return table
@@ -177,23 +178,23 @@ def write_failure_summary(
     return table
 
 
-def summarise_failed_run(cubes: Mapping[str, str | Path], root: str | Path = ".") -> str:
+def summarise_failed_run(fids: Sequence[str], layout: Layout, root: str | Path = ".") -> str:
     """Everything `onerror` does once the run's jobs are over; returns the message for the user.
 
     Writes results/summary.csv with the failures (`write_failure_summary`) and removes the
     temporary files killed jobs left (`sweep_temporaries`).
     """
-    table = write_failure_summary(cubes, root=str(root))
+    table = write_failure_summary(fids, layout, root=root)
     sweep_temporaries(Path(root) / "results")
     failed = list(table.loc[table["status"] == "failed", "feature_id"])
     if not failed:
         return (
-            f"every feature's cube is complete ({len(table)} features, results/summary.csv); "
+            f"every feature's cube is complete ({len(table)} features, {SUMMARY}); "
             "the job that failed is named above and its log gives the cause"
         )
     shown = failed[:10] + ([f"and {len(failed) - 10} more"] if len(failed) > 10 else [])
     return (
-        f"{len(failed)} of {len(table)} feature(s) failed: {shown}; results/summary.csv lists "
+        f"{len(failed)} of {len(table)} feature(s) failed: {shown}; {SUMMARY} lists "
         "every feature with its status and error (column `error`), the other features' cubes "
         "are complete. Fix the cause and rerun snakemake: only the failed features are redone."
     )

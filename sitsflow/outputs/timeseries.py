@@ -134,9 +134,13 @@ def read_timeseries_csv(path: str | Path) -> pd.DataFrame:
     return table[COLUMNS]
 
 
-def combine_timeseries(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """All features' time series in one table (the rows of every CSV, in the given order)."""
+def combine_timeseries(
+    paths: Sequence[str | Path], batch_tables: Sequence[str | Path] = ()
+) -> pd.DataFrame:
+    """All features' time series in one table: the rows of every per-feature CSV, then of every
+    batch's Parquet table (batch mode), in the given order."""
     tables = [read_timeseries_csv(path) for path in paths]
+    tables += [pd.read_parquet(path) for path in batch_tables]
     non_empty = [table for table in tables if len(table)]
     if not non_empty:
         return empty_timeseries()

@@ -4,64 +4,35 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from sitsflow.catalog.providers import canonical_band, normalise_items, resolve_provider
+from sitsflow.catalog.providers import normalise_items, resolve_provider
 from sitsflow.catalog.s3 import S3Access
 from sitsflow.outputs.write import build_dataset, provenance_attrs
 from sitsflow.pixels.gapfill import gapfill
 from sitsflow.pixels.indices import add_indices
 from sitsflow.pixels.load import load_reflectance
 from sitsflow.pixels.mask import apply_mask
-from sitsflow.workflow.aoi import grid_of
+from sitsflow.workflow.aoi import BboxRecord, grid_of
+from sitsflow.workflow.settings import CubeSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class CubeSettings:
-    """The config values that shape a cube (see config/README.md)."""
-
-    bands: list[str]
-    mask_band: str = "SCL"
-    mask_classes: list[int] = field(default_factory=lambda: [0, 1, 3, 8, 9, 10])
-    gapfill_method: str = "linear"
-    max_gap_days: float | None = None
-    indices: list[str] = field(default_factory=list)
-    provider: str = "auto"
-    assets: dict[str, str] = field(default_factory=dict)
-    on_missing_asset: str = "error"
-    s3: S3Access = field(default_factory=S3Access)
-    read_overviews: bool = True
-
-    @classmethod
-    def from_config(cls, config: dict) -> CubeSettings:
-        return cls(
-            bands=[canonical_band(b) for b in config["bands"]],
-            mask_band=canonical_band(config["mask"]["band"]),
-            mask_classes=[int(c) for c in config["mask"]["classes"]],
-            gapfill_method=config["gapfill"]["method"],
-            max_gap_days=config["gapfill"].get("max_gap_days"),
-            indices=list(config.get("indices") or []),
-            provider=config.get("provider", "auto"),
-            assets=dict(config.get("assets") or {}),
-            on_missing_asset=config.get("on_missing_asset", "error"),
-            s3=S3Access.from_config(config),
-            read_overviews=bool(config.get("read_overviews", True)),
-        )
-
-
 def make_cube(
-    record: dict, items: list[dict], search_info: dict, settings: CubeSettings
+    record: BboxRecord,
+    items: list[dict[str, Any]],
+    search_info: dict[str, Any],
+    settings: CubeSettings,
 ) -> xr.Dataset:
     """The cube of the feature described by `record` (a bbox record) from its searched items."""
     fid = record["properties"]["feature_id"]
     grid = grid_of(record)
-    reflectance_bands = [b for b in settings.bands if b != settings.mask_band]
-    all_bands = reflectance_bands + [settings.mask_band]
+    reflectance_bands = settings.reflectance_bands
+    all_bands = [*reflectance_bands, settings.mask.band]
     started = time.perf_counter()
     provider = resolve_provider(
         settings.provider,
@@ -83,7 +54,7 @@ def make_cube(
         longitude=longitude,
         sign_hrefs=provider.signs_hrefs,
         skipped=skipped,
-        s3=settings.s3,
+        s3=S3Access(settings.s3_access, settings.s3_endpoint),
         read_overviews=settings.read_overviews,
     )
     read_ids = {item_id for step in step_items for item_id in step}
@@ -100,12 +71,12 @@ def make_cube(
     )
 
     reflectance, classification = data[:, :-1], data[:, -1]
-    masked, observed = apply_mask(reflectance, classification, settings.mask_classes)
+    masked, observed = apply_mask(reflectance, classification, settings.mask.classes)
     valid_fraction = float(observed.mean()) if observed.size else 0.0
     filled = (
         np.stack(
             [
-                gapfill(masked[:, i], times, settings.gapfill_method, settings.max_gap_days)
+                gapfill(masked[:, i], times, settings.gapfill.method, settings.gapfill.max_gap_days)
                 for i in range(len(reflectance_bands))
             ],
             axis=1,
@@ -117,7 +88,7 @@ def make_cube(
         "feature %s: valid fraction before gap-fill %.3f; %s gap-fill in %.2f s",
         fid,
         valid_fraction,
-        settings.gapfill_method,
+        settings.gapfill.method,
         time.perf_counter() - loaded,
     )
 
@@ -137,10 +108,10 @@ def make_cube(
         time_step_item_ids=step_items,
         radiometry=_radiometry_summary(normalised, reflectance_bands),
         bands=reflectance_bands,
-        mask_band=settings.mask_band,
-        mask_classes=settings.mask_classes,
-        gapfill_method=settings.gapfill_method,
-        gapfill_max_gap_days=settings.max_gap_days,
+        mask_band=settings.mask.band,
+        mask_classes=list(settings.mask.classes),
+        gapfill_method=settings.gapfill.method,
+        gapfill_max_gap_days=settings.gapfill.max_gap_days,
         n_items=len(used_ids),
         n_time_steps=len(times),
         valid_fraction=round(valid_fraction, 6),
@@ -153,15 +124,15 @@ def make_cube(
         bands=reflectance_bands,
         reflectance=filled,
         classification=classification,
-        classification_band=settings.mask_band,
+        classification_band=settings.mask.band,
         observed=observed,
         attrs=attrs,
     )
     # Spectral indices (sitsflow.pixels.indices): extra variables from the gap-filled reflectance.
-    return add_indices(dataset, settings.indices)
+    return add_indices(dataset, list(settings.indices))
 
 
-def _wkt(record: dict) -> str:
+def _wkt(record: BboxRecord) -> str:
     from shapely import wkt
     from shapely.geometry import shape
 

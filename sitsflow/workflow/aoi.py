@@ -2,40 +2,57 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal, TypedDict
+
 from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
 
 from sitsflow.errors import InputError
 from sitsflow.projection import output_epsg
 from sitsflow.workflow.features import Feature, search_geometry
-from sitsflow.workflow.grid import Grid, image_grid, patch_grid
+from sitsflow.workflow.grid import Grid, GridRecord, image_grid, patch_grid
+from sitsflow.workflow.settings import GridSettings, Mode
 
 
-def make_aoi_record(
-    feature: Feature,
-    *,
-    buffer_m: float,
-    crs: str,
-    resolution: float,
-    mode: str,
-    patch_size: tuple[int, int] | None = None,
-    max_pixels: int | None = None,
-) -> dict:
+class BboxProperties(TypedDict):
+    """The `properties` of a bbox record."""
+
+    feature_id: str
+    feature_wkt: str
+    buffer_m: float
+    mode: Mode
+    aoi_bbox_wgs84: list[float]
+    search_bbox_wgs84: list[float]
+    grid: GridRecord
+    centroid_lonlat: list[float]
+
+
+class BboxRecord(TypedDict):
+    """`results/bbox/{id}.geojson`: a GeoJSON Feature with the area of interest (EPSG:4326)
+    as geometry, the search bbox as `bbox`, and the cube grid in its properties."""
+
+    type: Literal["Feature"]
+    id: str
+    bbox: list[float]
+    geometry: dict[str, Any]
+    properties: BboxProperties
+
+
+def make_aoi_record(feature: Feature, settings: GridSettings) -> BboxRecord:
     """GeoJSON Feature: the buffered geometry (EPSG:4326), its bbox, and the cube's grid."""
-    aoi = search_geometry(feature, buffer_m)
-    epsg = output_epsg(crs, feature.geometry)
-    if mode == "image":
-        grid = image_grid(aoi, epsg, resolution)
-    elif mode == "patch":
-        if not patch_size:
-            raise InputError("mode 'patch' needs patch_size: [nx, ny]", key="patch_size")
-        grid = patch_grid(feature.geometry, epsg, resolution, tuple(patch_size))
+    aoi = search_geometry(feature, settings.buffer_m)
+    epsg = output_epsg(settings.crs, feature.geometry)
+    if settings.mode == "image":
+        grid = image_grid(aoi, epsg, settings.resolution)
     else:
-        raise InputError(f"mode {mode!r} must be 'image' or 'patch'", key="mode")
-    if max_pixels is not None and grid.n_pixels > max_pixels:
+        if settings.patch_size is None:
+            raise InputError("mode 'patch' needs patch_size: [nx, ny]", key="patch_size")
+        grid = patch_grid(feature.geometry, epsg, settings.resolution, settings.patch_size)
+    if grid.n_pixels > settings.max_pixels:
         raise InputError(
             f"the cube grid would be {grid.width} x {grid.height} = {grid.n_pixels} pixels per "
-            f"band and date, above max_pixels = {max_pixels}; reduce buffer_m / patch_size, "
-            "coarsen resolution, or raise max_pixels",
+            f"band and date, above max_pixels = {settings.max_pixels}; reduce buffer_m / "
+            "patch_size, coarsen resolution, or raise max_pixels",
             key="max_pixels",
             fid=feature.fid,
         )
@@ -48,8 +65,8 @@ def make_aoi_record(
         "properties": {
             "feature_id": feature.fid,
             "feature_wkt": feature.wkt,
-            "buffer_m": buffer_m,
-            "mode": mode,
+            "buffer_m": settings.buffer_m,
+            "mode": settings.mode,
             "aoi_bbox_wgs84": [round(v, 7) for v in aoi.bounds],
             "search_bbox_wgs84": search_bbox,
             "grid": grid.to_dict(),
@@ -61,9 +78,9 @@ def make_aoi_record(
     }
 
 
-def grid_of(record: dict) -> Grid:
+def grid_of(record: BboxRecord) -> Grid:
     return Grid.from_dict(record["properties"]["grid"])
 
 
-def geometry_of(record: dict):
+def geometry_of(record: BboxRecord) -> BaseGeometry:
     return shape(record["geometry"])

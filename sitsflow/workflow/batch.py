@@ -27,7 +27,9 @@ delete the whole batch's files); the declared output is the batch's manifest,
 `results/batches/{batch}.json`, written when every member succeeded; it also carries the members'
 summary rows, and `results/batches/{batch}.timeseries.parquet` their time series, so that the
 run-wide summary and time-series table are put together from the batches without reopening
-10 000 files after each change. Rules: rules/batch.smk.
+10 000 files after each change. A member file deleted by hand after its batch ran is found when
+the workflow is parsed (`missing_member_files`), and the batch is rerun (rules/common.smk).
+Paths and stages: `sitsflow.workflow.layout`; rules: rules/batch.smk.
 """
 
 from __future__ import annotations
@@ -37,16 +39,25 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.errors import SitsflowError
 from sitsflow.logs import job_logging
 from sitsflow.workflow.features import Feature
+from sitsflow.workflow.layout import STAGE_NAMES, UPSTREAM, Layout
+from sitsflow.workflow.settings import (
+    CubeSettings,
+    GridSettings,
+    SearchSettings,
+    Settings,
+    TimeseriesSettings,
+)
 from sitsflow.workflow.stages import (
     build_cube,
     make_bbox,
@@ -55,23 +66,8 @@ from sitsflow.workflow.stages import (
     write_timeseries_file,
 )
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 log = logging.getLogger(__name__)
 
-STAGES = ("bbox", "search", "cube", "quicklook", "timeseries")
-# Each stage's input stages (their outputs are its input files).
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "bbox": (),
-    "search": ("bbox",),
-    "cube": ("bbox", "search"),
-    "quicklook": ("cube",),
-    "timeseries": ("cube",),
-}
-STATE_DIR = "results/batches/state"
-MANIFEST_PATTERN = "results/batches/{batch}.json"
-TIMESERIES_PATTERN = "results/batches/{batch}.timeseries.parquet"
 # `batch_size: auto`: per-feature jobs up to this many features, batches of this size above.
 AUTO_BATCH_SIZE = 50
 
@@ -81,56 +77,57 @@ class BatchFailed(SitsflowError):
 
 
 @dataclass(frozen=True)
-class FeaturePaths:
-    """Where a feature's files go: the same paths as the per-feature rules use."""
-
-    fid: str
-    cube_extension: str = "nc"
-
-    def output(self, stage: str) -> str:
-        return {
-            "bbox": f"results/bbox/{self.fid}.geojson",
-            "search": f"results/items/{self.fid}.json",
-            "cube": f"results/cubes/{self.fid}.{self.cube_extension}",
-            "quicklook": f"results/quicklooks/{self.fid}.png",
-            "timeseries": f"results/timeseries/{self.fid}.csv",
-        }[stage]
-
-    def log(self, stage: str) -> str:
-        return f"logs/{stage}/{self.fid}.log"
-
-    def state(self) -> str:
-        return f"{STATE_DIR}/{self.fid}.json"
-
-
-@dataclass(frozen=True)
 class BatchSettings:
-    """The config values of each stage, as the per-feature rules get them in `params:`."""
+    """Every stage's settings, as the per-feature rules get them in `params:`."""
 
-    grid: dict
-    search: dict
-    cube: dict
-    timeseries_method: str = "pixel"
-    cube_extension: str = "nc"
+    grid: GridSettings
+    search: SearchSettings
+    cube: CubeSettings
+    timeseries: TimeseriesSettings
+    cube_extension: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BatchSettings:
+        return cls(
+            settings.grid,
+            settings.search,
+            settings.cube,
+            settings.timeseries,
+            settings.cube_extension,
+        )
+
+    def to_params(self) -> dict[str, Any]:
+        """The plain dict of the batch rule's `params:` (a change reruns the batches)."""
+        return {
+            "grid": self.grid.to_params(),
+            "search": self.search.to_params(),
+            "cube": self.cube.to_params(),
+            "timeseries": self.timeseries.to_params(),
+            "cube_extension": self.cube_extension,
+        }
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> BatchSettings:
         return cls(
-            grid=dict(params["grid"]),
-            search=dict(params["search"]),
-            cube=dict(params["cube"]),
-            timeseries_method=str(params["timeseries_method"]),
+            grid=GridSettings.from_config(params["grid"]),
+            search=SearchSettings.from_config(params["search"]),
+            cube=CubeSettings.from_config(params["cube"]),
+            timeseries=TimeseriesSettings.from_config(params["timeseries"]),
             cube_extension=str(params["cube_extension"]),
         )
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.cube_extension)
 
     def stage_params(self, stage: str) -> object:
         """What a stage's output depends on besides its input files (its fingerprint input)."""
         return {
-            "bbox": self.grid,
-            "search": self.search,
-            "cube": self.cube,
+            "bbox": self.grid.to_params(),
+            "search": self.search.to_params(),
+            "cube": self.cube.to_params(),
             "quicklook": None,
-            "timeseries": self.timeseries_method,
+            "timeseries": self.timeseries.to_params(),
         }[stage]
 
 
@@ -184,12 +181,70 @@ def plan_batches(fids: Sequence[str], batch_size: int) -> dict[str, list[str]]:
     }
 
 
-def manifest_paths(batches: Iterable[str]) -> list[str]:
-    return [MANIFEST_PATTERN.format(batch=batch) for batch in batches]
+def existing_files(layout: Layout) -> set[str]:
+    """Every per-feature file that exists: one directory listing per stage, not one `stat`
+    per feature and stage (100 000 features have 500 000 files)."""
+    found: set[str] = set()
+    for stage in STAGE_NAMES:
+        directory = os.path.dirname(layout.pattern(stage))
+        try:
+            with os.scandir(directory) as entries:
+                found.update(f"{directory}/{entry.name}" for entry in entries)
+        except FileNotFoundError:
+            continue
+    return found
 
 
-def timeseries_table_paths(batches: Iterable[str]) -> list[str]:
-    return [TIMESERIES_PATTERN.format(batch=batch) for batch in batches]
+_GENERATION = re.compile(rb'"generation": (\d+)')
+
+
+def recorded_generation(manifest: str | Path) -> int | None:
+    """The generation a batch manifest records (None: no manifest). Read from the head of the
+    file: the manifest of 50 features is tens of KB, and parsing thousands of them would slow
+    every `snakemake` start."""
+    try:
+        with open(manifest, "rb") as handle:
+            head = handle.read(256)
+    except FileNotFoundError:
+        return None
+    match = _GENERATION.search(head)
+    return int(match[1]) if match else 0
+
+
+def batch_generations(
+    batches: Mapping[str, Sequence[str]],
+    layout: Layout,
+    warn: Callable[[str], object] | None = None,
+) -> dict[str, int]:
+    """Each batch's generation, a `params:` value of its job, read when the workflow is parsed.
+
+    It is the generation the batch's manifest records, plus one when a member's file is
+    missing (deleted by hand after the batch ran): the params change, so Snakemake reruns the
+    batch, which redoes just the missing files and records the new generation. The next run
+    reads that generation back and finds the batch complete: nothing runs again. (The
+    per-feature files are not Snakemake outputs of the batch, so Snakemake cannot see that one
+    is missing; parsing never deletes or writes files.) `warn` gets one line per such batch.
+    """
+    generations: dict[str, int] = {}
+    existing: set[str] | None = None
+    for batch, manifest in zip(batches, layout.manifests(batches), strict=True):
+        recorded = recorded_generation(manifest)
+        if recorded is None:
+            generations[batch] = 0
+            continue
+        if existing is None:
+            existing = existing_files(layout)
+        missing = [
+            path
+            for fid in batches[batch]
+            for stage in STAGE_NAMES
+            if (path := layout.path(stage, fid)) not in existing
+        ]
+        generations[batch] = recorded + 1 if missing else recorded
+        if missing and warn is not None:
+            more = f" and {len(missing) - 1} more file(s)" if len(missing) > 1 else ""
+            warn(f"batch {batch}: {missing[0]}{more} missing; the batch runs again to redo them")
+    return generations
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,7 +260,7 @@ def stage_fingerprints(wkt: str, settings: BatchSettings) -> dict[str, str]:
     """Each stage's fingerprint: its config values, its upstream stages' fingerprints, and
     (bbox) the feature's geometry. Equal fingerprints mean the same inputs and parameters."""
     fingerprints: dict[str, str] = {}
-    for stage in STAGES:
+    for stage in STAGE_NAMES:
         upstream = [fingerprints[name] for name in UPSTREAM[stage]]
         source = wkt if stage == "bbox" else None
         fingerprints[stage] = _digest([stage, source, upstream, settings.stage_params(stage)])
@@ -246,34 +301,40 @@ def _remove(path: str | Path) -> None:
 
 def stage_is_current(
     stage: str,
-    paths: FeaturePaths,
+    fid: str,
+    layout: Layout,
     fingerprint: str,
     recorded: Mapping[str, str],
 ) -> bool:
     """True if the stage's output exists, was made with `fingerprint`, and is not older than
     any of its input files (Snakemake's mtime rule)."""
-    made = _mtime(paths.output(stage))
+    made = _mtime(layout.path(stage, fid))
     if made is None or recorded.get(stage) != fingerprint:
         return False
-    inputs = [_mtime(paths.output(name)) for name in UPSTREAM[stage]]
+    inputs = [_mtime(layout.path(name, fid)) for name in UPSTREAM[stage]]
     return all(when is not None and when <= made for when in inputs)
 
 
-def run_stage(stage: str, feature: Feature, paths: FeaturePaths, settings: BatchSettings) -> None:
-    """Run one stage of one feature, reading its input files and writing its output."""
-    output = paths.output(stage)
+StageRunner = Callable[[str, Feature, Layout, "BatchSettings"], None]
+
+
+def run_stage(stage: str, feature: Feature, layout: Layout, settings: BatchSettings) -> None:
+    """Run one stage of one feature, reading its input files and writing its output: the
+    same functions (`sitsflow.workflow.stages`) the per-feature rule scripts call."""
+    fid = feature.fid
+    output = layout.path(stage, fid)
     if stage == "bbox":
         make_bbox(feature, settings.grid, output)
     elif stage == "search":
-        search_items(paths.output("bbox"), settings.search, output)
+        search_items(layout.path("bbox", fid), settings.search, output)
     elif stage == "cube":
-        build_cube(paths.output("bbox"), paths.output("search"), settings.cube, output)
+        build_cube(layout.path("bbox", fid), layout.path("search", fid), settings.cube, output)
     elif stage == "quicklook":
-        render_quicklook_file(paths.output("cube"), output)
+        render_quicklook_file(layout.path("cube", fid), output)
     elif stage == "timeseries":
-        write_timeseries_file(paths.output("cube"), settings.timeseries_method, output)
+        write_timeseries_file(layout.path("cube", fid), settings.timeseries, output)
     else:
-        raise ValueError(f"unknown stage {stage!r}")
+        raise ValueError(f"unknown stage {stage!r}; stages: {STAGE_NAMES}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,9 +342,7 @@ def run_stage(stage: str, feature: Feature, paths: FeaturePaths, settings: Batch
 
 
 def process_feature(
-    feature: Feature,
-    settings: BatchSettings,
-    stage_runner: Callable[[str, Feature, FeaturePaths, BatchSettings], None] = run_stage,
+    feature: Feature, settings: BatchSettings, stage_runner: StageRunner = run_stage
 ) -> FeatureOutcome:
     """Bring one feature's files up to date, stage by stage; never raises for a stage error.
 
@@ -292,26 +351,27 @@ def process_feature(
     failed Snakemake job) and the next run redoes it. The stage log is `logs/{stage}/{id}.log`.
     """
     started = time.perf_counter()
-    paths = FeaturePaths(feature.fid, settings.cube_extension)
+    fid, layout = feature.fid, settings.layout
     fingerprints = stage_fingerprints(feature.wkt, settings)
-    recorded = read_state(paths.state())
-    outcome = FeatureOutcome(feature.fid)
-    for stage in STAGES:
+    recorded = read_state(layout.state(fid))
+    outcome = FeatureOutcome(fid)
+    for stage in STAGE_NAMES:
         upstream_redone = any(name in outcome.ran for name in UPSTREAM[stage])
-        if not upstream_redone and stage_is_current(stage, paths, fingerprints[stage], recorded):
+        current = stage_is_current(stage, fid, layout, fingerprints[stage], recorded)
+        if not upstream_redone and current:
             outcome.up_to_date.append(stage)
             continue
-        _remove(paths.output(stage))
+        _remove(layout.path(stage, fid))
         if recorded.pop(stage, None) is not None:
-            write_state(paths.state(), recorded)
+            write_state(layout.state(fid), recorded)
         try:
-            with job_logging(paths.log(stage), f"{stage} {feature.fid}"):
-                stage_runner(stage, feature, paths, settings)
+            with job_logging(layout.log(stage, fid), f"{stage} {fid}"):
+                stage_runner(stage, feature, layout, settings)
         except Exception as exc:  # logged with its traceback in the stage log
             outcome.failed_stage, outcome.error = stage, f"{type(exc).__name__}: {exc}"
             break
         recorded[stage] = fingerprints[stage]
-        write_state(paths.state(), recorded)
+        write_state(layout.state(fid), recorded)
         outcome.ran.append(stage)
     outcome.seconds = time.perf_counter() - started
     return outcome
@@ -338,7 +398,7 @@ def run_batch(
     members: Mapping[str, str],
     settings: BatchSettings,
     log_path: str | Path | None = None,
-    stage_runner: Callable[[str, Feature, FeaturePaths, BatchSettings], None] = run_stage,
+    stage_runner: StageRunner = run_stage,
 ) -> list[FeatureOutcome]:
     """Bring every member (feature id -> WKT) up to date; raise BatchFailed if any failed.
 
@@ -362,7 +422,7 @@ def run_batch(
                 fid,
                 outcome.failed_stage,
                 outcome.error,
-                FeaturePaths(fid).log(outcome.failed_stage or "bbox"),
+                Layout.log(outcome.failed_stage or "bbox", fid),
             )
     failed = [outcome for outcome in outcomes if not outcome.ok]
     batch_log.info(
@@ -386,6 +446,7 @@ def run_batch(
 
 def write_batch_results(
     batch: str,
+    generation: int,
     outcomes: Sequence[FeatureOutcome],
     settings: BatchSettings,
     manifest: str | Path,
@@ -393,17 +454,19 @@ def write_batch_results(
 ) -> None:
     """The batch's share of the run-wide tables, so that those never reread every feature:
     its members' summary rows (in the manifest, with what each member ran) and their time
-    series in one Parquet file. Only batches that run recompute theirs."""
+    series in one Parquet file. Only batches that run recompute theirs. `generation` is the
+    batch's (see `batch_generations`)."""
     from sitsflow.outputs.summary import summarise_cube
     from sitsflow.outputs.timeseries import combine_timeseries
 
-    paths = [FeaturePaths(outcome.fid, settings.cube_extension) for outcome in outcomes]
-    rows = [summarise_cube(path.output("cube")) for path in paths]
-    table = combine_timeseries([path.output("timeseries") for path in paths])
+    fids = [outcome.fid for outcome in outcomes]
+    rows = [summarise_cube(path) for path in settings.layout.paths("cube", fids)]
+    table = combine_timeseries(settings.layout.paths("timeseries", fids))
     with atomic_path(timeseries_table) as temporary:
         table.to_parquet(temporary, engine="pyarrow", index=False)
     document = {
         "batch": batch,
+        "generation": generation,
         "features": {
             outcome.fid: {"ran": outcome.ran, "up_to_date": outcome.up_to_date}
             for outcome in outcomes
@@ -413,16 +476,6 @@ def write_batch_results(
     atomic_write_text(manifest, json.dumps(document, indent=1))
 
 
-def read_summary_rows(manifests: Iterable[str | Path]) -> list[dict]:
+def read_summary_rows(manifests: Iterable[str | Path]) -> list[dict[str, Any]]:
     """The summary rows of every batch, in the order of `manifests` (then member order)."""
     return [row for path in manifests for row in json.loads(Path(path).read_text())["summary"]]
-
-
-def combine_batch_timeseries(tables: Iterable[str | Path]) -> pd.DataFrame:
-    """The batches' time-series tables in one, like `combine_timeseries` over every CSV."""
-    import pandas as pd
-
-    from sitsflow.outputs.timeseries import empty_timeseries
-
-    non_empty = [table for table in (pd.read_parquet(path) for path in tables) if len(table)]
-    return pd.concat(non_empty, ignore_index=True) if non_empty else empty_timeseries()

@@ -1,9 +1,20 @@
-"""Checks on the workflow config that a JSON schema cannot express, with messages naming the key."""
+"""The workflow config: command-line values typed by the schema, and the checks a JSON schema
+cannot express, with messages naming the key.
+
+The schema (`schemas/config.schema.yaml`) is the one place defaults live. The Snakefile runs
+`coerce_command_line`, Snakemake's `validate` (which fills in the defaults), then `check_config`;
+`load_config` does the same for code outside Snakemake (the demo script, tests, benchmarks).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+import yaml
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
@@ -11,10 +22,16 @@ from sitsflow.catalog.providers import canonical_band, check_provider_config
 from sitsflow.errors import InputError
 from sitsflow.pixels.indices import check_indices
 
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 DATE_KEYS = ("start", "end")
+# YAML 1.1's spellings (what a config file would mean by them).
+_NULLS = {"null", "Null", "NULL", "~"}
+_TRUE = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"}
+_FALSE = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"}
+_INTEGER = re.compile(r"^[-+]?\d+$")
 
 
-def normalise_config(config: dict) -> dict:
+def normalise_config(config: dict[str, Any]) -> dict[str, Any]:
     """Turn YAML-parsed dates (`--config start=2024-03-01` gives a date) back into ISO strings."""
     for key in DATE_KEYS:
         if isinstance(config.get(key), dt.date):
@@ -22,7 +39,118 @@ def normalise_config(config: dict) -> dict:
     return config
 
 
-def check_config(config: dict) -> None:
+def load_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = yaml.safe_load(SCHEMA_PATH.read_text())
+    return schema
+
+
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    declared = schema.get("type", [])
+    return {declared} if isinstance(declared, str) else set(declared)
+
+
+def coerce_to_schema(value: Any, schema: Mapping[str, Any] | None) -> Any:
+    """`value` from the command line with its strings turned into the types `schema` allows.
+
+    Snakemake reads `--config` values as plain strings below the top level (`'[32, 32]'` gives
+    `['32', '32']`, `null` gives `'null'`), so a value the config file would spell the same way
+    fails validation. Strings become null, booleans, integers or numbers where the schema allows
+    that type (and not only a string); where the schema says nothing (`query`, `filter`), YAML
+    decides, as it would in the config file.
+    """
+    if schema is None or not schema:
+        return _yaml_typed(value)
+    for key in ("oneOf", "anyOf"):
+        if key in schema:
+            for option in schema[key]:
+                coerced = coerce_to_schema(value, option)
+                if coerced != value or type(coerced) is not type(value):
+                    return coerced
+            return value
+    types = _types(schema)
+    if isinstance(value, str):
+        return _coerce_string(value, types) if types else _yaml_typed(value)
+    if isinstance(value, list) and "array" in types:
+        return [coerce_to_schema(item, schema.get("items")) for item in value]
+    if isinstance(value, dict) and "object" in types:
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            key: coerce_to_schema(
+                item, properties.get(key, extra if isinstance(extra, dict) else None)
+            )
+            for key, item in value.items()
+        }
+    return value
+
+
+def _coerce_string(value: str, types: set[str]) -> Any:
+    if "null" in types and value in _NULLS:
+        return None
+    if "boolean" in types and value in _TRUE | _FALSE:
+        return value in _TRUE
+    if types & {"integer", "number"} and _INTEGER.match(value):
+        return int(value)
+    if "number" in types:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _yaml_typed(value: Any) -> Any:
+    """Strings in a free-form value typed as YAML would type them (`'10'` -> 10)."""
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            return value
+    if isinstance(value, list):
+        return [_yaml_typed(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _yaml_typed(item) for key, item in value.items()}
+    return value
+
+
+def coerce_command_line(
+    config: dict[str, Any], command_line: Mapping[str, Any], schema: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Re-type in `config` the values given with `--config` (`command_line`) by the schema.
+
+    Only command-line values are touched: a string the config file wrote in quotes stays a
+    string.
+    """
+    properties = schema.get("properties", {})
+    typed = {
+        key: coerce_to_schema(value, properties.get(key)) for key, value in command_line.items()
+    }
+    _assign(config, typed)
+    return config
+
+
+def _assign(target: dict[str, Any], updates: Mapping[str, Any]) -> None:
+    """Set the leaves of `updates` in `target`, keeping keys `updates` does not name (Snakemake
+    merged nested `--config` values into the config file's the same way)."""
+    for key, value in updates.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _assign(target[key], value)
+        else:
+            target[key] = value
+
+
+def load_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config` validated with the schema's defaults filled in, and checked (`check_config`):
+    what the Snakefile does, for code that runs outside Snakemake."""
+    from snakemake.utils import validate
+
+    validated = normalise_config(dict(config))
+    validate(validated, schema=str(SCHEMA_PATH))
+    check_config(validated)
+    return validated
+
+
+def check_config(config: Mapping[str, Any]) -> None:
     """Raise InputError for values the schema accepts but the workflow cannot use."""
     dates = {}
     for key in DATE_KEYS:

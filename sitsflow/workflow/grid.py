@@ -7,7 +7,8 @@ edges and can be compared or mosaicked without resampling.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import TypedDict
 
 from affine import Affine
 from pyproj import CRS
@@ -18,6 +19,16 @@ from sitsflow.projection import reproject, transformer
 
 # Densify lon/lat edges (degrees) before projecting so long edges follow the projection's curvature.
 DENSIFY_DEGREES = 0.005
+
+
+class GridRecord(TypedDict):
+    """A cube grid as stored in a bbox record (`Grid.to_dict`)."""
+
+    epsg: int
+    resolution: float
+    bounds: list[float]
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -44,22 +55,25 @@ class Grid:
     def n_pixels(self) -> int:
         return self.width * self.height
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> GridRecord:
         return {
-            **asdict(self),
+            "epsg": self.epsg,
+            "resolution": self.resolution,
             "bounds": list(self.bounds),
             "width": self.width,
             "height": self.height,
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Grid:
-        return cls(int(data["epsg"]), float(data["resolution"]), tuple(data["bounds"]))
+    def from_dict(cls, data: GridRecord) -> Grid:
+        minx, miny, maxx, maxy = data["bounds"]
+        return cls(int(data["epsg"]), float(data["resolution"]), (minx, miny, maxx, maxy))
 
     def bounds_lonlat(self) -> tuple[float, float, float, float]:
         """Bounding box of the grid in EPSG:4326, densified so it contains the whole grid."""
         to_lonlat = transformer(CRS.from_epsg(self.epsg), CRS.from_epsg(4326))
-        return tuple(to_lonlat.transform_bounds(*self.bounds, densify_pts=21))
+        minx, miny, maxx, maxy = to_lonlat.transform_bounds(*self.bounds, densify_pts=21)
+        return (minx, miny, maxx, maxy)
 
 
 def project_geometry(geometry_lonlat: BaseGeometry, epsg: int) -> BaseGeometry:

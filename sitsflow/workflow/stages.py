@@ -9,69 +9,70 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.workflow.features import Feature
+from sitsflow.workflow.settings import (
+    CubeSettings,
+    GridSettings,
+    SearchSettings,
+    TimeseriesSettings,
+)
+
+if TYPE_CHECKING:
+    from sitsflow.workflow.aoi import BboxRecord
 
 log = logging.getLogger(__name__)
 
 
-def make_bbox(feature: Feature, grid: Mapping[str, Any], output: str) -> None:
-    """Write the feature's area of interest and cube grid (`grid`: the grid config keys)."""
+def read_bbox(path: str | Path) -> BboxRecord:
+    """A bbox record written by `make_bbox`."""
+    return cast("BboxRecord", json.loads(Path(path).read_text()))
+
+
+def make_bbox(feature: Feature, grid: GridSettings, output: str) -> None:
+    """Write the feature's area of interest and cube grid."""
     from sitsflow.workflow.aoi import make_aoi_record
 
-    record = make_aoi_record(
-        feature,
-        buffer_m=grid["buffer_m"],
-        crs=grid["crs"],
-        resolution=grid["resolution"],
-        mode=grid["mode"],
-        patch_size=grid["patch_size"],
-        max_pixels=grid["max_pixels"],
-    )
+    record = make_aoi_record(feature, grid)
     log.info("grid %s", record["properties"]["grid"])
     atomic_write_text(output, json.dumps(record, indent=1))
 
 
-def search_items(bbox_path: str, options: Mapping[str, Any], output: str) -> None:
+def search_items(bbox_path: str, search_settings: SearchSettings, output: str) -> None:
     """Search the catalog for the bbox record's grid extent; write the ItemCollection."""
     from sitsflow.catalog.search import search, write_item_collection
 
-    record = json.loads(Path(bbox_path).read_text())
-    bbox = record["properties"]["search_bbox_wgs84"]
+    bbox = read_bbox(bbox_path)["properties"]["search_bbox_wgs84"]
     items = search(
-        options["catalog"],
-        collection=options["collection"],
+        search_settings.catalog,
+        collection=search_settings.collection,
         bbox=bbox,
-        start=options["start"],
-        end=options["end"],
-        query=options["query"],
+        start=search_settings.start,
+        end=search_settings.end,
+        query=search_settings.query,
     )
-    log.info("%d items in %s for bbox %s", len(items), options["collection"], bbox)
+    log.info("%d items in %s for bbox %s", len(items), search_settings.collection, bbox)
     info = {
-        "catalog": options["catalog"],
-        "collection": options["collection"],
+        "catalog": search_settings.catalog,
+        "collection": search_settings.collection,
         "bbox": bbox,
-        "datetime": f"{options['start']}/{options['end']}",
-        "query": options["query"],
+        "datetime": f"{search_settings.start}/{search_settings.end}",
+        "query": search_settings.query,
     }
     write_item_collection(items, output, info)
 
 
-def build_cube(
-    bbox_path: str, items_path: str, cube_params: Mapping[str, Any], output: str
-) -> None:
+def build_cube(bbox_path: str, items_path: str, settings: CubeSettings, output: str) -> None:
     """Load, mask, gap-fill and write the cube (netCDF or Zarr, by `output`'s suffix)."""
     from sitsflow.catalog.search import read_item_collection
     from sitsflow.outputs.write import write_cube
-    from sitsflow.pixels.cube import CubeSettings, make_cube
+    from sitsflow.pixels.cube import make_cube
 
-    record = json.loads(Path(bbox_path).read_text())
     items, search_info = read_item_collection(items_path)
-    cube = make_cube(record, items, search_info, CubeSettings.from_config(dict(cube_params)))
+    cube = make_cube(read_bbox(bbox_path), items, search_info, settings)
     write_cube(cube, output)
     log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
 
@@ -86,8 +87,8 @@ def render_quicklook_file(cube_path: str, output: str) -> None:
     log.info("wrote %s from %s (%d time steps)", output, cube_path, cube.sizes["time"])
 
 
-def write_timeseries_file(cube_path: str, method: str, output: str) -> None:
-    """Write the cube's long-format time-series CSV (`method`: pixel or median)."""
+def write_timeseries_file(cube_path: str, settings: TimeseriesSettings, output: str) -> None:
+    """Write the cube's long-format time-series CSV."""
     from sitsflow.outputs.timeseries import (
         feature_timeseries,
         is_point_feature,
@@ -95,6 +96,7 @@ def write_timeseries_file(cube_path: str, method: str, output: str) -> None:
     )
     from sitsflow.outputs.write import open_cube
 
+    method = settings.method
     with open_cube(cube_path) as cube:
         table = feature_timeseries(cube.load(), method)
         used = method if is_point_feature(cube) else "median (polygon window)"

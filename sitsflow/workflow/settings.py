@@ -1,0 +1,237 @@
+"""Typed settings per stage, built once from the validated config.
+
+Defaults live in `schemas/config.schema.yaml` only: Snakemake's `validate` fills them in before
+`Settings.from_config` runs, and every `from_config` reads the keys it needs without a fallback
+(a missing key is a bug, not a default). A stage's settings reach its rule as a plain dict
+(`to_params`, shaped like the config keys it came from) so that Snakemake's params rerun
+trigger sees exactly the values the stage uses; the rule script rebuilds them with
+`from_config`, which accepts that dict as well as the whole config. Values keep the types the
+schema guarantees (an integer `buffer_m` stays an integer), so params stay as the config
+wrote them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, cast
+
+Mode = Literal["image", "patch"]
+GapfillMethod = Literal["linear", "nearest", "none"]
+OnMissingAsset = Literal["error", "skip"]
+S3AccessMode = Literal["auto", "http"]
+CubeFormat = Literal["netcdf", "zarr"]
+TimeseriesMethod = Literal["pixel", "median"]
+ProviderSetting = Literal[
+    "auto", "earth-search-v1", "earth-search-c1", "planetary-computer", "generic"
+]
+DemoLayout = Literal["planetary-computer", "earth-search-c1"]
+
+CUBE_EXTENSIONS: dict[CubeFormat, str] = {"netcdf": "nc", "zarr": "zarr"}
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON-like data (tuples as lists), the form Snakemake params compare."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+class StageSettings:
+    """Shared by the settings dataclasses: their params form.
+
+    `SECTION` names the config object a class reads its fields from (`mask:`), None for
+    top-level keys; `to_params` nests the fields the same way, so `from_config` reads both.
+    """
+
+    SECTION: ClassVar[str | None] = None
+
+    def to_params(self) -> dict[str, Any]:
+        """The settings as the plain dict a rule's `params:` carries (config-shaped)."""
+        fields = cast(dict[str, Any], _plain(dataclasses.asdict(cast(Any, self))))
+        return {self.SECTION: fields} if self.SECTION else fields
+
+
+@dataclass(frozen=True)
+class GridSettings(StageSettings):
+    """The `bbox` stage: area of interest and cube grid."""
+
+    buffer_m: float
+    crs: str
+    resolution: float
+    mode: Mode
+    # Only in patch mode; None in image mode so that editing it reruns nothing there.
+    patch_size: tuple[int, int] | None
+    max_pixels: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> GridSettings:
+        mode = cast(Mode, config["mode"])
+        patch = config["patch_size"] if mode == "patch" else None
+        return cls(
+            buffer_m=config["buffer_m"],
+            crs=str(config["crs"]),
+            resolution=config["resolution"],
+            mode=mode,
+            patch_size=(patch[0], patch[1]) if patch is not None else None,
+            max_pixels=config["max_pixels"],
+        )
+
+
+@dataclass(frozen=True)
+class SearchSettings(StageSettings):
+    """The `search` stage: where and what to search."""
+
+    catalog: str
+    collection: str
+    start: str
+    end: str
+    query: dict[str, Any] | None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> SearchSettings:
+        query = config["query"]
+        return cls(
+            catalog=str(config["catalog"]),
+            collection=str(config["collection"]),
+            start=str(config["start"]),
+            end=str(config["end"]),
+            query=dict(query) if query is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class MaskSettings(StageSettings):
+    """Cloud masking: the classification band and the classes that are masked."""
+
+    SECTION: ClassVar[str | None] = "mask"
+
+    band: str
+    classes: tuple[int, ...]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> MaskSettings:
+        from sitsflow.catalog.providers import canonical_band
+
+        mask = config["mask"]
+        return cls(band=canonical_band(mask["band"]), classes=tuple(mask["classes"]))
+
+
+@dataclass(frozen=True)
+class GapfillSettings(StageSettings):
+    """Gap-filling along time."""
+
+    SECTION: ClassVar[str | None] = "gapfill"
+
+    method: GapfillMethod
+    max_gap_days: float | None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> GapfillSettings:
+        gapfill = config["gapfill"]
+        return cls(
+            method=cast(GapfillMethod, gapfill["method"]), max_gap_days=gapfill["max_gap_days"]
+        )
+
+
+@dataclass(frozen=True)
+class CubeSettings(StageSettings):
+    """The `cube` stage: what to read and how, masking, gap-filling, indices."""
+
+    bands: tuple[str, ...]
+    mask: MaskSettings
+    gapfill: GapfillSettings
+    indices: tuple[str, ...]
+    provider: ProviderSetting
+    assets: dict[str, str]
+    on_missing_asset: OnMissingAsset
+    s3_access: S3AccessMode
+    s3_endpoint: str | None
+    read_overviews: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> CubeSettings:
+        from sitsflow.catalog.providers import canonical_band
+
+        return cls(
+            bands=tuple(canonical_band(band) for band in config["bands"]),
+            mask=MaskSettings.from_config(config),
+            gapfill=GapfillSettings.from_config(config),
+            indices=tuple(config["indices"]),
+            provider=cast(ProviderSetting, config["provider"]),
+            assets={str(band): str(key) for band, key in config["assets"].items()},
+            on_missing_asset=cast(OnMissingAsset, config["on_missing_asset"]),
+            s3_access=cast(S3AccessMode, config["s3_access"]),
+            s3_endpoint=config["s3_endpoint"],
+            read_overviews=bool(config["read_overviews"]),
+        )
+
+    @property
+    def reflectance_bands(self) -> list[str]:
+        """The bands written as reflectance (the mask band is kept as classes)."""
+        return [band for band in self.bands if band != self.mask.band]
+
+
+@dataclass(frozen=True)
+class TimeseriesSettings(StageSettings):
+    """The `timeseries` stage: which pixels a point's series is read from."""
+
+    SECTION: ClassVar[str | None] = "timeseries"
+
+    method: TimeseriesMethod
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TimeseriesSettings:
+        return cls(method=cast(TimeseriesMethod, config["timeseries"]["method"]))
+
+
+@dataclass(frozen=True)
+class DemoSettings(StageSettings):
+    """The synthetic demo archive `make demo` writes for the run's features."""
+
+    SECTION: ClassVar[str | None] = "demo"
+
+    layout: DemoLayout
+    seed: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> DemoSettings:
+        demo = config["demo"]
+        return cls(layout=cast(DemoLayout, demo["layout"]), seed=int(demo["seed"]))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a run, by stage."""
+
+    vector: str
+    id_column: str
+    grid: GridSettings
+    search: SearchSettings
+    cube: CubeSettings
+    timeseries: TimeseriesSettings
+    format: CubeFormat
+    batch_size: int | Literal["auto"]
+    demo: DemoSettings
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        batch_size = config["batch_size"]
+        return cls(
+            vector=str(config["vector"]),
+            id_column=str(config["id_column"]),
+            grid=GridSettings.from_config(config),
+            search=SearchSettings.from_config(config),
+            cube=CubeSettings.from_config(config),
+            timeseries=TimeseriesSettings.from_config(config),
+            format=cast(CubeFormat, config["format"]),
+            batch_size="auto" if batch_size == "auto" else int(batch_size),
+            demo=DemoSettings.from_config(config),
+        )
+
+    @property
+    def cube_extension(self) -> str:
+        return CUBE_EXTENSIONS[self.format]
