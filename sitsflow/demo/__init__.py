@@ -8,7 +8,8 @@ One module per concern: `tiles` (tile bounds, MGRS-like names, acquisition days,
 baselines), `landscape` (parcels, phenology, surface reflectance), `clouds` (sky and SCL),
 `scene` (one acquisition's DN), `cogs` (COG bytes), `catalog` (STAC items of both layouts),
 `archive` (`generate_archive`: planning, reuse, workers, manifest); `bands` and `fields` hold
-the band definitions and the seeded random fields they share.
+the band definitions and the seeded random fields they share; `options` the departures from the
+kind default that real archives make (issue 12), all off by default.
 """
 
 from sitsflow.demo.archive import (

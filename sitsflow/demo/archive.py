@@ -7,6 +7,10 @@ to the vector file only generates that feature. The remaining work is cut into c
 dates and spread over worker processes; every pixel depends only on its feature's own
 parameters, so the archive is the same for any number of workers. Each feature's items also go
 to its own `feature-items.json`, from which a rerun reads them back.
+
+The options of `sitsflow.demo.options` (see `generate_archive`) are part of each feature's
+parameters when they differ from their default, so that changing one regenerates the feature
+while a default archive's manifest stays what it was.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -30,16 +34,19 @@ from shapely import wkt as shapely_wkt
 from shapely.geometry.base import BaseGeometry
 
 from sitsflow.atomic import atomic_write_text
-from sitsflow.demo.bands import REFLECTANCE_BANDS, SCL_NAME
+from sitsflow.demo.bands import NODATA, REFLECTANCE_BANDS, SCL_NAME
 from sitsflow.demo.catalog import LAYOUTS, build_item, item_id
 from sitsflow.demo.cogs import cog_bytes, write_bytes_atomic
 from sitsflow.demo.landscape import Landscape, make_landscape
+from sitsflow.demo.options import ArchiveOptions
 from sitsflow.demo.scene import render
 from sitsflow.demo.tiles import (
     FeatureSpec,
     acquisition_days,
     as_date,
     make_acquisition,
+    neighbour_tile,
+    overlapping_bounds,
     tile_bounds_utm,
     tile_name,
 )
@@ -49,7 +56,6 @@ log = logging.getLogger(__name__)
 # Bump when the pixels or metadata produced for the same parameters change: the manifest then
 # no longer matches and every feature is regenerated.
 GENERATOR_VERSION = 1
-REFLECTANCE_RESAMPLING = "NEAREST"  # overview resampling of the reflectance bands
 ITEMS_FILE = "items.json"
 MANIFEST_FILE = "manifest.json"
 FEATURE_ITEMS_FILE = "feature-items.json"
@@ -61,13 +67,16 @@ def _generate_item(spec: FeatureSpec, landscape: Landscape, day: date, out_dir: 
     scene = render(spec, landscape, acquisition)
     item_dir = f"tiles/T{spec.tile}/{item_id(spec, acquisition)}"
     files: dict[str, tuple[str, bytes]] = {}
+    options = spec.options
+    reflectance_resampling = options.overview_resampling.upper()
     layers = [
-        (band.name, scene.dn[band.name], band.gsd, REFLECTANCE_RESAMPLING)
+        (band.name, scene.dn[band.name], band.gsd, reflectance_resampling)
         for band in REFLECTANCE_BANDS
     ]
-    layers.append((SCL_NAME, scene.scl, 20, "NEAREST"))
+    layers.append((SCL_NAME, scene.scl, 20, options.scl_overview_resampling.upper()))
+    nodata = NODATA if options.nodata_tag else None
     for name, array, gsd, resampling in layers:
-        data = cog_bytes(array, spec.transform(gsd), spec.epsg, resampling)
+        data = cog_bytes(array, spec.transform(gsd), spec.epsg, resampling, nodata)
         href = f"{item_dir}/{name}.tif"
         write_bytes_atomic(out_dir / href, data)
         files[name] = (href, data)
@@ -75,7 +84,7 @@ def _generate_item(spec: FeatureSpec, landscape: Landscape, day: date, out_dir: 
 
 
 def _generate_chunk(spec: FeatureSpec, days: Sequence[date], out_dir: str) -> list[dict]:
-    """Worker entry point: the items of `days` for one feature (landscape built once)."""
+    """Worker entry point: the items of `days` for one tile of a feature (landscape built once)."""
     landscape = make_landscape(spec)
     return [_generate_item(spec, landscape, day, Path(out_dir)) for day in days]
 
@@ -89,6 +98,7 @@ def _feature_params(
     seed: int,
     margin_m: float,
     clear_fraction: float,
+    options: ArchiveOptions,
 ) -> dict:
     """Everything that determines a feature's items; a manifest entry is reused only if equal."""
     return {
@@ -100,6 +110,7 @@ def _feature_params(
         "seed": int(seed),
         "margin_m": float(margin_m),
         "clear_fraction": float(clear_fraction),
+        **options.non_default(),
         "generator_version": GENERATOR_VERSION,
     }
 
@@ -167,7 +178,10 @@ def _chunks(days: list[date], workers: int) -> list[list[date]]:
 
 @dataclass
 class _Plan:
-    """One requested feature: its parameters, tile, and its items once known."""
+    """One requested feature: its parameters, tile(s), and its items once known.
+
+    `neighbour` is the east tile of a feature with overlapping tiles ("" without).
+    """
 
     fid: str
     params: dict
@@ -176,6 +190,7 @@ class _Plan:
     lon: float
     lat: float
     tile: str = ""
+    neighbour: str = ""
     items: list[dict] | None = None
     reused: bool = False
 
@@ -187,15 +202,21 @@ def _plan(fid: str, geometry: BaseGeometry, params: dict, margin_m: float) -> _P
     return _Plan(fid, params, epsg, bounds, float(centroid.x), float(centroid.y))
 
 
-def _assign_tiles(plans: list[_Plan], previous: dict[str, dict]) -> None:
-    """Give each feature to generate a tile name no other feature of the archive uses.
+def _assign_tiles(plans: list[_Plan], previous: dict[str, dict], overlapping: bool) -> None:
+    """Give each feature to generate a tile name (two if `overlapping`) no other feature uses.
 
     Tile names only have 480 grid squares per zone and band, so two features may hash to the
     same one, and item ids (which contain the tile name) must stay unique. Reused features keep
     their names; a regenerated feature keeps its previous name if still free and in the right
     zone; otherwise it takes the first free name of its salted hash sequence, in input order.
+    With overlapping tiles the name's east neighbour (`neighbour_tile`) must be free as well.
     """
-    taken = {plan.tile for plan in plans if plan.reused}
+
+    def names(tile: str) -> tuple[str, ...]:
+        """The names a feature takes if its (first) tile is `tile`."""
+        return (tile, neighbour_tile(tile)) if overlapping else (tile,)
+
+    taken = {name for plan in plans if plan.reused for name in (plan.tile, plan.neighbour) if name}
     for plan in plans:
         if plan.reused:
             continue
@@ -206,8 +227,9 @@ def _assign_tiles(plans: list[_Plan], previous: dict[str, dict]) -> None:
             [old] if old and old[:3] == preferred[:3] else [],
             (tile_name(plan.fid, zone, plan.lat, salt) for salt in itertools.count()),
         )
-        plan.tile = next(name for name in candidates if name not in taken)
-        taken.add(plan.tile)
+        chosen = next(names(name) for name in candidates if taken.isdisjoint(names(name)))
+        plan.tile, plan.neighbour = chosen[0], chosen[1] if overlapping else ""
+        taken.update(chosen)
 
 
 def _start_method() -> str:
@@ -246,18 +268,22 @@ def _run_chunks(
 
 def _generate_features(
     specs: list[FeatureSpec], days: list[date], out_dir: Path, workers: int
-) -> Iterator[tuple[FeatureSpec, list[dict]]]:
-    """Yield (spec, items sorted by datetime) as soon as all chunks of a feature are done."""
+) -> Iterator[tuple[str, list[dict]]]:
+    """Yield (feature id, items) as soon as all chunks of all tiles of a feature are done.
+
+    Items are sorted by datetime, then id: the two tiles of a feature with overlapping tiles
+    share their datetimes, and chunks finish in any order.
+    """
     tasks = [(spec, chunk) for spec in specs for chunk in _chunks(days, workers)]
-    remaining = {spec.fid: len(_chunks(days, workers)) for spec in specs}
-    collected: dict[str, list[dict]] = {spec.fid: [] for spec in specs}
+    remaining = collections.Counter(spec.fid for spec, _ in tasks)
+    collected: dict[str, list[dict]] = collections.defaultdict(list)
     for spec, items in _run_chunks(tasks, out_dir, workers):
         collected[spec.fid].extend(items)
         remaining[spec.fid] -= 1
         if remaining[spec.fid] == 0:
             finished = collected.pop(spec.fid)
-            finished.sort(key=lambda item: item["properties"]["datetime"])
-            yield spec, finished
+            finished.sort(key=lambda item: (item["properties"]["datetime"], item["id"]))
+            yield spec.fid, finished
 
 
 def _save_feature(out_dir: Path, plan: _Plan, items: list[dict]) -> dict:
@@ -265,14 +291,31 @@ def _save_feature(out_dir: Path, plan: _Plan, items: list[dict]) -> dict:
     items_file = f"tiles/T{plan.tile}/{FEATURE_ITEMS_FILE}"
     document = {"type": "FeatureCollection", "features": items}
     atomic_write_text(out_dir / items_file, json.dumps(document))
-    return {
-        "params": plan.params,
-        "tile": plan.tile,
-        "epsg": plan.epsg,
-        "bounds": list(plan.bounds),
-        "items_file": items_file,
-        "items": [item["id"] for item in items],
-    }
+    entry: dict = {"params": plan.params, "tile": plan.tile}
+    if plan.neighbour:
+        entry["neighbour_tile"] = plan.neighbour
+    entry.update(
+        epsg=plan.epsg,
+        bounds=list(plan.bounds),
+        items_file=items_file,
+        items=[item["id"] for item in items],
+    )
+    return entry
+
+
+def _tile_specs(plan: _Plan, base: FeatureSpec) -> list[FeatureSpec]:
+    """The tiles to render for a feature: its tile, or its west and east overlapping tiles.
+
+    Overlapping tiles share one landscape drawn over both, so that the surface is the same.
+    """
+    if not base.options.overlapping_tiles:
+        return [base]
+    west, east = overlapping_bounds(plan.bounds)
+    union = (west[0], west[1], east[2], east[3])
+    return [
+        replace(base, bounds=west, landscape_bounds=union),
+        replace(base, tile=plan.neighbour, bounds=east, landscape_bounds=union),
+    ]
 
 
 def _write_manifest(out_dir: Path, entries: dict[str, dict], order: list[str]) -> None:
@@ -297,15 +340,59 @@ def generate_archive(
     seed: int = 0,
     workers: int = 1,
     clear_fraction: float = 0.45,
+    overview_resampling: str = "nearest",
+    scl_overview_resampling: str = "nearest",
+    scl_pattern: str = "scene",
+    overlapping_tiles: bool = False,
+    nodata_tag: bool = True,
+    swath_edge: bool = False,
+    saturated_fraction: float = 0.0,
 ) -> Path:
     """Write (or update) a synthetic Sentinel-2 L2A archive; return the path of its items.json.
 
-    One tile per feature (geometry in EPSG:4326) covering the geometry + `margin_m` in its UTM
-    zone, with one item every `revisit_days` from `start` to `end` (both included). Features
-    whose manifest entry matches these parameters are reused as they are; the others are
-    (re)generated; features not listed are left out of items.json (their files stay).
+    One tile per feature (geometry in EPSG:4326; two with `overlapping_tiles`) covering the
+    geometry + `margin_m` in its UTM zone, with one item every `revisit_days` from `start` to
+    `end` (both included). Features whose manifest entry matches these parameters are reused as
+    they are; the others are (re)generated; features not listed are left out of items.json
+    (their files stay).
     `items.json` lists the items of all features in input order, by datetime within each.
+
+    The other options make the archive look like a real one where real ones are unkind (issue
+    12); at their defaults the archive is the same as without them:
+
+    * `overview_resampling`: "nearest" or "average", the overviews of the reflectance bands.
+      Averaged ones (as Earth Search's `sentinel-cogs`) carry the `OVR_RESAMPLING_ALG=AVERAGE`
+      metadata item (default domain), as those files do.
+    * `scl_overview_resampling`: the same for the SCL band. "average" makes overviews whose
+      values are means of classes: the class band a reader must never read at an overview.
+    * `scl_pattern`: "scene" (the SCL describes the scene) or "checkerboard": on clear dates
+      (SCL cloud share < 10 %) the SCL alternates classes 5 and 9 pixel by pixel, so that 2 x 2
+      means give 7, a class absent at full resolution (the reflectance stays the scene's).
+    * `overlapping_tiles`: each feature is covered on every date by two items of neighbouring
+      tiles of the same UTM zone (the tile extended 1920 m west, and its east neighbour, the
+      next MGRS column letter, extended 1920 m east; their overlap is the whole feature tile),
+      with the same datetime (same pass), the same surface reflectance and each its own sky,
+      SCL and `eo:cloud_cover`.
+    * `nodata_tag`: False writes COGs without a GeoTIFF nodata tag; the items still declare
+      nodata 0 where their layout does (Earth Search `raster:bands`; Planetary Computer items
+      declare none, only `s2:nodata_pixel_percentage`).
+    * `swath_edge`: on S2B dates (every other date), the part of the tile east of a line through
+      the centre of the feature's tile, tilted 12 degrees from north, is outside the swath: DN 0
+      in every band, SCL 0, `s2:nodata_pixel_percentage` counting it and the item geometry
+      leaving it out. With `nodata_tag=False` nothing in the files says these 0 are no data.
+    * `saturated_fraction`: that share of each reflectance band's data pixels (not flagged in
+      the SCL, which never has class 1 here) set to DN 65535, as L2A saturation.
     """
+    options = ArchiveOptions(
+        overview_resampling=overview_resampling,
+        scl_overview_resampling=scl_overview_resampling,
+        scl_pattern=scl_pattern,
+        overlapping_tiles=bool(overlapping_tiles),
+        nodata_tag=bool(nodata_tag),
+        swath_edge=bool(swath_edge),
+        saturated_fraction=float(saturated_fraction),
+    )
+    options.check()
     _check_arguments(features, revisit_days, layout, workers, clear_fraction, margin_m)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -318,14 +405,16 @@ def generate_archive(
     plans = []
     for fid, geometry in features:
         params = _feature_params(
-            geometry, first, last, revisit_days, layout, seed, margin_m, clear_fraction
+            geometry, first, last, revisit_days, layout, seed, margin_m, clear_fraction, options
         )
         plan = _plan(str(fid), geometry, params, margin_m)
         plan.items = _reusable_items(out, previous.get(plan.fid), params)
         if plan.items is not None:
-            plan.reused, plan.tile = True, previous[plan.fid]["tile"]
+            entry = previous[plan.fid]
+            plan.reused, plan.tile = True, entry["tile"]
+            plan.neighbour = entry.get("neighbour_tile", "")
         plans.append(plan)
-    _assign_tiles(plans, previous)
+    _assign_tiles(plans, previous, options.overlapping_tiles)
     entries = {plan.fid: previous[plan.fid] for plan in plans if plan.reused}
     todo = {plan.fid: plan for plan in plans if not plan.reused}
     log.info(
@@ -339,24 +428,30 @@ def generate_archive(
     )
 
     specs = [
-        FeatureSpec(
-            fid=plan.fid,
-            tile=plan.tile,
-            epsg=plan.epsg,
-            bounds=plan.bounds,
-            lon=plan.lon,
-            lat=plan.lat,
-            layout=layout,
-            seed=int(seed),
-            revisit_days=int(revisit_days),
-            clear_fraction=float(clear_fraction),
-        )
+        spec
         for plan in todo.values()
+        for spec in _tile_specs(
+            plan,
+            FeatureSpec(
+                fid=plan.fid,
+                tile=plan.tile,
+                epsg=plan.epsg,
+                bounds=plan.bounds,
+                lon=plan.lon,
+                lat=plan.lat,
+                layout=layout,
+                seed=int(seed),
+                revisit_days=int(revisit_days),
+                clear_fraction=float(clear_fraction),
+                options=options,
+                landscape_bounds=plan.bounds,
+            ),
+        )
     ]
     order = [plan.fid for plan in plans]
     started = time.perf_counter()
-    for done, (spec, items) in enumerate(_generate_features(specs, days, out, workers), 1):
-        plan = todo[spec.fid]
+    for done, (fid, items) in enumerate(_generate_features(specs, days, out, workers), 1):
+        plan = todo[fid]
         plan.items = items
         entries[plan.fid] = _save_feature(out, plan, items)
         _write_manifest(out, entries, order)  # progress survives an interruption
@@ -365,7 +460,7 @@ def generate_archive(
             plan.fid,
             done,
             len(todo),
-            plan.tile,
+            "+".join(filter(None, (plan.tile, plan.neighbour))),
             len(items),
             time.perf_counter() - started,
         )

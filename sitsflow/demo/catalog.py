@@ -26,7 +26,7 @@ from sitsflow.demo.bands import (
     SCL_PERCENTAGES,
 )
 from sitsflow.demo.fields import seeded_rng
-from sitsflow.demo.tiles import Acquisition, FeatureSpec, solar_angles
+from sitsflow.demo.tiles import Acquisition, FeatureSpec, outside_swath, solar_angles
 from sitsflow.projection import reproject
 
 LAYOUTS = ("planetary-computer", "earth-search-c1")  # item layouts, by the catalog imitated
@@ -50,13 +50,18 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _footprint(spec: FeatureSpec) -> tuple[dict, list[float]]:
-    """GeoJSON polygon (counter-clockwise corners) and bbox of the tile in lon/lat.
+def _footprint(spec: FeatureSpec, acquisition: Acquisition) -> tuple[dict, list[float]]:
+    """GeoJSON polygon (counter-clockwise corners) and bbox of the item's data in lon/lat.
 
-    Corners suffice: over a few kilometres the image of a straight UTM edge bends by far less
-    than a millimetre.
+    The tile, less the part outside the swath when there is one (as real footprints leave out
+    the no-data area). Corners suffice: over a few kilometres the image of a straight UTM edge
+    bends by far less than a millimetre.
     """
-    polygon = reproject(shapely.box(*spec.bounds), spec.epsg, 4326)
+    data = shapely.box(*spec.bounds)
+    outside = outside_swath(spec, acquisition)
+    if outside is not None:
+        data = shapely.geometry.polygon.orient(data.difference(outside), 1.0)
+    polygon = reproject(data, spec.epsg, 4326)
     polygon = shapely.transform(polygon, lambda coords: np.round(coords, 8))
     return shapely.geometry.mapping(polygon), [float(v) for v in polygon.bounds]
 
@@ -260,7 +265,7 @@ def build_item(
     files: dict[str, tuple[str, bytes]],
 ) -> dict:
     """The STAC item (as a dict) of one acquisition in the requested layout."""
-    geometry, bbox = _footprint(spec)
+    geometry, bbox = _footprint(spec, acquisition)
     if spec.layout == "earth-search-c1":
         collection, extensions = "sentinel-2-c1-l2a", EARTH_SEARCH_EXTENSIONS
         properties = _earth_search_properties(spec, acquisition, scl, bbox)

@@ -22,6 +22,11 @@ from rasterio.transform import Affine
 from sitsflow.demo.bands import NODATA
 
 BLOCKSIZE = 128
+# The overview resampling as Earth Search's sentinel-cogs record it (rio-cogeo's tag, default
+# metadata domain): GDAL's COG driver before 3.12 records none, 3.12 writes OVERVIEW_RESAMPLING
+# in the IMAGE_STRUCTURE domain, which older GDAL neither writes nor reads back. Nearest-
+# neighbour overviews carry no tag, as the default archive's files always have.
+OVERVIEW_RESAMPLING_TAG = "OVR_RESAMPLING_ALG"
 
 
 @lru_cache(maxsize=64)
@@ -43,9 +48,17 @@ def overview_count(height: int, width: int, blocksize: int = BLOCKSIZE) -> int:
     return max(levels, 1)
 
 
-def cog_bytes(array: np.ndarray, transform: Affine, epsg: int, resampling: str) -> bytes:
+def cog_bytes(
+    array: np.ndarray,
+    transform: Affine,
+    epsg: int,
+    resampling: str,
+    nodata: int | None = NODATA,
+) -> bytes:
     """A single-band Cloud-Optimized GeoTIFF (128 px tiles, DEFLATE, overviews, nodata 0).
 
+    `resampling` is GDAL's overview resampling (NEAREST, AVERAGE); averaged overviews are
+    recorded in the OVERVIEW_RESAMPLING_TAG metadata item. `nodata` None writes no nodata tag.
     No predictor: on piecewise-constant rasters plain DEFLATE is ~15 % smaller than with the
     horizontal-differencing predictor.
     """
@@ -58,15 +71,18 @@ def cog_bytes(array: np.ndarray, transform: Affine, epsg: int, resampling: str) 
         "dtype": array.dtype.name,
         "crs": _crs(epsg),
         "transform": transform,
-        "nodata": NODATA,
         "BLOCKSIZE": BLOCKSIZE,
         "COMPRESS": "DEFLATE",
         "OVERVIEW_COUNT": overview_count(height, width),
         "OVERVIEW_RESAMPLING": resampling,
     }
+    if nodata is not None:
+        profile["nodata"] = nodata
     with MemoryFile() as memfile:
         with memfile.open(**profile) as dataset:
             dataset.write(array, 1)
+            if resampling != "NEAREST":
+                dataset.update_tags(**{OVERVIEW_RESAMPLING_TAG: resampling})
         return memfile.read()
 
 

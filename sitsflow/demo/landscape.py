@@ -5,18 +5,19 @@ smooth blobs of forest and water on top. Each unit has a phenology (greenness as
 seasonal bells, shifted and scaled per unit, flipped in the southern hemisphere) and its
 surface reflectance on a day is the mix of a "bare" and a "green" end member by greenness,
 plus a little per-date haze. The landscape depends on (seed, feature) only, so every date of a
-feature sees the same parcels.
+feature sees the same parcels; with overlapping tiles it is drawn once over both tiles and each
+tile takes its part, so that both see the same surface.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
 
 from sitsflow.demo.fields import seeded_rng, smooth_field, top_fraction, upsample2
-from sitsflow.demo.tiles import FeatureSpec
+from sitsflow.demo.tiles import FeatureSpec, grid_shape
 
 # Land cover of the synthetic landscape.
 WATER, FOREST, GRASS, SUMMER_CROP, WINTER_CROP, BARE = range(6)
@@ -89,9 +90,12 @@ def _voronoi_parcels(rng: np.random.Generator, shape: tuple[int, int], cell: int
 
 
 def make_landscape(spec: FeatureSpec) -> Landscape:
-    """Parcels of grassland, crops and bare soil, forest blobs and a little water."""
+    """Parcels of grassland, crops and bare soil, forest blobs and a little water.
+
+    Drawn over `spec.landscape_bounds` and cut to the tile's own bounds when they differ.
+    """
     rng = seeded_rng("landscape", spec.seed, spec.fid)
-    shape20 = spec.shape(20)
+    shape20 = grid_shape(spec.landscape_bounds, 20)
     parcels = _voronoi_parcels(rng, shape20, PARCEL_SIZE_M // 20)
     n_parcels = int(parcels.max()) + 1
     weights = rng.dirichlet(np.array(PARCEL_CLASS_WEIGHTS) * 20)
@@ -109,7 +113,7 @@ def make_landscape(spec: FeatureSpec) -> Landscape:
     n_units = int(unit20.max()) + 1
     unit_class = np.zeros(n_units, dtype=np.int64)
     unit_class[unit20.ravel()] = classes.ravel()
-    return Landscape(
+    landscape = Landscape(
         unit20=unit20,
         unit10=upsample2(unit20),
         unit_class=unit_class,
@@ -117,6 +121,31 @@ def make_landscape(spec: FeatureSpec) -> Landscape:
         unit_amplitude=rng.uniform(0.85, 1.1, n_units),
         unit_brightness=rng.uniform(0.9, 1.1, n_units),
         water20=unit_class[unit20] == WATER,
+    )
+    if spec.landscape_bounds == spec.bounds:
+        return landscape
+    return _cut(landscape, spec.landscape_bounds, spec.bounds)
+
+
+def _cut(
+    landscape: Landscape,
+    drawn: tuple[float, float, float, float],
+    bounds: tuple[float, float, float, float],
+) -> Landscape:
+    """The part of a landscape drawn over `drawn` that lies within `bounds` (on its grid).
+
+    Units keep their indices and parameters, so the same unit has the same reflectance in
+    every tile that shows it.
+    """
+    column, row = round((bounds[0] - drawn[0]) / 20), round((drawn[3] - bounds[3]) / 20)
+    height, width = grid_shape(bounds, 20)
+    window20 = np.s_[row : row + height, column : column + width]
+    window10 = np.s_[2 * row : 2 * (row + height), 2 * column : 2 * (column + width)]
+    return replace(
+        landscape,
+        unit20=landscape.unit20[window20],
+        unit10=landscape.unit10[window10],
+        water20=landscape.water20[window20],
     )
 
 

@@ -6,6 +6,11 @@ grid square letters from a hash). Its acquisitions follow the real schedule clos
 exercise the workflow: sensing at ~10:30 local solar time, alternating S2A / S2B with absolute
 and relative orbits consistent with recorded items, and the processing baseline (hence the
 +1000 DN offset from 04.00 on) that each catalog serves for that day.
+
+Two options change the geometry (`sitsflow.demo.options`): overlapping tiles give a feature two
+neighbouring tiles of one UTM zone, a west and an east one, that both cover it (as neighbouring
+MGRS tiles overlap by 9.8 km), and a swath edge leaves part of a tile outside the swath on the
+dates of one of the two alternating passes.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from rasterio.transform import Affine
 from shapely.geometry.base import BaseGeometry
 
 from sitsflow.demo.fields import digest
+from sitsflow.demo.options import ArchiveOptions
 from sitsflow.projection import reproject, utm_epsg_for
 
 GRID_STEP_M = 60  # tile edges on multiples of 60 m: the 10, 20 and 60 m grids all align
@@ -46,6 +52,14 @@ ORBIT_REFERENCES = {
     "B": (datetime(2024, 4, 20, 17, 49, 9, tzinfo=UTC), 37204, -27),
 }
 ORBITS_PER_DAY = 14.3
+
+# Overlapping tiles: the feature's tile extended by this much to the west (one tile) and to the
+# east (the other), so that their overlap is the whole feature tile.
+OVERLAP_EXTENSION_M = 1920
+# Swath edge: a line through the centre of the feature's tile, tilted from north like a
+# sun-synchronous ground track at mid-latitudes; east of it is outside the swath on S2B dates.
+SWATH_EDGE_TILT_DEG = 12.0
+SWATH_EDGE_PLATFORM = "B"
 
 
 def as_date(value: str | date) -> date:
@@ -95,6 +109,29 @@ def tile_name(feature_id: str, zone: int, lat: float, salt: int = 0) -> str:
     return f"{zone:02d}{latitude_band(lat)}{column}{row}"
 
 
+def neighbour_tile(name: str) -> str:
+    """The tile east of `name` in the same zone and band: the next grid column letter."""
+    letters = MGRS_COLUMN_LETTERS
+    column = letters[(letters.index(name[3]) + 1) % len(letters)]
+    return f"{name[:3]}{column}{name[4]}"
+
+
+def overlapping_bounds(
+    bounds: tuple[float, float, float, float],
+) -> tuple[tuple[float, float, float, float], tuple[float, float, float, float]]:
+    """(west, east) tile bounds whose overlap is `bounds`, each extended on its own side."""
+    minx, miny, maxx, maxy = bounds
+    west = (minx - OVERLAP_EXTENSION_M, miny, maxx, maxy)
+    east = (minx, miny, maxx + OVERLAP_EXTENSION_M, maxy)
+    return west, east
+
+
+def grid_shape(bounds: tuple[float, float, float, float], resolution: int) -> tuple[int, int]:
+    """(rows, columns) of the grid of `resolution` metres pixels covering `bounds`."""
+    minx, miny, maxx, maxy = bounds
+    return round((maxy - miny) / resolution), round((maxx - minx) / resolution)
+
+
 def tile_bounds_utm(
     geometry: BaseGeometry, margin_m: float = 1920.0
 ) -> tuple[int, tuple[float, float, float, float]]:
@@ -117,7 +154,12 @@ def tile_bounds_utm(
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """Everything a worker process needs to generate one feature's items (picklable)."""
+    """Everything a worker process needs to generate one tile's items of a feature (picklable).
+
+    A feature has one tile, or two with overlapping tiles; `landscape_bounds` is the area of the
+    feature: the tile itself, or the union of both tiles. Its landscape is drawn over that area
+    (so that both tiles see the same surface) and a swath edge crosses its centre.
+    """
 
     fid: str
     tile: str
@@ -129,11 +171,12 @@ class FeatureSpec:
     seed: int
     revisit_days: int
     clear_fraction: float
+    options: ArchiveOptions
+    landscape_bounds: tuple[float, float, float, float]
 
     def shape(self, resolution: int) -> tuple[int, int]:
         """(rows, columns) of the tile's grid at `resolution` metres."""
-        minx, miny, maxx, maxy = self.bounds
-        return round((maxy - miny) / resolution), round((maxx - minx) / resolution)
+        return grid_shape(self.bounds, resolution)
 
     def transform(self, resolution: int) -> Affine:
         """Affine transform of the tile's grid at `resolution` metres (north up)."""
@@ -194,3 +237,29 @@ def solar_angles(lat: float, lon: float, moment: datetime) -> tuple[float, float
         )
     )
     return zenith, (azimuth + 180.0) % 360.0
+
+
+def outside_swath(spec: FeatureSpec, acquisition: Acquisition) -> shapely.Polygon | None:
+    """The part of the tile outside the swath on this acquisition (UTM), or None if none is.
+
+    With the swath-edge option, the dates of one platform see the swath end across the tile: a
+    line through the centre of the feature's tile, tilted SWATH_EDGE_TILT_DEG from north, with no
+    data east of it. Both overlapping tiles of a feature see the same line (the same pass).
+    """
+    if not spec.options.swath_edge or acquisition.platform != SWATH_EDGE_PLATFORM:
+        return None
+    minx, miny, maxx, maxy = spec.landscape_bounds
+    centre_x, centre_y = (minx + maxx) / 2, (miny + maxy) / 2
+    slope = math.tan(math.radians(SWATH_EDGE_TILT_DEG))
+    far = 2 * max(maxx - minx, maxy - miny)
+    edge_south = centre_x + (miny - far - centre_y) * slope
+    edge_north = centre_x + (maxy + far - centre_y) * slope
+    east = shapely.Polygon(
+        [
+            (edge_south, miny - far),
+            (maxx + far, miny - far),
+            (maxx + far, maxy + far),
+            (edge_north, maxy + far),
+        ]
+    )
+    return shapely.intersection(east, shapely.box(*spec.bounds))
