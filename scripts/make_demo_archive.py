@@ -10,6 +10,10 @@ or take the inputs from the workflow configuration (what `make demo` does):
 reads `vector`, `id_column`, `start`, `end`, `demo.layout`, `demo.seed`, and writes the archive
 into the directory of `catalog` (its `items.json`). Options given explicitly win over the
 config. Rerunning only generates what changed (see `sitsflow.demo.generate_archive`).
+
+Options for archives that differ from the kind default where real archives do (issue 12), all
+off by default: --overview-resampling, --scl-overview-resampling, --scl-pattern,
+--overlapping-tiles, --no-nodata-tag, --swath-edge, --saturated-fraction.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import json
 import logging
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
 from sitsflow.demo import LAYOUTS, archive_size, features_from_vector, generate_archive
+from sitsflow.demo.options import RESAMPLINGS, SCL_PATTERNS, ArchiveOptions
 
 log = logging.getLogger("make_demo_archive")
 
@@ -35,6 +41,7 @@ DEFAULTS = {
     "margin_m": 1920.0,
     "clear_fraction": 0.45,
     "workers": 1,
+    **asdict(ArchiveOptions()),
 }
 
 
@@ -52,6 +59,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--margin-m", type=float, help="tile margin around each feature (m)")
     parser.add_argument("--clear-fraction", type=float, help="share of dates with < 10 %% cloud")
     parser.add_argument("--workers", type=int, help="processes writing COGs (default: 1)")
+    realism = parser.add_argument_group("realistic archives (issue 12), off by default")
+    realism.add_argument(
+        "--overview-resampling", choices=RESAMPLINGS, help="reflectance bands' overviews"
+    )
+    realism.add_argument("--scl-overview-resampling", choices=RESAMPLINGS, help="SCL overviews")
+    realism.add_argument(
+        "--scl-pattern", choices=SCL_PATTERNS, help="checkerboard: SCL 5/9 per pixel on clear dates"
+    )
+    # Boolean flags default to None so that an absent flag leaves the default (or config) value.
+    realism.add_argument(
+        "--overlapping-tiles",
+        action="store_true",
+        default=None,
+        help="two overlapping items of neighbouring tiles per feature and date",
+    )
+    realism.add_argument(
+        "--no-nodata-tag",
+        dest="nodata_tag",
+        action="store_false",
+        default=None,
+        help="COGs without a GeoTIFF nodata tag (items still declare 0)",
+    )
+    realism.add_argument(
+        "--swath-edge",
+        action="store_true",
+        default=None,
+        help="DN 0 east of a swath edge across the tile on every other date",
+    )
+    realism.add_argument(
+        "--saturated-fraction", type=float, help="share of data pixels at DN 65535 per band"
+    )
     return parser.parse_args(argv)
 
 
@@ -102,6 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         seed=int(settings["seed"]),
         workers=int(settings["workers"]),
         clear_fraction=float(settings["clear_fraction"]),
+        overview_resampling=settings["overview_resampling"],
+        scl_overview_resampling=settings["scl_overview_resampling"],
+        scl_pattern=settings["scl_pattern"],
+        overlapping_tiles=bool(settings["overlapping_tiles"]),
+        nodata_tag=bool(settings["nodata_tag"]),
+        swath_edge=bool(settings["swath_edge"]),
+        saturated_fraction=float(settings["saturated_fraction"]),
     )
     seconds = time.perf_counter() - started
     items = json.loads(items_path.read_text())["features"]

@@ -389,3 +389,254 @@ def test_command_line(tmp_path):
     manifest = json.loads((tmp_path / "arch" / "manifest.json").read_text())
     params = manifest["features"]["7"]["params"]
     assert params["layout"] == "earth-search-c1" and params["seed"] == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Options for archives that differ from the kind default where real ones do (issue 12)
+
+# A 1890 m margin gives p1 a tile of 192 x 192 pixels at 20 m: every overview pixel of every band
+# is then exactly a 2 x 2 block (GDAL halves odd sizes downward, so 195 px would not be).
+EVEN_MARGIN_M = 1890.0
+
+
+def overview(archive: Path, item: dict, key: str) -> np.ndarray:
+    """The pixels of an asset's first (2x) overview."""
+    with rasterio.open(archive / item["assets"][key]["href"], overview_level=0) as src:
+        return src.read(1)
+
+
+def tags(archive: Path, item: dict, key: str) -> dict[str, str]:
+    """An asset's default-domain metadata, where OVR_RESAMPLING_ALG lives."""
+    with rasterio.open(archive / item["assets"][key]["href"]) as src:
+        return src.tags()
+
+
+def block_means(array: np.ndarray) -> np.ndarray:
+    """Means of the 2 x 2 blocks of an array of even shape."""
+    height, width = array.shape
+    return array.reshape(height // 2, 2, width // 2, 2).astype(float).mean(axis=(1, 3))
+
+
+def read_bounds(archive: Path, item: dict, key: str, bounds: tuple) -> np.ndarray:
+    """An asset's pixels within UTM `bounds` on its grid (the overlap of two tiles)."""
+    with rasterio.open(archive / item["assets"][key]["href"]) as src:
+        window = rasterio.windows.from_bounds(*bounds, transform=src.transform)
+        return src.read(1, window=window.round_offsets().round_lengths())
+
+
+def test_default_archive_has_nearest_untagged_overviews_and_no_saturation(archive, items):
+    for item in items:
+        for key in PC_KEYS:
+            assert "OVR_RESAMPLING_ALG" not in tags(archive, item, key)
+        assert read(archive, item, "B04").max() < 65535
+    np.testing.assert_array_equal(
+        overview(archive, items[0], "B04"), read(archive, items[0], "B04")[::2, ::2]
+    )
+
+
+def test_averaged_reflectance_overviews_are_tagged_2x2_means(tmp_path):
+    generate_archive(
+        FEATURES[:1],
+        tmp_path,
+        START,
+        "2022-01-25",
+        margin_m=EVEN_MARGIN_M,
+        overview_resampling="average",
+    )
+    for item in items_of(tmp_path / "items.json"):
+        for key in REFLECTANCE_KEYS:
+            assert tags(tmp_path, item, key)["OVR_RESAMPLING_ALG"] == "AVERAGE"
+            # GDAL rounds integer means half up.
+            expected = np.floor(block_means(read(tmp_path, item, key)) + 0.5)
+            np.testing.assert_array_equal(overview(tmp_path, item, key), expected, err_msg=key)
+        # The class band keeps nearest-neighbour overviews, untagged.
+        assert "OVR_RESAMPLING_ALG" not in tags(tmp_path, item, "SCL")
+        scl = read(tmp_path, item, "SCL")
+        np.testing.assert_array_equal(overview(tmp_path, item, "SCL"), scl[::2, ::2])
+
+
+def test_averaged_scl_overviews_of_a_checkerboard_invent_class_7(tmp_path):
+    averaged, nearest = tmp_path / "averaged", tmp_path / "nearest"
+    common = dict(margin_m=EVEN_MARGIN_M, clear_fraction=1.0, scl_pattern="checkerboard")
+    generate_archive(
+        FEATURES[:1], averaged, START, START, scl_overview_resampling="average", **common
+    )
+    generate_archive(FEATURES[:1], nearest, START, START, **common)
+    item = items_of(averaged / "items.json")[0]
+    scl = read(averaged, item, "SCL")
+    rows, cols = np.indices(scl.shape)
+    np.testing.assert_array_equal(scl, np.where((rows + cols) % 2 == 0, 5, 9))
+    assert item["properties"]["eo:cloud_cover"] == pytest.approx(50.0)
+    assert tags(averaged, item, "SCL")["OVR_RESAMPLING_ALG"] == "AVERAGE"
+    assert "OVR_RESAMPLING_ALG" not in tags(averaged, item, "B04")
+    # Every 2 x 2 mean of 5 and 9 is 7 ("unclassified"), a class no full-resolution pixel has.
+    assert set(np.unique(overview(averaged, item, "SCL"))) == {7}
+    nearest_item = items_of(nearest / "items.json")[0]
+    np.testing.assert_array_equal(read(nearest, nearest_item, "SCL"), scl)
+    assert set(np.unique(overview(nearest, nearest_item, "SCL"))) <= {5, 9}
+
+
+def test_overlapping_tiles_share_the_surface_but_not_the_sky(tmp_path):
+    generate_archive(FEATURES[:1], tmp_path, START, END, overlapping_tiles=True)
+    items = items_of(tmp_path / "items.json")
+    _, geometry = FEATURES[0]
+    epsg, feature_tile = tile_bounds_utm(geometry)
+    days: dict[str, list[dict]] = {}
+    for item in items:
+        days.setdefault(item["properties"]["datetime"], []).append(item)
+    assert len(items) == 8 and len(days) == 4 and all(len(pair) == 2 for pair in days.values())
+    both_clear = one_cloudy = 0
+    for pair in days.values():
+        tiles = [item["properties"]["s2:mgrs_tile"] for item in pair]
+        assert tiles[0] != tiles[1] and tiles[0][:3] == tiles[1][:3] == "32U"
+        assert len({item["id"] for item in pair}) == 2
+        for item in pair:
+            assert item["properties"]["proj:epsg"] == epsg
+            assert shape(item["geometry"]).contains(geometry)
+            assert box(*item["assets"]["B04"]["proj:bbox"]).contains(box(*feature_tile))
+        # Over the overlap (the feature's tile): each item has its own SCL ...
+        scl = [read_bounds(tmp_path, item, "SCL", feature_tile) for item in pair]
+        assert scl[0].shape == (195, 195) and not np.array_equal(scl[0], scl[1])
+        assert pair[0]["properties"]["eo:cloud_cover"] != pair[1]["properties"]["eo:cloud_cover"]
+        # ... but where both are clear, the same reflectance.
+        clear20 = np.isin(scl[0], CLEAR_CLASSES) & np.isin(scl[1], CLEAR_CLASSES)
+        for key, mask in (("B04", upsample(clear20)), ("B11", clear20)):
+            west, east = (read_bounds(tmp_path, item, key, feature_tile) for item in pair)
+            np.testing.assert_array_equal(west[mask], east[mask], err_msg=key)
+        both_clear += int(clear20.sum())
+        # Where only one is clear, its reflectance is not the other's: mosaicking the bands
+        # before masking with each item's own SCL mixes items.
+        cloudy20 = np.isin(scl[0], CLEAR_CLASSES) & np.isin(scl[1], [8, 9])
+        west, east = (read_bounds(tmp_path, item, "B11", feature_tile) for item in pair)
+        if cloudy20.any():
+            assert (west[cloudy20] != east[cloudy20]).mean() > 0.9
+        one_cloudy += int(cloudy20.sum())
+    assert both_clear > 10000 and one_cloudy > 1000
+
+    parallel = tmp_path / "parallel"
+    generate_archive(FEATURES[:1], parallel, START, END, overlapping_tiles=True, workers=2)
+    assert (parallel / "items.json").read_bytes() == (tmp_path / "items.json").read_bytes()
+
+
+def test_no_nodata_tag_over_a_swath_edge_of_dn_0(tmp_path):
+    generate_archive(
+        FEATURES[:1],
+        tmp_path,
+        START,
+        "2022-01-25",
+        layout="earth-search-c1",
+        nodata_tag=False,
+        swath_edge=True,
+    )
+    edge, whole = items_of(tmp_path / "items.json")
+    assert edge["properties"]["platform"] == "sentinel-2b"  # the swath edge is on S2B dates
+    assert whole["properties"]["platform"] == "sentinel-2a"
+    for item in (edge, whole):
+        for asset in item["assets"].values():
+            with rasterio.open(tmp_path / asset["href"]) as src:
+                assert src.nodata is None  # nothing in the file says 0 is no data ...
+            assert asset["raster:bands"][0]["nodata"] == 0  # ... only the item does
+    blank = read(tmp_path, edge, "scl") == 0
+    assert 0.3 < blank.mean() < 0.7
+    # No data east of one edge: along each row, data, then no data up to the tile's east side.
+    assert all(row[-1] and (np.diff(row.astype(int)) >= 0).all() for row in blank)
+    for key in ES_KEYS - {"scl"}:
+        zero = read(tmp_path, edge, key) == 0
+        np.testing.assert_array_equal(zero, blank if zero.shape == blank.shape else upsample(blank))
+    red = read(tmp_path, edge, "red") * 0.0001 - 0.1  # raster:bands scale and offset
+    assert np.allclose(red[upsample(blank)], -0.1)  # what a reader trusting the file gets
+    props = edge["properties"]
+    assert props["s2:nodata_pixel_percentage"] == pytest.approx(100.0 * blank.mean())
+    footprint, tile = shape(edge["geometry"]), shape(whole["geometry"])
+    # (the edge's ends lie on the tile's UTM edges, ~0.3 m off its lon/lat chords)
+    assert tile.buffer(1e-5).contains(footprint) and 0.3 < footprint.area / tile.area < 0.7
+    assert read(tmp_path, whole, "scl").min() > 0 and read(tmp_path, whole, "red").min() > 0
+
+    # With the nodata tag (the default), the same strip is declared in the files; the
+    # Planetary Computer layout declares no nodata in its items.
+    tagged = tmp_path / "tagged"
+    generate_archive(FEATURES[:1], tagged, START, START, swath_edge=True)
+    item = items_of(tagged / "items.json")[0]
+    for asset in item["assets"].values():
+        assert "raster:bands" not in asset
+        with rasterio.open(tagged / asset["href"]) as src:
+            assert src.nodata == 0
+    np.testing.assert_array_equal(read(tagged, item, "SCL") == 0, blank)
+
+
+def test_saturated_fraction_of_unflagged_65535(tmp_path):
+    generate_archive(FEATURES[:1], tmp_path, START, "2022-01-25", saturated_fraction=0.02)
+    for item in items_of(tmp_path / "items.json"):
+        scl = read(tmp_path, item, "SCL")
+        assert not (scl == 1).any()  # the SCL flags none of them
+        for key in REFLECTANCE_KEYS:
+            saturated = read(tmp_path, item, key) == 65535
+            assert saturated.mean() == pytest.approx(0.02, abs=1e-4)
+            # Also among the pixels a mask by SCL keeps: there they pass as reflectance 6.45.
+            clear = np.isin(scl if saturated.shape == scl.shape else upsample(scl), CLEAR_CLASSES)
+            assert saturated[clear].mean() == pytest.approx(0.02, abs=0.005)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"overview_resampling": "average"},
+        {"scl_overview_resampling": "average"},
+        {"scl_pattern": "checkerboard"},
+        {"overlapping_tiles": True},
+        {"nodata_tag": False},
+        {"swath_edge": True},
+        {"saturated_fraction": 0.01},
+    ],
+    ids=lambda option: next(iter(option)),
+)
+def test_each_option_is_a_feature_parameter(tmp_path, option):
+    def params() -> dict:
+        return json.loads((tmp_path / "manifest.json").read_text())["features"]["p1"]["params"]
+
+    def written() -> dict[Path, int]:
+        return {path: path.stat().st_mtime_ns for path in (tmp_path / "tiles").rglob("*.tif")}
+
+    ((name, value),) = option.items()
+    generate_archive(FEATURES[:1], tmp_path, START, START)
+    default = written()
+    assert name not in params()
+    generate_archive(FEATURES[:1], tmp_path, START, START, **option)
+    assert params()[name] == value
+    assert any(default.get(path) != mtime for path, mtime in written().items())  # regenerated
+    with_option = written()
+    generate_archive(FEATURES[:1], tmp_path, START, START, **option)
+    assert written() == with_option  # unchanged options: reused
+    generate_archive(FEATURES[:1], tmp_path, START, START)
+    assert name not in params()
+    assert any(with_option.get(path) != mtime for path, mtime in written().items())
+
+
+def test_command_line_options(tmp_path):
+    vector = tmp_path / "point.geojson"
+    feature = {
+        "type": "Feature",
+        "properties": {"id": 1},
+        "geometry": FEATURES[0][1].__geo_interface__,
+    }
+    vector.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    script = REPO / "scripts" / "make_demo_archive.py"
+    arguments = [
+        "--vector", str(vector), "--out", str(tmp_path / "arch"), "--start", START, "--end", START,
+        "--overview-resampling", "average", "--scl-overview-resampling", "average",
+        "--scl-pattern", "checkerboard", "--overlapping-tiles", "--no-nodata-tag",
+        "--swath-edge", "--saturated-fraction", "0.001",
+    ]  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(script), *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    manifest = json.loads((tmp_path / "arch" / "manifest.json").read_text())
+    params = manifest["features"]["1"]["params"]
+    assert params["overview_resampling"] == params["scl_overview_resampling"] == "average"
+    assert params["scl_pattern"] == "checkerboard" and params["saturated_fraction"] == 0.001
+    assert params["overlapping_tiles"] and params["swath_edge"] and not params["nodata_tag"]
+    assert len(items_of(tmp_path / "arch" / "items.json")) == 2
