@@ -265,7 +265,9 @@ def baseline(workdir: Path) -> dict[str, float]:
             "resolution": config["resolution"], "mode": config["mode"], "patch_size": None,
             "max_pixels": config["max_pixels"],
         },
-        search={key: config[key] for key in ("catalog", "collection", "start", "end", "query")},
+        search={
+            key: config[key] for key in ("catalog", "collection", "start", "end", "query", "filter")
+        },
         cube={
             key: config[key]
             for key in ("bands", "mask", "gapfill", "provider", "assets", "on_missing_asset",

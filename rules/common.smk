@@ -86,6 +86,7 @@ def search_params():
         "start": config["start"],
         "end": config["end"],
         "query": config["query"],
+        "filter": config["filter"],
     }
 
 

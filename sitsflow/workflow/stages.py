@@ -49,6 +49,7 @@ def search_items(bbox_path: str, options: Mapping[str, Any], output: str) -> Non
         start=options["start"],
         end=options["end"],
         query=options["query"],
+        filter=options["filter"],
     )
     log.info("%d items in %s for bbox %s", len(items), options["collection"], bbox)
     info = {
@@ -57,6 +58,7 @@ def search_items(bbox_path: str, options: Mapping[str, Any], output: str) -> Non
         "bbox": bbox,
         "datetime": f"{options['start']}/{options['end']}",
         "query": options["query"],
+        "filter": options["filter"],
     }
     write_item_collection(items, output, info)
 
