@@ -298,7 +298,7 @@ def _build_search_request(
             request.datetime = params["datetime"]
         query = _parse_json_param(params.get("query"), "query")
         if query not in (None, "", {}):
-            query_to_cql2(query)
+            query_to_cql2(query)  # only to refuse a malformed query before searching
             request.query = query
         if params.get("filter") not in (None, ""):
             lang = params.get("filter-lang") or ("cql2-text" if method == "GET" else "cql2-json")
