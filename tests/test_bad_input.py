@@ -283,6 +283,11 @@ CONFIG_CASES = {
         r"config key 'patch_size'.*25000000 pixels exceeds max_pixels 4000000",
     ),
     "geographic crs": ({"crs": "EPSG:4326"}, r"config key 'crs'.*not projected"),
+    "unparsable filter": (
+        {"filter": "eo:cloud_cover <"},
+        r"config key 'filter'.*invalid cql2-text filter.*1:17.*expected",
+    ),
+    "filter of another type": ({"filter": 10}, r"10 is not of type.*\['filter'\]"),
 }
 
 
@@ -303,6 +308,7 @@ SNAKEMAKE_CASES = {
     "unknown mask class": ({"mask": {"band": "SCL", "classes": [12]}}, None, r"maximum of 11"),
     "resolution zero": ({"resolution": 0}, None, r"resolution"),
     "patch too large": ({"mode": "patch", "patch_size": [5000, 5000]}, None, r"max_pixels"),
+    "unparsable filter": ({"filter": "cloud <"}, None, r"(?s)config key 'filter'.*expected"),
 }
 
 

@@ -17,15 +17,20 @@ import stackstac
 import xarray as xr
 from shapely.geometry import Point, box
 
+from sitsflow.catalog.filters import filter_items, parse_filter
 from sitsflow.catalog.providers import normalise_item, resolve_provider
-from sitsflow.catalog.search import search
+from sitsflow.catalog.search import read_item_collection, search
 from sitsflow.demo import generate_archive
+from sitsflow.errors import CatalogError
 from sitsflow.pixels.cube import make_cube
 from sitsflow.pixels.load import load_reflectance
+from sitsflow.testing import stac_server
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import grid_of, make_aoi_record
 from sitsflow.workflow.features import Feature
+from sitsflow.workflow.settings import SearchSettings
+from sitsflow.workflow.stages import search_items
 from tests.conftest import STAC_FIXTURES, load_items
 
 ES_C1 = "es_c1l2a_itemcollection_13TDE_2024-03-31_to_04-22_10dates.json"
@@ -117,6 +122,110 @@ def test_server_paging_styles_match_the_recorded_responses(catalog_250):
 
 def load_items_document(relative: str) -> dict:
     return json.loads((STAC_FIXTURES / relative).read_text())
+
+
+# ---- CQL2 filter -----------------------------------------------------------------------------
+
+CLEAR_TEXT = "eo:cloud_cover < 30 AND mgrs:grid_square = 'DE'"
+CLEAR_JSON = {
+    "op": "and",
+    "args": [
+        {"op": "<", "args": [{"property": "eo:cloud_cover"}, 30]},
+        {"op": "=", "args": [{"property": "mgrs:grid_square"}, "DE"]},
+    ],
+}
+SEARCH_250 = {
+    "collection": "sentinel-2-l2a",
+    "bbox": [-105.2, 40.0, -105.0, 40.2],
+    "start": "2024-01-01",
+    "end": "2024-12-31",
+}
+
+
+@pytest.mark.parametrize("paging_style", ["pc", "earth-search"])
+def test_filter_reaches_the_api_and_finds_what_the_local_search_finds(
+    catalog_250, monkeypatch, paging_style
+):
+    received = []
+
+    def spy(items: list[dict], **search_parameters: object) -> list[dict]:
+        received.append(search_parameters["filter"])
+        return filter_items(items, **search_parameters)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stac_server, "filter_items", spy)
+    local_file = str(catalog_250 / "items.json")
+    expected = search(local_file, **SEARCH_250, query={"eo:cloud_cover": {"lt": 30}})
+    assert 0 < len(expected) < 250
+    assert search(local_file, **SEARCH_250, filter=CLEAR_TEXT) == expected
+    assert search(local_file, **SEARCH_250, filter=CLEAR_JSON) == expected
+    with StacServer(catalog_250, paging_style=paging_style, page_size_max=50) as server:
+        for spelling in (CLEAR_TEXT, CLEAR_JSON):
+            found = search(server.url, **SEARCH_250, filter=spelling)
+            assert [item["id"] for item in found] == [item["id"] for item in expected]
+    # sent as CQL2 JSON whichever the spelling; pages after the first come from the cache
+    assert received == [parse_filter(CLEAR_TEXT)]
+
+
+def test_query_and_filter_both_apply(catalog_250):
+    local_file = str(catalog_250 / "items.json")
+    clear = search(local_file, **SEARCH_250, query={"eo:cloud_cover": {"lt": 30}})
+    april = search(
+        local_file,
+        **SEARCH_250,
+        query={"eo:cloud_cover": {"lt": 30}},
+        filter="datetime >= TIMESTAMP('2024-04-01T00:00:00Z')",
+    )
+    assert april == [item for item in clear if item["properties"]["datetime"] >= "2024-04"]
+    assert 0 < len(april) < len(clear)
+
+
+def test_api_without_the_filter_extension_is_refused(catalog_250, monkeypatch):
+    without_filter = [uri for uri in stac_server.CONFORMANCE if "filter" not in uri]
+    monkeypatch.setattr(stac_server, "CONFORMANCE", without_filter)
+    with StacServer(catalog_250) as server:
+        with pytest.raises(CatalogError, match=r"'filter'.*does not support CQL2 filters"):
+            search(server.url, **SEARCH_250, filter=CLEAR_TEXT)
+        assert search(server.url, **SEARCH_250, query={"eo:cloud_cover": {"lt": 30}})
+
+
+def test_search_items_records_the_filter(catalog_250, tmp_path):
+    record = cube_record("f1", Point(-105.1, 40.1))
+    bbox_path = tmp_path / "bbox.json"
+    bbox_path.write_text(json.dumps(record))
+    options = {**SEARCH_250, "catalog": str(catalog_250 / "items.json"), "query": None}
+    output = tmp_path / "items.json"
+    search_items(str(bbox_path), searching({**options, "filter": CLEAR_TEXT}), str(output))
+    items, info = read_item_collection(output)
+    assert info["filter"] == CLEAR_TEXT and info["query"] is None
+    assert items and all(item["properties"]["eo:cloud_cover"] < 30 for item in items)
+    search_items(str(bbox_path), searching({**options, "filter": None}), str(output))
+    assert len(read_item_collection(output)[0]) > len(items)
+
+
+def searching(options: dict) -> SearchSettings:
+    """The search settings of `options` (the keys of the config's search section)."""
+    return SearchSettings.from_config(options)
+
+
+def test_the_cube_records_the_filter(small_archive, tmp_path):
+    """From the config to the cube: the filter is applied, recorded in the ItemCollection and
+    in the cube's provenance attributes."""
+    record = cube_record("a", Point(8.4914, 49.8544), crs="EPSG:3035", resolution=20)
+    bbox_path, items_path = tmp_path / "bbox.json", tmp_path / "items.json"
+    bbox_path.write_text(json.dumps(record))
+    options = {
+        "catalog": str(small_archive / "items.json"),
+        "collection": "sentinel-2-l2a",
+        "start": "2022-01-10",
+        "end": "2022-02-04",
+        "query": None,
+        "filter": "eo:cloud_cover < 40",
+    }
+    search_items(str(bbox_path), searching(options), str(items_path))
+    items, info = read_item_collection(items_path)
+    cube = make_cube(record, items, info, SETTINGS)
+    assert cube.attrs["filter"] == "eo:cloud_cover < 40"
+    assert 0 < cube.sizes["time"] < 6  # of the 6 dates without a filter
 
 
 # ---- projection extension v2: proj:code only -------------------------------------------------

@@ -30,6 +30,8 @@ def test_yaml_dates_become_strings():
         ("bands", ["B04", "NDVI"], "'bands'.*unknown band 'NDVI'"),
         ("crs", "EPSG:4326", "'crs'.*not projected"),
         ("crs", "EPSG:99999", "'crs'.*unknown CRS"),
+        ("filter", "eo:cloud_cover < 10 junk", "(?s)'filter'.*invalid cql2-text filter.*expected"),
+        ("filter", {"op": "<", "args": [{"property": "a"}]}, "'filter'.*invalid cql2-json"),
     ],
 )
 def test_bad_values_name_the_key(key, value, match):
@@ -44,3 +46,17 @@ def test_patch_larger_than_max_pixels():
     config.update(mode="patch", patch_size=[5000, 5000], max_pixels=1000)
     with pytest.raises(InputError, match="patch_size"):
         check_config(config)
+
+
+@pytest.mark.parametrize(
+    "cql2_filter",
+    [
+        None,
+        "eo:cloud_cover < 10 AND s2:mgrs_tile = '31UFS'",
+        {"op": "=", "args": [{"property": "s2:mgrs_tile"}, "31UFS"]},
+    ],
+)
+def test_cql2_filters_pass(cql2_filter):
+    config = default_config()
+    config["filter"] = cql2_filter
+    check_config(config)

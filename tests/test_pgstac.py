@@ -95,6 +95,37 @@ def test_pgstac_query_extension_through_pystac_client(loaded):
     assert 0 < len(ids) < len(items)
 
 
+@pytest.mark.parametrize(
+    "cql2_filter",
+    [
+        "eo:cloud_cover < 30 AND sitsflow:demo_feature = 'pg1'",
+        {
+            "op": "and",
+            "args": [
+                {"op": "<", "args": [{"property": "eo:cloud_cover"}, 30]},
+                {"op": "=", "args": [{"property": "sitsflow:demo_feature"}, "pg1"]},
+            ],
+        },
+    ],
+)
+def test_pgstac_filter_finds_what_the_local_search_finds(loaded, archive, cql2_filter):
+    """A real Filter-extension API gets the filter (as CQL2 JSON in a POST search, whichever
+    its spelling) and answers with the items the local search evaluates with cql2."""
+    pgstac, _, _ = loaded
+    world = {"bbox": [-180.0, -90.0, 180.0, 90.0], "start": START, "end": END}
+    found = sitsflow.catalog.search.search(
+        pgstac.url, collection=COLLECTION, filter=cql2_filter, **world
+    )
+    local = sitsflow.catalog.search.search(
+        str(archive / "items.json"), collection=COLLECTION, filter=cql2_filter, **world
+    )
+    assert [item["id"] for item in found] == [item["id"] for item in local]
+    everything = sitsflow.catalog.search.search(
+        str(archive / "items.json"), collection=COLLECTION, **world
+    )
+    assert 0 < len(local) < len(everything)
+
+
 def test_workflow_against_pgstac(loaded, archive, tmp_path):
     pgstac, files, _ = loaded
     workdir = tmp_path / "run"

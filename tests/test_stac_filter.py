@@ -13,12 +13,13 @@ from sitsflow.catalog.filters import (
     QUERY_OPERATORS,
     filter_items,
     item_time_range,
-    matches_query,
     parse_bbox,
     parse_datetime,
     parse_datetime_interval,
-    validate_query,
+    parse_filter,
+    query_to_cql2,
 )
+from tests.conftest import STAC_FIXTURES, load_items
 
 
 def utc(*args: int) -> datetime:
@@ -58,6 +59,12 @@ def make_item(
 
 def ids_of(items: list[dict]) -> list[str]:
     return [item["id"] for item in items]
+
+
+def matches(properties: dict, query: dict | None = None, filter: str | dict | None = None) -> bool:
+    """Whether an item with these properties passes `query` and `filter`."""
+    item = make_item("x", **properties)
+    return filter_items([item], query=query, filter=filter) == [item]
 
 
 # ---- datetime parsing ------------------------------------------------------------------------
@@ -245,8 +252,8 @@ PROPS = {
         ({"platform": {"eq": "sentinel-2a"}, "eo:cloud_cover": {"lt": 50}}, True),
     ],
 )
-def test_matches_query_operators(query: dict, expected: bool) -> None:
-    assert matches_query(PROPS, query) is expected
+def test_query_operators(query: dict, expected: bool) -> None:
+    assert matches(PROPS, query) is expected
 
 
 def test_every_operator_is_covered_by_the_table() -> None:
@@ -267,12 +274,13 @@ def test_every_operator_is_covered_by_the_table() -> None:
 @pytest.mark.parametrize("op", sorted(QUERY_OPERATORS))
 def test_missing_property_never_matches(op: str) -> None:
     operand = ["x"] if op == "in" else "x"
-    assert matches_query({"other": "x"}, {"absent": {op: operand}}) is False
+    assert matches({"other": "x"}, {"other": {"eq": "x"}}) is True
+    assert matches({"other": "x"}, {"absent": {op: operand}}) is False
 
 
 def test_unknown_operator_is_named() -> None:
     with pytest.raises(ValueError, match="'like'"):
-        matches_query(PROPS, {"platform": {"like": "sentinel%"}})
+        query_to_cql2({"platform": {"like": "sentinel%"}})
     # validation happens before any item is looked at
     with pytest.raises(ValueError, match="'between'"):
         filter_items([], query={"eo:cloud_cover": {"between": [1, 2]}})
@@ -290,7 +298,97 @@ def test_unknown_operator_is_named() -> None:
 )
 def test_malformed_queries_rejected(query: object) -> None:
     with pytest.raises(ValueError):
-        validate_query(query)
+        query_to_cql2(query)
+
+
+def test_query_translation_to_cql2() -> None:
+    assert query_to_cql2({"eo:cloud_cover": {"lt": 10}}) == {
+        "op": "<",
+        "args": [{"property": "eo:cloud_cover"}, 10],
+    }
+    two = query_to_cql2({"eo:cloud_cover": {"gte": 1, "lt": 10}, "platform": {"in": ["a"]}})
+    assert two["op"] == "and" and [arg["op"] for arg in two["args"]] == [">=", "<", "in"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ({"tile": {"startsWith": "a_"}}, ["underscore"]),
+        ({"tile": {"endsWith": "%"}}, ["percent"]),
+        ({"tile": {"contains": "b\\"}}, ["backslash"]),
+        ({"tile": {"contains": "_"}}, ["underscore"]),
+    ],
+)
+def test_like_wildcards_in_operands_are_literal(query: dict, expected: list[str]) -> None:
+    items = [
+        make_item("underscore", tile="a_b"),
+        make_item("any-char", tile="axb"),
+        make_item("percent", tile="50%"),
+        make_item("backslash", tile="ab\\c"),
+    ]
+    assert ids_of(filter_items(items, query=query)) == expected
+
+
+# ---- CQL2 filter ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filter", "expected"),
+    [
+        ("eo:cloud_cover < 13 AND platform = 'sentinel-2a'", True),
+        ("eo:cloud_cover < 12", False),
+        ({"op": "<", "args": [{"property": "eo:cloud_cover"}, 13]}, True),
+        ("s2:mgrs_tile LIKE '32U%' OR eo:cloud_cover > 99", True),
+        ("NOT (flag = true)", False),
+        ("absent = 1", False),
+        ("absent IS NULL", True),
+        ("absent = 1 OR sat:relative_orbit = 8", True),
+        ("platform = 3", False),
+        ("A_CONTAINS(instruments, ('msi'))", True),
+        ("sat:relative_orbit BETWEEN 1 AND 10", True),
+        ("id = 'x' AND collection = 'sentinel-2-l2a'", True),
+        ("S_INTERSECTS(geometry, POINT(10.5 50.5))", True),
+        ("S_INTERSECTS(geometry, POINT(12 50.5))", False),
+        ("datetime > TIMESTAMP('2024-01-15T09:00:00Z')", True),
+    ],
+)
+def test_filter_semantics(filter: str | dict, expected: bool) -> None:
+    assert matches(PROPS, filter=filter) is expected
+
+
+def test_query_and_filter_must_both_match() -> None:
+    assert matches(PROPS, {"eo:cloud_cover": {"lt": 13}}, "platform = 'sentinel-2a'") is True
+    assert matches(PROPS, {"eo:cloud_cover": {"lt": 12}}, "platform = 'sentinel-2a'") is False
+    assert matches(PROPS, {"eo:cloud_cover": {"lt": 13}}, "platform = 'sentinel-2b'") is False
+
+
+@pytest.mark.parametrize(
+    ("value", "lang", "fragment"),
+    [
+        ("eo:cloud_cover <", None, "expected"),
+        ("eo:cloud_cover < 10 junk", None, "expected"),
+        ({"op": "<", "args": [{"property": "a"}]}, None, "not valid"),
+        ({"args": []}, None, "cql2-json"),
+        ("a < 1", "cql2-json", "cql2-json"),
+        ({"op": "<", "args": [{"property": "a"}, 1]}, "cql2-text", "must be a string"),
+        ("a < 1", "cql2-xml", "unknown filter-lang"),
+        (3, None, "must be a string"),
+    ],
+)
+def test_bad_filters_rejected(value: object, lang: str | None, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        parse_filter(value, lang)
+    if lang is None:  # validated before any item is looked at
+        with pytest.raises(ValueError, match="filter"):
+            filter_items([], filter=value)
+
+
+def test_parse_filter_accepts_both_languages() -> None:
+    text = parse_filter("eo:cloud_cover < 10")
+    assert text == parse_filter(
+        '{"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]}', "cql2-json"
+    )
+    assert text == parse_filter({"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]})
 
 
 def test_filter_items_by_query_keeps_order() -> None:
@@ -451,3 +549,95 @@ def test_real_planetary_computer_items() -> None:
     early = parse_datetime_interval("2020-07-31T00:00:00Z/2020-07-31T08:06:11Z")
     assert filter_items(items, datetime_range=early) == []
     assert filter_items(items, bbox=[28.1, -8.0, 28.5, -7.5]) == []
+
+
+# ---- query and filter on every recorded item -----------------------------------------------
+
+
+def recorded_items() -> list[dict]:
+    """The 71 real items of tests/fixtures/stac/ (Earth Search, Planetary Computer, stactools):
+    Sentinel-1, Sentinel-2 L1C/L2A/C1-L2A and Landsat, two spellings of `platform`, items
+    without `eo:cloud_cover`."""
+    paths = sorted(STAC_FIXTURES.rglob("*.json")) + sorted(STAC_FIXTURES.rglob("*.geojson"))
+    relative = [str(path.relative_to(STAC_FIXTURES)) for path in paths]
+    return [item for name in relative if "collections" not in name for item in load_items(name)]
+
+
+ES_CQL2 = {"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]}
+# (query, the same as a CQL2 filter in text or JSON, the number of items the pure-Python
+# Query-extension evaluation that cql2 replaced found among the recorded items)
+RECORDED_SEARCHES: list[tuple[dict, str | dict, int]] = [
+    ({"eo:cloud_cover": {"lt": 10}}, "eo:cloud_cover < 10", 26),
+    (
+        {"eo:cloud_cover": {"gte": 20, "lte": 60}},
+        {"op": "between", "args": [{"property": "eo:cloud_cover"}, 20, 60]},
+        20,
+    ),
+    (
+        {"platform": {"in": ["sentinel-2a", "Sentinel-2A"]}},
+        "platform IN ('sentinel-2a', 'Sentinel-2A')",
+        27,
+    ),
+    (
+        {"platform": {"eq": "sentinel-2b"}, "eo:cloud_cover": {"lt": 30}},
+        {
+            "op": "and",
+            "args": [
+                {"op": "=", "args": [{"property": "platform"}, "sentinel-2b"]},
+                {"op": "<", "args": [{"property": "eo:cloud_cover"}, 30]},
+            ],
+        },
+        11,
+    ),
+    ({"s2:mgrs_tile": {"startsWith": "35"}}, "s2:mgrs_tile LIKE '35%'", 14),
+    (
+        {"grid:code": {"endsWith": "13TDE"}},
+        {"op": "like", "args": [{"property": "grid:code"}, "%13TDE"]},
+        11,
+    ),
+    ({"instruments": {"contains": "tirs"}}, "A_CONTAINS(instruments, ('tirs'))", 1),
+    ({"s2:product_uri": {"contains": "_N0212_"}}, r"s2:product_uri LIKE '%\_N0212\_%'", 14),
+    (
+        {"eo:cloud_cover": {"neq": 0}},
+        {"op": "<>", "args": [{"property": "eo:cloud_cover"}, 0]},
+        66,
+    ),
+    ({"sat:relative_orbit": {"eq": 78}}, "sat:relative_orbit = 78", 13),
+    (
+        {"s2:processing_baseline": {"gte": "05.00"}},
+        {"op": ">=", "args": [{"property": "s2:processing_baseline"}, "05.00"]},
+        40,
+    ),
+    ({"properties.eo:cloud_cover": {"lt": 1}}, "eo:cloud_cover < 1", 20),
+    ({"constellation": {"neq": "sentinel-2"}}, "constellation <> 'sentinel-2'", 41),
+    ({"platform": {"startsWith": "landsat"}}, "platform LIKE 'landsat%'", 1),
+]
+
+
+@pytest.mark.parametrize(("query", "filter", "expected"), RECORDED_SEARCHES)
+def test_query_and_filter_agree_on_recorded_items(
+    query: dict, filter: str | dict, expected: int
+) -> None:
+    items = recorded_items()
+    by_query = ids_of(filter_items(items, query=query))
+    assert len(by_query) == expected
+    assert ids_of(filter_items(items, filter=filter)) == by_query
+    assert ids_of(filter_items(items, query=query, filter=filter)) == by_query
+
+
+def test_filter_on_recorded_items_beside_other_parameters() -> None:
+    items = recorded_items()
+    assert len(items) == len({item["id"] for item in items}) == 71
+    point = {"type": "Point", "coordinates": [27.5, -7.7]}
+    assert len(filter_items(items, intersects=point)) == 13
+    assert filter_items(items, filter="S_INTERSECTS(geometry, POINT(27.5 -7.7))") == (
+        filter_items(items, intersects=point)
+    )
+    l2a = filter_items(items, collections=["sentinel-2-l2a"])
+    assert len(l2a) == 45 and filter_items(items, filter="collection = 'sentinel-2-l2a'") == l2a
+    clear = filter_items(items, collections=["sentinel-2-l2a"], filter=ES_CQL2)
+    assert len(clear) == 21
+    assert (
+        len(filter_items(items, query=RECORDED_SEARCHES[0][0], filter="platform = 'Sentinel-2A'"))
+        == 5
+    )

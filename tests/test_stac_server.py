@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cql2
 import numpy as np
 import pystac_client
 import pytest
@@ -23,7 +25,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 from urllib3 import Retry
 
-from sitsflow.catalog.filters import filter_items, parse_datetime_interval
+import sitsflow.testing.stac_server
+from sitsflow.catalog.filters import filter_items, parse_datetime_interval, parse_filter
 from sitsflow.testing.stac_server import (
     IN_PROCESS_GDAL_ENV,
     STATS_PATH,
@@ -31,12 +34,14 @@ from sitsflow.testing.stac_server import (
     parse_range_header,
     remote_stats,
 )
+from tests.test_stac_filter import RECORDED_SEARCHES, recorded_items
 
 N_S2 = 250
 N_LANDSAT = 10
 BYTES_FILE = "misc/bytes.bin"
 BYTES = bytes((i * 7 + 3) % 256 for i in range(1000))
 BIG_COG = "tiles/T32UNB/big/B04.tif"
+CLOUD_FILTER = {"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]}
 
 
 def _item(index: int, collection: str, tile_x: float) -> dict:
@@ -154,6 +159,9 @@ def test_landing_page_and_conformance(server: StacServer, session: requests.Sess
     assert "https://api.stacspec.org/v1.0.0/core" in conforms
     assert "https://api.stacspec.org/v1.0.0/collections" in conforms
     assert any(uri.endswith("/item-search#query") for uri in conforms)
+    assert any(uri.endswith("/item-search#filter") for uri in conforms)
+    for cql2_class in ("cql2-text", "cql2-json", "basic-cql2", "advanced-comparison-operators"):
+        assert f"http://www.opengis.net/spec/cql2/1.0/conf/{cql2_class}" in conforms
     assert "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core" in conforms
     links = {(link["rel"], link.get("method")): link["href"] for link in landing["links"]}
     assert links[("self", None)] == server.url
@@ -352,7 +360,11 @@ def test_limit_default_and_cap(archive: Path, session: requests.Session) -> None
             {"bbox": [0, 0, 1, 1], "intersects": {"type": "Point", "coordinates": [0, 0]}},
             "exclusive",
         ),
-        ({"filter": {"op": "=", "args": [{"property": "id"}, "x"]}}, "filter"),
+        ({"filter": {"op": "<", "args": [{"property": "a"}]}}, "invalid cql2-json filter"),
+        ({"filter": "eo:cloud_cover < 10"}, "invalid cql2-json filter"),
+        ({"filter": "eo:cloud_cover <", "filter-lang": "cql2-text"}, "expected"),
+        ({"filter": "a = 1", "filter-lang": "cql2-xml"}, "filter-lang"),
+        ({"filter": CLOUD_FILTER, "filter-crs": "EPSG:3857"}, "filter-crs"),
         ({"token": "garbage!"}, "token"),
         ({"collections": [1, 2]}, "collections"),
     ],
@@ -365,7 +377,13 @@ def test_post_search_400(server: StacServer, body: dict, fragment: str) -> None:
 
 
 def test_get_search_400_and_bad_bodies(server: StacServer, session: requests.Session) -> None:
-    for params in ({"bbox": "1,2"}, {"datetime": "soon"}, {"query": "{not json"}):
+    for params in (
+        {"bbox": "1,2"},
+        {"datetime": "soon"},
+        {"query": "{not json"},
+        {"filter": "eo:cloud_cover <"},
+        {"filter": "eo:cloud_cover < 10", "filter-lang": "cql2-json"},
+    ):
         response = session.get(f"{server.url}/search", params=params)
         assert response.status_code == 400, params
     not_json = session.post(
@@ -376,6 +394,82 @@ def test_get_search_400_and_bad_bodies(server: StacServer, session: requests.Ses
     assert session.post(f"{server.url}/collections").status_code == 405
     assert session.get(f"{server.url}/nowhere").status_code == 404
     assert session.get(f"http://127.0.0.1:{server.port}/elsewhere").status_code == 404
+
+
+# ---- CQL2 filter ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recorded_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An archive of the 71 real items recorded in tests/fixtures/stac/."""
+    root = tmp_path_factory.mktemp("recorded")
+    document = {"type": "FeatureCollection", "features": recorded_items()}
+    (root / "items.json").write_text(json.dumps(document))
+    return root
+
+
+@pytest.fixture(scope="module")
+def recorded_server(recorded_archive: Path) -> Iterator[StacServer]:
+    with StacServer(recorded_archive) as running:
+        yield running
+
+
+def search_ids(server: StacServer, session: requests.Session, method: str, params: dict) -> list:
+    """Ids of the items a search finds, in one page (more than the 71 recorded items)."""
+    if method == "GET":
+        response = session.get(f"{server.url}/search", params={**params, "limit": "100"})
+    else:
+        response = session.post(f"{server.url}/search", json={**params, "limit": 100})
+    assert response.status_code == 200, response.text
+    return [feature["id"] for feature in response.json()["features"]]
+
+
+@pytest.mark.parametrize(("query", "filter", "expected"), RECORDED_SEARCHES)
+def test_server_filter_and_query_equal_the_local_search(
+    recorded_server: StacServer,
+    session: requests.Session,
+    query: dict,
+    filter: str | dict,
+    expected: int,
+) -> None:
+    local = [item["id"] for item in filter_items(recorded_items(), query=query)]
+    assert len(local) == expected
+    as_json = parse_filter(filter)
+    as_text = cql2.Expr(as_json).to_text()
+    searches = [
+        ("POST", {"query": query}),
+        ("GET", {"query": json.dumps(query)}),
+        ("POST", {"filter": as_json}),
+        ("POST", {"filter": as_text, "filter-lang": "cql2-text"}),
+        ("GET", {"filter": as_text}),
+        ("GET", {"filter": json.dumps(as_json), "filter-lang": "cql2-json"}),
+        ("POST", {"query": query, "filter": as_json}),
+    ]
+    for method, params in searches:
+        assert search_ids(recorded_server, session, method, params) == local, (method, params)
+
+
+@pytest.mark.parametrize("paging_style", ["pc", "earth-search"])
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_pystac_client_sends_the_filter_through_every_page(
+    recorded_archive: Path, monkeypatch: pytest.MonkeyPatch, paging_style: str, method: str
+) -> None:
+    received = []
+
+    def spy(items: list[dict], **search: object) -> list[dict]:
+        received.append(search["filter"])
+        return filter_items(items, **search)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sitsflow.testing.stac_server, "filter_items", spy)
+    text = "eo:cloud_cover < 10 AND platform LIKE 'Sentinel%'"
+    local = [item["id"] for item in filter_items(recorded_items(), filter=text)]
+    with StacServer(recorded_archive, paging_style=paging_style) as srv:  # type: ignore[arg-type]
+        client = pystac_client.Client.open(srv.url)
+        found = client.search(filter=text, method=method, limit=5)
+        assert [item.id for item in found.items()] == local
+        assert srv.stats["search_requests"] == math.ceil(len(local) / 5)
+    assert 5 < len(local) < 26
+    assert received == [parse_filter(text)]  # paged from the cache of the first page's search
 
 
 # ---- data: ranges -----------------------------------------------------------------------------

@@ -1,16 +1,25 @@
-"""STAC API item-search filter semantics, implemented in pure Python.
+"""STAC API item-search filter semantics: Python for space and time, cql2 for properties.
 
 One implementation is shared by the in-process search of local (static) catalogs and by the
 test STAC server (:mod:`sitsflow.testing.stac_server`), so both answer a search exactly the
 same way.
-The semantics follow the STAC API *Item Search* specification and its *Query* extension:
+The semantics follow the STAC API *Item Search* specification and its *Query* and *Filter*
+extensions:
 
 * ``collections`` / ``ids``: membership tests (an empty list or ``None`` means "no filter");
 * ``bbox`` / ``intersects``: the item ``geometry`` must intersect the search area (falling back
   to the item ``bbox`` when the geometry is null). They are mutually exclusive;
 * ``datetime``: an instant or an interval, inclusive at both ends. Items with ``datetime: null``
   match through their ``start_datetime``/``end_datetime`` range overlapping the search interval;
-* ``query``: ``{"prop": {"op": value, ...}, ...}`` where all operators must hold (AND).
+* ``query``: ``{"prop": {"op": value, ...}, ...}`` where all operators must hold (AND),
+  translated to CQL2 by :func:`query_to_cql2`;
+* ``filter``: a CQL2 expression, as CQL2 JSON (a dict) or CQL2 text (a string).
+
+``query`` and ``filter`` are evaluated by the ``cql2`` package. An item matches only when the
+expression is TRUE for it: a missing property, a comparison of different types (a string with
+a number) or a NULL is no match, as in the STAC APIs built on a database. Collections, ids,
+space and time are tested in Python first: cheap tests that leave few items for the CQL2 match,
+which costs microseconds per item.
 
 All functions raise :class:`ValueError` with a human-readable message on malformed input, which
 the server turns into ``400 Bad Request``.
@@ -19,11 +28,12 @@ the server turns into ``400 Bad Request``.
 from __future__ import annotations
 
 import json
-import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
 
+import cql2
 import shapely
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
@@ -32,12 +42,12 @@ __all__ = [
     "QUERY_OPERATORS",
     "filter_items",
     "item_time_range",
-    "matches_query",
     "parse_bbox",
     "parse_datetime",
     "parse_datetime_interval",
+    "parse_filter",
     "parse_intersects",
-    "validate_query",
+    "query_to_cql2",
 ]
 
 DatetimeRange = tuple[datetime | None, datetime | None]
@@ -246,153 +256,179 @@ def _item_geometry(item: dict) -> BaseGeometry | None:
     return _lonlat_box(west, south, east, north)
 
 
-def _spatial_predicate(area: BaseGeometry) -> Callable[[dict], bool]:
-    """Build an item -> bool intersection test against a (prepared) search area.
+def _spatial_predicates(area: BaseGeometry | None) -> tuple[Callable[[dict], bool], ...]:
+    """Two item tests against a search area (none without one): a cheap one, the exact one.
 
-    The item ``bbox``, when present and not antimeridian-crossing, is checked first against the
-    area bounds: it is cheap and rejects most items of a large archive without building shapes.
+    The first compares the item ``bbox``, when present and not antimeridian-crossing, with the
+    area bounds: it rejects most items of a large archive without building shapes. The second
+    intersects the (prepared) area with the item footprint.
     """
+    if area is None:
+        return ()
     shapely.prepare(area)
     a_minx, a_miny, a_maxx, a_maxy = area.bounds
 
-    def predicate(item: dict) -> bool:
+    def near(item: dict) -> bool:
         bounds = _bbox_bounds(item.get("bbox") or [])
-        if bounds is not None and bounds[0] <= bounds[2]:
-            minx, miny, maxx, maxy = bounds
-            if minx > a_maxx or maxx < a_minx or miny > a_maxy or maxy < a_miny:
-                return False
+        if bounds is None or bounds[0] > bounds[2]:
+            return True
+        minx, miny, maxx, maxy = bounds
+        return not (minx > a_maxx or maxx < a_minx or miny > a_maxy or maxy < a_miny)
+
+    def intersects(item: dict) -> bool:
         geometry = _item_geometry(item)
         return geometry is not None and area.intersects(geometry)
 
-    return predicate
+    return near, intersects
 
 
 # --------------------------------------------------------------------------------------------
-# query extension
+# query and filter: CQL2
 # --------------------------------------------------------------------------------------------
 
+_COMPARISONS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+QUERY_OPERATORS = (*_COMPARISONS, "in", "startsWith", "endsWith", "contains")
+"""The Query-extension operators :func:`query_to_cql2` translates."""
 
-def _comparable(left: Any, right: Any) -> bool:
-    """True if the two values may be compared: same kind, and booleans never mix with numbers."""
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool)
-    numbers = (int, float)
-    if isinstance(left, numbers) and isinstance(right, numbers):
-        return True
-    return type(left) is type(right)
+_FILTER_LANGS = ("cql2-text", "cql2-json")
 
 
-def _equal(left: Any, right: Any) -> bool:
-    """Type-aware equality (``True`` does not equal ``1``; ``1`` equals ``1.0``)."""
-    return _comparable(left, right) and left == right
+def _query_comparison(name: str, op: str, operand: Any) -> dict:
+    """One ``{op: operand}`` of the query object for property `name`, as CQL2 JSON."""
+    prop = {"property": name}
+    scalar = isinstance(operand, str | int | float)
+    if op in _COMPARISONS and scalar:
+        return {"op": _COMPARISONS[op], "args": [prop, operand]}
+    if op == "in" and isinstance(operand, list):
+        return {"op": "in", "args": [prop, operand]}
+    if op in ("startsWith", "endsWith", "contains") and isinstance(operand, str):
+        escaped = operand.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        before, after = {"startsWith": ("", "%"), "endsWith": ("%", "")}.get(op, ("%", "%"))
+        like = {"op": "like", "args": [prop, f"{before}{escaped}{after}"]}
+        if op != "contains":
+            return like
+        # A substring of a string property or a member of an array property: LIKE does not
+        # reduce on an array, nor A_CONTAINS on a string, and OR is TRUE if either is.
+        return {"op": "or", "args": [like, {"op": "a_contains", "args": [prop, [operand]]}]}
+    if op == "contains" and scalar:
+        return {"op": "a_contains", "args": [prop, [operand]]}
+    if op in QUERY_OPERATORS:
+        raise ValueError(f"query operator {op!r} for {name!r}: invalid operand {operand!r}")
+    known = ", ".join(QUERY_OPERATORS)
+    raise ValueError(f"unknown query operator {op!r} for {name!r} (known: {known})")
 
 
-def _ordered(compare: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
-    """Wrap an ordering operator so that incomparable values simply do not match."""
+def query_to_cql2(query: Any) -> dict:
+    """Translate a STAC Query-extension object into the equivalent CQL2 JSON.
 
-    def test(left: Any, right: Any) -> bool:
-        if not _comparable(left, right) or isinstance(left, bool | list | dict | type(None)):
-            return False
-        return bool(compare(left, right))
-
-    return test
-
-
-def _op_in(left: Any, right: Any) -> bool:
-    """``in``: the property equals one of the listed values."""
-    return any(_equal(left, candidate) for candidate in right)
-
-
-def _op_starts_with(left: Any, right: Any) -> bool:
-    """``startsWith``: string prefix test."""
-    return isinstance(left, str) and left.startswith(right)
-
-
-def _op_ends_with(left: Any, right: Any) -> bool:
-    """``endsWith``: string suffix test."""
-    return isinstance(left, str) and left.endswith(right)
-
-
-def _op_contains(left: Any, right: Any) -> bool:
-    """``contains``: substring of a string property, or member of an array property."""
-    if isinstance(left, str):
-        return isinstance(right, str) and right in left
-    if isinstance(left, list):
-        return any(_equal(element, right) for element in left)
-    return False
-
-
-QUERY_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "eq": _equal,
-    "neq": lambda left, right: not _equal(left, right),
-    "lt": _ordered(operator.lt),
-    "lte": _ordered(operator.le),
-    "gt": _ordered(operator.gt),
-    "gte": _ordered(operator.ge),
-    "in": _op_in,
-    "startsWith": _op_starts_with,
-    "endsWith": _op_ends_with,
-    "contains": _op_contains,
-}
-"""Query-extension operators: name -> ``test(property_value, operand)``."""
-
-
-def validate_query(query: Any) -> dict[str, dict[str, Any]]:
-    """Check the shape of a query-extension object and return it.
+    ``{"eo:cloud_cover": {"gte": 10, "lt": 20}, "platform": {"in": ["sentinel-2a"]}}`` becomes
+    the AND of ``eo:cloud_cover >= 10``, ``eo:cloud_cover < 20`` and
+    ``platform IN ('sentinel-2a')``. ``startsWith``, ``endsWith`` and ``contains`` on a string
+    become LIKE patterns (with ``%`` and ``_`` in the operand escaped); ``contains`` also
+    matches a member of an array property.
 
     Raises:
         ValueError: not a mapping of property -> mapping of operator -> operand, an unknown
-            operator (named in the message), ``in`` without a list, or a string operator without
-            a string operand.
+            operator (named in the message), or an operand of the wrong kind for its operator.
     """
-    if not isinstance(query, dict):
+    if not isinstance(query, dict) or not query:
         raise ValueError("invalid query: expected an object {property: {operator: value}}")
+    comparisons = []
     for name, ops in query.items():
         if not isinstance(ops, dict) or not ops:
             raise ValueError(f"invalid query for {name!r}: expected {{operator: value}}")
-        for op, operand in ops.items():
-            if op not in QUERY_OPERATORS:
-                known = ", ".join(QUERY_OPERATORS)
-                raise ValueError(f"unknown query operator {op!r} for {name!r} (known: {known})")
-            if op == "in" and not isinstance(operand, list):
-                raise ValueError(f"query operator 'in' for {name!r} needs a list")
-            if op in ("startsWith", "endsWith") and not isinstance(operand, str):
-                raise ValueError(f"query operator {op!r} for {name!r} needs a string")
-    return query
+        comparisons.extend(_query_comparison(name, op, operand) for op, operand in ops.items())
+    return comparisons[0] if len(comparisons) == 1 else {"op": "and", "args": comparisons}
 
 
-def _lookup(properties: dict, name: str) -> tuple[bool, Any]:
-    """Find a property by name, also accepting the ``properties.``-prefixed spelling."""
-    if name in properties:
-        return True, properties[name]
-    if name.startswith("properties.") and name[len("properties.") :] in properties:
-        return True, properties[name[len("properties.") :]]
-    return False, None
+def parse_filter(value: Any, lang: str | None = None) -> dict:
+    """Parse and validate a CQL2 filter; return it as CQL2 JSON.
 
-
-def matches_query(properties: dict, query: dict) -> bool:
-    """True if ``properties`` satisfies every operator of a STAC query-extension object.
-
-    A missing property never matches (not even ``neq``), as in STAC API servers backed by a
-    search index. Incomparable types (e.g. a string against a number) do not match.
+    `lang` is the Filter extension's ``filter-lang``: ``cql2-text`` (a string) or ``cql2-json``
+    (a dict, or its JSON text). Without it a string is CQL2 text and a dict CQL2 JSON.
 
     Raises:
-        ValueError: malformed query or unknown operator (see :func:`validate_query`).
+        ValueError: an unknown language, or a filter that cql2 cannot parse or that fails the
+            CQL2 JSON schema (with cql2's message).
     """
-    validate_query(query)
-    return _matches_validated(properties, query)
+    lang = lang or ("cql2-json" if isinstance(value, dict) else "cql2-text")
+    if lang not in _FILTER_LANGS:
+        raise ValueError(f"unknown filter-lang {lang!r} (known: {', '.join(_FILTER_LANGS)})")
+    if lang == "cql2-text" and not isinstance(value, str):
+        raise ValueError("invalid filter: cql2-text must be a string")
+    if lang == "cql2-json" and not isinstance(value, dict | str):
+        raise ValueError("invalid filter: cql2-json must be an object")
+    try:
+        if isinstance(value, dict):
+            expression = cql2.Expr(value)
+        else:
+            expression = (cql2.parse_text if lang == "cql2-text" else cql2.parse_json)(value)
+        expression.validate()
+    except Exception as err:  # cql2 raises bare Exceptions (and ValidationError) with its reason
+        raise ValueError(f"invalid {lang} filter: {str(err).strip()}") from None
+    return expression.to_json()
 
 
-def _matches_validated(properties: dict, query: dict) -> bool:
-    """:func:`matches_query` without re-validating the query (for use in loops)."""
-    for name, ops in query.items():
-        found, value = _lookup(properties, name)
-        if not found:
+def _search_expression(query: dict | None, filter: Any = None) -> dict | None:
+    """The CQL2 JSON an item must match for `query` and `filter` (both when both are given).
+
+    Raises:
+        ValueError: a malformed query or filter (see :func:`query_to_cql2`,
+            :func:`parse_filter`).
+    """
+    parts = []
+    if query:
+        parts.append(query_to_cql2(query))
+    if filter:
+        parts.append(parse_filter(filter))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else {"op": "and", "args": parts}
+
+
+def _property_roots(node: Any) -> Iterator[str]:
+    """The first path segment of every property a CQL2 JSON expression reads."""
+    if isinstance(node, dict):
+        if isinstance(node.get("property"), str):
+            yield node["property"].split(".")[0]
+        for child in node.values():
+            yield from _property_roots(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _property_roots(child)
+
+
+@lru_cache(maxsize=256)
+def _compile(expression_json: str) -> tuple[cql2.Expr, frozenset[str]]:
+    """The cql2 expression of a CQL2 JSON text and the item fields it reads, built once."""
+    expression = cql2.Expr(json.loads(expression_json))
+    return expression, frozenset(_property_roots(expression.to_json()))
+
+
+def _cql2_predicate(expression: dict) -> Callable[[dict], bool]:
+    """An item -> bool test: is the CQL2 JSON `expression` TRUE for the item?
+
+    cql2 converts the whole dict it is given, and converting a full item with its assets takes
+    ~40 times longer than the match itself; so it gets a flat dict of just the fields the
+    expression reads. That dict resolves names as cql2 does on an item: the item's top level
+    first, then its ``properties``.
+    """
+    compiled, roots = _compile(json.dumps(expression, sort_keys=True))
+
+    def predicate(item: dict) -> bool:
+        properties = item.get("properties") or {}
+        view = {}
+        for root in roots:
+            if root in item:
+                view[root] = item[root]
+            elif root in properties:
+                view[root] = properties[root]
+        try:
+            return compiled.matches(view)
+        except Exception:  # cql2's bare Exception: the expression is not TRUE/FALSE for it
             return False
-        for op, operand in ops.items():
-            if not QUERY_OPERATORS[op](value, operand):
-                return False
-    return True
+
+    return predicate
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,11 +443,13 @@ def _build_predicates(
     intersects: dict | None,
     datetime_range: DatetimeRange,
     query: dict | None,
+    filter: Any,
     ids: Sequence[str] | None,
 ) -> list[Callable[[dict], bool]]:
     """Validate the search parameters and turn each active one into an item predicate.
 
-    Cheap predicates come first so that expensive geometry tests run on fewer items.
+    Cheap predicates come first so that the CQL2 match and the geometry tests run on fewer
+    items.
     """
     predicates: list[Callable[[dict], bool]] = []
     if bbox is not None and intersects is not None:
@@ -432,13 +470,13 @@ def _build_predicates(
             return item_range is not None and _overlaps(item_range, datetime_range)
 
         predicates.append(in_time)
-    if query:
-        checked = validate_query(query)
-        predicates.append(lambda item: _matches_validated(item.get("properties") or {}, checked))
-    if bbox is not None:
-        predicates.append(_spatial_predicate(parse_bbox(bbox)))
-    if intersects is not None:
-        predicates.append(_spatial_predicate(parse_intersects(intersects)))
+    area = parse_intersects(intersects) if intersects is not None else None
+    spatial = _spatial_predicates(parse_bbox(bbox) if bbox is not None else area)
+    predicates.extend(spatial[:1])
+    expression = _search_expression(query, filter)
+    if expression is not None:
+        predicates.append(_cql2_predicate(expression))
+    predicates.extend(spatial[1:])
     return predicates
 
 
@@ -450,6 +488,7 @@ def filter_items(
     intersects: dict | None = None,
     datetime_range: DatetimeRange = (None, None),
     query: dict | None = None,
+    filter: Any = None,
     ids: Sequence[str] | None = None,
 ) -> list[dict]:
     """Return the STAC item dicts that match every given criterion, in input order.
@@ -462,11 +501,13 @@ def filter_items(
         intersects: GeoJSON geometry the item footprint must intersect.
         datetime_range: inclusive ``(start, end)``, e.g. from :func:`parse_datetime_interval`;
             ``None`` ends are open.
-        query: STAC query-extension object, see :func:`matches_query`.
+        query: STAC query-extension object, see :func:`query_to_cql2`.
+        filter: CQL2 expression, CQL2 JSON (dict) or CQL2 text (str); items must match it
+            and `query`.
         ids: keep items whose ``id`` is listed (None/empty: no filter).
 
     Raises:
-        ValueError: invalid parameters (bad bbox/geometry/query, bbox together with
+        ValueError: invalid parameters (bad bbox/geometry/query/filter, bbox together with
             intersects, start after end). Raised even when ``items`` is empty.
     """
     predicates = _build_predicates(
@@ -475,6 +516,7 @@ def filter_items(
         intersects=intersects,
         datetime_range=datetime_range,
         query=query,
+        filter=filter,
         ids=ids,
     )
     return [item for item in items if all(predicate(item) for predicate in predicates)]

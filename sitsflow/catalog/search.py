@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
-from sitsflow.catalog.filters import filter_items
+from sitsflow.catalog.filters import filter_items, parse_filter
 from sitsflow.errors import CatalogError, InputError
 
 if TYPE_CHECKING:
@@ -54,11 +54,16 @@ def search(
     start: str | date,
     end: str | date,
     query: dict | None = None,
+    filter: str | dict | None = None,
 ) -> list[dict]:
-    """Items of `collection` intersecting `bbox` (EPSG:4326) in [start, end], sorted by time."""
+    """Items of `collection` intersecting `bbox` (EPSG:4326) in [start, end], sorted by time.
+
+    `query` is a STAC Query-extension object, `filter` a CQL2 expression (text, or JSON as a
+    dict); an item must match both.
+    """
     begin, finish = datetime_range(start, end)
     if is_remote(catalog):
-        items = _search_api(catalog, collection, bbox, begin, finish, query)
+        items = _search_api(catalog, collection, bbox, begin, finish, query, filter)
     else:
         local_items = _read_local_catalog(catalog)
         _check_local_collection(local_items, catalog, collection)
@@ -68,6 +73,7 @@ def search(
             bbox=bbox,
             datetime_range=(begin, finish),
             query=query,
+            filter=filter,
         )
     return sorted(items, key=lambda item: (item["properties"].get("datetime") or "", item["id"]))
 
@@ -93,8 +99,9 @@ def _search_api(
     begin: datetime,
     finish: datetime,
     query: dict | None,
+    filter: str | dict | None,
 ) -> list[dict]:
-    from pystac_client import Client
+    from pystac_client import Client, ConformanceClasses
     from pystac_client.stac_api_io import StacApiIO
 
     stac_io = StacApiIO(max_retries=api_retry(), timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
@@ -102,6 +109,15 @@ def _search_api(
         client = Client.open(url, stac_io=stac_io)
     except Exception as exc:
         raise CatalogError(_open_failure(url, exc), key="catalog") from exc
+    if filter and not client.conforms_to(ConformanceClasses.FILTER):
+        raise CatalogError(
+            f"the STAC API at {url} does not support CQL2 filters (the Filter extension); "
+            "remove `filter` or express it as `query`",
+            key="filter",
+        )
+    # As CQL2 JSON whatever its spelling in the config: an API need only accept JSON in a POST
+    # search (the Filter extension; stac-fastapi refuses cql2-text there).
+    cql2_json = parse_filter(filter) if filter else None
     datetime_param = f"{_iso(begin)}/{_iso(finish)}"
     try:
         result = client.search(
@@ -109,6 +125,8 @@ def _search_api(
             bbox=bbox,
             datetime=datetime_param,
             query=query,
+            filter=cql2_json,
+            filter_lang="cql2-json" if cql2_json else None,
             limit=PAGE_LIMIT,
         )
         items = [item.to_dict(transform_hrefs=False) for item in result.items()]

@@ -103,6 +103,7 @@ def make_cube(
         read_overviews=str(settings.read_overviews).lower(),
         search_datetime=search_info.get("datetime"),
         query=search_info.get("query"),
+        filter=search_info.get("filter"),
         item_ids=used_ids,
         skipped_items=[entry["item"] for entry in skipped] if skipped is not None else None,
         time_step_item_ids=step_items,

@@ -4,9 +4,10 @@ It serves a *demo archive*: a directory with an ``items.json`` FeatureCollection
 whose asset hrefs are relative to that directory (``tiles/T32UNB/<id>/B04.tif``), plus the files
 themselves. Two URL trees are exposed on one port:
 
-* ``/api`` — a STAC API (landing page, conformance, collections, item search with paging in the
-  Planetary Computer or Earth Search v1 style). Asset hrefs are rewritten to absolute
-  ``{data_url}/<relpath>`` URLs, so clients download from the same server.
+* ``/api`` — a STAC API (landing page, conformance, collections, item search with the Query and
+  Filter (CQL2 text and JSON) extensions and paging in the Planetary Computer or Earth Search v1
+  style). Asset hrefs are rewritten to absolute ``{data_url}/<relpath>`` URLs, so clients
+  download from the same server.
 * ``/data/<relpath>`` — the archive files, with HTTP range support (single, open-ended, suffix
   and multi-range requests), which is what GDAL's ``/vsicurl/`` needs to read COGs.
 
@@ -69,8 +70,9 @@ from sitsflow.catalog.filters import (
     item_time_range,
     parse_bbox,
     parse_datetime_interval,
+    parse_filter,
     parse_intersects,
-    validate_query,
+    query_to_cql2,
 )
 
 __all__ = [
@@ -91,6 +93,13 @@ CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0/core",
     "https://api.stacspec.org/v1.0.0/item-search",
     "https://api.stacspec.org/v1.0.0-rc.1/item-search#query",
+    "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/array-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
     "https://api.stacspec.org/v1.0.0/collections",
     "https://api.stacspec.org/v1.0.0/ogcapi-features",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -109,6 +118,7 @@ _ITEM_ASSET_FIELDS = ("type", "title", "description", "roles", "gsd", "eo:bands"
 _MAX_BODY_BYTES = 16 * 1024 * 1024
 _CHUNK = 256 * 1024
 _FILTER_CACHE_SIZE = 64
+_CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 _TOKEN_KEYS = ("token", "next")
 _STATUSES = {status.value for status in HTTPStatus}
 STATS_PATH = "/_stats"
@@ -189,6 +199,8 @@ class _SearchRequest:
     intersects: dict | None = None
     datetime: str | None = None
     query: dict | None = None
+    filter: dict | None = None
+    """The CQL2 filter, parsed from either language into CQL2 JSON."""
     limit: int = 10
     token: str | None = None
     echo: dict[str, Any] = field(default_factory=dict)
@@ -197,7 +209,15 @@ class _SearchRequest:
     def fingerprint(self) -> str:
         """Stable digest of the filter parameters (not limit/token): cache key and token check."""
         canonical = json.dumps(
-            [self.collections, self.ids, self.bbox, self.intersects, self.datetime, self.query],
+            [
+                self.collections,
+                self.ids,
+                self.bbox,
+                self.intersects,
+                self.datetime,
+                self.query,
+                self.filter,
+            ],
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -242,16 +262,19 @@ def _parse_limit(value: Any, default: int, maximum: int) -> int:
 
 
 def _build_search_request(
-    params: dict[str, Any], *, default_limit: int, page_size_max: int
+    params: dict[str, Any], *, method: str, default_limit: int, page_size_max: int
 ) -> _SearchRequest:
     """Validate raw search parameters (GET strings or POST JSON values).
 
+    A ``filter`` is CQL2 text by default on GET and CQL2 JSON on POST (the Filter extension's
+    defaults); ``filter-lang`` says otherwise.
+
     Raises:
-        _BadRequest: any malformed parameter, unsupported CQL2 ``filter``, or bbox together with
-            intersects.
+        _BadRequest: any malformed parameter, a ``filter-crs`` other than CRS84, or bbox together
+            with intersects.
     """
-    if params.get("filter") not in (None, ""):
-        raise _BadRequest("CQL2 'filter' is not supported by this server; use 'query'")
+    if params.get("filter-crs") not in (None, "", _CRS84):
+        raise _BadRequest(f"unsupported filter-crs {params['filter-crs']!r}; use {_CRS84}")
     bbox = params.get("bbox")
     intersects = _parse_json_param(params.get("intersects"), "intersects")
     if bbox not in (None, "") and intersects not in (None, ""):
@@ -275,7 +298,11 @@ def _build_search_request(
             request.datetime = params["datetime"]
         query = _parse_json_param(params.get("query"), "query")
         if query not in (None, "", {}):
-            request.query = validate_query(query)
+            query_to_cql2(query)  # only to refuse a malformed query before searching
+            request.query = query
+        if params.get("filter") not in (None, ""):
+            lang = params.get("filter-lang") or ("cql2-text" if method == "GET" else "cql2-json")
+            request.filter = parse_filter(params["filter"], lang)
     except _BadRequest:
         raise
     except ValueError as err:
@@ -976,7 +1003,10 @@ class StacServer:
         """Validate, filter, page and send an ItemCollection."""
         try:
             request = _build_search_request(
-                params, default_limit=self.default_limit, page_size_max=self.page_size_max
+                params,
+                method=method,
+                default_limit=self.default_limit,
+                page_size_max=self.page_size_max,
             )
             matched = self._matching_indices(request)
             offset = _decode_token(request.token, request.fingerprint())
@@ -1043,6 +1073,7 @@ class StacServer:
             intersects=request.intersects,
             datetime_range=parse_datetime_interval(request.datetime),
             query=request.query,
+            filter=request.filter,
         )
         indices = [self._positions[id(item)] for item in matches]
         with self._cache_lock:

@@ -18,6 +18,7 @@ import yaml
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
+from sitsflow.catalog.filters import parse_filter
 from sitsflow.catalog.providers import canonical_band, check_provider_config
 from sitsflow.errors import InputError
 from sitsflow.pixels.indices import check_indices
@@ -169,6 +170,11 @@ def check_config(config: Mapping[str, Any]) -> None:
     except InputError as exc:
         raise InputError(exc.message, key="mask.band") from None
     check_provider_config(config)
+    if config.get("filter"):
+        try:
+            parse_filter(config["filter"])
+        except ValueError as exc:
+            raise InputError(str(exc), key="filter") from None
     check_indices(config.get("indices") or [], config["bands"])
     crs = str(config["crs"])
     if crs.lower() != "utm":

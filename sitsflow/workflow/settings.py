@@ -90,6 +90,8 @@ class SearchSettings(StageSettings):
     start: str
     end: str
     query: dict[str, Any] | None
+    # CQL2 text, or CQL2 JSON
+    filter: str | dict[str, Any] | None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SearchSettings:
@@ -100,6 +102,7 @@ class SearchSettings(StageSettings):
             start=str(config["start"]),
             end=str(config["end"]),
             query=dict(query) if query is not None else None,
+            filter=config["filter"],
         )
 
 

@@ -53,6 +53,7 @@ def search_items(bbox_path: str, search_settings: SearchSettings, output: str) -
         start=search_settings.start,
         end=search_settings.end,
         query=search_settings.query,
+        filter=search_settings.filter,
     )
     log.info("%d items in %s for bbox %s", len(items), search_settings.collection, bbox)
     info = {
@@ -61,6 +62,7 @@ def search_items(bbox_path: str, search_settings: SearchSettings, output: str) -
         "bbox": bbox,
         "datetime": f"{search_settings.start}/{search_settings.end}",
         "query": search_settings.query,
+        "filter": search_settings.filter,
     }
     write_item_collection(items, output, info)
 
