@@ -19,7 +19,6 @@ from shapely.geometry import Point, box
 
 from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.catalog.search import search
-from sitsflow.demo import generate_archive
 from sitsflow.pixels.cube import CubeSettings, make_cube
 from sitsflow.pixels.load import load_reflectance
 from sitsflow.testing.stac_server import StacServer
@@ -123,10 +122,10 @@ def load_items_document(relative: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def small_archive(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("small")
-    generate_archive([("a", Point(8.4914, 49.8544))], root, "2022-01-10", "2022-02-04", seed=3)
-    return root
+def small_archive(make_archive) -> Path:
+    """A one-feature archive; private: a test writes projection v2 items beside items.json."""
+    features = {"a": Point(8.4914, 49.8544)}
+    return make_archive(features, "2022-01-10", "2022-02-04", seed=3, private=True)
 
 
 def to_projection_v2(item: dict) -> dict:
@@ -182,18 +181,18 @@ LAT = 50.0
 
 
 @pytest.fixture(scope="module")
-def zone_edge_archive(tmp_path_factory) -> tuple[Path, list[dict]]:
+def zone_edge_archive(make_archive) -> tuple[Path, list[dict]]:
     """Two demo tiles either side of 12 E (zones 32 and 33) whose footprints overlap, plus a
-    same-day duplicate (a reprocessed copy under another id) of every zone-32 item."""
-    root = tmp_path_factory.mktemp("zone_edge")
+    same-day duplicate (a reprocessed copy under another id) of every zone-32 item (written
+    into items.json of a private copy)."""
     west, east = Point(ZONE_EDGE_LON - 0.008, LAT), Point(ZONE_EDGE_LON + 0.008, LAT)
-    generate_archive(
-        [("west", west), ("east", east)],
-        root,
+    root = make_archive(
+        {"west": west, "east": east},
         "2023-06-01",
         "2023-06-11",
         seed=5,
         clear_fraction=1.0,
+        private=True,
     )
     items = load_items_document_path(root / "items.json")["features"]
     duplicates = []
