@@ -1,14 +1,20 @@
 # Two commands do everything on a fresh machine with Python 3.11:
 #   make run    set up .venv, write the demo archive, run the workflow (snakemake --cores 2)
-#   make test   set up .venv, run the whole test suite
+#   make test   set up .venv and the system services, run the whole test suite
+# While working, `make test-fast` (under 2 minutes) runs the unit and small workflow tests; see
+# docs/testing.md. PYTEST_ARGS go to pytest: make test-fast PYTEST_ARGS="tests/test_zarr.py -x"
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 CONFIG ?= config/config.yaml
+PYTEST_ARGS ?=
+PYTEST := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+# What test-fast leaves out (markers in pyproject.toml, docs/testing.md).
+FAST_MARKERS := not slow and not services and not chaos
 
-.PHONY: install test-deps run demo test lint format clean
+.PHONY: install test-deps run demo test test-fast lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +38,13 @@ test-deps: $(STAMP)
 	-bash tests/install_pgstac.sh
 	-bash tests/install_slurm.sh
 
+# Everything, the tests of the system services included.
 test: test-deps
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+	$(PYTEST) $(PYTEST_ARGS)
+
+# Unit tests and small workflow runs; no system service, nothing marked slow or chaos.
+test-fast: $(STAMP)
+	$(PYTEST) -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

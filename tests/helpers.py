@@ -1,31 +1,28 @@
-"""Shared by the tests of the results (quicklooks, time series, indices, report): workflow runs
-on a small demo archive, made once per test session and reused by every module that asks.
+"""Plain helpers of the tests (no fixtures: those are in tests/conftest.py, see docs/testing.md).
 
-The runs read the archive's local `items.json` (the HTTP STAC API path is covered by
-tests/test_workflow.py). Features: a point (`p1`), a polygon (`poly`) and a point far from any
-tile (`nowhere`, no items: an empty time axis).
+Also the description of the shared small demo archive and of the two workflow runs made on it
+once per session (fixtures `demo_archive`, `netcdf_run` and `zarr_run`), which the result tests
+(quicklooks, time series, indices, Zarr, report, batch, SLURM) check against. Features: a point
+(`p1`), a polygon (`poly`) and, in the netCDF run, a point far from any tile (`nowhere`, no
+items: an empty time axis).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-import yaml
+import numpy as np
+import rasterio
+import xarray as xr
 from shapely.geometry import Point, box, mapping
 from shapely.geometry.base import BaseGeometry
 
-from sitsflow.demo import generate_archive
-from tests.conftest import REPO
-
+# The shared small archive and the runs on it.
 START, END = "2022-01-10", "2022-03-10"
 BANDS = ["B02", "B03", "B04", "B08"]
 INDICES = ["NDVI", "NDWI", "EVI"]
@@ -34,22 +31,28 @@ ARCHIVE_FEATURES: dict[str, BaseGeometry] = {
     "poly": box(11.170, 50.010, 11.185, 50.020),
 }
 EMPTY_FEATURE = ("nowhere", Point(-30.0, 40.0))  # mid-Atlantic: the archive has no tile there
+ARCHIVE_OPTIONS: dict[str, object] = {"revisit_days": 5, "seed": 11, "clear_fraction": 0.6}
 
-_cache: dict[str, Path] = {}
+# A feature of a vector file: a shapely geometry, or a point as (lon, lat).
+FeatureGeometry = BaseGeometry | tuple[float, float]
 
 
-def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the workflow of this repository in `workdir` with its `config.yaml`."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-        "--cores", "2", *args,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
-    return result
+def as_geometry(geometry: FeatureGeometry) -> BaseGeometry:
+    """`geometry` itself, or the point of a (lon, lat) pair."""
+    return geometry if isinstance(geometry, BaseGeometry) else Point(geometry)
+
+
+def write_features(path: Path, features: Mapping[str, FeatureGeometry]) -> None:
+    """Write `features` (id -> geometry or (lon, lat), EPSG:4326) as a GeoJSON vector file whose
+    id column is `id`, the default `id_column`."""
+    collection = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {"id": fid}, "geometry": mapping(as_geometry(g))}
+            for fid, g in features.items()
+        ],
+    }
+    path.write_text(json.dumps(collection))
 
 
 @contextlib.contextmanager
@@ -64,63 +67,52 @@ def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
-def write_features(path: Path, features: dict[str, BaseGeometry]) -> None:
-    collection = {
-        "type": "FeatureCollection",
-        "features": [
-            {"type": "Feature", "properties": {"id": fid}, "geometry": mapping(geometry)}
-            for fid, geometry in features.items()
-        ],
-    }
-    path.write_text(json.dumps(collection))
+def expected_cube(
+    archive: Path,
+    items: list[dict],
+    cube: xr.Dataset,
+    bands: Sequence[str],
+    mask_classes: Sequence[int],
+) -> dict[str, np.ndarray]:
+    """What a cube of the default config must hold, computed without sitsflow: DN read from the
+    demo archive's local COGs, converted to reflectance (offset removed from baseline 04.00 on),
+    masked by the SCL classes `mask_classes`, linearly interpolated along real time.
 
-
-def demo_archive(factory: pytest.TempPathFactory) -> Path:
-    """The archive's items.json (generated once per session)."""
-    if "archive" not in _cache:
-        root = factory.mktemp("results-archive")
-        features = list(ARCHIVE_FEATURES.items())
-        _cache["archive"] = generate_archive(
-            features, root, START, END, revisit_days=5, seed=11, clear_fraction=0.6
-        )
-    return _cache["archive"]
-
-
-def workflow_run(
-    factory: pytest.TempPathFactory,
-    name: str,
-    features: dict[str, BaseGeometry],
-    **config: object,
-) -> Path:
-    """Working directory of a completed workflow run (made once per session and `name`)."""
-    if name not in _cache:
-        workdir = factory.mktemp(f"results-{name}")
-        write_features(workdir / "features.geojson", features)
-        settings = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-        settings.update(
-            vector="features.geojson", catalog=str(demo_archive(factory)), start=START, end=END,
-            crs="utm", resolution=10, bands=BANDS, indices=INDICES, buffer_m=300,
-            query={"eo:cloud_cover": {"lt": 30}},
-        )  # fmt: skip
-        settings.update(config)
-        (workdir / "config.yaml").write_text(yaml.safe_dump(settings))
-        run_snakemake(workdir)
-        _cache[name] = workdir
-    return _cache[name]
-
-
-def netcdf_run(factory: pytest.TempPathFactory) -> Path:
-    """Point, polygon and empty feature; netCDF cubes; pixel time series for points."""
-    features = {**ARCHIVE_FEATURES, EMPTY_FEATURE[0]: EMPTY_FEATURE[1]}
-    return workflow_run(factory, "netcdf", features)
-
-
-def zarr_run(factory: pytest.TempPathFactory) -> Path:
-    """The point only, with Zarr cubes and median time series (same archive and grid)."""
-    return workflow_run(
-        factory,
-        "zarr",
-        {"p1": ARCHIVE_FEATURES["p1"]},
-        format="zarr",
-        timeseries={"method": "median"},
-    )
+    Returns `observed` (time, y, x), `times` and each band's values (time, y, x)."""
+    xs, ys = cube["x"].values, cube["y"].values
+    per_item = []
+    for item in items:
+        baseline = float(item["properties"]["s2:processing_baseline"])
+        offset = -0.1 if baseline >= 4.0 else 0.0
+        layers = {}
+        for band in [*bands, "SCL"]:
+            href = archive / item["assets"][band]["href"].split("/data/", 1)[1]
+            with rasterio.open(href) as src:
+                full = src.read(1)
+                # The pixel whose area contains each cube pixel centre (grids are aligned).
+                rows = np.floor((src.transform.f - ys) / -src.transform.e).astype(int)
+                cols = np.floor((xs - src.transform.c) / src.transform.a).astype(int)
+            data = full[np.ix_(rows, cols)]
+            if band == "SCL":
+                layers[band] = data.astype(np.float32)
+            else:
+                layers[band] = np.where(data == 0, np.nan, data * 1e-4 + offset)
+        per_item.append((item["properties"]["datetime"], layers))
+    per_item.sort(key=lambda pair: pair[0])
+    times = np.array([np.datetime64(t.replace("Z", "")) for t, _ in per_item], "datetime64[ns]")
+    days = (times - times[0]).astype("timedelta64[s]").astype(float) / 86400
+    clear = np.stack([~np.isin(layers["SCL"], list(mask_classes)) for _, layers in per_item])
+    result = {"observed": clear, "times": times}
+    for band in bands:
+        values = np.stack([layers[band] for _, layers in per_item]).astype(np.float32)
+        values[~clear] = np.nan
+        filled = np.empty_like(values)
+        for j in range(values.shape[1]):
+            for i in range(values.shape[2]):
+                ok = np.isfinite(values[:, j, i])
+                if ok.any():
+                    filled[:, j, i] = np.interp(days, days[ok], values[ok, j, i])
+                else:
+                    filled[:, j, i] = np.nan
+        result[band] = filled
+    return result

@@ -23,7 +23,6 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 import pytest
-import yaml
 from shapely.geometry import LineString, MultiPolygon, Point, box, mapping
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -37,8 +36,8 @@ from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import make_aoi_record
 from sitsflow.workflow.config import check_config, normalise_config
 from sitsflow.workflow.features import Feature, load_features, search_geometry
-from tests.conftest import REPO
-from tests.helpers import local_http_server, run_snakemake
+from tests.conftest import REPO, VECTOR_FILE, default_config
+from tests.helpers import local_http_server
 
 SCHEMA = REPO / "schemas" / "config.schema.yaml"
 SEARCH = {
@@ -240,10 +239,6 @@ def test_buffer_too_large_for_max_pixels_gives_the_estimated_size():
 # ---- config ---------------------------------------------------------------------------------
 
 
-def default_config() -> dict:
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-
-
 def parse_config(config: dict) -> None:
     """What `rules/common.smk` does with the config when the workflow is parsed."""
     normalise_config(config)
@@ -312,20 +307,18 @@ SNAKEMAKE_CASES = {
 }
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("case", SNAKEMAKE_CASES)
-def test_parse_time_errors_stop_snakemake_before_anything_is_written(tmp_path, case):
+def test_parse_time_errors_stop_snakemake_before_anything_is_written(make_workdir, snakemake, case):
     overrides, fid, message = SNAKEMAKE_CASES[case]
-    geojson(feature(fid or "ok", point(8.5, 49.8)))(tmp_path)
-    config = {**default_config(), "vector": "features.geojson", **overrides}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    before = {p for p in tmp_path.rglob("*") if ".snakemake" not in p.parts}
+    workdir = make_workdir("parse-error", {fid or "ok": Point(8.5, 49.8)}, **overrides)
+    before = {p for p in workdir.rglob("*") if ".snakemake" not in p.parts}
+    assert {p.name for p in before} == {"config.yaml", VECTOR_FILE}
 
-    result = run_snakemake(tmp_path, "--dry-run", check=False)
+    result = snakemake(workdir, "--dry-run", check=False)
 
     assert result.returncode != 0
     assert re.search(message, result.stdout + result.stderr), result.stderr
-    written = {p for p in tmp_path.rglob("*") if ".snakemake" not in p.parts} - before
+    written = {p for p in workdir.rglob("*") if ".snakemake" not in p.parts} - before
     assert written == set()
 
 
@@ -384,12 +377,8 @@ def not_stac() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def small_archive(tmp_path_factory) -> Path:
-    from sitsflow.demo import generate_archive
-
-    root = tmp_path_factory.mktemp("bad-input-archive")
-    generate_archive([("a", Point(8.45, 49.85))], root, "2022-01-10", "2022-01-20", seed=2)
-    return root
+def small_archive(make_archive) -> Path:
+    return make_archive({"a": Point(8.45, 49.85)}, "2022-01-10", "2022-01-20", seed=2)
 
 
 def test_unreachable_catalog_fails_fast_with_a_clear_message():
@@ -449,27 +438,21 @@ def test_known_collection_with_no_match_is_just_empty(small_archive):
 # ---- per-feature failures through Snakemake -------------------------------------------------
 
 
-@pytest.mark.integration
-def test_feature_and_catalog_errors_reach_the_summary(tmp_path):
+def test_feature_and_catalog_errors_reach_the_summary(make_workdir, snakemake):
     """Job-time errors: each feature fails with its own message, the run exits non-zero."""
-    geojson(
-        feature("huge", mapping(box(8.0, 49.0, 9.0, 50.0))),
-        feature("dateline", point(179.9995, -17.0)),
-        feature("ok", point(8.5, 49.8)),
-    )(tmp_path)
-    config = {
-        **default_config(),
-        "vector": "features.geojson",
-        "catalog": f"http://127.0.0.1:{free_port()}/api",
-        "crs": "utm",
+    features = {
+        "huge": box(8.0, 49.0, 9.0, 50.0),
+        "dateline": Point(179.9995, -17.0),
+        "ok": Point(8.5, 49.8),
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    catalog = f"http://127.0.0.1:{free_port()}/api"
+    workdir = make_workdir("job-errors", features, catalog=catalog, crs="utm")
 
-    result = run_snakemake(tmp_path, check=False)
+    result = snakemake(workdir, check=False)
 
     assert result.returncode != 0
     assert "3 of 3 feature(s) failed" in result.stderr
-    summary = pd.read_csv(tmp_path / "results" / "summary.csv").set_index("feature_id")
+    summary = pd.read_csv(workdir / "results" / "summary.csv").set_index("feature_id")
     assert (summary["status"] == "failed").all()
     assert summary.loc["huge", "error"].startswith("bbox: InputError: [feature 'huge', config")
     assert (
@@ -479,5 +462,5 @@ def test_feature_and_catalog_errors_reach_the_summary(tmp_path):
     assert summary.loc["ok", "error"].startswith("search: CatalogError: [config key 'catalog']")
     assert "Connection refused" in summary.loc["ok", "error"]
     assert summary.loc["ok", "log"] == "logs/search/ok.log"
-    top_level = {p.name for p in tmp_path.iterdir()}
-    assert top_level <= {"config.yaml", "features.geojson", "results", "logs", ".snakemake"}
+    top_level = {p.name for p in workdir.iterdir()}
+    assert top_level <= {"config.yaml", VECTOR_FILE, "results", "logs", ".snakemake"}

@@ -2,7 +2,7 @@
 
 Unit tests drive `process_feature` / `run_batch` with a stand-in stage runner that writes small
 files, so that what runs when is checked without reading rasters. The end-to-end tests run
-Snakemake in batch mode on the shared demo archive (tests/helpers.py): the cubes must equal
+Snakemake in batch mode on the shared demo archive (fixture `netcdf_run`): the cubes must equal
 those of one-job-per-feature runs, and appending, editing, failing or deleting one feature's
 file must redo that feature only.
 """
@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import xarray as xr
-import yaml
 from shapely.geometry import Point, box, shape
 
 from sitsflow.testing.settings import settings_for
@@ -38,7 +37,8 @@ from sitsflow.workflow.batch import (
 from sitsflow.workflow.features import Feature
 from sitsflow.workflow.layout import STAGE_NAMES as STAGES
 from sitsflow.workflow.layout import Layout
-from tests.helpers import netcdf_run, run_snakemake, write_features
+from tests.conftest import VECTOR_FILE
+from tests.helpers import write_features
 
 
 def batch_settings(**config: object) -> BatchSettings:
@@ -239,8 +239,8 @@ BATCH_SIZE = 2
 NEW_POINT = Point(8.4925, 49.8551)  # inside the archive's tile around p1
 
 
-def dry_run_jobs(workdir: Path) -> dict[str, int]:
-    out = run_snakemake(workdir, "--dry-run", "--quiet", "rules").stdout
+def dry_run_jobs(snakemake, workdir: Path) -> dict[str, int]:
+    out = snakemake(workdir, "--dry-run", "--quiet", "rules").stdout
     table = out.split("Job stats:")[1] if "Job stats:" in out else ""
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
 
@@ -260,20 +260,15 @@ def rewritten(before: dict[str, float], after: dict[str, float]) -> set[str]:
 
 def vector(workdir: Path) -> dict:
     """The features of the working directory's vector file: id -> geometry."""
-    collection = json.loads((workdir / "features.geojson").read_text())
+    collection = json.loads((workdir / VECTOR_FILE).read_text())
     return {f["properties"]["id"]: shape(f["geometry"]) for f in collection["features"]}
 
 
 @pytest.fixture(scope="module")
-def batch_run(tmp_path_factory) -> Path:
-    """The features and config of tests/helpers.py's netCDF run, in batches of two."""
-    reference = netcdf_run(tmp_path_factory)
-    workdir = tmp_path_factory.mktemp("batch-run")
-    shutil.copy(reference / "features.geojson", workdir / "features.geojson")
-    config = yaml.safe_load((reference / "config.yaml").read_text())
-    config["batch_size"] = BATCH_SIZE
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    run_snakemake(workdir)
+def batch_run(netcdf_run, make_workdir, snakemake) -> Path:
+    """The features and config of the shared netCDF run, in batches of two."""
+    workdir = make_workdir.like(netcdf_run, "batch-run", batch_size=BATCH_SIZE)
+    snakemake(workdir)
     return workdir
 
 
@@ -294,9 +289,9 @@ AGGREGATES = {
 }
 
 
-@pytest.mark.integration
-def test_batch_mode_makes_the_same_files_as_per_feature_jobs(batch_run, tmp_path_factory):
-    reference = netcdf_run(tmp_path_factory)
+@pytest.mark.slow
+def test_batch_mode_makes_the_same_files_as_per_feature_jobs(batch_run, netcdf_run, snakemake):
+    reference = netcdf_run
     fids = list(vector(batch_run))
     for fid in fids:
         with (
@@ -320,56 +315,56 @@ def test_batch_mode_makes_the_same_files_as_per_feature_jobs(batch_run, tmp_path
     pd.testing.assert_frame_equal(*tables)
     manifests = sorted(p.name for p in (batch_run / "results" / "batches").glob("*.json"))
     assert manifests == ["0000.json", "0001.json"]
-    assert "Nothing to be done" in run_snakemake(batch_run, "--dry-run").stdout
+    assert "Nothing to be done" in snakemake(batch_run, "--dry-run").stdout
 
 
-@pytest.mark.integration
-def test_appending_a_feature_redoes_only_that_feature(batch_copy):
-    write_features(batch_copy / "features.geojson", {**vector(batch_copy), "extra": NEW_POINT})
-    assert dry_run_jobs(batch_copy) == {"batch": 1, **AGGREGATES}
+@pytest.mark.slow
+def test_appending_a_feature_redoes_only_that_feature(batch_copy, snakemake):
+    write_features(batch_copy / VECTOR_FILE, {**vector(batch_copy), "extra": NEW_POINT})
+    assert dry_run_jobs(snakemake, batch_copy) == {"batch": 1, **AGGREGATES}
     before = file_times(batch_copy)
-    run_snakemake(batch_copy)
+    snakemake(batch_copy)
     changed = rewritten(before, file_times(batch_copy))
     assert {Path(path).stem for path in changed} == {"extra"}
     assert len(changed) == len(STAGES)
 
 
-@pytest.mark.integration
-def test_editing_a_feature_redoes_only_that_feature(batch_copy):
+@pytest.mark.slow
+def test_editing_a_feature_redoes_only_that_feature(batch_copy, snakemake):
     features = vector(batch_copy)
     features["p1"] = NEW_POINT
-    write_features(batch_copy / "features.geojson", features)
-    assert dry_run_jobs(batch_copy) == {"batch": 1, **AGGREGATES}
+    write_features(batch_copy / VECTOR_FILE, features)
+    assert dry_run_jobs(snakemake, batch_copy) == {"batch": 1, **AGGREGATES}
     before = file_times(batch_copy)
-    run_snakemake(batch_copy)
+    snakemake(batch_copy)
     assert {Path(path).stem for path in rewritten(before, file_times(batch_copy))} == {"p1"}
 
 
-@pytest.mark.integration
-def test_a_deleted_file_is_remade_alone_and_once(batch_copy):
+@pytest.mark.slow
+def test_a_deleted_file_is_remade_alone_and_once(batch_copy, snakemake):
     quicklook = batch_copy / "results" / "quicklooks" / "poly.png"
     quicklook.unlink()
     before = file_times(batch_copy)
     manifests = {p: p.read_bytes() for p in (batch_copy / "results" / "batches").glob("*.json")}
-    dry_run = run_snakemake(batch_copy, "--dry-run")
+    dry_run = snakemake(batch_copy, "--dry-run")
     said = dry_run.stdout + dry_run.stderr
     assert "batch 0000: results/quicklooks/poly.png missing; the batch runs again" in said
-    assert dry_run_jobs(batch_copy) == {"batch": 1, **AGGREGATES}
+    assert dry_run_jobs(snakemake, batch_copy) == {"batch": 1, **AGGREGATES}
     # parsing (dry run included) changes no file
     assert file_times(batch_copy) == before
     assert {p: p.read_bytes() for p in manifests} == manifests
-    run_snakemake(batch_copy)
+    snakemake(batch_copy)
     assert rewritten(before, file_times(batch_copy)) == {"results/quicklooks/poly.png"}
-    assert "Nothing to be done" in run_snakemake(batch_copy, "--dry-run").stdout
+    assert "Nothing to be done" in snakemake(batch_copy, "--dry-run").stdout
 
 
-@pytest.mark.integration
-def test_a_failing_feature_fails_the_run_but_not_its_batch_mates(batch_copy):
+@pytest.mark.slow
+def test_a_failing_feature_fails_the_run_but_not_its_batch_mates(batch_copy, snakemake):
     # Far too large for max_pixels: its bbox stage fails; `nowhere` shares its batch.
     huge = box(11.0, 49.8, 11.6, 50.3)
-    write_features(batch_copy / "features.geojson", {**vector(batch_copy), "huge": huge})
+    write_features(batch_copy / VECTOR_FILE, {**vector(batch_copy), "huge": huge})
     before = file_times(batch_copy)
-    result = run_snakemake(batch_copy, check=False)
+    result = snakemake(batch_copy, check=False)
     assert result.returncode != 0
     assert rewritten(before, file_times(batch_copy)) == set()  # nowhere was up to date
     summary = pd.read_csv(batch_copy / "results" / "summary.csv", keep_default_na=False)
@@ -378,6 +373,6 @@ def test_a_failing_feature_fails_the_run_but_not_its_batch_mates(batch_copy):
     assert set(rows.drop(index="huge")["status"]) <= {"ok", "no_items"}
     assert not (batch_copy / "results" / "batches" / "0001.json").exists()
 
-    write_features(batch_copy / "features.geojson", {**vector(batch_copy), "huge": NEW_POINT})
-    run_snakemake(batch_copy)
+    write_features(batch_copy / VECTOR_FILE, {**vector(batch_copy), "huge": NEW_POINT})
+    snakemake(batch_copy)
     assert {Path(p).stem for p in rewritten(before, file_times(batch_copy))} == {"huge"}

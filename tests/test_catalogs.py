@@ -20,7 +20,6 @@ from shapely.geometry import Point, box
 from sitsflow.catalog.filters import filter_items, parse_filter
 from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.catalog.search import read_item_collection, search
-from sitsflow.demo import generate_archive
 from sitsflow.errors import CatalogError
 from sitsflow.pixels.cube import make_cube
 from sitsflow.pixels.load import load_reflectance
@@ -232,10 +231,10 @@ def test_the_cube_records_the_filter(small_archive, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small_archive(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("small")
-    generate_archive([("a", Point(8.4914, 49.8544))], root, "2022-01-10", "2022-02-04", seed=3)
-    return root
+def small_archive(make_archive) -> Path:
+    """A one-feature archive; private: a test writes projection v2 items beside items.json."""
+    features = {"a": Point(8.4914, 49.8544)}
+    return make_archive(features, "2022-01-10", "2022-02-04", seed=3, private=True)
 
 
 def to_projection_v2(item: dict) -> dict:
@@ -291,18 +290,18 @@ LAT = 50.0
 
 
 @pytest.fixture(scope="module")
-def zone_edge_archive(tmp_path_factory) -> tuple[Path, list[dict]]:
+def zone_edge_archive(make_archive) -> tuple[Path, list[dict]]:
     """Two demo tiles either side of 12 E (zones 32 and 33) whose footprints overlap, plus a
-    same-day duplicate (a reprocessed copy under another id) of every zone-32 item."""
-    root = tmp_path_factory.mktemp("zone_edge")
+    same-day duplicate (a reprocessed copy under another id) of every zone-32 item (written
+    into items.json of a private copy)."""
     west, east = Point(ZONE_EDGE_LON - 0.008, LAT), Point(ZONE_EDGE_LON + 0.008, LAT)
-    generate_archive(
-        [("west", west), ("east", east)],
-        root,
+    root = make_archive(
+        {"west": west, "east": east},
         "2023-06-01",
         "2023-06-11",
         seed=5,
         clear_fraction=1.0,
+        private=True,
     )
     items = load_items_document_path(root / "items.json")["features"]
     duplicates = []

@@ -18,7 +18,7 @@ from benchmarks.chaos import (
     timed_run,
 )
 
-pytestmark = [pytest.mark.chaos, pytest.mark.integration]
+pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.slow]
 
 ITERATIONS = 10
 SEED = 1

@@ -1,15 +1,10 @@
 import datetime as dt
 
 import pytest
-import yaml
 
 from sitsflow.errors import InputError
 from sitsflow.workflow.config import check_config, normalise_config
-from tests.conftest import REPO
-
-
-def default_config():
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+from tests.conftest import default_config
 
 
 def test_default_config_passes():

@@ -20,11 +20,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-import yaml
 from shapely.geometry import Point
 
 from sitsflow.atomic import sweep_temporaries
-from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
 from sitsflow.outputs.summary import (
     COLUMNS,
@@ -37,8 +35,6 @@ from sitsflow.outputs.summary import (
 from sitsflow.pixels.load import asset_error
 from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.layout import Layout
-from tests.conftest import REPO
-from tests.helpers import run_snakemake, write_features
 
 START, END = "2022-01-10", "2022-01-31"
 GOOD, BROKEN, NOWHERE = "good", "broken", "nowhere"
@@ -49,12 +45,12 @@ POINTS = {GOOD: Point(8.49, 49.85), BROKEN: Point(25.0, 60.2), NOWHERE: Point(-3
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> tuple[Path, dict]:
-    """Demo archive of GOOD and BROKEN; returns (archive dir, the broken asset's item and path)."""
-    root = tmp_path_factory.mktemp("failures-archive")
-    features = [(GOOD, POINTS[GOOD]), (BROKEN, POINTS[BROKEN])]
-    items_path = generate_archive(features, root, START, END, revisit_days=5, seed=5)
-    items = json.loads(items_path.read_text())["features"]
+def archive(make_archive) -> tuple[Path, dict]:
+    """Demo archive of GOOD and BROKEN (a private copy: the tests delete and restore a COG);
+    returns (archive dir, the broken asset's item and path)."""
+    features = {GOOD: POINTS[GOOD], BROKEN: POINTS[BROKEN]}
+    root = make_archive(features, START, END, revisit_days=5, seed=5, private=True)
+    items = json.loads((root / "items.json").read_text())["features"]
     victim = next(i for i in items if "T35" in i["id"])  # BROKEN is in UTM zone 35
     cog = root / victim["assets"]["B04"]["href"]
     keep = root / "kept-B04.tif"
@@ -69,16 +65,12 @@ def server(archive):
 
 
 @pytest.fixture(scope="module")
-def failed_run(tmp_path_factory, server):
-    workdir = tmp_path_factory.mktemp("failures-run")
-    write_features(workdir / "points.geojson", POINTS)
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config.update(
-        vector="points.geojson", catalog=server.url, start=START, end=END, crs="utm",
+def failed_run(make_workdir, snakemake, server):
+    workdir = make_workdir(
+        "failures-run", POINTS, catalog=server.url, start=START, end=END, crs="utm",
         resolution=20, buffer_m=300, query=None, bands=["B04", "B08"],
     )  # fmt: skip
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return workdir, run_snakemake(workdir, check=False)
+    return workdir, snakemake(workdir, check=False)
 
 
 def summary_of(workdir: Path) -> pd.DataFrame:
@@ -87,14 +79,14 @@ def summary_of(workdir: Path) -> pd.DataFrame:
     )
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_run_exits_non_zero_and_says_which_feature_failed(failed_run):
     _, result = failed_run
     assert result.returncode != 0
     assert f"1 of 3 feature(s) failed: ['{BROKEN}']" in result.stderr
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_other_features_complete(failed_run):
     workdir, _ = failed_run
     cubes = workdir / "results" / "cubes"
@@ -109,7 +101,7 @@ def test_other_features_complete(failed_run):
         assert empty.rio.crs is not None
 
 
-@pytest.mark.integration
+@pytest.mark.slow
 def test_summary_names_the_failed_item_and_asset(failed_run, archive):
     workdir, _ = failed_run
     summary = summary_of(workdir)
@@ -123,15 +115,17 @@ def test_summary_names_the_failed_item_and_asset(failed_run, archive):
     assert archive[1]["item"] in row["error"] and "HTTP response code: 404" in row["error"]
 
 
-@pytest.mark.integration
-def test_next_run_redoes_only_the_failed_feature_and_rebuilds_the_summary(failed_run, archive):
+@pytest.mark.slow
+def test_next_run_redoes_only_the_failed_feature_and_rebuilds_the_summary(
+    failed_run, archive, snakemake
+):
     workdir, _ = failed_run
     _, broken = archive
     shutil.copy(broken["kept"], broken["cog"])  # the provider fixed the file
     good_cube = workdir / "results" / "cubes" / f"{GOOD}.nc"
     good_written = good_cube.stat().st_mtime_ns
 
-    run_snakemake(workdir)
+    snakemake(workdir)
 
     summary = summary_of(workdir)
     assert summary.loc[BROKEN, "status"] == "ok" and summary.loc[BROKEN, "error"] == ""

@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
 
 from sitsflow.errors import InputError
 from sitsflow.outputs.write import open_cube
@@ -20,8 +19,8 @@ from sitsflow.pixels.indices import (
     spyndex_band_map,
 )
 from sitsflow.workflow.config import check_config
-from tests.conftest import REPO
-from tests.helpers import BANDS, INDICES, netcdf_run, run_snakemake
+from tests.conftest import REPO, default_config
+from tests.helpers import BANDS, INDICES
 
 
 def test_spyndex_letters_map_to_sentinel2_bands():
@@ -53,7 +52,7 @@ def test_common_band_names_satisfy_an_index():
 
 
 def test_check_config_checks_indices():
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = default_config()
     config["indices"] = ["NDVI", "SAVI"]
     check_config(config)  # default bands B03 B04 B08 are enough
     config["indices"] = ["EVI"]
@@ -96,8 +95,8 @@ def test_add_indices_without_indices_returns_the_cube_unchanged():
 
 
 @pytest.fixture(scope="module")
-def cube(tmp_path_factory):
-    with open_cube(netcdf_run(tmp_path_factory) / "results" / "cubes" / "p1.nc") as opened:
+def cube(netcdf_run):
+    with open_cube(netcdf_run / "results" / "cubes" / "p1.nc") as opened:
         return opened.load()
 
 
@@ -125,10 +124,9 @@ def test_gap_filled_pixels_have_indices_too(cube):
     assert np.isfinite(cube["NDVI"].values[filled]).all()
 
 
-def test_unknown_index_stops_the_workflow_before_any_job(tmp_path):
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config.update(indices=["NDVI", "NDRE"], vector=str(REPO / "data" / "rand_pts.geojson"))
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = run_snakemake(tmp_path, "--dry-run", check=False)
+def test_unknown_index_stops_the_workflow_before_any_job(make_workdir, snakemake):
+    vector = str(REPO / "data" / "rand_pts.geojson")
+    workdir = make_workdir("unknown-index", None, indices=["NDVI", "NDRE"], vector=vector)
+    result = snakemake(workdir, "--dry-run", check=False)
     assert result.returncode != 0
     assert "unknown spectral index 'NDRE'" in result.stdout + result.stderr

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -20,12 +20,10 @@ import numpy as np
 import pytest
 import urllib3.util.retry
 import xarray as xr
-import yaml
 from shapely.geometry import Point
 
 from sitsflow.catalog.s3 import S3Access
 from sitsflow.catalog.search import search
-from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
 from sitsflow.pixels.cube import make_cube
 from sitsflow.testing.settings import cube_settings, grid_settings
@@ -34,42 +32,48 @@ from sitsflow.workflow.aoi import make_aoi_record
 from sitsflow.workflow.features import Feature
 from tests.conftest import REPO
 from tests.helpers import local_http_server
-from tests.test_workflow import snakemake, write_vector
-
-pytestmark = pytest.mark.integration
 
 POINTS = {"f1": (8.491383, 49.854370), "f2": (25.0, 60.2)}
 START, END = "2022-01-10", "2022-02-28"
 BANDS = ["B04", "B08"]
 
 
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("faults_archive")
-    features = [(fid, Point(lonlat)) for fid, lonlat in POINTS.items()]
-    generate_archive(features, root, START, END, revisit_days=5, seed=13, clear_fraction=0.6)
-    return root
-
-
-def run_workflow(workdir: Path, catalog: str, **overrides) -> Path:
-    workdir.mkdir(parents=True)
-    write_vector(workdir / "points.geojson", POINTS)
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config.update(
-        vector="points.geojson",
-        catalog=catalog,
-        start=START,
-        end=END,
-        crs="utm",
-        resolution=10,
-        bands=BANDS,
-        query=None,
-        buffer_m=300,
-        **overrides,
+def points_archive(make_archive, private: bool = False) -> Path:
+    """The demo archive of POINTS (a private copy with `private`)."""
+    features = {fid: Point(lonlat) for fid, lonlat in POINTS.items()}
+    return make_archive(
+        features, START, END, revisit_days=5, seed=13, clear_fraction=0.6, private=private
     )
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    snakemake(workdir, *(f"results/cubes/{fid}.nc" for fid in POINTS))  # the cubes only
-    return workdir
+
+
+@pytest.fixture(scope="module")
+def archive(make_archive) -> Path:
+    return points_archive(make_archive)
+
+
+@pytest.fixture
+def run_workflow(make_workdir, snakemake) -> Callable[..., Path]:
+    """`run_workflow(name, catalog, **overrides)`: the working directory of a run that made
+    the cubes (only) of POINTS from `catalog`."""
+
+    def run(name: str, catalog: str, **overrides: object) -> Path:
+        workdir = make_workdir(
+            name,
+            POINTS,
+            catalog=catalog,
+            start=START,
+            end=END,
+            crs="utm",
+            resolution=10,
+            bands=BANDS,
+            query=None,
+            buffer_m=300,
+            **overrides,
+        )
+        snakemake(workdir, *(f"results/cubes/{fid}.nc" for fid in POINTS))  # the cubes only
+        return workdir
+
+    return run
 
 
 def open_cube(workdir: Path, fid: str) -> xr.Dataset:
@@ -80,13 +84,14 @@ def open_cube(workdir: Path, fid: str) -> xr.Dataset:
 # ---- transient faults ------------------------------------------------------------------------
 
 
-def test_flaky_api_and_cog_server_give_identical_cubes(archive, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_flaky_api_and_cog_server_give_identical_cubes(archive, run_workflow, monkeypatch):
     # GDAL waits 1 s, 2.4 s, 5.7 s... between retries; 0.1 s keeps the test short.
     monkeypatch.setenv("GDAL_HTTP_RETRY_DELAY", "0.1")
     with StacServer(archive) as clean_server:
-        clean = run_workflow(tmp_path / "clean", clean_server.url)
+        clean = run_workflow("clean", clean_server.url)
     with StacServer(archive, fail_rate_api=0.3, fail_rate_data=0.2, seed=4) as flaky:
-        faulty = run_workflow(tmp_path / "faulty", flaky.url)
+        faulty = run_workflow("faulty", flaky.url)
         stats = flaky.stats
     assert stats["api_faults"] > 0 and stats["data_faults"] > 0, stats
     for fid in POINTS:
@@ -109,13 +114,14 @@ def test_network_rules_are_retried_by_snakemake():
 # ---- reading through GDAL's S3 client -------------------------------------------------------
 
 
-def test_s3_endpoint_reads_the_same_cubes_with_no_head_requests(archive, tmp_path):
+@pytest.mark.slow
+def test_s3_endpoint_reads_the_same_cubes_with_no_head_requests(archive, run_workflow):
     """The server's /data/ is an S3-compatible bucket `data` (path style, unsigned reads)."""
     with StacServer(archive) as server:
         root = server.data_url.removesuffix("/data")
-        over_http = run_workflow(tmp_path / "http", server.url, s3_access="http")
+        over_http = run_workflow("http", server.url, s3_access="http")
         http_stats = server.reset_stats()
-        over_s3 = run_workflow(tmp_path / "s3", server.url, s3_endpoint=root)
+        over_s3 = run_workflow("s3", server.url, s3_endpoint=root)
         s3_stats = server.reset_stats()
     for fid in POINTS:
         xr.testing.assert_identical(
@@ -153,10 +159,9 @@ def test_20m_cube_reads_the_10m_bands_overview_same_values_fewer_bytes(archive):
 
 
 @pytest.fixture(scope="module")
-def broken_archive(archive, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+def broken_archive(make_archive) -> tuple[Path, dict[str, str]]:
     """A copy of the archive with f1's SCL of one item deleted and B04 of another truncated."""
-    root = tmp_path_factory.mktemp("broken") / "archive"
-    shutil.copytree(archive, root)
+    root = points_archive(make_archive, private=True)
     items = json.loads((root / "items.json").read_text())["features"]
     f1 = [item for item in items if item["properties"]["sitsflow:demo_feature"] == "f1"]
     missing, truncated = f1[2], f1[5]
@@ -251,10 +256,10 @@ def test_skip_leaves_out_the_broken_items_and_records_them(archive, broken_archi
     np.testing.assert_array_equal(cube["observed"].values, full["observed"].values[keep_steps])
 
 
-def test_workflow_skip_mode_records_skipped_items(broken_archive, tmp_path):
+def test_workflow_skip_mode_records_skipped_items(broken_archive, run_workflow):
     root, ids = broken_archive
     with StacServer(root) as server:
-        workdir = run_workflow(tmp_path / "skip", server.url, on_missing_asset="skip")
+        workdir = run_workflow("skip", server.url, on_missing_asset="skip")
     cube = open_cube(workdir, "f1")
     assert sorted(json.loads(cube.attrs["skipped_items"])) == sorted(ids.values())
     assert json.loads(open_cube(workdir, "f2").attrs["skipped_items"]) == []

@@ -17,17 +17,15 @@ import pystac_client
 import pytest
 import requests
 import xarray as xr
-import yaml
 from shapely.geometry import Point
 
 import sitsflow.catalog.search
-from sitsflow.demo import generate_archive
 from sitsflow.testing.stac_server import StacServer
-from tests.conftest import REPO
+from tests.helpers import expected_cube
 from tests.pgstac_server import NotInstallable, PgstacServer, collection_document
-from tests.test_workflow import BANDS, END, START, expected_cube, snakemake, write_vector
+from tests.test_workflow import BANDS, END, MASK_CLASSES, START
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 POINTS = {"pg1": (8.491383, 49.854370), "pg2": (-1.25, 44.55)}
 COLLECTION = "sentinel-2-l2a"
@@ -45,11 +43,9 @@ def pgstac():
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("pgstac_archive")
-    features = [(fid, Point(lonlat)) for fid, lonlat in POINTS.items()]
-    generate_archive(features, root, START, END, revisit_days=5, seed=11, clear_fraction=0.6)
-    return root
+def archive(make_archive) -> Path:
+    features = {fid: Point(lonlat) for fid, lonlat in POINTS.items()}
+    return make_archive(features, START, END, revisit_days=5, seed=11, clear_fraction=0.6)
 
 
 @pytest.fixture(scope="module")
@@ -126,14 +122,11 @@ def test_pgstac_filter_finds_what_the_local_search_finds(loaded, archive, cql2_f
     assert 0 < len(local) < len(everything)
 
 
-def test_workflow_against_pgstac(loaded, archive, tmp_path):
+def test_workflow_against_pgstac(loaded, archive, make_workdir, snakemake):
     pgstac, files, _ = loaded
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    write_vector(workdir / "points.geojson", POINTS)
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config.update(
-        vector="points.geojson",
+    workdir = make_workdir(
+        "pgstac-run",
+        POINTS,
         catalog=pgstac.url,
         start=START,
         end=END,
@@ -143,7 +136,6 @@ def test_workflow_against_pgstac(loaded, archive, tmp_path):
         query={"eo:cloud_cover": {"lt": 30}},
         buffer_m=300,
     )
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     files.reset_stats()
     snakemake(workdir)
     assert files.stats["range_requests"] > 0
@@ -154,7 +146,7 @@ def test_workflow_against_pgstac(loaded, archive, tmp_path):
         assert document["sitsflow:search"]["catalog"] == pgstac.url
         with xr.open_dataset(workdir / "results" / "cubes" / f"{fid}.nc") as cube:
             cube.load()
-        expected = expected_cube(archive, copy.deepcopy(items), cube)
+        expected = expected_cube(archive, copy.deepcopy(items), cube, BANDS, MASK_CLASSES)
         assert (cube["time"].values == expected["times"]).all()
         for band in BANDS:
             xr.testing.assert_allclose(

@@ -20,12 +20,12 @@ from sitsflow.outputs.quicklook import (
 )
 from sitsflow.outputs.write import open_cube
 from sitsflow.workflow.layout import Layout
-from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE, netcdf_run
+from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return netcdf_run(tmp_path_factory)
+def run(netcdf_run):
+    return netcdf_run
 
 
 def load_cube(run, fid: str) -> xr.Dataset:

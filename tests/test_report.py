@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ARCHIVE_FEATURES, EMPTY_FEATURE, netcdf_run, run_snakemake
+from tests.helpers import ARCHIVE_FEATURES, EMPTY_FEATURE
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 CHROMIUM_FLAGS = [
@@ -61,9 +61,11 @@ DRIVER = """
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    workdir = netcdf_run(tmp_path_factory)
-    run_snakemake(workdir, "--report", "results/report.html")
+def report(netcdf_run, snakemake, tmp_path_factory) -> Path:
+    """The report of a copy of the shared run (which stays as it is)."""
+    workdir = tmp_path_factory.mktemp("report") / "run"
+    shutil.copytree(netcdf_run, workdir, symlinks=True)
+    snakemake(workdir, "--report", "results/report.html")
     return workdir / "results" / "report.html"
 
 
@@ -146,6 +148,7 @@ def rendered_dom(report: Path, steps: list[tuple[str, str]], workdir: Path) -> s
     return dom
 
 
+@pytest.mark.services
 def test_report_shows_a_quicklook_in_chromium(report, tmp_path):
     steps = [("link", "Quicklooks"), ("link", "Points"), ("view", "p1")]
     dom = rendered_dom(report, steps, tmp_path)
@@ -157,6 +160,7 @@ def test_report_shows_a_quicklook_in_chromium(report, tmp_path):
     )
 
 
+@pytest.mark.services
 def test_report_shows_the_summary_table_in_chromium(report, tmp_path):
     dom = rendered_dom(report, [("link", "Summary"), ("view", "results/summary.html")], tmp_path)
     frames = re.findall(r'<iframe[^>]*src="(data:text/html;[^"]+)"', dom)

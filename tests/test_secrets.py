@@ -19,16 +19,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 from shapely.geometry import Point
 
-from sitsflow.demo import generate_archive
 from sitsflow.testing.stac_server import StacServer
-from tests.conftest import REPO
-from tests.helpers import local_http_server, run_snakemake, write_features
+from tests.helpers import local_http_server
 
 pytestmark = [
-    pytest.mark.integration,
     pytest.mark.skipif(
         importlib.util.find_spec("sitsflow.catalog.signing") is None,
         reason="needs signing (issue 3)",
@@ -75,11 +71,9 @@ def token_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def signed_archive(tmp_path_factory) -> Iterator[StacServer]:
-    root = tmp_path_factory.mktemp("secrets-archive")
-    features = list(POINTS.items())
-    items_path = generate_archive(features, root, START, END, revisit_days=5, seed=9)
-    items = json.loads(items_path.read_text())["features"]
+def signed_archive(make_archive) -> Iterator[StacServer]:
+    root = make_archive(POINTS, START, END, revisit_days=5, seed=9, private=True)
+    items = json.loads((root / "items.json").read_text())["features"]
     broken = next(item for item in items if "T35" in item["id"])  # the "broken" feature's tile
     (root / broken["assets"]["B08"]["href"]).unlink()
     with StacServer(root, require_token=SIGNATURE) as server:
@@ -87,21 +81,14 @@ def signed_archive(tmp_path_factory) -> Iterator[StacServer]:
 
 
 @pytest.fixture(scope="module")
-def secret_run(tmp_path_factory, signed_archive, token_endpoint):
-    workdir = tmp_path_factory.mktemp("secrets-run")
-    write_features(workdir / "points.geojson", POINTS)
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config.update(
-        vector="points.geojson", catalog=signed_archive.url, provider="planetary-computer",
+def secret_run(make_workdir, snakemake, signed_archive, token_endpoint):
+    workdir = make_workdir(
+        "secrets-run", POINTS, catalog=signed_archive.url, provider="planetary-computer",
         start=START, end=END, crs="utm", resolution=20, buffer_m=300, query=None,
         bands=["B04", "B08"],
     )  # fmt: skip
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    with pytest.MonkeyPatch.context() as environment:
-        environment.setenv("PC_SDK_SUBSCRIPTION_KEY", SUBSCRIPTION_KEY)
-        environment.setenv("PC_SDK_SAS_URL", token_endpoint)
-        result = run_snakemake(workdir, check=False)
-    return workdir, result
+    secrets = {"PC_SDK_SUBSCRIPTION_KEY": SUBSCRIPTION_KEY, "PC_SDK_SAS_URL": token_endpoint}
+    return workdir, snakemake(workdir, check=False, env=secrets)
 
 
 def test_signed_reads_work_and_the_failure_is_reported(secret_run):

@@ -18,13 +18,11 @@ import numpy as np
 import planetary_computer.sas
 import pytest
 import xarray as xr
-import yaml
 from shapely.geometry import Point
 
 from sitsflow.catalog import signing
 from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.catalog.search import search
-from sitsflow.demo import generate_archive
 from sitsflow.errors import AssetError
 from sitsflow.pixels.cube import make_cube
 from sitsflow.pixels.load import load_reflectance
@@ -32,8 +30,7 @@ from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import grid_of, make_aoi_record
 from sitsflow.workflow.features import Feature
-from tests.conftest import REPO, load_items
-from tests.test_workflow import snakemake, write_vector
+from tests.conftest import load_items
 
 PC_ITEMS = "planetary-computer/search_s2l2a_limit10_2022-07-28_pb04.00.json"
 POINT = (8.491383, 49.854370)
@@ -98,10 +95,8 @@ def tokens(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("signing_archive")
-    generate_archive([("p", Point(POINT))], root, START, END, seed=21)
-    return root
+def archive(make_archive) -> Path:
+    return make_archive({"p": Point(POINT)}, START, END, seed=21)
 
 
 def travel_forward(monkeypatch, hours: float) -> None:
@@ -215,15 +210,14 @@ def test_expired_token_is_refreshed_at_read_time(tokens, archive, monkeypatch):
 # ---- the workflow: signed reads, nothing secret written -------------------------------------
 
 
-def test_workflow_signs_reads_and_writes_no_secret(tokens, archive, tmp_path, monkeypatch):
+def test_workflow_signs_reads_and_writes_no_secret(
+    tokens, archive, make_workdir, snakemake, monkeypatch
+):
     monkeypatch.setenv(signing.SUBSCRIPTION_KEY_ENV, SUBSCRIPTION_KEY)
-    workdir = tmp_path / "run"
-    workdir.mkdir()
-    write_vector(workdir / "points.geojson", {"p": POINT})
     with StacServer(archive, require_token="SIG-A") as server:
-        config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-        config.update(
-            vector="points.geojson",
+        workdir = make_workdir(
+            "signing-run",
+            {"p": POINT},
             catalog=server.url,
             provider="planetary-computer",
             start=START,
@@ -234,7 +228,6 @@ def test_workflow_signs_reads_and_writes_no_secret(tokens, archive, tmp_path, mo
             query=None,
             buffer_m=300,
         )
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
         snakemake(workdir, "results/cubes/p.nc")
         assert server.stats["status"].get(403, 0) == 0
     assert tokens.requests and all(key == SUBSCRIPTION_KEY for _, key in tokens.requests)

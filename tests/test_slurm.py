@@ -8,18 +8,14 @@ installed or cannot start (`bash tests/install_slurm.sh` installs it).
 The run uses batch mode (`batch_size: 2`: three features in two `batch` jobs) and the profile's
 grouping, which must put both batches into one cluster job. Its cubes, time series and summary
 must equal those of the same configuration run locally with one job per feature and stage
-(tests/helpers.py, shared with the other result tests).
+(the fixture `netcdf_run`, shared with the other result tests).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,13 +23,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-import yaml
 
-from tests.conftest import REPO
-from tests.helpers import netcdf_run
+from tests.conftest import REPO, VECTOR_FILE
 from tests.slurm.cluster import SlurmCluster, SlurmUnavailable, shared_cluster
 
-pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+pytestmark = [pytest.mark.slurm, pytest.mark.services, pytest.mark.slow]
 
 # What a user of profiles/slurm changes for this cluster (README "Running on a cluster"):
 # 2 CPUs per grouped job (the node has 2), no account; plus quicker first status checks.
@@ -58,43 +52,24 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         yield cluster
 
 
-def snakemake_on_slurm(workdir: Path, cluster: SlurmCluster) -> subprocess.CompletedProcess:
-    env = cluster.env()
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *SLURM_ARGS,
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    if result.returncode != 0:
-        raise AssertionError(
-            f"snakemake on SLURM failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
-        )
-    return result
-
-
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
+def local_run(netcdf_run) -> Path:
     """The reference: the same features and config, one local job per feature and stage."""
-    return netcdf_run(tmp_path_factory)
+    return netcdf_run
 
 
 @pytest.fixture(scope="module")
-def slurm_run(slurm_cluster, local_run, tmp_path_factory) -> tuple[Path, str]:
+def slurm_run(slurm_cluster, local_run, make_workdir, snakemake) -> tuple[Path, str]:
     """Working directory and SLURM run id of the workflow run through profiles/slurm."""
-    workdir = tmp_path_factory.mktemp("slurm-run")
-    shutil.copy(local_run / "features.geojson", workdir / "features.geojson")
-    config = yaml.safe_load((local_run / "config.yaml").read_text())
-    config["batch_size"] = BATCH_SIZE
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake_on_slurm(workdir, slurm_cluster)
+    workdir = make_workdir.like(local_run, "slurm-run", batch_size=BATCH_SIZE)
+    result = snakemake(workdir, *SLURM_ARGS, env=slurm_cluster.env())
     match = re.search(r"SLURM run ID: (\S+)", result.stdout + result.stderr)
     assert match, "the SLURM executor did not report its run id"
     return workdir, match[1]
 
 
 def feature_ids(workdir: Path) -> list[str]:
-    collection = json.loads((workdir / "features.geojson").read_text())
+    collection = json.loads((workdir / VECTOR_FILE).read_text())
     return [str(feature["properties"]["id"]) for feature in collection["features"]]
 
 

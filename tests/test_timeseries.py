@@ -18,12 +18,12 @@ from sitsflow.outputs.timeseries import (
 )
 from sitsflow.outputs.write import build_dataset, open_cube, provenance_attrs
 from sitsflow.workflow.grid import Grid
-from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE, INDICES, netcdf_run, zarr_run
+from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE, INDICES
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return netcdf_run(tmp_path_factory)
+def run(netcdf_run):
+    return netcdf_run
 
 
 def load_cube(path) -> xr.Dataset:
@@ -90,8 +90,8 @@ def test_parquet_holds_every_csv_row(run):
     pd.testing.assert_frame_equal(got, expected)
 
 
-def test_median_method_for_points(tmp_path_factory):
-    workdir = zarr_run(tmp_path_factory)
+def test_median_method_for_points(zarr_run):
+    workdir = zarr_run
     cube = load_cube(workdir / "results" / "cubes" / "p1.zarr")
     table = read_timeseries_csv(workdir / "results" / "timeseries" / "p1.csv")
     steps = cube.sizes["time"]

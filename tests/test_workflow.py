@@ -9,26 +9,21 @@ per-pixel `np.interp` along real time.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
-import yaml
 from shapely.geometry import Point
 
-from sitsflow.demo import generate_archive
 from sitsflow.testing.stac_server import StacServer
-from tests.conftest import REPO
+from tests.conftest import VECTOR_FILE
+from tests.helpers import expected_cube, write_features
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow  # and `integration`, as they request `snakemake`
 
 MASK_CLASSES = [0, 1, 3, 8, 9, 10]
 BANDS = ["B03", "B04", "B08"]
@@ -37,47 +32,11 @@ START, END = "2022-01-10", "2022-03-10"
 POINTS = {"p1": (8.491383, 49.854370), "p60n": (25.0, 60.2), "p3": (-1.25, 44.55)}
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
-    return result
-
-
-def write_vector(path: Path, points: dict[str, tuple[float, float]]) -> None:
-    features = [
-        {
-            "type": "Feature",
-            "properties": {"id": fid},
-            "geometry": {"type": "Point", "coordinates": list(lonlat)},
-        }
-        for fid, lonlat in points.items()
-    ]
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-
-
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    root = tmp_path_factory.mktemp("archive")
-    features = [(fid, Point(lonlat)) for fid, lonlat in POINTS.items()]
-    features.append(("extra", Point(11.176778, 50.013801)))  # archive also covers the 4th point
-    generate_archive(features, root, START, END, revisit_days=5, seed=7, clear_fraction=0.6)
-    return root
+def archive(make_archive) -> Path:
+    features = {fid: Point(lonlat) for fid, lonlat in POINTS.items()}
+    features["extra"] = Point(11.176778, 50.013801)  # archive also covers the 4th point
+    return make_archive(features, START, END, revisit_days=5, seed=7, clear_fraction=0.6)
 
 
 @pytest.fixture(scope="module")
@@ -88,66 +47,14 @@ def server(archive):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, server):
-    workdir = tmp_path_factory.mktemp("run")
-    write_vector(workdir / "points.geojson", POINTS)
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config.update(
-        vector="points.geojson",
-        catalog=server.url,
-        start=START,
-        end=END,
-        crs="utm",
-        resolution=10,
-        bands=BANDS,
-        query={"eo:cloud_cover": {"lt": 30}},
-        buffer_m=300,
-    )
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+def run(make_workdir, snakemake, server):
+    workdir = make_workdir(
+        "run", POINTS, catalog=server.url, start=START, end=END, crs="utm", resolution=10,
+        bands=BANDS, query={"eo:cloud_cover": {"lt": 30}}, buffer_m=300,
+    )  # fmt: skip
     server.reset_stats()
     snakemake(workdir)
     return workdir, dict(server.stats)
-
-
-def expected_cube(archive: Path, items: list[dict], cube: xr.Dataset) -> dict[str, np.ndarray]:
-    """Independent expectation: read DN from the local COGs, convert, mask, interpolate."""
-    xs, ys = cube["x"].values, cube["y"].values
-    per_item = []
-    for item in items:
-        baseline = float(item["properties"]["s2:processing_baseline"])
-        offset = -0.1 if baseline >= 4.0 else 0.0
-        layers = {}
-        for band in BANDS + ["SCL"]:
-            href = archive / item["assets"][band]["href"].split("/data/", 1)[1]
-            with rasterio.open(href) as src:
-                full = src.read(1)
-                # The pixel whose area contains each cube pixel centre (grids are aligned).
-                rows = np.floor((src.transform.f - ys) / -src.transform.e).astype(int)
-                cols = np.floor((xs - src.transform.c) / src.transform.a).astype(int)
-            data = full[np.ix_(rows, cols)]
-            if band == "SCL":
-                layers[band] = data.astype(np.float32)
-            else:
-                layers[band] = np.where(data == 0, np.nan, data * 1e-4 + offset)
-        per_item.append((item["properties"]["datetime"], layers))
-    per_item.sort(key=lambda pair: pair[0])
-    times = np.array([np.datetime64(t.replace("Z", "")) for t, _ in per_item], "datetime64[ns]")
-    days = (times - times[0]).astype("timedelta64[s]").astype(float) / 86400
-    clear = np.stack([~np.isin(layers["SCL"], MASK_CLASSES) for _, layers in per_item])
-    result = {"observed": clear, "times": times}
-    for band in BANDS:
-        values = np.stack([layers[band] for _, layers in per_item]).astype(np.float32)
-        values[~clear] = np.nan
-        filled = np.empty_like(values)
-        for j in range(values.shape[1]):
-            for i in range(values.shape[2]):
-                ok = np.isfinite(values[:, j, i])
-                if ok.any():
-                    filled[:, j, i] = np.interp(days, days[ok], values[ok, j, i])
-                else:
-                    filled[:, j, i] = np.nan
-        result[band] = filled
-    return result
 
 
 def test_cubes_match_the_archive(run, archive):
@@ -164,7 +71,7 @@ def test_cubes_match_the_archive(run, archive):
             cube.load()
         assert cube.rio.crs.to_epsg() == 32600 + int((POINTS[fid][0] + 180) // 6) + 1
         assert cube.rio.resolution() == (10.0, -10.0)
-        expected = expected_cube(archive, items, cube)
+        expected = expected_cube(archive, items, cube, BANDS, MASK_CLASSES)
         np.testing.assert_array_equal(cube["time"].values, expected["times"])
         np.testing.assert_array_equal(cube["observed"].values.astype(bool), expected["observed"])
         filled_pixels += int((~expected["observed"]).sum())
@@ -215,13 +122,13 @@ def test_summary_lists_every_feature(run):
         assert int(row["n_time_steps"]) == int(row["n_items"]) > 0
 
 
-def test_second_run_does_nothing(run):
+def test_second_run_does_nothing(run, snakemake):
     workdir, _ = run
     result = snakemake(workdir, "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def dry_run_jobs(workdir: Path) -> dict[str, int]:
+def dry_run_jobs(snakemake, workdir: Path) -> dict[str, int]:
     out = snakemake(workdir, "--dry-run").stdout
     table = out.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in out else ""
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
@@ -234,19 +141,19 @@ PER_FEATURE_JOBS = {
 }
 
 
-def test_appending_a_feature_adds_exactly_its_jobs(run, tmp_path):
+def test_appending_a_feature_adds_exactly_its_jobs(run, snakemake, tmp_path):
     workdir, _ = run
     copy = tmp_path / "copy"
     shutil.copytree(workdir, copy, symlinks=True)
     points = {**POINTS, "extra": (11.176778, 50.013801)}
-    write_vector(copy / "points.geojson", points)
-    jobs = dry_run_jobs(copy)
+    write_features(copy / VECTOR_FILE, points)
+    jobs = dry_run_jobs(snakemake, copy)
     assert jobs == PER_FEATURE_JOBS
 
 
-def test_editing_one_feature_reruns_only_it(run, tmp_path):
+def test_editing_one_feature_reruns_only_it(run, snakemake, tmp_path):
     workdir, _ = run
     copy = tmp_path / "copy"
     shutil.copytree(workdir, copy, symlinks=True)
-    write_vector(copy / "points.geojson", {**POINTS, "p1": (8.4915, 49.8545)})
-    assert dry_run_jobs(copy) == PER_FEATURE_JOBS
+    write_features(copy / VECTOR_FILE, {**POINTS, "p1": (8.4915, 49.8545)})
+    assert dry_run_jobs(snakemake, copy) == PER_FEATURE_JOBS

@@ -7,13 +7,12 @@ import pytest
 import xarray as xr
 
 from sitsflow.outputs.write import open_cube, write_cube
-from tests.helpers import netcdf_run, zarr_run
 
 
-def test_zarr_cube_equals_the_netcdf_cube(tmp_path_factory):
-    with open_cube(netcdf_run(tmp_path_factory) / "results" / "cubes" / "p1.nc") as opened:
+def test_zarr_cube_equals_the_netcdf_cube(netcdf_run, zarr_run):
+    with open_cube(netcdf_run / "results" / "cubes" / "p1.nc") as opened:
         netcdf = opened.load()
-    path = zarr_run(tmp_path_factory) / "results" / "cubes" / "p1.zarr"
+    path = zarr_run / "results" / "cubes" / "p1.zarr"
     assert path.is_dir() and (path / ".zmetadata").is_file()
     with open_cube(path) as opened:
         zarr = opened.load()
