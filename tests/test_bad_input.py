@@ -334,13 +334,9 @@ COMMAND_LINE_CASES = {
 
 @pytest.mark.integration
 @pytest.mark.parametrize("case", COMMAND_LINE_CASES)
-def test_command_line_values_take_the_schema_types(tmp_path, case):
-    geojson(feature("ok", point(8.5, 49.8)))(tmp_path)
-    config = {**default_config(), "vector": "features.geojson"}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    result = run_snakemake(
-        tmp_path, "--dry-run", "--config", *COMMAND_LINE_CASES[case], check=False
-    )
+def test_command_line_values_take_the_schema_types(make_workdir, snakemake, case):
+    workdir = make_workdir("command-line", {"ok": Point(8.5, 49.8)})
+    result = snakemake(workdir, "--dry-run", "--config", *COMMAND_LINE_CASES[case], check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "is not of type" not in result.stderr
 
