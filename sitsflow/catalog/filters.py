@@ -38,6 +38,8 @@ import shapely
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
+from sitsflow.types import JsonObject, StacItem
+
 __all__ = [
     "QUERY_OPERATORS",
     "filter_items",
@@ -110,9 +112,7 @@ def parse_datetime_interval(value: str | None) -> DatetimeRange:
     text = value.strip()
     parts = text.split("/")
     if len(parts) == 1:
-        start = parse_datetime(text)
-        end = parse_datetime(text, end_of_day=True)
-        return (start, end)
+        return (parse_datetime(text), parse_datetime(text, end_of_day=True))
     if len(parts) != 2:
         raise ValueError(f"invalid datetime interval {value!r}: expected at most one '/'")
     raw_start, raw_end = (part.strip() for part in parts)
@@ -125,7 +125,7 @@ def parse_datetime_interval(value: str | None) -> DatetimeRange:
     return (start, end)
 
 
-def item_time_range(item: dict) -> DatetimeRange | None:
+def item_time_range(item: StacItem) -> DatetimeRange | None:
     """Return the ``(start, end)`` time covered by an item, or ``None`` if it has none.
 
     Uses ``properties.datetime`` when set (start == end), else ``start_datetime`` /
@@ -204,7 +204,7 @@ def _is_finite(number: float) -> bool:
     return number == number and abs(number) != float("inf")
 
 
-def parse_intersects(value: dict | str) -> BaseGeometry:
+def parse_intersects(value: JsonObject | str) -> BaseGeometry:
     """Validate a GeoJSON geometry (dict, or its JSON text for GET) into a shapely geometry.
 
     Raises:
@@ -241,7 +241,7 @@ def _bbox_bounds(bbox: Sequence[float]) -> tuple[float, float, float, float] | N
     return None
 
 
-def _item_geometry(item: dict) -> BaseGeometry | None:
+def _item_geometry(item: StacItem) -> BaseGeometry | None:
     """The item footprint: its ``geometry`` if set, else a box from its ``bbox``, else None."""
     geometry = item.get("geometry")
     if geometry:
@@ -256,7 +256,7 @@ def _item_geometry(item: dict) -> BaseGeometry | None:
     return _lonlat_box(west, south, east, north)
 
 
-def _spatial_predicates(area: BaseGeometry | None) -> tuple[Callable[[dict], bool], ...]:
+def _spatial_predicates(area: BaseGeometry | None) -> tuple[Callable[[StacItem], bool], ...]:
     """Two item tests against a search area (none without one): a cheap one, the exact one.
 
     The first compares the item ``bbox``, when present and not antimeridian-crossing, with the
@@ -268,14 +268,14 @@ def _spatial_predicates(area: BaseGeometry | None) -> tuple[Callable[[dict], boo
     shapely.prepare(area)
     a_minx, a_miny, a_maxx, a_maxy = area.bounds
 
-    def near(item: dict) -> bool:
+    def near(item: StacItem) -> bool:
         bounds = _bbox_bounds(item.get("bbox") or [])
         if bounds is None or bounds[0] > bounds[2]:
             return True
         minx, miny, maxx, maxy = bounds
         return not (minx > a_maxx or maxx < a_minx or miny > a_maxy or maxy < a_miny)
 
-    def intersects(item: dict) -> bool:
+    def intersects(item: StacItem) -> bool:
         geometry = _item_geometry(item)
         return geometry is not None and area.intersects(geometry)
 
@@ -293,7 +293,7 @@ QUERY_OPERATORS = (*_COMPARISONS, "in", "startsWith", "endsWith", "contains")
 _FILTER_LANGS = ("cql2-text", "cql2-json")
 
 
-def _query_comparison(name: str, op: str, operand: Any) -> dict:
+def _query_comparison(name: str, op: str, operand: Any) -> JsonObject:
     """One ``{op: operand}`` of the query object for property `name`, as CQL2 JSON."""
     prop = {"property": name}
     scalar = isinstance(operand, str | int | float)
@@ -318,7 +318,7 @@ def _query_comparison(name: str, op: str, operand: Any) -> dict:
     raise ValueError(f"unknown query operator {op!r} for {name!r} (known: {known})")
 
 
-def query_to_cql2(query: Any) -> dict:
+def query_to_cql2(query: Any) -> JsonObject:
     """Translate a STAC Query-extension object into the equivalent CQL2 JSON.
 
     ``{"eo:cloud_cover": {"gte": 10, "lt": 20}, "platform": {"in": ["sentinel-2a"]}}`` becomes
@@ -333,7 +333,7 @@ def query_to_cql2(query: Any) -> dict:
     """
     if not isinstance(query, dict) or not query:
         raise ValueError("invalid query: expected an object {property: {operator: value}}")
-    comparisons = []
+    comparisons: list[JsonObject] = []
     for name, ops in query.items():
         if not isinstance(ops, dict) or not ops:
             raise ValueError(f"invalid query for {name!r}: expected {{operator: value}}")
@@ -341,7 +341,7 @@ def query_to_cql2(query: Any) -> dict:
     return comparisons[0] if len(comparisons) == 1 else {"op": "and", "args": comparisons}
 
 
-def parse_filter(value: Any, lang: str | None = None) -> dict:
+def parse_filter(value: Any, lang: str | None = None) -> JsonObject:
     """Parse and validate a CQL2 filter; return it as CQL2 JSON.
 
     `lang` is the Filter extension's ``filter-lang``: ``cql2-text`` (a string) or ``cql2-json``
@@ -369,14 +369,14 @@ def parse_filter(value: Any, lang: str | None = None) -> dict:
     return expression.to_json()
 
 
-def _search_expression(query: dict | None, filter: Any = None) -> dict | None:
+def _search_expression(query: JsonObject | None, filter: Any = None) -> JsonObject | None:
     """The CQL2 JSON an item must match for `query` and `filter` (both when both are given).
 
     Raises:
         ValueError: a malformed query or filter (see :func:`query_to_cql2`,
             :func:`parse_filter`).
     """
-    parts = []
+    parts: list[JsonObject] = []
     if query:
         parts.append(query_to_cql2(query))
     if filter:
@@ -405,7 +405,7 @@ def _compile(expression_json: str) -> tuple[cql2.Expr, frozenset[str]]:
     return expression, frozenset(_property_roots(expression.to_json()))
 
 
-def _cql2_predicate(expression: dict) -> Callable[[dict], bool]:
+def _cql2_predicate(expression: JsonObject) -> Callable[[StacItem], bool]:
     """An item -> bool test: is the CQL2 JSON `expression` TRUE for the item?
 
     cql2 converts the whole dict it is given, and converting a full item with its assets takes
@@ -415,7 +415,7 @@ def _cql2_predicate(expression: dict) -> Callable[[dict], bool]:
     """
     compiled, roots = _compile(json.dumps(expression, sort_keys=True))
 
-    def predicate(item: dict) -> bool:
+    def predicate(item: StacItem) -> bool:
         properties = item.get("properties") or {}
         view = {}
         for root in roots:
@@ -440,18 +440,18 @@ def _build_predicates(
     *,
     collections: Sequence[str] | None,
     bbox: Sequence[float] | None,
-    intersects: dict | None,
+    intersects: JsonObject | None,
     datetime_range: DatetimeRange,
-    query: dict | None,
+    query: JsonObject | None,
     filter: Any,
     ids: Sequence[str] | None,
-) -> list[Callable[[dict], bool]]:
+) -> list[Callable[[StacItem], bool]]:
     """Validate the search parameters and turn each active one into an item predicate.
 
     Cheap predicates come first so that the CQL2 match and the geometry tests run on fewer
     items.
     """
-    predicates: list[Callable[[dict], bool]] = []
+    predicates: list[Callable[[StacItem], bool]] = []
     if bbox is not None and intersects is not None:
         raise ValueError("bbox and intersects are mutually exclusive")
     if ids:
@@ -465,7 +465,7 @@ def _build_predicates(
         if start is not None and end is not None and start > end:
             raise ValueError("invalid datetime range: start is after end")
 
-        def in_time(item: dict) -> bool:
+        def in_time(item: StacItem) -> bool:
             item_range = item_time_range(item)
             return item_range is not None and _overlaps(item_range, datetime_range)
 
@@ -481,16 +481,16 @@ def _build_predicates(
 
 
 def filter_items(
-    items: Iterable[dict],
+    items: Iterable[StacItem],
     *,
     collections: Sequence[str] | None = None,
     bbox: Sequence[float] | None = None,
-    intersects: dict | None = None,
+    intersects: JsonObject | None = None,
     datetime_range: DatetimeRange = (None, None),
-    query: dict | None = None,
+    query: JsonObject | None = None,
     filter: Any = None,
     ids: Sequence[str] | None = None,
-) -> list[dict]:
+) -> list[StacItem]:
     """Return the STAC item dicts that match every given criterion, in input order.
 
     Args:

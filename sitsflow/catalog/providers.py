@@ -31,11 +31,13 @@ never from its acquisition date (Collection-1 reprocessing gives old scenes base
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from sitsflow.errors import AssetError, InputError
+from sitsflow.types import JsonObject, StacAsset, StacItem
 
 S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 CLASSIFICATION_BANDS = ("SCL",)
@@ -74,13 +76,13 @@ def canonical_band(name: str) -> str:
     raise InputError(f"unknown band {name!r}; valid names: {valid}", key="bands")
 
 
-def infer_asset_key(item: dict, band: str) -> str:
+def infer_asset_key(item: StacItem, band: str) -> str:
     """The key under which `item` stores `band`, guessed from the item's own layout.
 
     Tried in order: the band name (`B04`, Planetary Computer), its Earth Search common-name key
     (`red`), the lower-case band name, then a single-band data asset whose `eo:bands` names it.
     """
-    assets = item.get("assets", {})
+    assets: dict[str, StacAsset] = item.get("assets", {})
     for key in (band, EARTH_SEARCH_KEYS.get(band), band.lower()):
         if key and key in assets:
             return key
@@ -146,7 +148,7 @@ class Provider:
             )
         return canonical
 
-    def asset_key(self, item: dict, band: str) -> str:
+    def asset_key(self, item: StacItem, band: str) -> str:
         """The key of `band` in `item`: the provider's map, or inferred from the item."""
         if not self.asset_keys:
             return infer_asset_key(item, band)
@@ -176,7 +178,7 @@ def provider_for_catalog(catalog: str, collection: str) -> str | None:
     return None
 
 
-def provider_from_items(items: Iterable[dict]) -> str:
+def provider_from_items(items: Iterable[StacItem]) -> str:
     """The provider whose layout the items show; `generic` when they identify none.
 
     Earth Search v1 items carry `earthsearch:boa_offset_applied`; Earth Search Collection-1
@@ -208,7 +210,7 @@ def resolve_provider(
     catalog: str = "",
     collection: str = "",
     assets: Mapping[str, str] | None = None,
-    items: Iterable[dict] | None = None,
+    items: Iterable[StacItem] | None = None,
 ) -> Provider:
     """The provider to read with: the configured one, or (`auto`) the detected one.
 
@@ -236,7 +238,7 @@ def resolve_provider(
     return Provider(name, {**PROVIDER_ASSET_KEYS[name], **overrides}, detected_by)
 
 
-def check_provider_config(config: dict) -> Provider:
+def check_provider_config(config: Mapping[str, Any]) -> Provider:
     """Check `provider`, `assets` and the bands against each other when the workflow is parsed.
 
     With `auto` and an unknown catalog the provider is only known once items are found, so
@@ -255,7 +257,7 @@ def check_provider_config(config: dict) -> Provider:
     return provider
 
 
-def processing_baseline(item: dict) -> float | None:
+def processing_baseline(item: StacItem) -> float | None:
     value = item.get("properties", {}).get("s2:processing_baseline")
     try:
         return float(value) if value is not None else None
@@ -272,7 +274,7 @@ class Radiometry:
     rule: str
 
 
-def radiometry(item: dict, key: str) -> Radiometry:
+def radiometry(item: StacItem, key: str) -> Radiometry:
     """Scale and offset that turn this asset's DN into surface reflectance."""
     props = item.get("properties", {})
     baseline = processing_baseline(item)
@@ -290,7 +292,7 @@ def radiometry(item: dict, key: str) -> Radiometry:
     return Radiometry(DEFAULT_SCALE, offset, f"processing baseline {baseline}")
 
 
-def item_epsg(item: dict) -> int | None:
+def item_epsg(item: StacItem) -> int | None:
     """EPSG code from `proj:epsg` or the projection v2 `proj:code` (`EPSG:32633`)."""
     props = item.get("properties", {})
     if props.get("proj:epsg"):
@@ -301,7 +303,9 @@ def item_epsg(item: dict) -> int | None:
     return None
 
 
-def normalise_item(item: dict, bands: list[str], provider: Provider | None = None) -> dict:
+def normalise_item(
+    item: StacItem, bands: Sequence[str], provider: Provider | None = None
+) -> StacItem:
     """A copy of `item` with assets keyed by band name and `proj:epsg` set, ready for stackstac.
 
     stackstac reads only `proj:epsg`; an item that has only `proj:code` would otherwise be
@@ -337,8 +341,11 @@ def normalise_item(item: dict, bands: list[str], provider: Provider | None = Non
 
 
 def normalise_items(
-    items: list[dict], bands: list[str], provider: Provider, skipped: list[dict] | None = None
-) -> list[dict]:
+    items: Iterable[StacItem],
+    bands: Sequence[str],
+    provider: Provider,
+    skipped: list[JsonObject] | None = None,
+) -> list[StacItem]:
     """`normalise_item` for each item; with `skipped` given, items lacking a band's asset are
     left out and recorded there (`on_missing_asset: skip`) instead of failing the feature."""
     normalised = []

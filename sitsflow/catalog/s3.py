@@ -117,4 +117,3 @@ class S3Access:
         options["AWS_NO_SIGN_REQUEST"] = "YES"
         overrides = {key: os.environ[key] for key in USER_OVERRIDABLE if key in os.environ}
         return {href: loc.url for href, loc in located.items()}, {**options, **overrides}
-

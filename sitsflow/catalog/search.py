@@ -9,15 +9,18 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urljoin
 
 from sitsflow.catalog.filters import filter_items, parse_filter
 from sitsflow.errors import CatalogError, InputError
+from sitsflow.types import JsonObject, StacItem
 
 if TYPE_CHECKING:
+    from pystac_client import Client
     from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -53,9 +56,9 @@ def search(
     bbox: list[float],
     start: str | date,
     end: str | date,
-    query: dict | None = None,
-    filter: str | dict | None = None,
-) -> list[dict]:
+    query: JsonObject | None = None,
+    filter: str | JsonObject | None = None,
+) -> list[StacItem]:
     """Items of `collection` intersecting `bbox` (EPSG:4326) in [start, end], sorted by time.
 
     `query` is a STAC Query-extension object, `filter` a CQL2 expression (text, or JSON as a
@@ -98,9 +101,9 @@ def _search_api(
     bbox: list[float],
     begin: datetime,
     finish: datetime,
-    query: dict | None,
-    filter: str | dict | None,
-) -> list[dict]:
+    query: JsonObject | None,
+    filter: str | JsonObject | None,
+) -> list[StacItem]:
     from pystac_client import Client, ConformanceClasses
     from pystac_client.stac_api_io import StacApiIO
 
@@ -166,7 +169,7 @@ def _open_failure(url: str, exc: Exception) -> str:
     )
 
 
-def _check_collection_exists(client: object, url: str, collection: str) -> None:
+def _check_collection_exists(client: Client, url: str, collection: str) -> None:
     """Raise CatalogError if the API lists its collections and `collection` is not one of them.
 
     Called when a search finds nothing or fails: a misspelt collection otherwise looks like an
@@ -199,7 +202,7 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _read_local_catalog(path: str) -> list[dict]:
+def _read_local_catalog(path: str) -> list[StacItem]:
     """Items of a local ItemCollection (FeatureCollection or JSON list) or static catalog."""
     location = Path(path)
     if not location.exists():
@@ -222,7 +225,7 @@ def _read_local_catalog(path: str) -> list[dict]:
     return [_absolute_hrefs(item, base.as_uri() + "/") for item in features]
 
 
-def _check_local_collection(items: list[dict], catalog: str, collection: str) -> None:
+def _check_local_collection(items: Sequence[StacItem], catalog: str, collection: str) -> None:
     """Raise CatalogError if no item of a local catalog belongs to `collection`."""
     available = sorted({str(item["collection"]) for item in items if item.get("collection")})
     if available and collection not in available:
@@ -233,10 +236,11 @@ def _check_local_collection(items: list[dict], catalog: str, collection: str) ->
         )
 
 
-def _static_catalog_items(location: Path) -> list[dict]:
+def _static_catalog_items(location: Path) -> list[StacItem]:
     import pystac
 
-    catalog = pystac.read_file(str(location))
+    # A Catalog or a Collection: _read_local_catalog checked the document's type.
+    catalog = cast(pystac.Catalog, pystac.read_file(str(location)))
     items = []
     for item in catalog.get_items(recursive=True):
         item.make_asset_hrefs_absolute()
@@ -244,7 +248,7 @@ def _static_catalog_items(location: Path) -> list[dict]:
     return items
 
 
-def _absolute_hrefs(item: dict, base_uri: str) -> dict:
+def _absolute_hrefs(item: StacItem, base_uri: str) -> StacItem:
     for asset in item.get("assets", {}).values():
         href = asset.get("href", "")
         if "://" not in href and not href.startswith("/"):
@@ -252,7 +256,9 @@ def _absolute_hrefs(item: dict, base_uri: str) -> dict:
     return item
 
 
-def write_item_collection(items: list[dict], path: str | Path, search_info: dict) -> None:
+def write_item_collection(
+    items: Sequence[StacItem], path: str | Path, search_info: Mapping[str, Any]
+) -> None:
     """Write a STAC ItemCollection plus a `sitsflow:search` member recording the search."""
     document = {
         "type": "FeatureCollection",
@@ -268,6 +274,6 @@ def write_item_collection(items: list[dict], path: str | Path, search_info: dict
     atomic_write_text(path, json.dumps(document, indent=1))
 
 
-def read_item_collection(path: str | Path) -> tuple[list[dict], dict]:
+def read_item_collection(path: str | Path) -> tuple[list[StacItem], JsonObject]:
     document = json.loads(Path(path).read_text())
     return document["features"], document.get("sitsflow:search", {})

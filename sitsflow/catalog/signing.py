@@ -23,9 +23,15 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 from stackstac.rio_reader import AutoParallelRioReader
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
+    from stackstac.rio_reader import ThreadsafeRioDataset
 
 SUBSCRIPTION_KEY_ENV = "PC_SDK_SUBSCRIPTION_KEY"
 SAS_URL_ENV = "PC_SDK_SAS_URL"
@@ -102,14 +108,17 @@ def install_log_redaction() -> None:
             handler.addFilter(RedactingFilter())
 
 
-class SigningReader(AutoParallelRioReader):
+# stackstac ships no type information, so its reader is `Any` to mypy.
+class SigningReader(AutoParallelRioReader):  # type: ignore[misc]
     """stackstac reader that signs its href when it opens the file, i.e. at read time.
 
     The signed URL is used for the GDAL dataset only; `self.url` stays unsigned, and errors
     are re-raised with signatures redacted so that logs never hold a token.
     """
 
-    def _open(self):  # noqa: ANN202 (stackstac's private return type)
+    url: str  # set by AutoParallelRioReader.__init__
+
+    def _open(self) -> ThreadsafeRioDataset:
         unsigned = self.url
         try:
             self.url = sign_href(unsigned)
@@ -119,8 +128,9 @@ class SigningReader(AutoParallelRioReader):
         finally:
             self.url = unsigned
 
-    def read(self, window, **kwargs):  # noqa: ANN001, ANN201 (stackstac's Reader protocol)
+    def read(self, window: Window, **kwargs: Any) -> np.ndarray:
         try:
-            return super().read(window, **kwargs)
+            # A masked array as a rule (stackstac reads with masked=True): cast, don't convert.
+            return cast(np.ndarray, super().read(window, **kwargs))
         except Exception as exc:
             raise RuntimeError(redact(str(exc))) from None

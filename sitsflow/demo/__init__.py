@@ -12,14 +12,9 @@ the band definitions and the seeded random fields they share; `options` the depa
 kind default that real archives make (issue 12), all off by default.
 """
 
-from sitsflow.demo.archive import (
-    LAYOUTS,
-    archive_size,
-    features_from_vector,
-    generate_archive,
-    tile_bounds_utm,
-    tile_name,
-)
+from sitsflow.demo.archive import archive_size, features_from_vector, generate_archive
+from sitsflow.demo.catalog import LAYOUTS
+from sitsflow.demo.tiles import tile_bounds_utm, tile_name
 
 __all__ = [
     "LAYOUTS",

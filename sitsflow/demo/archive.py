@@ -50,6 +50,7 @@ from sitsflow.demo.tiles import (
     tile_bounds_utm,
     tile_name,
 )
+from sitsflow.types import JsonObject, StacItem
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ MANIFEST_FILE = "manifest.json"
 FEATURE_ITEMS_FILE = "feature-items.json"
 
 
-def _generate_item(spec: FeatureSpec, landscape: Landscape, day: date, out_dir: Path) -> dict:
+def _generate_item(spec: FeatureSpec, landscape: Landscape, day: date, out_dir: Path) -> StacItem:
     """Render one acquisition, write its six COGs and return its STAC item."""
     acquisition = make_acquisition(spec, day)
     scene = render(spec, landscape, acquisition)
@@ -83,7 +84,7 @@ def _generate_item(spec: FeatureSpec, landscape: Landscape, day: date, out_dir: 
     return build_item(spec, acquisition, scene.scl, files)
 
 
-def _generate_chunk(spec: FeatureSpec, days: Sequence[date], out_dir: str) -> list[dict]:
+def _generate_chunk(spec: FeatureSpec, days: Sequence[date], out_dir: str) -> list[StacItem]:
     """Worker entry point: the items of `days` for one tile of a feature (landscape built once)."""
     landscape = make_landscape(spec)
     return [_generate_item(spec, landscape, day, Path(out_dir)) for day in days]
@@ -99,7 +100,7 @@ def _feature_params(
     margin_m: float,
     clear_fraction: float,
     options: ArchiveOptions,
-) -> dict:
+) -> JsonObject:
     """Everything that determines a feature's items; a manifest entry is reused only if equal."""
     return {
         "geometry_wkt": shapely_wkt.dumps(geometry, rounding_precision=8),
@@ -115,22 +116,25 @@ def _feature_params(
     }
 
 
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path) -> JsonObject | None:
     """A JSON file's content, or None if it is missing or unreadable (a fresh start)."""
     try:
-        return json.loads(path.read_text())
+        document: JsonObject = json.loads(path.read_text())
+        return document
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
-def _reusable_items(out_dir: Path, entry: dict | None, params: dict) -> list[dict] | None:
+def _reusable_items(
+    out_dir: Path, entry: JsonObject | None, params: JsonObject
+) -> list[StacItem] | None:
     """The feature's previous items if its entry matches `params` and all files still exist."""
     if not entry or entry.get("params") != params:
         return None
     document = _read_json(out_dir / entry.get("items_file", ""))
     if not document:
         return None
-    items = document.get("features", [])
+    items: list[StacItem] = document.get("features", [])
     if [item["id"] for item in items] != entry.get("items"):
         return None
     for item in items:
@@ -184,25 +188,25 @@ class _Plan:
     """
 
     fid: str
-    params: dict
+    params: JsonObject
     epsg: int
     bounds: tuple[float, float, float, float]
     lon: float
     lat: float
     tile: str = ""
     neighbour: str = ""
-    items: list[dict] | None = None
+    items: list[StacItem] | None = None
     reused: bool = False
 
 
-def _plan(fid: str, geometry: BaseGeometry, params: dict, margin_m: float) -> _Plan:
+def _plan(fid: str, geometry: BaseGeometry, params: JsonObject, margin_m: float) -> _Plan:
     """A feature's plan: its tile bounds and centroid (its tile name comes later)."""
     epsg, bounds = tile_bounds_utm(geometry, margin_m)
     centroid = geometry.centroid
     return _Plan(fid, params, epsg, bounds, float(centroid.x), float(centroid.y))
 
 
-def _assign_tiles(plans: list[_Plan], previous: dict[str, dict], overlapping: bool) -> None:
+def _assign_tiles(plans: list[_Plan], previous: dict[str, JsonObject], overlapping: bool) -> None:
     """Give each feature to generate a tile name (two if `overlapping`) no other feature uses.
 
     Tile names only have 480 grid squares per zone and band, so two features may hash to the
@@ -245,7 +249,7 @@ def _start_method() -> str:
 
 def _run_chunks(
     tasks: list[tuple[FeatureSpec, list[date]]], out_dir: Path, workers: int
-) -> Iterator[tuple[FeatureSpec, list[dict]]]:
+) -> Iterator[tuple[FeatureSpec, list[StacItem]]]:
     """Yield (spec, items) per finished chunk: inline for one worker, else in a process pool."""
     if workers == 1:
         for spec, days in tasks:
@@ -253,7 +257,7 @@ def _run_chunks(
         return
     context = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: dict[Future, FeatureSpec] = {
+        pending: dict[Future[list[StacItem]], FeatureSpec] = {
             pool.submit(_generate_chunk, spec, days, str(out_dir)): spec for spec, days in tasks
         }
         try:
@@ -268,7 +272,7 @@ def _run_chunks(
 
 def _generate_features(
     specs: list[FeatureSpec], days: list[date], out_dir: Path, workers: int
-) -> Iterator[tuple[str, list[dict]]]:
+) -> Iterator[tuple[str, list[StacItem]]]:
     """Yield (feature id, items) as soon as all chunks of all tiles of a feature are done.
 
     Items are sorted by datetime, then id: the two tiles of a feature with overlapping tiles
@@ -276,7 +280,7 @@ def _generate_features(
     """
     tasks = [(spec, chunk) for spec in specs for chunk in _chunks(days, workers)]
     remaining = collections.Counter(spec.fid for spec, _ in tasks)
-    collected: dict[str, list[dict]] = collections.defaultdict(list)
+    collected: dict[str, list[StacItem]] = collections.defaultdict(list)
     for spec, items in _run_chunks(tasks, out_dir, workers):
         collected[spec.fid].extend(items)
         remaining[spec.fid] -= 1
@@ -286,12 +290,12 @@ def _generate_features(
             yield spec.fid, finished
 
 
-def _save_feature(out_dir: Path, plan: _Plan, items: list[dict]) -> dict:
+def _save_feature(out_dir: Path, plan: _Plan, items: list[StacItem]) -> JsonObject:
     """Write the feature's own item list; return its manifest entry."""
     items_file = f"tiles/T{plan.tile}/{FEATURE_ITEMS_FILE}"
     document = {"type": "FeatureCollection", "features": items}
     atomic_write_text(out_dir / items_file, json.dumps(document))
-    entry: dict = {"params": plan.params, "tile": plan.tile}
+    entry: JsonObject = {"params": plan.params, "tile": plan.tile}
     if plan.neighbour:
         entry["neighbour_tile"] = plan.neighbour
     entry.update(
@@ -318,7 +322,7 @@ def _tile_specs(plan: _Plan, base: FeatureSpec) -> list[FeatureSpec]:
     ]
 
 
-def _write_manifest(out_dir: Path, entries: dict[str, dict], order: list[str]) -> None:
+def _write_manifest(out_dir: Path, entries: dict[str, JsonObject], order: list[str]) -> None:
     """Write the manifest: the entry of every listed feature done so far, in input order."""
     document = {
         "generator": "sitsflow.demo",
@@ -400,7 +404,7 @@ def generate_archive(
     days = acquisition_days(first, last, revisit_days)
     if not days:
         raise ValueError(f"no acquisition between {first} and {last}")
-    previous: dict[str, dict] = (_read_json(out / MANIFEST_FILE) or {}).get("features", {})
+    previous: dict[str, JsonObject] = (_read_json(out / MANIFEST_FILE) or {}).get("features", {})
 
     plans = []
     for fid, geometry in features:

@@ -28,6 +28,7 @@ from sitsflow.demo.bands import (
 from sitsflow.demo.fields import seeded_rng
 from sitsflow.demo.tiles import Acquisition, FeatureSpec, outside_swath, solar_angles
 from sitsflow.projection import reproject
+from sitsflow.types import JsonObject, StacAsset, StacItem
 
 LAYOUTS = ("planetary-computer", "earth-search-c1")  # item layouts, by the catalog imitated
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -50,7 +51,7 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _footprint(spec: FeatureSpec, acquisition: Acquisition) -> tuple[dict, list[float]]:
+def _footprint(spec: FeatureSpec, acquisition: Acquisition) -> tuple[JsonObject, list[float]]:
     """GeoJSON polygon (counter-clockwise corners) and bbox of the item's data in lon/lat.
 
     The tile, less the part outside the swath when there is one (as real footprints leave out
@@ -77,12 +78,12 @@ def _scl_percentages(scl: np.ndarray) -> dict[str, float]:
     return values
 
 
-def _pc_assets(spec: FeatureSpec, files: dict[str, tuple[str, bytes]]) -> dict[str, dict]:
+def _pc_assets(spec: FeatureSpec, files: dict[str, tuple[str, bytes]]) -> dict[str, StacAsset]:
     """Assets as Planetary Computer writes them: keyed `B04`, `proj:bbox`, no raster:bands."""
     assets = {}
     for band in (*REFLECTANCE_BANDS, None):
         name, gsd = (band.name, band.gsd) if band else (SCL_NAME, 20)
-        asset: dict = {
+        asset: StacAsset = {
             "href": files[name][0],
             "proj:bbox": list(spec.bounds),
             "proj:shape": list(spec.shape(gsd)),
@@ -108,14 +109,16 @@ def _pc_assets(spec: FeatureSpec, files: dict[str, tuple[str, bytes]]) -> dict[s
     return assets
 
 
-def _earth_search_assets(spec: FeatureSpec, files: dict[str, tuple[str, bytes]]) -> dict[str, dict]:
+def _earth_search_assets(
+    spec: FeatureSpec, files: dict[str, tuple[str, bytes]]
+) -> dict[str, StacAsset]:
     """Assets as Earth Search C1 writes them: keyed `red`, raster:bands scale/offset, file:*."""
     assets = {}
     for band in (*REFLECTANCE_BANDS, None):
         name, gsd = (band.name, band.gsd) if band else (SCL_NAME, 20)
         href, data = files[name]
-        asset: dict = {"href": href, "type": COG_MEDIA_TYPE}
-        raster = {"nodata": NODATA, "data_type": "uint16" if band else "uint8"}
+        asset: StacAsset = {"href": href, "type": COG_MEDIA_TYPE}
+        raster: JsonObject = {"nodata": NODATA, "data_type": "uint16" if band else "uint8"}
         raster["spatial_resolution"] = gsd
         if band:
             asset["title"] = band.earth_search_title
@@ -147,7 +150,7 @@ def _earth_search_assets(spec: FeatureSpec, files: dict[str, tuple[str, bytes]])
 
 def _common_s2_properties(
     spec: FeatureSpec, acquisition: Acquisition, scl: np.ndarray, processor: str
-) -> dict:
+) -> JsonObject:
     """`s2:*` identifiers and SCL percentages shared by both layouts (ESA naming)."""
     platform = f"S2{acquisition.platform}"
     sensed = acquisition.moment.strftime("%Y%m%dT%H%M%S")
@@ -199,7 +202,7 @@ EARTH_SEARCH_EXTENSIONS = [
 ]
 
 
-def _pc_properties(spec: FeatureSpec, acquisition: Acquisition, scl: np.ndarray) -> dict:
+def _pc_properties(spec: FeatureSpec, acquisition: Acquisition, scl: np.ndarray) -> JsonObject:
     """Item properties as Planetary Computer writes them (key order included)."""
     zenith, azimuth = solar_angles(spec.lat, spec.lon, acquisition.moment)
     s2 = _common_s2_properties(spec, acquisition, scl, "MSFT")
@@ -221,7 +224,7 @@ def _pc_properties(spec: FeatureSpec, acquisition: Acquisition, scl: np.ndarray)
 
 def _earth_search_properties(
     spec: FeatureSpec, acquisition: Acquisition, scl: np.ndarray, bbox: list[float]
-) -> dict:
+) -> JsonObject:
     """Item properties as Earth Search C1 writes them (`mgrs:*`, `view:*`, payload id ...)."""
     zenith, azimuth = solar_angles(spec.lat, spec.lon, acquisition.moment)
     s2 = _common_s2_properties(spec, acquisition, scl, "2APS")
@@ -263,7 +266,7 @@ def build_item(
     acquisition: Acquisition,
     scl: np.ndarray,
     files: dict[str, tuple[str, bytes]],
-) -> dict:
+) -> StacItem:
     """The STAC item (as a dict) of one acquisition in the requested layout."""
     geometry, bbox = _footprint(spec, acquisition)
     if spec.layout == "earth-search-c1":

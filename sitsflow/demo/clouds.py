@@ -11,6 +11,7 @@ under the same masks, so that the SCL is consistent with the pixels.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 
@@ -34,7 +35,11 @@ def draw_sky(
     shape = spec.shape(20)
     clear = rng.random() < spec.clear_fraction
     fraction = rng.uniform(0.0, 0.08) if clear else rng.uniform(0.12, 1.0)
-    field = sum(weight * smooth_field(rng, shape, size / 20) for size, weight in CLOUD_SCALES_M)
+    # An array: CLOUD_SCALES_M is not empty (sum's start value 0 is never returned alone).
+    field = cast(
+        np.ndarray,
+        sum(weight * smooth_field(rng, shape, size / 20) for size, weight in CLOUD_SCALES_M),
+    )
     cloudy = top_fraction(field, fraction)
     depth = np.zeros(shape)
     if cloudy.any():
@@ -77,7 +82,7 @@ def scene_classification(
     ndvi = (nir - red) / (nir + red)
     land = np.where(ndvi >= VEGETATION_NDVI, 4, 5)
     land[landscape.unit_class == WATER] = 6
-    scl = land[landscape.unit20].astype(np.uint8)
+    scl: np.ndarray = land[landscape.unit20].astype(np.uint8)
     for name, value in (
         ("snow", 11),
         ("unclassified", 7),

@@ -83,7 +83,8 @@ def cog_bytes(
             dataset.write(array, 1)
             if resampling != "NEAREST":
                 dataset.update_tags(**{OVERVIEW_RESAMPLING_TAG: resampling})
-        return memfile.read()
+        data: bytes = memfile.read()
+        return data
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

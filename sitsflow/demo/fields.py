@@ -40,7 +40,7 @@ def _interpolate_axis(lattice: np.ndarray, n: int, cell: float, axis: int) -> np
     fraction = fraction.reshape(shape)
     below = np.take(lattice, lower, axis=axis)
     above = np.take(lattice, lower + 1, axis=axis)
-    return below * (1 - fraction) + above * fraction
+    return np.asarray(below * (1 - fraction) + above * fraction)
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], cell: float) -> np.ndarray:
@@ -48,7 +48,7 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], cell: float) 
     height, width = shape
     lattice = rng.standard_normal((int(height / cell) + 2, int(width / cell) + 2))
     field = _interpolate_axis(_interpolate_axis(lattice, height, cell, 0), width, cell, 1)
-    return (field - field.mean()) / (field.std() + 1e-12)
+    return np.asarray((field - field.mean()) / (field.std() + 1e-12))
 
 
 def top_fraction(field: np.ndarray, fraction: float) -> np.ndarray:

@@ -176,4 +176,4 @@ def surface_reflectance(
     mix = (1 - green)[:, None] * low + green[:, None] * high
     brightness = landscape.unit_brightness * (1 + rng.normal(0, 0.01, green.shape))
     haze = rng.uniform(0.0, 0.012) * np.array(HAZE_WEIGHTS)
-    return mix * brightness[:, None] + haze
+    return np.asarray(mix * brightness[:, None] + haze)

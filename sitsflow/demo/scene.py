@@ -40,7 +40,7 @@ class Scene:
 
 def _to_dn(reflectance: np.ndarray, offset: int) -> np.ndarray:
     """DN = round(reflectance * 10000) + offset, clipped to [1, 65535] (0 is nodata)."""
-    return np.clip(np.rint(reflectance * 10000.0) + offset, 1, 65535).astype(np.uint16)
+    return np.asarray(np.clip(np.rint(reflectance * 10000.0) + offset, 1, 65535).astype(np.uint16))
 
 
 def render(spec: FeatureSpec, landscape: Landscape, acquisition: Acquisition) -> Scene:

@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib as mpl
 import matplotlib.dates as mdates
@@ -35,6 +36,10 @@ from matplotlib.figure import Figure
 
 from sitsflow.outputs.timeseries import observed_share, value_variables, window_medians
 from sitsflow.workflow.layout import Layout
+
+if TYPE_CHECKING:
+    from matplotlib.gridspec import SubplotSpec
+    from shapely.geometry.base import BaseGeometry
 
 MAX_THUMBNAILS = 24
 THUMBNAIL_MAX_SIDE = 256
@@ -93,7 +98,8 @@ def reflectance_bands(cube: xr.Dataset) -> list[str]:
 
 
 def cube_indices(cube: xr.Dataset) -> list[str]:
-    return json.loads(cube.attrs.get("indices", "[]"))
+    names: list[str] = json.loads(cube.attrs.get("indices", "[]"))
+    return names
 
 
 def stretch_limits(stack: np.ndarray) -> tuple[float, float]:
@@ -184,7 +190,7 @@ def quicklook_figure(cube: xr.Dataset) -> Figure:
 
 def _draw_thumbnails(
     figure: Figure,
-    cells,
+    cells: SubplotSpec,
     images: np.ndarray,
     cube: xr.Dataset,
     steps: np.ndarray,
@@ -389,7 +395,7 @@ def colour_range(values: np.ndarray, step: float = 0.05) -> mpl.colors.Normalize
     return mpl.colors.Normalize(low, high)
 
 
-def _draw_outline(axes: Axes, geometry) -> None:
+def _draw_outline(axes: Axes, geometry: BaseGeometry | None) -> None:
     if geometry is None or geometry.geom_type not in ("Polygon", "MultiPolygon"):
         return
     polygons = geometry.geoms if geometry.geom_type == "MultiPolygon" else [geometry]

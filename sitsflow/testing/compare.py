@@ -33,8 +33,11 @@ def cube_differences(a: str | Path, b: str | Path) -> list[str]:
     first, second = open_comparable(a), open_comparable(b)
     problems = []
     if set(first.variables) != set(second.variables):
-        problems.append(f"variables {sorted(first.variables)} != {sorted(second.variables)}")
-    for name in sorted(set(first.variables) & set(second.variables)):
+        problems.append(
+            f"variables {sorted(first.variables, key=str)} != {sorted(second.variables, key=str)}"
+        )
+    # Variable names are Hashable to xarray, and str in every cube sitsflow writes.
+    for name in sorted(set(first.variables) & set(second.variables), key=str):
         x, y = first[name], second[name]
         if x.dtype != y.dtype:
             problems.append(f"{name}: dtype {x.dtype} != {y.dtype}")

@@ -59,7 +59,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from urllib.request import Request, urlopen
 
@@ -74,6 +74,7 @@ from sitsflow.catalog.filters import (
     parse_intersects,
     query_to_cql2,
 )
+from sitsflow.types import JsonObject, StacAsset, StacItem
 
 __all__ = [
     "CONFORMANCE",
@@ -196,10 +197,10 @@ class _SearchRequest:
     collections: list[str] | None = None
     ids: list[str] | None = None
     bbox: list[float] | None = None
-    intersects: dict | None = None
+    intersects: JsonObject | None = None
     datetime: str | None = None
-    query: dict | None = None
-    filter: dict | None = None
+    query: JsonObject | None = None
+    filter: JsonObject | None = None
     """The CQL2 filter, parsed from either language into CQL2 JSON."""
     limit: int = 10
     token: str | None = None
@@ -377,18 +378,18 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".") + "Z"
 
 
-def _item_bounds(item: dict) -> tuple[float, float, float, float] | None:
+def _item_bounds(item: StacItem) -> tuple[float, float, float, float] | None:
     """2D bounds of an item from its bbox, else from its geometry."""
     bbox = item.get("bbox")
     if bbox and len(bbox) in (4, 6):
         half = len(bbox) // 2
         return (bbox[0], bbox[1], bbox[half], bbox[half + 1])
     if item.get("geometry"):
-        return tuple(shape(item["geometry"]).bounds)  # type: ignore[return-value]
+        return tuple(shape(item["geometry"]).bounds)
     return None
 
 
-def _collection_extent(items: Sequence[dict]) -> dict:
+def _collection_extent(items: Sequence[StacItem]) -> JsonObject:
     """Spatial and temporal extent covering ``items`` (open where unknown)."""
     bounds = [b for b in map(_item_bounds, items) if b is not None]
     spatial = (
@@ -405,9 +406,9 @@ def _collection_extent(items: Sequence[dict]) -> dict:
     return {"spatial": {"bbox": [spatial]}, "temporal": {"interval": [[_iso(start), _iso(end)]]}}
 
 
-def _item_assets(items: Sequence[dict]) -> dict:
+def _item_assets(items: Sequence[StacItem]) -> dict[str, StacAsset]:
     """Per asset key, the descriptive fields of its first occurrence (item-assets extension)."""
-    result: dict[str, dict] = {}
+    result: dict[str, StacAsset] = {}
     for item in items:
         for key, asset in (item.get("assets") or {}).items():
             if key not in result:
@@ -415,7 +416,7 @@ def _item_assets(items: Sequence[dict]) -> dict:
     return result
 
 
-def _load_items(archive_dir: Path) -> list[dict]:
+def _load_items(archive_dir: Path) -> list[StacItem]:
     """Read ``items.json`` (a FeatureCollection, or a bare list of items)."""
     path = archive_dir / "items.json"
     if not path.is_file():
@@ -636,7 +637,7 @@ class StacServer:
         self._thread: threading.Thread | None = None
         self._base_url = ""
         self._features: list[bytes] = []
-        self._collections: dict[str, dict] = {}
+        self._collections: dict[str, JsonObject] = {}
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -667,7 +668,8 @@ class StacServer:
         if self._httpd is not None:
             raise RuntimeError("StacServer already started")
         httpd = _HTTPServer((self.host, self._requested_port), self)
-        host, port = httpd.server_address[:2]
+        # An AF_INET or AF_INET6 address, whose host is a str (typeshed allows bytes too).
+        host, port = cast(tuple[str, int], httpd.server_address[:2])
         display_host = f"[{host}]" if ":" in str(host) else host
         self._base_url = f"http://{display_host}:{port}"
         try:
@@ -767,7 +769,7 @@ class StacServer:
     def _prepare_documents(self) -> None:
         """Rewrite items for the bound URL and pre-serialise them; build collection documents."""
         self._features = [_json_bytes(self._public_item(item)) for item in self._items]
-        by_collection: dict[str, list[dict]] = {}
+        by_collection: dict[str, list[StacItem]] = {}
         for item in self._items:
             if item.get("collection"):
                 by_collection.setdefault(item["collection"], []).append(item)
@@ -775,7 +777,7 @@ class StacServer:
             cid: self._collection_document(cid, items) for cid, items in by_collection.items()
         }
 
-    def _public_item(self, item: dict) -> dict:
+    def _public_item(self, item: StacItem) -> StacItem:
         """Item as served: absolute asset hrefs under :attr:`data_url` and API links."""
         public = copy.deepcopy(item)
         for asset in (public.get("assets") or {}).values():
@@ -800,10 +802,10 @@ class StacServer:
         return public
 
     @staticmethod
-    def _link(rel: str, href: str, media_type: str, **extra: Any) -> dict:
+    def _link(rel: str, href: str, media_type: str, **extra: Any) -> JsonObject:
         return {"rel": rel, "href": href, "type": media_type, **extra}
 
-    def _collection_document(self, collection_id: str, items: Sequence[dict]) -> dict:
+    def _collection_document(self, collection_id: str, items: Sequence[StacItem]) -> JsonObject:
         """A STAC Collection whose extent and item_assets are derived from its items."""
         url = f"{self.url}/collections/{quote(collection_id)}"
         return {
@@ -824,7 +826,7 @@ class StacServer:
             ],
         }
 
-    def _landing_page(self) -> dict:
+    def _landing_page(self) -> JsonObject:
         search = f"{self.url}/search"
         return {
             "type": "Catalog",
@@ -1041,7 +1043,9 @@ class StacServer:
         )
         handler.send(200, document, GEOJSON, head=head)
 
-    def _next_link(self, method: str, endpoint: str, request: _SearchRequest, token: str) -> dict:
+    def _next_link(
+        self, method: str, endpoint: str, request: _SearchRequest, token: str
+    ) -> JsonObject:
         """The ``next`` link in the configured paging style."""
         key = "token" if self.paging_style == "pc" else "next"
         if method == "GET":
@@ -1223,7 +1227,7 @@ def remote_stats(server_url: str, *, reset: bool = False, timeout: float = 10.0)
     else:
         request = Request(root + STATS_PATH)
     with urlopen(request, timeout=timeout) as response:
-        stats = json.loads(response.read())
+        stats: dict[str, Any] = json.loads(response.read())
     stats["status"] = {int(code): count for code, count in stats["status"].items()}
     return stats
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,7 +54,8 @@ class Feature:
     @property
     def wkt(self) -> str:
         """Geometry as WKT rounded to ~1 mm, stable across reads (used as a rerun trigger)."""
-        return shapely_wkt.dumps(self.geometry, rounding_precision=8)
+        text: str = shapely_wkt.dumps(self.geometry, rounding_precision=8)
+        return text
 
 
 def read_vector(path: str | Path) -> gpd.GeoDataFrame:
@@ -125,8 +127,7 @@ def load_features(path: str | Path, id_column: str = "id") -> list[Feature]:
             key="id_column",
         )
     frame = frame.to_crs("EPSG:4326")
-    ids = [_id_to_str(value) for value in frame[id_column]]
-    _check_ids(ids, id_column)
+    ids = _check_ids([_id_to_str(value) for value in frame[id_column]], id_column)
     features = [Feature(fid, geom) for fid, geom in zip(ids, frame.geometry, strict=True)]
     _check_geometries(features)
     return features
@@ -144,7 +145,7 @@ def _id_to_str(value: object) -> str | None:
     return text if text.strip() else None
 
 
-def _listing(values: list, total: int | None = None) -> str:
+def _listing(values: Sequence[object], total: int | None = None) -> str:
     """The first LISTED values, long ones shortened, plus how many more there are."""
     shown = [
         f"{v[:SHOWN_ID_LENGTH]!r}... ({len(v)} characters)"
@@ -156,15 +157,19 @@ def _listing(values: list, total: int | None = None) -> str:
     return "[" + ", ".join(shown) + (f", and {more} more" if more > 0 else "") + "]"
 
 
-def _check_ids(ids: list[str | None], id_column: str) -> None:
-    """Reject missing, unsafe (as file names) and duplicate ids, listing the offenders."""
-    missing = [row for row, fid in enumerate(ids) if fid is None]
+def _check_ids(values: Sequence[str | None], id_column: str) -> list[str]:
+    """Reject missing, unsafe (as file names) and duplicate ids, listing the offenders.
+
+    Returns the ids, every one of them now a str.
+    """
+    missing = [row for row, fid in enumerate(values) if fid is None]
     if missing:
         raise InputError(
             f"{len(missing)} feature(s) have no {id_column!r} value (rows, from 0: "
             f"{_listing(missing)}); give every feature an id",
             key="id_column",
         )
+    ids = [fid for fid in values if fid is not None]  # all of them
     unsafe = [fid for fid in ids if not SAFE_ID.match(fid)]
     if unsafe:
         raise InputError(
@@ -182,6 +187,7 @@ def _check_ids(ids: list[str | None], id_column: str) -> None:
             "be unique (each feature gets its own cube)",
             key="id_column",
         )
+    return ids
 
 
 def _check_geometries(features: list[Feature]) -> None:
