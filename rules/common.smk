@@ -23,7 +23,11 @@ from sitsflow.workflow.config import (
     load_schema,
     normalise_config,
 )
-from sitsflow.workflow.features import load_features
+from sitsflow.workflow.features import (
+    area_of_use_warning,
+    load_features,
+    outside_area_of_use,
+)
 from sitsflow.workflow.layout import Layout
 from sitsflow.workflow.settings import Settings
 
@@ -43,6 +47,10 @@ FEATURES = {
     feature.fid: feature
     for feature in load_features(SETTINGS.vector, SETTINGS.id_column)
 }
+if workflow.is_main_process and (
+    far := outside_area_of_use(FEATURES.values(), SETTINGS.grid.crs)
+):
+    logger.warning(area_of_use_warning(far, SETTINGS.grid.crs))
 # Batch mode (config `batch_size`, rules/batch.smk): batch id -> member ids; empty when every
 # feature runs as its own jobs.
 BATCHES = plan_batches(

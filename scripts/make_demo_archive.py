@@ -30,13 +30,12 @@ import yaml
 
 from sitsflow.demo import LAYOUTS, archive_size, features_from_vector, generate_archive
 from sitsflow.demo.options import RESAMPLINGS, SCL_PATTERNS, ArchiveOptions
+from sitsflow.workflow.config import load_config, load_schema
+from sitsflow.workflow.settings import Settings
 
 log = logging.getLogger("make_demo_archive")
 
 DEFAULTS = {
-    "id_column": "id",
-    "layout": "planetary-computer",
-    "seed": 0,
     "revisit_days": 5,
     "margin_m": 1920.0,
     "clear_fraction": 0.45,
@@ -93,24 +92,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def settings_from_config(path: Path) -> dict:
-    """The archive settings a workflow config implies (the demo archive is its `catalog`)."""
-    config = yaml.safe_load(path.read_text()) or {}
-    settings = {
-        key: config[key] for key in ("vector", "id_column", "start", "end") if key in config
+def schema_defaults() -> dict:
+    """The defaults of the config keys the archive also uses (the schema holds them)."""
+    properties = load_schema()["properties"]
+    demo = properties["demo"]["properties"]
+    return {
+        "id_column": properties["id_column"]["default"],
+        "layout": demo["layout"]["default"],
+        "seed": demo["seed"]["default"],
     }
-    demo = config.get("demo") or {}
-    settings.update({key: demo[key] for key in ("layout", "seed") if key in demo})
-    catalog = str(config.get("catalog", ""))
-    if catalog and "://" not in catalog:
+
+
+def settings_from_config(path: Path) -> dict:
+    """The archive settings a workflow config implies (the demo archive is its `catalog`),
+    read as the workflow reads it: validated, with the schema's defaults."""
+    settings = Settings.from_config(load_config(yaml.safe_load(path.read_text()) or {}))
+    found = {
+        "vector": settings.vector,
+        "id_column": settings.id_column,
+        "start": settings.search.start,
+        "end": settings.search.end,
+        "layout": settings.demo.layout,
+        "seed": settings.demo.seed,
+    }
+    catalog = settings.search.catalog
+    if "://" not in catalog:
         location = Path(catalog)
-        settings["out"] = location.parent if location.suffix == ".json" else location
-    return settings
+        found["out"] = location.parent if location.suffix == ".json" else location
+    return found
 
 
 def resolve_settings(args: argparse.Namespace) -> dict:
     """Defaults, overridden by the config file, overridden by explicit options."""
-    settings = dict(DEFAULTS)
+    settings = {**DEFAULTS, **schema_defaults()}
     if args.configfile:
         settings.update(settings_from_config(args.configfile))
     settings.update({key: value for key, value in vars(args).items() if value is not None})

@@ -73,10 +73,12 @@ def expected_cube(
     cube: xr.Dataset,
     bands: Sequence[str],
     mask_classes: Sequence[int],
+    max_edge_days: float | None,
 ) -> dict[str, np.ndarray]:
     """What a cube of the default config must hold, computed without sitsflow: DN read from the
     demo archive's local COGs, converted to reflectance (offset removed from baseline 04.00 on),
-    masked by the SCL classes `mask_classes`, linearly interpolated along real time.
+    masked by the SCL classes `mask_classes`, linearly interpolated along real time, held
+    constant before the first and after the last observation up to `max_edge_days`.
 
     Returns `observed` (time, y, x), `times` and each band's values (time, y, x)."""
     xs, ys = cube["x"].values, cube["y"].values
@@ -110,9 +112,36 @@ def expected_cube(
         for j in range(values.shape[1]):
             for i in range(values.shape[2]):
                 ok = np.isfinite(values[:, j, i])
-                if ok.any():
-                    filled[:, j, i] = np.interp(days, days[ok], values[ok, j, i])
-                else:
-                    filled[:, j, i] = np.nan
+                filled[:, j, i] = np.nan
+                if not ok.any():
+                    continue
+                filled[:, j, i] = np.interp(days, days[ok], values[ok, j, i])
+                if max_edge_days is not None:
+                    seen = days[ok]
+                    too_far = (days < seen.min() - max_edge_days) | (
+                        days > seen.max() + max_edge_days
+                    )
+                    filled[too_far, j, i] = np.nan
         result[band] = filled
     return result
+
+
+def feature_items(
+    catalog: str,
+    record: Mapping,
+    start: str,
+    end: str,
+    query: dict | None = None,
+) -> list[dict]:
+    """The items of `sentinel-2-l2a` in `catalog` over a bbox record's search bbox, as the
+    search stage asks for them (without its solar-day trim)."""
+    from sitsflow.catalog.search import search
+
+    return search(
+        catalog,
+        collection="sentinel-2-l2a",
+        bbox=record["properties"]["search_bbox_wgs84"],
+        start=start,
+        end=end,
+        query=query,
+    )

@@ -7,7 +7,7 @@ Three levels, as a user meets them:
 * per feature (a buffer too large for `max_pixels`, a buffer across the antimeridian) and per
   catalog (unreachable, not a STAC API, unknown collection): the feature's job fails with the
   message, the other features go on, `results/summary.csv` lists the failures;
-* the README's Troubleshooting table lists every case below.
+* docs/how-it-works.md ("Every bad input") lists every case below.
 """
 
 from __future__ import annotations

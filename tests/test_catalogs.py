@@ -1,7 +1,7 @@
 """Real-catalog behaviours, offline: paging styles, projection v2 items, duplicates, zone edges.
 
 Each test goes through the code the workflow runs (`sitsflow.catalog.search.search`,
-`sitsflow.pixels.cube.make_cube` / `sitsflow.pixels.load.load_reflectance`) against demo archives
+`sitsflow.pixels.cube.make_cube` / `sitsflow.pixels.cube.read_and_mosaic`) against demo archives
 or real recorded items, served by the local STAC API server where a search is involved.
 """
 
@@ -21,8 +21,8 @@ from sitsflow.catalog.filters import filter_items, parse_filter
 from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.catalog.search import read_item_collection, search
 from sitsflow.errors import CatalogError
-from sitsflow.pixels.cube import make_cube
-from sitsflow.pixels.load import load_reflectance
+from sitsflow.pixels.cube import make_cube, read_and_mosaic
+from sitsflow.pixels.mosaic import Mosaic
 from sitsflow.testing import stac_server
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
@@ -31,6 +31,7 @@ from sitsflow.workflow.features import Feature
 from sitsflow.workflow.settings import SearchSettings
 from sitsflow.workflow.stages import search_items
 from tests.conftest import STAC_FIXTURES, load_items
+from tests.helpers import feature_items
 
 ES_C1 = "es_c1l2a_itemcollection_13TDE_2024-03-31_to_04-22_10dates.json"
 ES_PAGE1 = "earth-search-v1/search_cql2_cloudcover_page1_2025-07-31.json"
@@ -54,15 +55,7 @@ def cube_record(fid: str, geometry, *, crs: str = "utm", resolution: float = 10)
 def build_cube(record: dict, catalog: str, start: str, end: str) -> xr.Dataset:
     """search + make_cube, as the workflow's search and cube jobs do."""
     info = {"catalog": catalog, "collection": "sentinel-2-l2a"}
-    items = search(
-        catalog,
-        collection="sentinel-2-l2a",
-        bbox=record["properties"]["search_bbox_wgs84"],
-        start=start,
-        end=end,
-        query=None,
-    )
-    return make_cube(record, items, info, SETTINGS)
+    return make_cube(record, feature_items(catalog, record, start, end), info, SETTINGS)
 
 
 # ---- paging ----------------------------------------------------------------------------------
@@ -335,31 +328,31 @@ def test_zone_edge_tiles_and_duplicates_mosaic_into_one_step_without_seam(zone_e
         assert len(found) == 9  # 3 days x (zone 32 + its duplicate + zone 33)
         provider = resolve_provider("auto", catalog=server.url, items=found)
         normalised = [normalise_item(item, [*BANDS, "SCL"], provider) for item in found]
-        data, times, step_items = load_reflectance(
-            normalised, [*BANDS, "SCL"], grid_of(record), longitude=ZONE_EDGE_LON
-        )
-    assert len(times) == 3
-    assert [len(ids) for ids in step_items] == [3, 3, 3]
-    assert {len({i.split("_T")[1][:5] for i in ids}) for ids in step_items} == {2}
-    assert np.isfinite(data).all(), "a NaN seam between the two zones' tiles"
+        mosaic = mosaic_of(normalised, record)
+    assert len(mosaic.times) == 3
+    # every step takes pixels from both zones' tiles (the duplicate adds nothing new)
+    tiles = [{entry["id"].split("_T")[1][:5] for entry in step} for step in mosaic.step_items]
+    assert {len(names) for names in tiles} == {2}
+    assert np.isfinite(mosaic.classification).all(), "a seam without data between the zones"
     # each side of the edge shows its own tile's pixels: the mosaic is a real mosaic
-    west_only = load_reflectance(
-        [n for n in normalised if n["properties"]["proj:epsg"] == 32632],
-        [*BANDS, "SCL"],
-        grid_of(record),
-        longitude=ZONE_EDGE_LON,
-    )[0]
-    east_only = load_reflectance(
-        [n for n in normalised if n["properties"]["proj:epsg"] == 32633],
-        [*BANDS, "SCL"],
-        grid_of(record),
-        longitude=ZONE_EDGE_LON,
-    )[0]
-    assert np.isnan(west_only).any() and np.isnan(east_only).any()
-    only_west = np.isfinite(west_only) & np.isnan(east_only)
-    only_east = np.isfinite(east_only) & np.isnan(west_only)
-    np.testing.assert_array_equal(data[only_west], west_only[only_west])
-    np.testing.assert_array_equal(data[only_east], east_only[only_east])
+    west_only = mosaic_of([n for n in normalised if n["properties"]["proj:epsg"] == 32632], record)
+    east_only = mosaic_of([n for n in normalised if n["properties"]["proj:epsg"] == 32633], record)
+    assert np.isnan(west_only.classification).any() and np.isnan(east_only.classification).any()
+    only_west = np.isfinite(west_only.classification) & np.isnan(east_only.classification)
+    only_east = np.isfinite(east_only.classification) & np.isnan(west_only.classification)
+    for side, only in ((west_only, only_west), (east_only, only_east)):
+        np.testing.assert_array_equal(mosaic.classification[only], side.classification[only])
+        observed = only & side.observed
+        np.testing.assert_array_equal(
+            mosaic.reflectance.transpose(1, 0, 2, 3)[:, observed],
+            side.reflectance.transpose(1, 0, 2, 3)[:, observed],
+        )
+
+
+def mosaic_of(normalised: list[dict], record: dict, longitude: float = ZONE_EDGE_LON) -> Mosaic:
+    """Read, mask and mosaic the items as the cube stage does (default mask settings)."""
+    mask = cube_settings(bands=[*BANDS, "SCL"]).mask
+    return read_and_mosaic(normalised, BANDS, mask, grid_of(record), longitude)[2]
 
 
 def absolute(item: dict, root: Path) -> dict:
@@ -377,12 +370,14 @@ def test_same_day_duplicate_gives_the_same_cube(zone_edge_archive):
     record = cube_record("w", Point(ZONE_EDGE_LON - 0.02, LAT))
     provider = resolve_provider("generic", assets={b: b for b in [*BANDS, "SCL"]})
 
-    def load(chosen: list[dict]):
+    def load(chosen: list[dict]) -> Mosaic:
         normalised = [normalise_item(item, [*BANDS, "SCL"], provider) for item in chosen]
-        return load_reflectance(normalised, [*BANDS, "SCL"], grid_of(record), longitude=11.98)
+        return mosaic_of(normalised, record, longitude=11.98)
 
-    with_twins, times, ids = load(west)
-    alone, times_alone, _ = load(originals)
-    assert len(west) == 2 * len(originals) and len(times) == len(times_alone) == len(originals)
-    assert all(len(step) == 2 for step in ids)
-    np.testing.assert_array_equal(with_twins, alone)
+    with_twins, alone = load(west), load(originals)
+    assert len(west) == 2 * len(originals)
+    assert len(with_twins.times) == len(alone.times) == len(originals)
+    # the twin is identical: each step takes every pixel from one of the two
+    assert all(len(step) == 1 for step in with_twins.step_items)
+    np.testing.assert_array_equal(with_twins.reflectance, alone.reflectance)
+    np.testing.assert_array_equal(with_twins.classification, alone.classification)

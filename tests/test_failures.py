@@ -1,10 +1,10 @@
 """Failure isolation: one feature's failure never stops the others, and is reported.
 
-The contract (README, "When a feature fails"): a feature without items gets a valid cube with an
-empty time axis and status `no_items`; a feature whose job fails has no cube, a `failed` row in
-`results/summary.csv` with the last error line of its log, the other features complete, and
-Snakemake exits non-zero at the end. The next run redoes only the failed feature and rebuilds
-the summary.
+The contract (README, "When things go wrong"; docs/how-it-works.md): a feature without items
+gets a valid cube with an empty time axis and status `no_items`; a feature whose job fails has
+no cube, a `failed` row in `results/summary.csv` with the last error line of its log, the other
+features complete, and Snakemake exits non-zero at the end. The next run redoes only the failed
+feature and rebuilds the summary.
 """
 
 from __future__ import annotations

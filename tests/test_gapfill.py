@@ -71,3 +71,19 @@ def test_multidimensional_matches_per_pixel_numpy_interp():
 def test_unknown_method_rejected():
     with pytest.raises(ValueError, match="cubic"):
         gapfill(np.array([1.0]), days(0), method="cubic")
+
+
+def test_max_edge_bounds_the_edges_only():
+    values = np.array([np.nan, np.nan, 7.0, np.nan, np.nan, np.nan, 9.0, np.nan, np.nan])
+    times = days(0, 20, 40, 60, 80, 100, 120, 150, 200)
+    filled = gapfill(values, times, max_edge_days=30)
+    # 40 and 20 days before the first observation: only the nearer is filled; the interior gap
+    # of 80 days is not an edge; after the last one, 30 days is filled, 80 days is not
+    np.testing.assert_allclose(filled, [np.nan, 7.0, 7.0, 7.5, 8.0, 8.5, 9.0, 9.0, np.nan])
+    # both bounds: the edges obey the smaller one
+    filled = gapfill(values, times, max_gap_days=100, max_edge_days=30)
+    np.testing.assert_allclose(filled, [np.nan, 7.0, 7.0, 7.5, 8.0, 8.5, 9.0, 9.0, np.nan])
+    filled = gapfill(values, times, max_gap_days=25, max_edge_days=30)
+    np.testing.assert_allclose(
+        filled, [np.nan, 7.0, 7.0, np.nan, np.nan, np.nan, 9.0, np.nan, np.nan]
+    )

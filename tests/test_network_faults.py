@@ -31,7 +31,7 @@ from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import make_aoi_record
 from sitsflow.workflow.features import Feature
 from tests.conftest import REPO
-from tests.helpers import local_http_server
+from tests.helpers import feature_items, local_http_server
 
 POINTS = {"f1": (8.491383, 49.854370), "f2": (25.0, 60.2)}
 START, END = "2022-01-10", "2022-02-28"
@@ -179,13 +179,7 @@ def f1_cube(
         Feature("f1", Point(lon, lat)),
         grid_settings(buffer_m=300, crs="utm", resolution=resolution),
     )
-    items = search(
-        catalog,
-        collection="sentinel-2-l2a",
-        bbox=record["properties"]["search_bbox_wgs84"],
-        start=START,
-        end=END,
-    )
+    items = feature_items(catalog, record, START, END)
     chosen = cube_settings(bands=[*BANDS, "SCL"], on_missing_asset=on_missing_asset, **settings)
     info = {"catalog": catalog, "collection": "sentinel-2-l2a"}
     return make_cube(record, items, info, chosen)
@@ -209,13 +203,7 @@ def f1_cube_only(catalog: str, item_id: str, s3: S3Access | None = None) -> xr.D
     record = make_aoi_record(
         Feature("f1", Point(lon, lat)), grid_settings(buffer_m=300, crs="utm", resolution=10)
     )
-    items = search(
-        catalog,
-        collection="sentinel-2-l2a",
-        bbox=record["properties"]["search_bbox_wgs84"],
-        start=START,
-        end=END,
-    )
+    items = feature_items(catalog, record, START, END)
     chosen = [item for item in items if item["id"] == item_id]
     s3 = s3 or S3Access()
     settings = cube_settings(bands=[*BANDS, "SCL"], s3_access=s3.mode, s3_endpoint=s3.endpoint)

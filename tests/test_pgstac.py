@@ -23,7 +23,7 @@ import sitsflow.catalog.search
 from sitsflow.testing.stac_server import StacServer
 from tests.helpers import expected_cube
 from tests.pgstac_server import NotInstallable, PgstacServer, collection_document
-from tests.test_workflow import BANDS, END, MASK_CLASSES, START
+from tests.test_workflow import BANDS, END, MASK_CLASSES, MAX_EDGE_DAYS, START
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -146,7 +146,9 @@ def test_workflow_against_pgstac(loaded, archive, make_workdir, snakemake):
         assert document["sitsflow:search"]["catalog"] == pgstac.url
         with xr.open_dataset(workdir / "results" / "cubes" / f"{fid}.nc") as cube:
             cube.load()
-        expected = expected_cube(archive, copy.deepcopy(items), cube, BANDS, MASK_CLASSES)
+        expected = expected_cube(
+            archive, copy.deepcopy(items), cube, BANDS, MASK_CLASSES, MAX_EDGE_DAYS
+        )
         assert (cube["time"].values == expected["times"]).all()
         for band in BANDS:
             xr.testing.assert_allclose(

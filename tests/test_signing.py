@@ -25,7 +25,7 @@ from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.catalog.search import search
 from sitsflow.errors import AssetError
 from sitsflow.pixels.cube import make_cube
-from sitsflow.pixels.load import load_reflectance
+from sitsflow.pixels.load import read_items
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import grid_of, make_aoi_record
@@ -191,7 +191,7 @@ def test_expired_token_is_refreshed_at_read_time(tokens, archive, monkeypatch):
     grid = grid_of(feature_record())
     with StacServer(archive, require_token="SIG-A") as server:
         normalised = [normalise_item(item, BANDS, provider) for item in searched_items(server)]
-        first = load_reflectance(normalised, BANDS, grid, longitude=POINT[0], sign_hrefs=True)[0]
+        first = read_items(normalised, BANDS, grid, sign_hrefs=True).data
         assert len(tokens.requests) == 1
         # An hour later the server only accepts a new token; the items are still unsigned.
         tokens.signature, tokens.lifetime = "SIG-B", timedelta(hours=3)
@@ -201,7 +201,7 @@ def test_expired_token_is_refreshed_at_read_time(tokens, archive, monkeypatch):
         travel_forward(monkeypatch, hours=1)
         assert signing.sign_href(href).endswith("sig=SIG-B")  # expired: fetched again
         server.reset_stats()
-        second = load_reflectance(normalised, BANDS, grid, longitude=POINT[0], sign_hrefs=True)[0]
+        second = read_items(normalised, BANDS, grid, sign_hrefs=True).data
         assert server.stats["status"].get(403, 0) == 0
     assert len(tokens.requests) == 2
     np.testing.assert_array_equal(first, second)

@@ -17,6 +17,7 @@ from sitsflow.outputs.timeseries import (
     read_timeseries_csv,
 )
 from sitsflow.outputs.write import build_dataset, open_cube, provenance_attrs
+from sitsflow.testing.settings import settings_for
 from sitsflow.workflow.grid import Grid
 from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE, INDICES
 
@@ -59,18 +60,22 @@ def test_point_csv_is_the_pixel_under_the_point(run):
     assert set(table["observed"]) <= {0.0, 1.0}
 
 
-def test_polygon_csv_is_the_window_median(run):
+def test_polygon_csv_is_the_median_of_the_pixels_inside(run):
     cube = load_cube(run / "results" / "cubes" / "poly.nc")
     table = read_timeseries_csv(run / "results" / "timeseries" / "poly.csv")
     steps = cube.sizes["time"]
     assert steps > 0 and len(table) == steps * len(BANDS + INDICES)
-    share = cube["observed"].values.reshape(steps, -1).mean(axis=1)
+    inside = cube["inside"].values.astype(bool)
+    assert 0 < inside.sum() < inside.size  # the polygon's edge pixels lie outside it
+    share = cube["observed"].values[:, inside].mean(axis=1)
     assert (share < 1).any(), "the archive should have clouds over the polygon"
     for band in BANDS + INDICES:
         series = by_band(table, band)
-        median = np.nanmedian(cube[band].values.reshape(steps, -1), axis=1).astype(np.float32)
+        median = np.nanmedian(cube[band].values[:, inside], axis=1).astype(np.float32)
         np.testing.assert_array_equal(series["value"].to_numpy(), median)
         np.testing.assert_allclose(series["observed"], share, atol=1e-6)
+        counts = np.isfinite(cube[band].values[:, inside]).sum(axis=1)
+        np.testing.assert_array_equal(series["n_pixels"].to_numpy(), counts)
 
 
 def test_feature_without_items_has_an_empty_csv(run):
@@ -100,23 +105,35 @@ def test_median_method_for_points(zarr_run):
         np.testing.assert_array_equal(by_band(table, band)["value"].to_numpy(), median)
 
 
-def small_cube(point_lonlat: Point, epsg: int = 32632) -> xr.Dataset:
-    """A 2-date, 4 x 3 pixel cube whose B04 value encodes its pixel: 100 * row + col."""
-    grid = Grid(epsg, 10.0, (500000.0, 5500000.0, 500030.0, 5500040.0))
-    rows, cols = np.mgrid[0:4, 0:3]
-    values = np.broadcast_to(100.0 * rows + cols, (2, 1, 4, 3)).copy()
-    observed = np.ones((2, 4, 3))
-    observed[1, 2, 1] = 0
+SMALL_GRID = Grid(32632, 10.0, (500000.0, 5500000.0, 500030.0, 5500040.0))
+
+
+def small_grid_cube(
+    geometry_wkt: str, observed: np.ndarray, inside: np.ndarray | None = None, values=None
+) -> xr.Dataset:
+    """A 2-date, 4 x 3 pixel cube on SMALL_GRID whose B04 value encodes its pixel (100 * row +
+    col, unless `values` says otherwise)."""
+    if values is None:
+        rows, cols = np.mgrid[0:4, 0:3]
+        values = np.broadcast_to(100.0 * rows + cols, (2, 1, 4, 3)).copy()
     return build_dataset(
-        grid=grid,
+        grid=SMALL_GRID,
         times=np.array(["2024-01-01", "2024-01-06"], dtype="datetime64[ns]"),
         bands=["B04"],
         reflectance=values,
         classification=None,
         classification_band="SCL",
         observed=observed,
-        attrs=provenance_attrs(feature_id="t", geometry_wkt=point_lonlat.wkt),
+        inside=inside,
+        attrs=provenance_attrs(feature_id="t", geometry_wkt=geometry_wkt),
     )
+
+
+def small_cube(point_lonlat: Point) -> xr.Dataset:
+    """The small cube of a point, with one pixel gap-filled on the second date."""
+    observed = np.ones((2, 4, 3))
+    observed[1, 2, 1] = 0
+    return small_grid_cube(point_lonlat.wkt, observed)
 
 
 def lonlat_of(x: float, y: float, epsg: int = 32632) -> Point:
@@ -127,9 +144,10 @@ def test_pixel_under_point_is_the_pixel_containing_it():
     # x 500012 is in column 1 (500010..500020); y 5500018 in row 2 (5500020..5500010).
     cube = small_cube(lonlat_of(500012.0, 5500018.0))
     assert pixel_under_point(cube) == (2, 1)
-    table = feature_timeseries(cube, "pixel")
+    table = feature_timeseries(cube, settings_for().timeseries)
     assert table["value"].tolist() == [201.0, 201.0]
     assert table["observed"].tolist() == [1.0, 0.0]
+    assert table["n_pixels"].tolist() == [1, 1]
 
 
 def test_point_outside_the_grid_is_an_error():
@@ -138,6 +156,43 @@ def test_point_outside_the_grid_is_an_error():
         pixel_under_point(cube)
 
 
-def test_unknown_method_is_refused():
-    with pytest.raises(ValueError, match="pixel"):
-        feature_timeseries(small_cube(lonlat_of(500012.0, 5500018.0)), "mean")
+def small_polygon_cube(all_touched: bool = False) -> xr.Dataset:
+    """A 2-date, 4 x 3 pixel cube (B04 = 100 * row + col) of a triangle over half its window,
+    with its `inside` pixels as rasterio's geometry_mask gives them."""
+    from rasterio.features import geometry_mask
+    from shapely.geometry import Polygon
+
+    corners = [(500000.0, 5500040.0), (500000.0, 5500000.0), (500030.0, 5500000.0)]
+    to_lonlat = Transformer.from_crs(32632, 4326, always_xy=True)
+    lonlat = Polygon([to_lonlat.transform(x, y) for x, y in corners])
+    inside = geometry_mask(
+        [Polygon(corners)], (4, 3), SMALL_GRID.transform, all_touched=all_touched, invert=True
+    )
+    rows, cols = np.mgrid[0:4, 0:3]
+    values = np.broadcast_to(100.0 * rows + cols, (2, 1, 4, 3)).copy()
+    values[1, 0, 3, 0] = np.nan  # one pixel without a value on the second date
+    return small_grid_cube(lonlat.wkt, np.isfinite(values[:, 0]), inside, values)
+
+
+@pytest.mark.parametrize("method", ["median", "mean"])
+def test_polygon_statistics_use_the_pixels_inside_only(method):
+    cube = small_polygon_cube()
+    inside = cube["inside"].values.astype(bool)
+    assert 0 < inside.sum() < inside.size  # a triangle: part of its bounding box
+    settings = settings_for(timeseries={"polygon_method": method}).timeseries
+    table = feature_timeseries(cube, settings)
+    reduce = np.nanmedian if method == "median" else np.nanmean
+    values = cube["B04"].values
+    expected = [reduce(values[step][inside]) for step in range(2)]
+    whole_window = [reduce(values[step]) for step in range(2)]
+    np.testing.assert_allclose(table["value"], expected, rtol=1e-6)
+    assert not np.allclose(expected, whole_window)  # the bounding box would differ
+    n_inside = int(inside.sum())
+    missing = int(inside[3, 0])
+    assert table["n_pixels"].tolist() == [n_inside, n_inside - missing]
+    expected_share = [1.0, (n_inside - missing) / n_inside]
+    np.testing.assert_allclose(table["observed"], expected_share, atol=1e-6)  # rounded
+
+
+def test_all_touched_counts_more_pixels_inside():
+    assert small_polygon_cube(True)["inside"].sum() > small_polygon_cube(False)["inside"].sum()

@@ -19,6 +19,7 @@ import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 from shapely.geometry import Point
 
+from sitsflow.testing.settings import settings_for
 from sitsflow.testing.stac_server import StacServer
 from tests.conftest import VECTOR_FILE
 from tests.helpers import expected_cube, write_features
@@ -26,6 +27,8 @@ from tests.helpers import expected_cube, write_features
 pytestmark = pytest.mark.slow  # and `integration`, as they request `snakemake`
 
 MASK_CLASSES = [0, 1, 3, 8, 9, 10]
+# the schema's default edge bound of the gap-fill, which the workflow runs with
+MAX_EDGE_DAYS = settings_for().cube.gapfill.max_edge_days
 BANDS = ["B03", "B04", "B08"]
 # 2022-01-10..2022-03-10 straddles the processing baseline 04.00 switch (2022-01-25).
 START, END = "2022-01-10", "2022-03-10"
@@ -71,7 +74,7 @@ def test_cubes_match_the_archive(run, archive):
             cube.load()
         assert cube.rio.crs.to_epsg() == 32600 + int((POINTS[fid][0] + 180) // 6) + 1
         assert cube.rio.resolution() == (10.0, -10.0)
-        expected = expected_cube(archive, items, cube, BANDS, MASK_CLASSES)
+        expected = expected_cube(archive, items, cube, BANDS, MASK_CLASSES, MAX_EDGE_DAYS)
         np.testing.assert_array_equal(cube["time"].values, expected["times"])
         np.testing.assert_array_equal(cube["observed"].values.astype(bool), expected["observed"])
         filled_pixels += int((~expected["observed"]).sum())

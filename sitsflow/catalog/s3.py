@@ -3,7 +3,7 @@
 Why: GDAL's HTTP client (`/vsicurl/`) opens a file with a `HEAD` request (for its size) and
 then a `GET` of the header; its S3 client opens with one ranged `GET` and takes the size from
 the `Content-Range` answer. On the small windows of a time-series cube that is one request in
-two per file (README, Performance), and providers throttle by request count.
+two per file (docs/performance.md), and providers throttle by request count.
 
 Which hrefs: AWS S3 URLs (`https://BUCKET.s3.REGION.amazonaws.com/KEY`, `s3://BUCKET/KEY`),
 which is how Earth Search publishes its COGs, and, with `s3_endpoint` set, path-style URLs

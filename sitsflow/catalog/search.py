@@ -10,7 +10,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urljoin
@@ -21,6 +21,7 @@ from sitsflow.types import JsonObject, StacItem
 
 if TYPE_CHECKING:
     from pystac_client import Client
+    from shapely.geometry.base import BaseGeometry
     from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,47 @@ def search(
             filter=filter,
         )
     return sorted(items, key=lambda item: (item["properties"].get("datetime") or "", item["id"]))
+
+
+def search_dates(start: str | date, end: str | date) -> tuple[date, date]:
+    """The UTC days to search for the solar days `start`..`end`: one more on either side, as a
+    feature far east or west has acquisitions whose UTC date is not its local date
+    (`select_items` trims them back)."""
+    first = date.fromisoformat(str(start)) - timedelta(days=1)
+    last = date.fromisoformat(str(end)) + timedelta(days=1)
+    return first, last
+
+
+def select_items(
+    items: list[dict[str, Any]],
+    window: BaseGeometry,
+    longitude: float,
+    start: str | date,
+    end: str | date,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The items a feature's cube reads, and the others with the reason each was dropped.
+
+    Kept: the footprint (`geometry`, EPSG:4326) intersects the feature's `window` (its grid's
+    outline in lon/lat; items without a geometry are kept), and the acquisition's solar day at
+    `longitude` lies in `start`..`end`. A catalog's bbox search also returns items whose bbox
+    touches the window but whose footprint does not (diagonal swath edges).
+    """
+    from shapely.geometry import shape
+
+    from sitsflow.solar import solar_day
+
+    first, last = date.fromisoformat(str(start)), date.fromisoformat(str(end))
+    kept, dropped = [], []
+    for item in items:
+        day = solar_day(item["properties"]["datetime"], longitude)
+        geometry = item.get("geometry")
+        if not first <= day <= last:
+            dropped.append({"id": item["id"], "reason": f"solar day {day} outside {first}..{last}"})
+        elif geometry and not shape(geometry).intersects(window):
+            dropped.append({"id": item["id"], "reason": "footprint misses the feature's window"})
+        else:
+            kept.append(item)
+    return kept, dropped
 
 
 def api_retry() -> Retry:

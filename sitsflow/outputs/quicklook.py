@@ -6,10 +6,11 @@ A feature's quicklook has two parts:
   colour (B04/B03/B02), else false colour (B08/B04/B03), else greyscale of the first band, with
   one contrast stretch (1st..99th percentile, same for all bands and dates) so dates compare;
   each labelled with its date and the share of pixels that were gap-filled;
-* the window's median reflectance per band along time (and below it NDVI when B04 and B08 are
-  present, plus the cube's spectral indices), with filled markers on observed dates (at least
-  half of the window observed) and open markers on mostly gap-filled ones, and the masked
-  (gap-filled) fraction per date as grey bars on a secondary axis.
+* the window's median reflectance per band along time (for a polygon, of the pixels inside it:
+  the cube's `inside` variable), and below it NDVI when B04 and B08 are present, plus the
+  cube's spectral indices, with filled markers on observed dates (at least half of those
+  pixels observed) and open markers on mostly gap-filled ones, and the masked (gap-filled)
+  fraction per date as grey bars on a secondary axis.
 
 Plain matplotlib with the Agg canvas (no display, no pyplot state, no web basemap: offline).
 """
@@ -139,8 +140,9 @@ def thumbnails(cube: xr.Dataset, display: Display, steps: np.ndarray) -> np.ndar
 
 
 def date_statistics(cube: xr.Dataset) -> pd.DataFrame:
-    """Per time step: window median of each band and index (NDVI added from B04/B08 when
-    both exist and the cube has none), and the masked (gap-filled) fraction."""
+    """Per time step: median of each band and index over the statistics pixels (a polygon's
+    inside; NDVI added from B04/B08 when both exist and the cube has none), and the masked
+    (gap-filled) fraction."""
     bands = reflectance_bands(cube)
     indices = cube_indices(cube)
     table = pd.DataFrame(window_medians(cube, bands + indices), index=cube["time"].values)
@@ -148,7 +150,7 @@ def date_statistics(cube: xr.Dataset) -> pd.DataFrame:
         red, nir = cube["B04"].values.astype(np.float64), cube["B08"].values.astype(np.float64)
         with np.errstate(all="ignore"):
             ndvi = (nir - red) / (nir + red)
-        ndvi_cube = xr.Dataset({"NDVI": (("time", "y", "x"), ndvi)})
+        ndvi_cube = cube.assign(NDVI=(("time", "y", "x"), ndvi))
         table["NDVI"] = window_medians(ndvi_cube, ["NDVI"])["NDVI"]
     table["masked_fraction"] = 1.0 - observed_share(cube)
     return table

@@ -1,14 +1,17 @@
 """Per-feature time series in long format, read from the feature's cube.
 
-One row per (time step, variable): `id, time, band, value, observed`.
+One row per (time step, variable): `id, time, band, value, observed, n_pixels`.
 
 * `band` is a reflectance band (`B04`) or a spectral index of the cube (`NDVI`).
-* Point features, method `pixel` (default): `value` is the cube pixel whose area contains the
-  point, `observed` is 1 where that pixel was observed and 0 where it was gap-filled.
-* Point features with method `median`, and polygons always: `value` is the median over the
-  whole cube window (the buffered point's, or the polygon's bounding box on the grid) and
-  `observed` the share (0..1) of the window's pixels that were observed. Pixels outside a
-  polygon but inside its bounding box are included: the window is what the cube holds.
+* Point features, `timeseries.method: pixel` (default): `value` is the cube pixel whose area
+  contains the point, `observed` 1 where that pixel was observed and 0 where it was gap-filled.
+* Point (and line) features with method `median`: `value` is the median over the whole cube
+  window (the buffered point's) and `observed` the share (0..1) of its pixels observed.
+* Polygon features: `value` is the median (`timeseries.polygon_method: median`, default) or
+  mean (`mean`) over the pixels inside the polygon (the cube's `inside` variable: centre inside,
+  or touched with `timeseries.all_touched`), `observed` the share of those pixels observed, as R
+  `sits`, openEO's `aggregate_spatial` and Earth Engine's `reduceRegion` summarise a parcel.
+* `n_pixels`: how many pixels had a value for that band and date (0: the value is NaN).
 
 `time` is the acquisition time (UTC) of each time step, as in the cube.
 """
@@ -25,11 +28,14 @@ import xarray as xr
 from shapely import wkt
 
 from sitsflow.projection import reproject
+from sitsflow.workflow.settings import TimeseriesSettings
 
-COLUMNS = ["id", "time", "band", "value", "observed"]
+COLUMNS = ["id", "time", "band", "value", "observed", "n_pixels"]
 METHODS = ("pixel", "median")
+POLYGON_METHODS = ("median", "mean")
 CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 POINT_TYPES = ("Point",)
+AREA_TYPES = ("Polygon", "MultiPolygon")
 
 
 def value_variables(cube: xr.Dataset) -> list[str]:
@@ -58,37 +64,68 @@ def pixel_under_point(cube: xr.Dataset) -> tuple[int, int]:
     return row, col
 
 
-def window_medians(cube: xr.Dataset, variables: Sequence[str]) -> dict[str, np.ndarray]:
-    """Per time step, the median of each variable over the window (NaN pixels ignored)."""
-    medians = {}
+def is_polygon_feature(cube: xr.Dataset) -> bool:
+    return wkt.loads(cube.attrs["geometry_wkt"]).geom_type in AREA_TYPES
+
+
+def statistics_pixels(cube: xr.Dataset) -> np.ndarray:
+    """(y, x) True for the pixels a feature's window statistics use: the cube's `inside`
+    variable (a polygon's pixels), every pixel for cubes written without it."""
+    if "inside" not in cube:
+        return np.ones((cube.sizes["y"], cube.sizes["x"]), dtype=bool)
+    inside = cube["inside"]
+    if "time" in inside.dims:  # cubes concatenated along time (xr.concat) repeat it
+        inside = inside.isel(time=0)
+    return np.asarray(inside.transpose("y", "x").values, dtype=bool)
+
+
+def window_values(cube: xr.Dataset, name: str, pixels: np.ndarray | None = None) -> np.ndarray:
+    """(time, n) values of variable `name` at the `pixels` (default: `statistics_pixels`)."""
+    chosen = statistics_pixels(cube) if pixels is None else pixels
+    return np.asarray(cube[name].values)[:, chosen]
+
+
+def window_medians(
+    cube: xr.Dataset, variables: Sequence[str], statistic: str = "median"
+) -> dict[str, np.ndarray]:
+    """Per time step, the median (or mean) of each variable over the statistics pixels (NaN
+    pixels ignored; a date without any value is NaN)."""
+    reduce = np.nanmedian if statistic == "median" else np.nanmean
+    results = {}
     with warnings.catch_warnings():  # an all-NaN date is a NaN median, not a warning
         warnings.simplefilter("ignore", RuntimeWarning)
         for name in variables:
-            values = cube[name].values.reshape(cube.sizes["time"], -1)
-            medians[name] = np.nanmedian(values, axis=1)
-    return medians
+            values = window_values(cube, name)
+            results[name] = (
+                reduce(values, axis=1) if values.shape[1] else np.full(len(values), np.nan)
+            )
+    return results
 
 
 def observed_share(cube: xr.Dataset) -> np.ndarray:
-    """Per time step, the share of the window's pixels that were observed (not gap-filled)."""
-    observed = cube["observed"].values.reshape(cube.sizes["time"], -1).astype(np.float64)
+    """Per time step, the share of the statistics pixels that were observed (not gap-filled)."""
+    observed = window_values(cube, "observed").astype(np.float64)
     if observed.shape[1] == 0:
         return np.zeros(cube.sizes["time"])
-    return observed.mean(axis=1)
+    return np.asarray(observed.mean(axis=1))
 
 
-def feature_timeseries(cube: xr.Dataset, method: str = "pixel") -> pd.DataFrame:
-    """The cube's time series in long format (see module docstring); `method` for points."""
-    if method not in METHODS:
-        raise ValueError(f"timeseries method {method!r} must be one of {METHODS}")
+def feature_timeseries(cube: xr.Dataset, settings: TimeseriesSettings) -> pd.DataFrame:
+    """The cube's time series in long format (see module docstring)."""
     variables = value_variables(cube)
-    if method == "pixel" and is_point_feature(cube):
+    if is_polygon_feature(cube):
+        series = window_medians(cube, variables, settings.polygon_method)
+        observed = observed_share(cube).round(6)
+        counts = {name: np.isfinite(window_values(cube, name)).sum(axis=1) for name in variables}
+    elif settings.method == "pixel" and is_point_feature(cube):
         row, col = pixel_under_point(cube)
         series = {name: cube[name].values[:, row, col] for name in variables}
         observed = cube["observed"].values[:, row, col].astype(np.float64)
+        counts = {name: np.isfinite(series[name]).astype(np.int64) for name in variables}
     else:
         series = window_medians(cube, variables)
         observed = observed_share(cube).round(6)
+        counts = {name: np.isfinite(window_values(cube, name)).sum(axis=1) for name in variables}
     times = pd.DatetimeIndex(cube["time"].values)
     frames = [
         pd.DataFrame(
@@ -98,6 +135,7 @@ def feature_timeseries(cube: xr.Dataset, method: str = "pixel") -> pd.DataFrame:
                 "band": name,
                 "value": np.asarray(series[name], dtype=np.float32),
                 "observed": observed,
+                "n_pixels": np.asarray(counts[name], dtype=np.int64),
             }
         )
         for name in variables
@@ -105,6 +143,15 @@ def feature_timeseries(cube: xr.Dataset, method: str = "pixel") -> pd.DataFrame:
     if not frames:
         return empty_timeseries()
     return pd.concat(frames, ignore_index=True)[COLUMNS]
+
+
+def method_used(cube: xr.Dataset, settings: TimeseriesSettings) -> str:
+    """What `feature_timeseries` computes for this cube, for its log line."""
+    if is_polygon_feature(cube):
+        return f"{settings.polygon_method} of the pixels inside the polygon"
+    if settings.method == "pixel" and is_point_feature(cube):
+        return "the pixel under the point"
+    return "median of the window"
 
 
 def empty_timeseries() -> pd.DataFrame:
@@ -115,6 +162,7 @@ def empty_timeseries() -> pd.DataFrame:
             "band": pd.Series(dtype="string"),
             "value": pd.Series(dtype=np.float32),
             "observed": pd.Series(dtype=np.float64),
+            "n_pixels": pd.Series(dtype=np.int64),
         }
     )
 
@@ -128,7 +176,13 @@ def read_timeseries_csv(path: str | Path) -> pd.DataFrame:
     """A CSV written by `write_timeseries_csv`, with its dtypes restored (ids stay strings)."""
     table = pd.read_csv(
         path,
-        dtype={"id": "string", "band": "string", "value": np.float32, "observed": np.float64},
+        dtype={
+            "id": "string",
+            "band": "string",
+            "value": np.float32,
+            "observed": np.float64,
+            "n_pixels": np.int64,
+        },
     )
     table["time"] = pd.to_datetime(table["time"], utc=True, format="ISO8601").dt.tz_localize(None)
     return table[COLUMNS]

@@ -8,6 +8,7 @@ import shutil
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import rioxarray  # noqa: F401 (registers the .rio accessor)
@@ -53,52 +54,73 @@ def build_dataset(
     classification: np.ndarray | None,
     classification_band: str,
     observed: np.ndarray,
-    attrs: dict,
+    inside: np.ndarray | None = None,
+    sources: dict[str, str] | None = None,
+    attrs: dict[str, str | int | float],
 ) -> xr.Dataset:
-    """Assemble a clean Dataset (no stackstac leftovers) with CF metadata and a grid mapping."""
+    """Assemble a clean Dataset (no stackstac leftovers) with CF metadata and a grid mapping.
+
+    `inside` (y, x): the pixels a feature's statistics use (`sitsflow.pixels.cube`);
+    `sources`: per band, which level of the files was read (an attribute of the variable).
+    """
     res = grid.resolution
     x = grid.bounds[0] + res * (np.arange(grid.width) + 0.5)
     y = grid.bounds[3] - res * (np.arange(grid.height) + 0.5)
     coords = {"time": ("time", np.asarray(times, dtype="datetime64[ns]")), "y": y, "x": x}
     dims = ("time", "y", "x")
+    sources = sources or {}
     variables = {}
     for index, band in enumerate(bands):
-        variables[band] = xr.Variable(
-            dims,
-            reflectance[:, index].astype(np.float32),
-            {
-                "long_name": f"Sentinel-2 {band} surface reflectance",
-                "standard_name": "surface_bidirectional_reflectance",
-                "units": "1",
-            },
-        )
+        band_attrs = {
+            "long_name": f"Sentinel-2 {band} surface reflectance",
+            "standard_name": "surface_bidirectional_reflectance",
+            "units": "1",
+            "ancillary_variables": "observed",
+        }
+        if band in sources:
+            band_attrs["source_level"] = sources[band]
+        variables[band] = xr.Variable(dims, reflectance[:, index].astype(np.float32), band_attrs)
     if classification is not None:
         classes = np.where(np.isfinite(classification), classification, 0).astype(np.uint8)
-        variables[classification_band] = xr.Variable(
-            dims,
-            classes,
-            {
-                "long_name": "Sentinel-2 scene classification (not masked, not gap-filled)",
-                "flag_values": np.array(sorted(SCL_CLASSES), dtype=np.uint8),
-                "flag_meanings": " ".join(SCL_CLASSES[k] for k in sorted(SCL_CLASSES)),
-            },
-        )
+        class_attrs = {
+            "long_name": "Sentinel-2 scene classification of the item each pixel was taken "
+            "from (not masked, not gap-filled)",
+            "standard_name": "status_flag",
+            "flag_values": np.array(sorted(SCL_CLASSES), dtype=np.uint8),
+            "flag_meanings": " ".join(SCL_CLASSES[k] for k in sorted(SCL_CLASSES)),
+        }
+        if classification_band in sources:
+            class_attrs["source_level"] = sources[classification_band]
+        variables[classification_band] = xr.Variable(dims, classes, class_attrs)
     variables["observed"] = xr.Variable(
         dims,
         observed.astype(np.uint8),
         {
             "long_name": "1 where the value was observed (clear), 0 where gap-filled or missing",
+            "standard_name": "status_flag",
             "flag_values": np.array([0, 1], dtype=np.uint8),
             "flag_meanings": "not_observed observed",
         },
     )
+    if inside is not None:
+        variables["inside"] = xr.Variable(
+            ("y", "x"),
+            inside.astype(np.uint8),
+            {
+                "long_name": "1 where the pixel counts in the feature's statistics: its centre "
+                "is inside the polygon (touched, with timeseries.all_touched); every pixel for "
+                "point and line features",
+                "flag_values": np.array([0, 1], dtype=np.uint8),
+                "flag_meanings": "outside inside",
+            },
+        )
     dataset = xr.Dataset(variables, coords=coords, attrs=attrs)
     dataset["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
     dataset["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
     dataset["time"].attrs.update(standard_name="time", long_name="acquisition time (UTC)")
     dataset = dataset.rio.write_crs(f"EPSG:{grid.epsg}")
     dataset = dataset.rio.write_transform(grid.transform)
-    return dataset.rio.write_coordinate_system()
+    return cast(xr.Dataset, dataset.rio.write_coordinate_system())
 
 
 def provenance_attrs(**fields: object) -> dict[str, str | int | float]:
@@ -112,27 +134,45 @@ def provenance_attrs(**fields: object) -> dict[str, str | int | float]:
     for key, value in fields.items():
         if value is None:
             continue
-        attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+        attrs[key] = (
+            json.dumps(value)
+            if isinstance(value, (dict, list, tuple))
+            else cast(str | int | float, value)
+        )
     return attrs
+
+
+def _chunks(dataset: xr.Dataset) -> dict[str, tuple[int, ...] | None]:
+    """The storage chunks of each gridded variable ((time, y, x) or (y, x)): at most
+    CHUNK_TIME steps and CHUNK_XY pixels a side; None for an empty time axis."""
+    sizes = {"time": CHUNK_TIME, "y": CHUNK_XY, "x": CHUNK_XY}
+    chunks: dict[str, tuple[int, ...] | None] = {}
+    for name, variable in dataset.data_vars.items():
+        if variable.dims not in (("time", "y", "x"), ("y", "x")):
+            continue
+        shape = [dataset.sizes[dim] for dim in variable.dims]
+        empty = 0 in shape
+        chunks[str(name)] = (
+            None
+            if empty
+            else tuple(
+                min(size, sizes[str(dim)]) for size, dim in zip(shape, variable.dims, strict=True)
+            )
+        )
+    return chunks
+
+
+def _fill_value(variable: xr.DataArray) -> np.float32 | None:
+    """NaN for reflectance and indices; none for flags and classes (every value means one)."""
+    return np.float32("nan") if variable.dtype == np.float32 else None
 
 
 def write_netcdf(dataset: xr.Dataset, path: str | Path) -> None:
     """Write with zlib compression and (time, y, x) chunks; rename into place when complete."""
-    steps, height, width = (dataset.sizes[d] for d in ("time", "y", "x"))
-    for name, variable in dataset.data_vars.items():
-        if variable.dims != ("time", "y", "x"):
-            continue
-        encoding = dict(COMPRESSION)
-        if steps > 0:
-            encoding["chunksizes"] = (
-                min(steps, CHUNK_TIME),
-                min(height, CHUNK_XY),
-                min(width, CHUNK_XY),
-            )
-        if variable.dtype == np.float32:
-            encoding["_FillValue"] = np.float32("nan")
-        else:
-            encoding["_FillValue"] = None
+    for name, chunks in _chunks(dataset).items():
+        encoding: dict[str, object] = {**COMPRESSION, "_FillValue": _fill_value(dataset[name])}
+        if chunks:
+            encoding["chunksizes"] = chunks
         dataset[name].encoding.update(encoding)
     dataset["time"].encoding.update(
         {
@@ -162,18 +202,11 @@ def write_zarr(dataset: xr.Dataset, path: str | Path) -> None:
     Zarr format 2 because consolidated metadata is not part of the format 3 specification
     (GDAL and older readers open v2). Same chunks, fill values and time encoding as netCDF.
     """
-    steps, height, width = (dataset.sizes[d] for d in ("time", "y", "x"))
     dataset = dataset.copy()
-    for name, variable in dataset.data_vars.items():
-        if variable.dims != ("time", "y", "x"):
-            continue
-        encoding: dict = {"_FillValue": np.float32("nan") if variable.dtype == np.float32 else None}
-        if steps > 0:
-            encoding["chunks"] = (
-                min(steps, CHUNK_TIME),
-                min(height, CHUNK_XY),
-                min(width, CHUNK_XY),
-            )
+    for name, chunks in _chunks(dataset).items():
+        encoding: dict[str, object] = {"_FillValue": _fill_value(dataset[name])}
+        if chunks:
+            encoding["chunks"] = chunks
         dataset[name].encoding = encoding
     dataset["time"].encoding = {
         "units": "milliseconds since 1970-01-01 00:00:00",

@@ -1,9 +1,10 @@
-"""Build one feature's cube: normalise items, load, mask, gap-fill, describe."""
+"""Build one feature's cube: normalise items, read, mask, mosaic, gap-fill, describe."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,15 @@ from sitsflow.catalog.s3 import S3Access
 from sitsflow.outputs.write import build_dataset, provenance_attrs
 from sitsflow.pixels.gapfill import gapfill
 from sitsflow.pixels.indices import add_indices
-from sitsflow.pixels.load import load_reflectance
-from sitsflow.pixels.mask import apply_mask
+from sitsflow.pixels.load import ItemStack, read_items
+from sitsflow.pixels.mask import clear_pixels
+from sitsflow.pixels.mosaic import MOSAIC_ORDER, Mosaic, mosaic_by_solar_day
+from sitsflow.pixels.values import mark_invalid, to_reflectance
+from sitsflow.types import StacItem
 from sitsflow.workflow.aoi import BboxRecord, grid_of
-from sitsflow.workflow.settings import CubeSettings
+from sitsflow.workflow.features import AREA_TYPES
+from sitsflow.workflow.grid import Grid, project_geometry
+from sitsflow.workflow.settings import CubeSettings, MaskSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +34,14 @@ def make_cube(
     search_info: dict[str, Any],
     settings: CubeSettings,
 ) -> xr.Dataset:
-    """The cube of the feature described by `record` (a bbox record) from its searched items."""
+    """The cube of the feature described by `record` (a bbox record) from its searched items:
+    read each item, invalid DNs out, reflectance, mask each item, mosaic per solar day, then
+    gap-fill along time (module `sitsflow.pixels.mosaic` says why in that order)."""
     fid = record["properties"]["feature_id"]
     grid = grid_of(record)
     reflectance_bands = settings.reflectance_bands
-    all_bands = [*reflectance_bands, settings.mask.band]
+    mask_band = settings.mask.band
+    all_bands = [*reflectance_bands, mask_band]
     started = time.perf_counter()
     provider = resolve_provider(
         settings.provider,
@@ -44,45 +53,51 @@ def make_cube(
     provider.check_bands(all_bands)
     log.info("feature %s: provider %s", fid, provider.describe())
     # on_missing_asset: skip -> items with an unreadable asset are left out and listed here
-    skipped: list[dict] | None = [] if settings.on_missing_asset == "skip" else None
+    skipped: list[dict[str, Any]] | None = [] if settings.on_missing_asset == "skip" else None
     normalised = normalise_items(items, all_bands, provider, skipped)
-    longitude = record["properties"]["centroid_lonlat"][0]
-    data, times, step_items = load_reflectance(
+    stack, invalid, mosaic = read_and_mosaic(
         normalised,
-        all_bands,
+        reflectance_bands,
+        settings.mask,
         grid,
-        longitude=longitude,
+        record["properties"]["centroid_lonlat"][0],
         sign_hrefs=provider.signs_hrefs,
         skipped=skipped,
         s3=S3Access(settings.s3_access, settings.s3_endpoint),
         read_overviews=settings.read_overviews,
     )
-    read_ids = {item_id for step in step_items for item_id in step}
-    used_ids = [item["id"] for item in normalised if item["id"] in read_ids]
+    times, observed = mosaic.times, mosaic.observed
+    used_ids = [item["id"] for item in stack.items]
     loaded = time.perf_counter()
     log.info(
-        "feature %s: read %d items -> %d time steps of %dx%d px in %.1f s",
+        "feature %s: read %d items -> %d time steps of %dx%d px in %.1f s; invalid DNs %s",
         fid,
         len(items),
         len(times),
         grid.width,
         grid.height,
         loaded - started,
+        invalid,
     )
 
-    reflectance, classification = data[:, :-1], data[:, -1]
-    masked, observed = apply_mask(reflectance, classification, settings.mask.classes)
-    valid_fraction = float(observed.mean()) if observed.size else 0.0
+    inside = inside_pixels(record, grid, settings.timeseries.all_touched)
+    valid_fraction = float(observed[:, inside].mean()) if observed.size and inside.any() else 0.0
     filled = (
         np.stack(
             [
-                gapfill(masked[:, i], times, settings.gapfill.method, settings.gapfill.max_gap_days)
+                gapfill(
+                    mosaic.reflectance[:, i],
+                    times,
+                    settings.gapfill.method,
+                    settings.gapfill.max_gap_days,
+                    settings.gapfill.max_edge_days,
+                )
                 for i in range(len(reflectance_bands))
             ],
             axis=1,
         )
         if len(times)
-        else masked
+        else mosaic.reflectance
     )
     log.info(
         "feature %s: valid fraction before gap-fill %.3f; %s gap-fill in %.2f s",
@@ -106,13 +121,20 @@ def make_cube(
         filter=search_info.get("filter"),
         item_ids=used_ids,
         skipped_items=[entry["item"] for entry in skipped] if skipped is not None else None,
-        time_step_item_ids=step_items,
-        radiometry=_radiometry_summary(normalised, reflectance_bands),
+        dropped_items=search_info.get("dropped") or None,
+        time_step_item_ids=[[entry["id"] for entry in step] for step in mosaic.step_items],
+        time_step_items=mosaic.step_items,
+        mosaic_order=MOSAIC_ORDER,
+        radiometry=_radiometry_summary(stack.items, reflectance_bands),
+        invalid_values=invalid,
         bands=reflectance_bands,
-        mask_band=settings.mask.band,
+        mask_band=mask_band,
         mask_classes=list(settings.mask.classes),
+        mask_dilate_m=settings.mask.dilate_m,
         gapfill_method=settings.gapfill.method,
         gapfill_max_gap_days=settings.gapfill.max_gap_days,
+        gapfill_max_edge_days=settings.gapfill.max_edge_days,
+        inside_all_touched=str(settings.timeseries.all_touched).lower(),
         n_items=len(used_ids),
         n_time_steps=len(times),
         valid_fraction=round(valid_fraction, 6),
@@ -124,23 +146,81 @@ def make_cube(
         times=times,
         bands=reflectance_bands,
         reflectance=filled,
-        classification=classification,
-        classification_band=settings.mask.band,
+        classification=mosaic.classification,
+        classification_band=mask_band,
         observed=observed,
+        inside=inside,
+        sources={band: _describe(stack.sources[band]) for band in all_bands},
         attrs=attrs,
     )
     # Spectral indices (sitsflow.pixels.indices): extra variables from the gap-filled reflectance.
     return add_indices(dataset, list(settings.indices))
 
 
+def read_and_mosaic(
+    items: list[dict[str, Any]],
+    reflectance_bands: list[str],
+    mask: MaskSettings,
+    grid: Grid,
+    longitude: float,
+    **read_options: Any,
+) -> tuple[ItemStack, dict[str, int], Mosaic]:
+    """Read normalised `items` (the reflectance bands and the mask band), set invalid DNs to
+    NaN, scale to reflectance, mask each item, mosaic per solar day at `longitude`.
+
+    Returns what was read, the invalid DNs per band and the mosaic. `read_options` go to
+    `read_items`.
+    """
+    stack = read_items(
+        items, [*reflectance_bands, mask.band], grid, class_bands=[mask.band], **read_options
+    )
+    invalid = mark_invalid(stack)
+    to_reflectance(stack, reflectance_bands)
+    reflectance, classification = stack.data[:, :-1], stack.data[:, -1]
+    clear = clear_pixels(classification, mask.classes, mask.dilate_m / grid.resolution)
+    clear &= np.isfinite(reflectance).all(axis=1)
+    mosaic = mosaic_by_solar_day(reflectance, classification, clear, stack.items, longitude)
+    return stack, invalid, mosaic
+
+
+def inside_pixels(record: BboxRecord, grid: Grid, all_touched: bool) -> np.ndarray:
+    """The pixels a polygon feature's statistics use: centre inside the polygon (or, with
+    `all_touched`, touched by it). Every pixel for points and lines, whose statistics use the
+    whole window around them."""
+    from rasterio.features import geometry_mask
+    from shapely import wkt
+
+    geometry = wkt.loads(record["properties"]["feature_wkt"])
+    if geometry.geom_type not in AREA_TYPES:
+        return np.ones((grid.height, grid.width), dtype=bool)
+    projected = project_geometry(geometry, grid.epsg)
+    return np.asarray(
+        geometry_mask(
+            [projected],
+            out_shape=(grid.height, grid.width),
+            transform=grid.transform,
+            all_touched=all_touched,
+            invert=True,
+        ),
+        dtype=bool,
+    )
+
+
+def _describe(counts: Counter[str]) -> str:
+    """`full resolution (12 files)`; levels by decreasing number of files."""
+    if not counts:
+        return "nothing read"
+    return "; ".join(f"{level} ({n} files)" for level, n in counts.most_common())
+
+
 def _wkt(record: BboxRecord) -> str:
     from shapely import wkt
     from shapely.geometry import shape
 
-    return wkt.dumps(shape(record["geometry"]), rounding_precision=7)
+    return str(wkt.dumps(shape(record["geometry"]), rounding_precision=7))
 
 
-def _radiometry_summary(items: list[dict], bands: list[str]) -> dict[str, int]:
+def _radiometry_summary(items: list[StacItem], bands: list[str]) -> dict[str, int]:
     """How many items used each DN -> reflectance rule (provenance of the scaling)."""
     counts: dict[str, int] = {}
     for item in items:

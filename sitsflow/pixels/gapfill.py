@@ -12,6 +12,7 @@ def gapfill(
     times: np.ndarray,
     method: str = "linear",
     max_gap_days: float | None = None,
+    max_edge_days: float | None = None,
 ) -> np.ndarray:
     """Fill NaNs in `values` (time first) from the valid values before and after in time.
 
@@ -22,7 +23,9 @@ def gapfill(
 
     `max_gap_days` leaves a value NaN when the gap it sits in is longer than that: for an
     interior value, the time between the bracketing valid observations; at an edge, the time
-    to the nearest valid observation. Pixels with no valid value at all stay NaN.
+    to the nearest valid observation. `max_edge_days` bounds the edges alone: holding the
+    first or last observation constant for months says nothing about what the surface did
+    then. Pixels with no valid value at all stay NaN.
     """
     if method not in METHODS:
         raise ValueError(f"gap-fill method {method!r} not in {METHODS}")
@@ -62,6 +65,8 @@ def gapfill(
     fillable = ~valid & (has_before | has_after)
     if max_gap_days is not None:
         fillable &= gap <= max_gap_days
+    if max_edge_days is not None:
+        fillable &= inside | (gap <= max_edge_days)
     filled[fillable] = estimate[fillable].astype(np.float32)
     return filled
 

@@ -172,6 +172,7 @@ def add_indices(dataset: xr.Dataset, indices: Sequence[str]) -> xr.Dataset:
         attrs = {
             "long_name": recipe.long_name,
             "units": "1",
+            "ancillary_variables": "observed",
             "formula": recipe.formula,
             "formula_inputs": json.dumps({**recipe.bands, **recipe.constants}),
             "reference": recipe.reference,

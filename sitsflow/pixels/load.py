@@ -1,7 +1,15 @@
-"""Read the pixels of a feature's items onto its grid with stackstac, as reflectance.
+"""Read the pixels of a feature's items onto its grid with stackstac: one layer per item and
+band, the files' values as they are (DNs, class numbers), NaN where a file has no data.
 
-Items must be normalised first (`providers.normalise_item`): assets keyed by band name,
-`proj:epsg` set and the DN -> reflectance rule recorded per asset.
+Items must be normalised first (`providers.normalise_item`): assets keyed by band name and
+`proj:epsg` set. Turning DNs into reflectance, masking and mosaicking come after
+(`sitsflow.pixels.values`, `sitsflow.pixels.mosaic`), per item, so that every pixel's bands and
+class come from one item.
+
+Files are opened at the overview matching the grid's resolution (`read_overviews`), except for
+class bands (SCL): an overview made by averaging holds class numbers that are means (a mean
+of 5 and 9 is 7, "unclassified"), so a class band is read at full resolution unless the file
+says its overviews were made by nearest or mode resampling (`overview_resampling`).
 """
 
 from __future__ import annotations
@@ -14,13 +22,14 @@ import re
 import statistics
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import dask.array
 import numpy as np
-import pandas as pd
 import rasterio
 import stackstac
 
@@ -28,7 +37,12 @@ from sitsflow.catalog.providers import CLASSIFICATION_BANDS
 from sitsflow.catalog.s3 import S3Access
 from sitsflow.errors import AssetError
 from sitsflow.pixels.overviews import overview_level
+from sitsflow.types import JsonObject, StacItem
 from sitsflow.workflow.grid import Grid
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
+    from stackstac.rio_reader import ThreadsafeRioDataset
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +52,7 @@ log = logging.getLogger(__name__)
 # name overrides a value (e.g. GDAL_HTTP_MAX_RETRY=10 on a poor connection).
 # GDAL_HTTP_MULTIRANGE=SERIAL: the tiles of a window are read through /vsicurl/'s block cache,
 # so bytes that came with the open's read are not fetched again; the default (YES) bypasses
-# that cache and doubled requests and bytes (README, Performance).
+# that cache and doubled requests and bytes (docs/performance.md).
 GDAL_HTTP_OPTIONS = {
     "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF",
@@ -75,13 +89,13 @@ def compute_stack(array: dask.array.Array) -> np.ndarray:
     Next to the data a read is CPU work and extra threads only add contention; far from it a
     read mostly waits for HTTP round trips. So the first item is read alone (warm-up: GDAL,
     PROJ, connections), the second alone and timed, and the rest with `read_threads_for` dask
-    threads (README, Performance).
+    threads (docs/performance.md).
     """
     fixed = os.environ.get("SITSFLOW_READ_THREADS")
     if fixed:
-        return array.compute(scheduler="threads", num_workers=int(fixed))
+        return np.asarray(array.compute(scheduler="threads", num_workers=int(fixed)))
     if array.shape[0] <= 2:
-        return array.compute(scheduler="sync")
+        return np.asarray(array.compute(scheduler="sync"))
     first = array[:1].compute(scheduler="sync")
     wall, cpu = time.perf_counter(), time.thread_time()
     second = array[1:2].compute(scheduler="sync")
@@ -111,7 +125,7 @@ def prefetch_headers(
     bytes: the header and, in a COG, the overview tiles after it) in its process-wide /vsicurl/
     cache, so stackstac's own opens wait for no round trip. Plain opens overlap well in threads
     (the GIL is released while GDAL waits); stackstac's open-and-warp does not (most of it
-    holds the GIL), so its reads overlap far less (README, Performance). Errors are left for
+    holds the GIL), so its reads overlap far less (docs/performance.md). Errors are left for
     the real read to report.
 
     The first PREFETCH_PROBES files are opened one by one and timed: if an open waits less
@@ -161,8 +175,8 @@ def gdal_env(extra_options: dict[str, str] | None = None) -> stackstac.rio_env.L
 
 
 def _read_through_s3(
-    items: list[dict], bands: list[str], s3: S3Access
-) -> tuple[list[dict], dict[str, str]]:
+    items: list[StacItem], bands: list[str], s3: S3Access
+) -> tuple[list[StacItem], dict[str, str]]:
     """`items` with the hrefs of `bands` that `s3` reads through /vsis3/ rewritten to s3:// URLs
     (copies; the input is not changed), and the GDAL options for them."""
     rewrites, options = s3.plan(item["assets"][band]["href"] for item in items for band in bands)
@@ -180,34 +194,33 @@ def _read_through_s3(
     return rewritten, options
 
 
-def solar_days(items: list[dict], longitude: float) -> list[str]:
-    """Local solar date of each acquisition at `longitude` (UTC shifted by lon/15 hours).
+@dataclass
+class ItemStack:
+    """What a feature's read gave: `data[i, b]` is item `items[i]`'s band `bands[b]` on the
+    grid (float32; NaN where the file has no data, outside it, or a failed read with
+    `on_missing_asset: skip`); `sources[band]` counts the files read at each level."""
 
-    Scenes of one orbit pass over neighbouring tiles share a solar day even when their UTC
-    timestamps differ by seconds; grouping on it merges them into one time step.
-    """
-    shift = timedelta(hours=longitude / 15.0)
-    days = []
-    for item in items:
-        moment = datetime.fromisoformat(item["properties"]["datetime"].replace("Z", "+00:00"))
-        days.append((moment + shift).date().isoformat())
-    return days
+    data: np.ndarray
+    items: list[dict[str, Any]]
+    bands: list[str]
+    sources: dict[str, Counter[str]]
 
 
-def load_reflectance(
-    items: list[dict],
+def read_items(
+    items: list[dict[str, Any]],
     bands: list[str],
     grid: Grid,
     *,
-    longitude: float,
+    class_bands: Sequence[str] = CLASSIFICATION_BANDS,
     chunksize: int = 2048,
     sign_hrefs: bool = False,
-    skipped: list[dict] | None = None,
+    skipped: list[dict[str, Any]] | None = None,
     s3: S3Access | None = None,
     read_overviews: bool = True,
-) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-    """Stack `items` for `bands` on `grid`; one time step per solar day.
+) -> ItemStack:
+    """Read `bands` of every item onto `grid` (nearest neighbour), one layer per item.
 
+    `class_bands` are never read from an overview that may be averaged (module docstring).
     `sign_hrefs` (Planetary Computer) signs each href when its file is opened
     (`sitsflow.catalog.signing.SigningReader`); the items themselves stay unsigned.
     `skipped` (config `on_missing_asset: skip`): when given, an asset that cannot be read
@@ -218,16 +231,25 @@ def load_reflectance(
     `read_overviews` (config): open each file at the overview matching the grid's resolution
     (`OverviewReader`), or always at full resolution.
 
-    Returns (data, times, item_ids): data is float32 (time, band, y, x) with reflectance bands
-    scaled to reflectance and classification bands left as class values (NaN = no data);
-    times are datetime64[ns] (first acquisition of the day); item_ids lists the items merged into
-    each time step.
+    The layers follow `items` by id: an item stackstac leaves out (its assets' bounds miss the
+    grid) gets all-NaN layers rather than shifting the others.
     """
+    sources: dict[str, Counter[str]] = {band: Counter() for band in bands}
     if not items:
         empty = np.empty((0, len(bands), grid.height, grid.width), dtype=np.float32)
-        return empty, np.array([], dtype="datetime64[ns]"), []
+        return ItemStack(empty, [], list(bands), sources)
     failures: list[tuple[str, str]] | None = [] if skipped is not None else None
     items, s3_options = _read_through_s3(items, bands, s3 or S3Access())
+    band_of = {
+        item["assets"][band]["href"].split("?", 1)[0]: band for item in items for band in bands
+    }
+    lock = threading.Lock()
+
+    def record(href: str, description: str) -> None:
+        with lock:
+            sources[band_of.get(href.split("?", 1)[0], "?")][description] += 1
+
+    class_hrefs = frozenset(href for href, band in band_of.items() if band in class_bands)
     stack = stackstac.stack(
         items,
         assets=bands,
@@ -245,7 +267,7 @@ def load_reflectance(
         chunksize=chunksize,
         errors_as_nodata=(),
         gdal_env=gdal_env(s3_options),
-        reader=_reader(sign_hrefs, failures, read_overviews),
+        reader=_reader(sign_hrefs, failures, read_overviews, class_hrefs, record),
     )
     prefetch_headers(
         [item["assets"][band]["href"] for item in items for band in bands],
@@ -253,18 +275,45 @@ def load_reflectance(
         extra_options=s3_options,
     )
     try:
-        data = compute_stack(stack.data)
+        read = compute_stack(stack.data) if stack.shape[0] else np.empty(stack.shape, np.float32)
     except RuntimeError as exc:  # stackstac wraps every rasterio open/read error this way
         error = asset_error(exc, items, bands)
         if error is None:
             raise
         raise error from None  # the chained error repeats the (possibly signed) URL
-    if data.shape[-2:] != (grid.height, grid.width):
-        raise RuntimeError(f"stackstac returned {data.shape[-2:]}, expected grid {grid}")
-    if failures:
+    if read.shape[-2:] != (grid.height, grid.width):
+        raise RuntimeError(f"stackstac returned {read.shape[-2:]}, expected grid {grid}")
+    data = _by_item_and_band(
+        read, [str(i) for i in stack["id"].values], [str(b) for b in stack["band"].values],
+        items, bands,
+    )  # fmt: skip
+    if failures and skipped is not None:  # failures are recorded only when skipping
         data, items = _drop_failed_items(data, items, bands, failures, skipped)
-    _apply_radiometry(data, items, bands)
-    return _mosaic_by_solar_day(data, items, longitude)
+    return ItemStack(data, items, list(bands), sources)
+
+
+def _by_item_and_band(
+    read: np.ndarray,
+    read_ids: list[str],
+    read_bands: list[str],
+    items: list[dict[str, Any]],
+    bands: list[str],
+) -> np.ndarray:
+    """stackstac's array in the order of `items` and `bands`, by id: stackstac drops items
+    (and bands) whose assets' bounds miss the grid, which would shift every layer after."""
+    if read_ids == [item["id"] for item in items] and read_bands == list(bands):
+        return read
+    data = np.full((len(items), len(bands), *read.shape[-2:]), np.nan, dtype=np.float32)
+    row_of = {item_id: row for row, item_id in enumerate(read_ids)}
+    column_of = {band: column for column, band in enumerate(read_bands)}
+    for index, item in enumerate(items):
+        if item["id"] not in row_of:
+            log.info("item %s: its assets miss the grid; no data read", item["id"])
+            continue
+        for band_index, band in enumerate(bands):
+            if band in column_of:
+                data[index, band_index] = read[row_of[item["id"]], column_of[band]]
+    return data
 
 
 # stackstac's read errors: "Error opening 'HREF': RasterioIOError('...')" and
@@ -275,7 +324,7 @@ _STACKSTAC_ERROR = re.compile(
 _URL_QUERY = re.compile(r"(https?://[^\s'\"?]+)\?[^\s'\"]*")
 
 
-def asset_error(exc: Exception, items: list[dict], bands: list[str]) -> AssetError | None:
+def asset_error(exc: Exception, items: list[StacItem], bands: list[str]) -> AssetError | None:
     """An AssetError naming the item and asset behind stackstac's read error `exc`, or None.
 
     stackstac only names the href; it is mapped back to (item id, band) through the items.
@@ -302,33 +351,62 @@ def asset_error(exc: Exception, items: list[dict], bands: list[str]) -> AssetErr
 
 def _reader(
     sign_hrefs: bool,
-    failures: list[tuple[str, str]] | None = None,
-    read_overviews: bool = True,
+    failures: list[tuple[str, str]] | None,
+    read_overviews: bool,
+    class_hrefs: frozenset[str],
+    record: Callable[[str, str], None],
 ) -> type:
     """The stackstac reader class: signing hrefs or not, opening files at the overview that
-    matches the grid or at full resolution, recording failures or raising them."""
-    reader: type = OverviewReader if read_overviews else stackstac.rio_reader.AutoParallelRioReader
+    matches the grid (never an averaged one for `class_hrefs`) or at full resolution, telling
+    `record` which level each file was read at, recording failures or raising them."""
+    settings = {
+        "read_overviews": read_overviews,
+        "class_hrefs": class_hrefs,
+        "record": staticmethod(record),
+    }
+    reader: type = type("Reader", (OverviewReader,), settings)
     if sign_hrefs:
         from sitsflow.catalog.signing import SigningReader, install_log_redaction
 
         install_log_redaction()  # GDAL warnings (e.g. retries) name the signed URL
-        if read_overviews:
-            reader = type("SigningOverviewReader", (SigningReader, OverviewReader), {})
-        else:
-            reader = SigningReader
+        reader = type("SigningReader", (SigningReader, OverviewReader), settings)
     return reader if failures is None else _failure_recording(reader, failures)
 
 
-class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):
+# Overview resampling tags, in the order they are looked for: rio-cogeo < 6 (Earth Search's
+# sentinel-cogs), rio-cogeo >= 6, GDAL >= 3.12. GDAL before 3.12 records nothing.
+RESAMPLING_TAGS = (("", "OVR_RESAMPLING_ALG"), ("", "OVERVIEW_RESAMPLING"))
+RESAMPLING_STRUCTURE_TAG = ("IMAGE_STRUCTURE", "OVERVIEW_RESAMPLING")
+# Overviews a class band may be read from: each value is one of the full-resolution values.
+CLASS_SAFE_RESAMPLING = frozenset({"NEAREST", "MODE"})
+
+
+def overview_resampling(ds: Any) -> str | None:
+    """How the file's overviews were made, from its metadata tags (upper case); None if the file
+    does not say."""
+    for namespace, key in (*RESAMPLING_TAGS, RESAMPLING_STRUCTURE_TAG):
+        tags = ds.tags(ns=namespace) if namespace else ds.tags()
+        if tags.get(key):
+            return str(tags[key]).upper()
+    return None
+
+
+class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):  # type: ignore[misc]
     """stackstac's reader, opening each file at the overview that matches the grid.
 
     Why: a 20 m cube needs a 10 m band's 2x overview, which in a COG lies right after the
     header, so the file's tiles at full resolution (4x the bytes) are never fetched. stackstac
     warps from full resolution; this is its `_open` with the open option OVERVIEW_LEVEL
-    (kept when stackstac reopens the file in other threads).
+    (kept when stackstac reopens the file in other threads). Class bands (`class_hrefs`) use an
+    overview only if the file says it was made by nearest or mode resampling. `record` hears
+    which level each file was read at; `_reader` sets these class attributes.
     """
 
-    def _open(self):  # noqa: ANN202 (stackstac's private return type)
+    read_overviews: bool = True
+    class_hrefs: frozenset[str] = frozenset()
+    record: Callable[[str, str], None] | None = None
+
+    def _open(self) -> ThreadsafeRioDataset:
         from rasterio.vrt import WarpedVRT
         from stackstac.rio_reader import (
             MULTITHREADED_DRIVER_ALLOWLIST,
@@ -340,7 +418,7 @@ class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):
         with self.gdal_env.open:
             try:
                 ds = SelfCleaningDatasetReader(self.url, sharing=False)
-                level = self._overview_level(ds)
+                level, description = self._level(ds)
                 if level is not None:  # the header is cached: reopening fetches nothing
                     ds.close()
                     ds = SelfCleaningDatasetReader(self.url, sharing=False, OVERVIEW_LEVEL=level)
@@ -349,6 +427,8 @@ class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):
             if ds.count != 1:
                 ds.close()
                 raise RuntimeError(f"Assets must have exactly 1 band; {self.url!r} has {ds.count}")
+            if self.record is not None:
+                self.record(self.url, description)
             vrt = None
             if self.spec.vrt_params != {
                 "crs": ds.crs.to_epsg(),
@@ -368,15 +448,27 @@ class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):
             return ThreadLocalRioDataset(self.gdal_env, ds, vrt=vrt)
         return SingleThreadedRioDataset(self.gdal_env, ds, vrt=vrt)
 
-    def _overview_level(self, ds: Any) -> int | None:
-        """The overview to read `ds` at for this grid; None for full resolution."""
+    def _level(self, ds: Any) -> tuple[int | None, str]:
+        """The overview to read `ds` at for this grid (None: full resolution), and how to say
+        so in the cube (`full resolution`, `overview 1 (x2, AVERAGE)`)."""
         factors = ds.overviews(1)
-        if not factors or ds.crs is None:
-            return None
+        if not self.read_overviews or not factors or ds.crs is None:
+            return None, FULL_RESOLUTION
         source, target = _crs(ds.crs.to_wkt()), _crs(f"EPSG:{self.spec.epsg}")
         if not (_in_metres(source) and _in_metres(target)):
-            return None  # resolutions in degrees or feet are not comparable with metres
-        return overview_level(min(ds.res), factors, min(self.spec.resolutions_xy))
+            return None, FULL_RESOLUTION  # degrees or feet do not compare with metres
+        level = overview_level(min(ds.res), factors, min(self.spec.resolutions_xy))
+        if level is None:
+            return None, FULL_RESOLUTION
+        resampling = overview_resampling(ds)
+        unsigned = self.url.split("?", 1)[0]
+        if unsigned in self.class_hrefs and resampling not in CLASS_SAFE_RESAMPLING:
+            return None, FULL_RESOLUTION
+        made_by = resampling or "resampling not recorded"
+        return level, f"overview {level + 1} (x{factors[level]}, {made_by})"
+
+
+FULL_RESOLUTION = "full resolution"
 
 
 @functools.lru_cache(maxsize=64)
@@ -396,42 +488,43 @@ def _failure_recording(base: type, failures: list[tuple[str, str]]) -> type:
 
     lock = threading.Lock()
 
-    class FailureRecordingReader(base):
+    class FailureRecordingReader(base):  # type: ignore[misc]  # stackstac is untyped
         def _record(self, exc: Exception) -> None:
             with lock:
                 failures.append((self.url, str(exc)))
 
-        def _open(self):  # noqa: ANN202 (stackstac's private return type)
+        def _open(self) -> ThreadsafeRioDataset:
             try:
-                return super()._open()
+                return cast("ThreadsafeRioDataset", super()._open())
             except Exception as exc:
                 self._record(exc)
                 return NodataReader(dtype=self.dtype, fill_value=self.fill_value)
 
-        def read(self, window, **kwargs):  # noqa: ANN001, ANN201 (stackstac's Reader protocol)
+        def read(self, window: Window, **kwargs: Any) -> np.ndarray:
             try:
-                return super().read(window, **kwargs)
+                # a masked array as a rule (stackstac reads with masked=True): cast, don't convert
+                return cast(np.ndarray, super().read(window, **kwargs))
             except Exception as exc:
                 self._record(exc)
-                return nodata_for_window(window, self.fill_value, self.dtype)
+                return cast(np.ndarray, nodata_for_window(window, self.fill_value, self.dtype))
 
     return FailureRecordingReader
 
 
 def _drop_failed_items(
     data: np.ndarray,
-    items: list[dict],
+    items: list[StacItem],
     bands: list[str],
     failures: list[tuple[str, str]],
-    skipped: list[dict],
-) -> tuple[np.ndarray, list[dict]]:
+    skipped: list[StacItem],
+) -> tuple[np.ndarray, list[StacItem]]:
     """Leave out the items whose assets failed; record one `skipped` entry per item."""
     owners = {
         item["assets"][band]["href"].split("?", 1)[0]: (index, band)
         for index, item in enumerate(items)
         for band in bands
     }
-    failed: dict[int, dict] = {}
+    failed: dict[int, JsonObject] = {}
     for href, reason in failures:
         index, band = owners[href.split("?", 1)[0]]
         failed.setdefault(
@@ -443,37 +536,3 @@ def _drop_failed_items(
     skipped.extend(failed[index] for index in sorted(failed))
     keep = [index for index in range(len(items)) if index not in failed]
     return data[keep], [items[index] for index in keep]
-
-
-def _apply_radiometry(data: np.ndarray, items: list[dict], bands: list[str]) -> None:
-    for band_index, band in enumerate(bands):
-        if band in CLASSIFICATION_BANDS:
-            continue
-        for time_index, item in enumerate(items):
-            asset = item["assets"][band]
-            layer = data[time_index, band_index]
-            layer *= np.float32(asset["sitsflow:scale"])
-            layer += np.float32(asset["sitsflow:offset"])
-
-
-def _mosaic_by_solar_day(
-    data: np.ndarray, items: list[dict], longitude: float
-) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
-    """Merge items of the same solar day: later items on top where they have data."""
-    days = solar_days(items, longitude)
-    order = sorted(range(len(items)), key=lambda i: (days[i], items[i]["properties"]["datetime"]))
-    groups: dict[str, list[int]] = {}
-    for index in order:
-        groups.setdefault(days[index], []).append(index)
-    merged = np.empty((len(groups),) + data.shape[1:], dtype=np.float32)
-    times, ids = [], []
-    for step, members in enumerate(groups.values()):
-        layer = data[members[0]].copy()
-        for index in members[1:]:
-            has_data = np.isfinite(data[index])
-            layer[has_data] = data[index][has_data]
-        merged[step] = layer
-        first = items[members[0]]["properties"]["datetime"]
-        times.append(pd.Timestamp(first).tz_convert(None).to_datetime64())
-        ids.append([items[i]["id"] for i in members])
-    return merged, np.array(times, dtype="datetime64[ns]"), ids

@@ -1,10 +1,11 @@
 """Batch mode: many features per Snakemake job, still one set of files per feature.
 
-With one job per feature and stage, 10 000 features make 50 000 jobs: Snakemake needs about a
-minute to build that DAG, schedules trivial jobs at ~14 per second, and every job pays ~2 s of
-Python imports. In batch mode (config `batch_size`) one `batch` job runs a fixed group of
-features through every per-feature stage (bbox, search, cube, quicklook, time series) in one
-process, and writes the same per-feature files and logs as the per-feature jobs would.
+With one job per feature and stage, 10 000 features make 50 000 jobs: a dry run of that DAG took
+266 s and 1 GB (docs/scaling.md), Snakemake schedules trivial jobs at ~14 per second, and every
+job pays ~2 s of Python imports. In batch mode (config `batch_size`) one `batch` job runs a
+fixed group of features through every per-feature stage (bbox, search, cube, quicklook, time
+series) in one process, and writes the same per-feature files and logs as the per-feature jobs
+would.
 
 Incremental reruns stay per feature:
 
@@ -24,13 +25,12 @@ Incremental reruns stay per feature:
 
 The per-feature files are not declared Snakemake outputs (a failed member would make Snakemake
 delete the whole batch's files); the declared output is the batch's manifest,
-`results/batches/{batch}.json`, written when every member succeeded; it also carries the members'
-summary rows, and `results/batches/{batch}.timeseries.parquet` their time series, so that the
-run-wide summary and time-series table are put together from the batches without reopening
-10 000 files after each change. A member file deleted by hand after its batch ran is found when
-the workflow is parsed (`missing_member_files`), and the batch is rerun (rules/common.smk).
-Paths and stages: `sitsflow.workflow.layout`; rules: rules/batch.smk.
-"""
+`results/batches/{batch}.json`, written when every member succeeded; it also carries the
+members' summary rows, and `results/batches/{batch}.timeseries.parquet` their time series, so
+that the run-wide summary and time-series table are put together from the batches without
+reopening 10 000 files after each change. A member file deleted by hand after its batch ran is
+found when the workflow is parsed (`missing_member_files`), and the batch is rerun
+(rules/common.smk). Paths and stages: `sitsflow.workflow.layout`; rules: rules/batch.smk."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -266,3 +266,32 @@ def search_geometry(feature: Feature, buffer_m: float) -> BaseGeometry:
             fid=feature.fid,
         )
     return buffered
+
+
+def outside_area_of_use(features: Iterable[Feature], crs: str) -> list[str]:
+    """Ids of the features whose centroid lies outside the area of use of the output `crs`
+    (EPSG:3035 is for Europe: a feature in Africa gets a distorted, rotated grid); none for
+    `utm`, which is each feature's own zone."""
+    if crs.lower() == "utm":
+        return []
+    from pyproj import CRS
+    from shapely.geometry import box
+
+    area = CRS.from_user_input(crs).area_of_use
+    if area is None:
+        return []
+    extent = box(area.west, area.south, area.east, area.north)
+    return [feature.fid for feature in features if not extent.covers(feature.geometry.centroid)]
+
+
+def area_of_use_warning(fids: Sequence[str], crs: str) -> str:
+    """What to tell the user about `outside_area_of_use`'s features."""
+    from pyproj import CRS
+
+    area = CRS.from_user_input(crs).area_of_use
+    where = f" ({area.name})" if area is not None else ""
+    return (
+        f"{len(fids)} feature(s) lie outside the area of use of crs {crs}{where}: "
+        f"{_listing(list(fids))}; their grids are distorted there. Set `crs: utm` (each "
+        "feature in its own UTM zone) or a CRS made for where they are"
+    )

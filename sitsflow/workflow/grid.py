@@ -104,3 +104,13 @@ def patch_grid(
     return Grid(
         epsg, float(resolution), (left, bottom, left + nx * resolution, bottom + ny * resolution)
     )
+
+
+def outline_lonlat(grid: Grid) -> BaseGeometry:
+    """The grid's outline in EPSG:4326, its edges densified to follow the projection."""
+    from shapely import segmentize
+    from shapely.geometry import box
+
+    minx, miny, maxx, maxy = grid.bounds
+    outline = segmentize(box(minx, miny, maxx, maxy), grid.resolution * 10)
+    return reproject(outline, grid.epsg, 4326)

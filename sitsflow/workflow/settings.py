@@ -23,6 +23,7 @@ OnMissingAsset = Literal["error", "skip"]
 S3AccessMode = Literal["auto", "http"]
 CubeFormat = Literal["netcdf", "zarr"]
 TimeseriesMethod = Literal["pixel", "median"]
+PolygonMethod = Literal["median", "mean"]
 ProviderSetting = Literal[
     "auto", "earth-search-v1", "earth-search-c1", "planetary-computer", "generic"
 ]
@@ -108,19 +109,25 @@ class SearchSettings(StageSettings):
 
 @dataclass(frozen=True)
 class MaskSettings(StageSettings):
-    """Cloud masking: the classification band and the classes that are masked."""
+    """Cloud masking: the classification band, the classes that are masked (presets:
+    `sitsflow.pixels.mask.MASK_PRESETS`), and how far clouds are grown."""
 
     SECTION: ClassVar[str | None] = "mask"
 
     band: str
     classes: tuple[int, ...]
+    dilate_m: float
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MaskSettings:
         from sitsflow.catalog.providers import canonical_band
 
         mask = config["mask"]
-        return cls(band=canonical_band(mask["band"]), classes=tuple(mask["classes"]))
+        return cls(
+            band=canonical_band(mask["band"]),
+            classes=tuple(mask["classes"]),
+            dilate_m=mask["dilate_m"],
+        )
 
 
 @dataclass(frozen=True)
@@ -131,22 +138,63 @@ class GapfillSettings(StageSettings):
 
     method: GapfillMethod
     max_gap_days: float | None
+    max_edge_days: float | None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> GapfillSettings:
         gapfill = config["gapfill"]
         return cls(
-            method=cast(GapfillMethod, gapfill["method"]), max_gap_days=gapfill["max_gap_days"]
+            method=cast(GapfillMethod, gapfill["method"]),
+            max_gap_days=gapfill["max_gap_days"],
+            max_edge_days=gapfill["max_edge_days"],
         )
 
 
 @dataclass(frozen=True)
+class TimeseriesSettings(StageSettings):
+    """Which pixels a feature's series is read from, and how they are summarised: a point's
+    pixel or window median (`method`), a polygon's median or mean over the pixels inside it
+    (`polygon_method`), inside meaning centre inside or, with `all_touched`, touched."""
+
+    SECTION: ClassVar[str | None] = "timeseries"
+
+    method: TimeseriesMethod
+    polygon_method: PolygonMethod
+    all_touched: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TimeseriesSettings:
+        timeseries = config["timeseries"]
+        return cls(
+            method=cast(TimeseriesMethod, timeseries["method"]),
+            polygon_method=cast(PolygonMethod, timeseries["polygon_method"]),
+            all_touched=bool(timeseries["all_touched"]),
+        )
+
+
+@dataclass(frozen=True)
+class InsideSettings(StageSettings):
+    """Which pixels of a polygon feature's window its statistics use (the cube's `inside`):
+    centre inside, or touched (`timeseries.all_touched`)."""
+
+    SECTION: ClassVar[str | None] = "timeseries"
+
+    all_touched: bool
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> InsideSettings:
+        return cls(all_touched=bool(config["timeseries"]["all_touched"]))
+
+
+@dataclass(frozen=True)
 class CubeSettings(StageSettings):
-    """The `cube` stage: what to read and how, masking, gap-filling, indices."""
+    """The `cube` stage: what to read and how, masking, gap-filling, indices, and which
+    pixels count as inside a polygon."""
 
     bands: tuple[str, ...]
     mask: MaskSettings
     gapfill: GapfillSettings
+    timeseries: InsideSettings
     indices: tuple[str, ...]
     provider: ProviderSetting
     assets: dict[str, str]
@@ -163,6 +211,7 @@ class CubeSettings(StageSettings):
             bands=tuple(canonical_band(band) for band in config["bands"]),
             mask=MaskSettings.from_config(config),
             gapfill=GapfillSettings.from_config(config),
+            timeseries=InsideSettings.from_config(config),
             indices=tuple(config["indices"]),
             provider=cast(ProviderSetting, config["provider"]),
             assets={str(band): str(key) for band, key in config["assets"].items()},
@@ -176,19 +225,6 @@ class CubeSettings(StageSettings):
     def reflectance_bands(self) -> list[str]:
         """The bands written as reflectance (the mask band is kept as classes)."""
         return [band for band in self.bands if band != self.mask.band]
-
-
-@dataclass(frozen=True)
-class TimeseriesSettings(StageSettings):
-    """The `timeseries` stage: which pixels a point's series is read from."""
-
-    SECTION: ClassVar[str | None] = "timeseries"
-
-    method: TimeseriesMethod
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TimeseriesSettings:
-        return cls(method=cast(TimeseriesMethod, config["timeseries"]["method"]))
 
 
 @dataclass(frozen=True)

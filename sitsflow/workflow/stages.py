@@ -35,27 +35,56 @@ def read_bbox(path: str | Path) -> BboxRecord:
 def make_bbox(feature: Feature, grid: GridSettings, output: str) -> None:
     """Write the feature's area of interest and cube grid."""
     from sitsflow.workflow.aoi import make_aoi_record
+    from sitsflow.workflow.features import area_of_use_warning, outside_area_of_use
 
+    if outside_area_of_use([feature], grid.crs):
+        log.warning("%s", area_of_use_warning([feature.fid], grid.crs))
     record = make_aoi_record(feature, grid)
     log.info("grid %s", record["properties"]["grid"])
     atomic_write_text(output, json.dumps(record, indent=1))
 
 
 def search_items(bbox_path: str, search_settings: SearchSettings, output: str) -> None:
-    """Search the catalog for the bbox record's grid extent; write the ItemCollection."""
-    from sitsflow.catalog.search import search, write_item_collection
+    """Search the catalog for the bbox record's grid extent; write the ItemCollection of the
+    items whose footprint meets the grid and whose solar day is in start..end, recording the
+    others (`sitsflow.catalog.search.select_items`)."""
+    from sitsflow.catalog.search import (
+        search,
+        search_dates,
+        select_items,
+        write_item_collection,
+    )
+    from sitsflow.workflow.aoi import grid_of
+    from sitsflow.workflow.grid import outline_lonlat
 
-    bbox = read_bbox(bbox_path)["properties"]["search_bbox_wgs84"]
-    items = search(
+    record = read_bbox(bbox_path)
+    bbox = record["properties"]["search_bbox_wgs84"]
+    first, last = search_dates(search_settings.start, search_settings.end)
+    found = search(
         search_settings.catalog,
         collection=search_settings.collection,
         bbox=bbox,
-        start=search_settings.start,
-        end=search_settings.end,
+        start=first,
+        end=last,
         query=search_settings.query,
         filter=search_settings.filter,
     )
-    log.info("%d items in %s for bbox %s", len(items), search_settings.collection, bbox)
+    longitude = record["properties"]["centroid_lonlat"][0]
+    window = outline_lonlat(grid_of(record))
+    items, dropped = select_items(
+        found, window, longitude, search_settings.start, search_settings.end
+    )
+    log.info(
+        "%d items in %s for bbox %s (%s..%s UTC); %d kept",
+        len(found),
+        search_settings.collection,
+        bbox,
+        first,
+        last,
+        len(items),
+    )
+    for entry in dropped:
+        log.info("dropped item %s: %s", entry["id"], entry["reason"])
     info = {
         "catalog": search_settings.catalog,
         "collection": search_settings.collection,
@@ -63,6 +92,7 @@ def search_items(bbox_path: str, search_settings: SearchSettings, output: str) -
         "datetime": f"{search_settings.start}/{search_settings.end}",
         "query": search_settings.query,
         "filter": search_settings.filter,
+        "dropped": dropped,
     }
     write_item_collection(items, output, info)
 
@@ -91,17 +121,13 @@ def render_quicklook_file(cube_path: str, output: str) -> None:
 
 def write_timeseries_file(cube_path: str, settings: TimeseriesSettings, output: str) -> None:
     """Write the cube's long-format time-series CSV."""
-    from sitsflow.outputs.timeseries import (
-        feature_timeseries,
-        is_point_feature,
-        write_timeseries_csv,
-    )
+    from sitsflow.outputs.timeseries import feature_timeseries, method_used, write_timeseries_csv
     from sitsflow.outputs.write import open_cube
 
-    method = settings.method
     with open_cube(cube_path) as cube:
-        table = feature_timeseries(cube.load(), method)
-        used = method if is_point_feature(cube) else "median (polygon window)"
+        loaded = cube.load()
+        table = feature_timeseries(loaded, settings)
+        used = method_used(loaded, settings)
     with atomic_path(output) as temporary:
         write_timeseries_csv(table, temporary)
-    log.info("wrote %s: %d rows, method %s", output, len(table), used)
+    log.info("wrote %s: %d rows, %s", output, len(table), used)

@@ -1,0 +1,80 @@
+"""Mask, then mosaic (sitsflow/pixels/mosaic.py) and invalid DNs (sitsflow/pixels/values.py),
+on small hand-made arrays whose right answers are known."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from sitsflow.pixels.load import ItemStack
+from sitsflow.pixels.mask import clear_pixels
+from sitsflow.pixels.mosaic import mosaic_by_solar_day, mosaic_order
+from sitsflow.pixels.values import invalid_values, mark_invalid, to_reflectance
+
+CLOUD, CLEAR = 9.0, 4.0
+
+
+def item(item_id: str, when: str, cloud: float) -> dict:
+    asset = {"sitsflow:scale": 1e-4, "sitsflow:offset": -0.1}
+    return {
+        "id": item_id,
+        "properties": {"datetime": when, "eo:cloud_cover": cloud},
+        "assets": {"B04": dict(asset), "B08": dict(asset), "SCL": {}},
+    }
+
+
+def test_each_pixel_takes_every_band_and_its_class_from_one_clear_item():
+    """Two tiles of one pass over the same 1 x 3 pixels, with disagreeing SCL. A covers all
+    three pixels, B two (its third is no data), so A comes first. Pixel 0: A cloudy, B clear ->
+    B. Pixel 1: both clear -> A. Pixel 2: A cloudy, B no data -> A's class, not observed."""
+    items = [item("A", "2024-05-01T10:30:00Z", 50), item("B", "2024-05-01T10:30:05Z", 10)]
+    nan = np.nan
+    reflectance = np.array(
+        [
+            [[[0.10, 0.11, 0.12]], [[0.30, 0.31, 0.32]]],  # A: B04, B08
+            [[[0.20, 0.21, nan]], [[0.40, 0.41, nan]]],  # B
+        ],
+        dtype=np.float32,
+    )
+    classification = np.array([[[CLOUD, CLEAR, CLOUD]], [[CLEAR, CLEAR, nan]]], np.float32)
+    clear = clear_pixels(classification, (0, 1, 3, 8, 9, 10)) & np.isfinite(reflectance).all(1)
+    mosaic = mosaic_by_solar_day(reflectance, classification, clear, items, longitude=5.0)
+    assert len(mosaic.times) == 1
+    np.testing.assert_array_equal(mosaic.observed[0, 0], [True, True, False])
+    np.testing.assert_array_equal(mosaic.classification[0, 0], [CLEAR, CLEAR, CLOUD])
+    np.testing.assert_array_equal(mosaic.reflectance[0, :, 0, 0], reflectance[1, :, 0, 0])  # B
+    np.testing.assert_array_equal(mosaic.reflectance[0, :, 0, 1], reflectance[0, :, 0, 1])  # A
+    assert np.isnan(mosaic.reflectance[0, :, 0, 2]).all()
+    assert mosaic.step_items == [[{"id": "A", "pixels": 2}, {"id": "B", "pixels": 1}]]
+
+
+def test_order_within_a_day():
+    items = [item("c", "t2", 5), item("b", "t1", 30), item("a", "t1", 30), item("d", "t0", 1)]
+    coverage = np.array([10, 20, 20, 5])
+    # most coverage first, then lower cloud cover, then earlier, then id
+    assert mosaic_order(items, [0, 1, 2, 3], coverage) == [2, 1, 0, 3]
+
+
+def test_days_are_solar_days_at_the_feature():
+    items = [item("x", "2024-05-01T23:50:00Z", 0), item("y", "2024-05-02T00:10:00Z", 0)]
+    layers = np.ones((2, 1, 1, 1), np.float32)
+    classes = np.full((2, 1, 1), CLEAR, np.float32)
+    clear = np.ones((2, 1, 1), bool)
+    one_pass = mosaic_by_solar_day(layers, classes, clear, items, longitude=-100.0)
+    assert len(one_pass.times) == 1  # both 2024-05-01 in local solar time at 100 W
+    assert one_pass.times[0] == np.datetime64("2024-05-01T23:50:00")
+
+
+def test_reserved_and_declared_dns_are_invalid_without_a_file_tag():
+    assert invalid_values({}, "B04") == [0, 65535]
+    assert invalid_values({"raster:bands": [{"nodata": 7}]}, "B04") == [0, 7, 65535]
+    assert invalid_values({"raster:bands": [{"nodata": 0}]}, "SCL") == [0]
+    items = [item("A", "2024-05-01T10:30:00Z", 0)]
+    data = np.array([[[[0, 65535, 2500]], [[1500, 3000, 0]], [[0, 4, 9]]]], np.float32)
+    stack = ItemStack(data, items, ["B04", "B08", "SCL"], {"B04": Counter()})
+    assert mark_invalid(stack) == {"B04": 2, "B08": 1, "SCL": 1}
+    to_reflectance(stack, ["B04", "B08"])
+    np.testing.assert_allclose(stack.data[0, 0, 0], [np.nan, np.nan, 0.15], rtol=1e-6)
+    np.testing.assert_allclose(stack.data[0, 1, 0], [0.05, 0.2, np.nan], rtol=1e-6)
+    np.testing.assert_array_equal(stack.data[0, 2, 0], [np.nan, 4, 9])

@@ -1,0 +1,97 @@
+"""Which searched items a feature keeps (sitsflow/catalog/search.py `select_items`, and the
+search stage): footprints that miss the feature's window, and solar days at its longitude."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from shapely.geometry import Point, box, mapping
+
+from sitsflow.catalog.search import read_item_collection, search_dates, select_items
+from sitsflow.testing.settings import grid_settings, settings_for
+from sitsflow.workflow.aoi import grid_of, make_aoi_record
+from sitsflow.workflow.features import Feature
+from sitsflow.workflow.grid import outline_lonlat
+from sitsflow.workflow.stages import search_items
+
+
+def stac_item(item_id: str, when: str, footprint) -> dict:
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": item_id,
+        "collection": "sentinel-2-l2a",
+        "bbox": list(footprint.bounds),
+        "geometry": mapping(footprint),
+        "properties": {"datetime": when, "eo:cloud_cover": 1.0},
+        "assets": {},
+        "links": [],
+    }
+
+
+def test_search_dates_add_a_day_on_either_side():
+    assert [str(d) for d in search_dates("2024-01-01", "2024-12-31")] == [
+        "2023-12-31",
+        "2025-01-01",
+    ]
+
+
+def test_a_footprint_missing_the_window_is_dropped_with_its_reason():
+    window = box(10.0, 50.0, 10.1, 50.1)
+    near = stac_item("near", "2024-03-01T10:30:00Z", box(9.9, 49.9, 10.05, 50.05))
+    # within the bounding box of a search on `window`'s bbox plus a margin, but off the window
+    corner = stac_item("corner", "2024-03-01T10:30:00Z", box(10.11, 50.11, 10.2, 50.2))
+    bare = {**stac_item("bare", "2024-03-01T10:30:00Z", window), "geometry": None}
+    kept, dropped = select_items([near, corner, bare], window, 10.05, "2024-01-01", "2024-12-31")
+    assert [item["id"] for item in kept] == ["near", "bare"]
+    assert dropped == [{"id": "corner", "reason": "footprint misses the feature's window"}]
+
+
+def test_solar_days_far_east_and_west():
+    window = box(-180, -90, 180, 90)
+    # 23:30 UTC on New Year's Eve is 10:50 on 1 January at 170 E: in 2024
+    east = stac_item("east", "2023-12-31T23:30:00Z", window)
+    # 00:30 UTC on 1 January is 13:10 on 31 December at 170 W: not in 2024
+    west = stac_item("west", "2024-01-01T00:30:00Z", window)
+    kept, dropped = select_items([east], window, 170.0, "2024-01-01", "2024-12-31")
+    assert [item["id"] for item in kept] == ["east"] and not dropped
+    kept, dropped = select_items([west], window, -170.0, "2024-01-01", "2024-12-31")
+    assert not kept
+    assert dropped == [
+        {"id": "west", "reason": "solar day 2023-12-31 outside 2024-01-01..2024-12-31"}
+    ]
+
+
+def test_the_search_stage_keeps_a_far_east_feature_s_new_year_acquisition(tmp_path, caplog):
+    """A per-UTC-day search of 2024 would not find the item acquired on 1 January local time
+    (31 December UTC); an item whose footprint misses the grid is recorded, not kept."""
+    feature = Feature("fiji", Point(178.4, -18.1))
+    record = make_aoi_record(feature, grid_settings(crs="utm", resolution=20, buffer_m=500))
+    outline = outline_lonlat(grid_of(record))
+    # a speck in the search bbox, outside the grid outline (a UTM grid is rotated in lon/lat)
+    slivers = box(*record["properties"]["search_bbox_wgs84"]).difference(outline)
+    speck = slivers.representative_point().buffer(1e-7)
+    assert not speck.intersects(outline) and speck.intersects(slivers)
+    items = [
+        stac_item("new-year", "2023-12-31T22:10:00Z", outline.buffer(0.01)),
+        stac_item("december", "2023-12-31T10:00:00Z", outline.buffer(0.01)),
+        stac_item("corner", "2024-02-01T22:10:00Z", speck),
+    ]
+    catalog = tmp_path / "items.json"
+    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    bbox_path, output = tmp_path / "bbox.json", tmp_path / "found.json"
+    bbox_path.write_text(json.dumps(record))
+    search = settings_for(catalog=str(catalog), query=None).search
+    with caplog.at_level(logging.INFO, logger="sitsflow.workflow.stages"):
+        search_items(str(bbox_path), search, str(output))
+    kept, info = read_item_collection(output)
+    assert [item["id"] for item in kept] == ["new-year"]
+    assert info["datetime"] == "2024-01-01/2024-12-31"
+    assert {entry["id"]: entry["reason"] for entry in info["dropped"]} == {
+        "december": "solar day 2023-12-31 outside 2024-01-01..2024-12-31",
+        "corner": "footprint misses the feature's window",
+    }
+    assert "dropped item corner: footprint misses the feature's window" in caplog.text
+    assert Path(output).exists()
