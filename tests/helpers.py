@@ -132,14 +132,15 @@ def feature_items(
     start: str,
     end: str,
     query: dict | None = None,
+    collection: str = "sentinel-2-l2a",
 ) -> list[dict]:
-    """The items of `sentinel-2-l2a` in `catalog` over a bbox record's search bbox, as the
-    search stage asks for them (without its solar-day trim)."""
+    """The items of `collection` in `catalog` over a bbox record's search bbox, as the search
+    stage asks for them (without its solar-day trim)."""
     from sitsflow.catalog.search import search
 
     return search(
         catalog,
-        collection="sentinel-2-l2a",
+        collection=collection,
         bbox=record["properties"]["search_bbox_wgs84"],
         start=start,
         end=end,

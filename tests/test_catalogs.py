@@ -23,6 +23,7 @@ from sitsflow.catalog.search import read_item_collection, search
 from sitsflow.errors import CatalogError
 from sitsflow.pixels.cube import make_cube, read_and_mosaic
 from sitsflow.pixels.mosaic import Mosaic
+from sitsflow.pixels.tiles import TileReader
 from sitsflow.testing import stac_server
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
@@ -329,14 +330,15 @@ def test_zone_edge_tiles_and_duplicates_mosaic_into_one_step_without_seam(zone_e
         provider = resolve_provider("auto", catalog=server.url, items=found)
         normalised = [normalise_item(item, [*BANDS, "SCL"], provider) for item in found]
         mosaic = mosaic_of(normalised, record)
+        # each side of the edge alone, to show the mosaic is a real mosaic
+        west = [n for n in normalised if n["properties"]["proj:epsg"] == 32632]
+        east = [n for n in normalised if n["properties"]["proj:epsg"] == 32633]
+        west_only, east_only = mosaic_of(west, record), mosaic_of(east, record)
     assert len(mosaic.times) == 3
     # every step takes pixels from both zones' tiles (the duplicate adds nothing new)
     tiles = [{entry["id"].split("_T")[1][:5] for entry in step} for step in mosaic.step_items]
     assert {len(names) for names in tiles} == {2}
     assert np.isfinite(mosaic.classification).all(), "a seam without data between the zones"
-    # each side of the edge shows its own tile's pixels: the mosaic is a real mosaic
-    west_only = mosaic_of([n for n in normalised if n["properties"]["proj:epsg"] == 32632], record)
-    east_only = mosaic_of([n for n in normalised if n["properties"]["proj:epsg"] == 32633], record)
     assert np.isnan(west_only.classification).any() and np.isnan(east_only.classification).any()
     only_west = np.isfinite(west_only.classification) & np.isnan(east_only.classification)
     only_east = np.isfinite(east_only.classification) & np.isnan(west_only.classification)
@@ -352,7 +354,8 @@ def test_zone_edge_tiles_and_duplicates_mosaic_into_one_step_without_seam(zone_e
 def mosaic_of(normalised: list[dict], record: dict, longitude: float = ZONE_EDGE_LON) -> Mosaic:
     """Read, mask and mosaic the items as the cube stage does (default mask settings)."""
     mask = cube_settings(bands=[*BANDS, "SCL"]).mask
-    return read_and_mosaic(normalised, BANDS, mask, grid_of(record), longitude)[2]
+    with TileReader() as loader:
+        return read_and_mosaic(normalised, BANDS, mask, grid_of(record), longitude, loader)[2]
 
 
 def absolute(item: dict, root: Path) -> dict:

@@ -7,9 +7,9 @@ from collections import Counter
 
 import numpy as np
 
-from sitsflow.pixels.load import ItemStack
 from sitsflow.pixels.mask import clear_pixels
 from sitsflow.pixels.mosaic import mosaic_by_solar_day, mosaic_order
+from sitsflow.pixels.stack import ItemStack
 from sitsflow.pixels.values import invalid_values, mark_invalid, to_reflectance
 
 CLOUD, CLEAR = 9.0, 4.0

@@ -18,6 +18,7 @@ from shapely.geometry import Point, Polygon
 from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.pixels.cube import make_cube, read_and_mosaic
 from sitsflow.pixels.load import read_items
+from sitsflow.pixels.tiles import TileReader
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.workflow.aoi import BboxRecord, grid_of, make_aoi_record
 from sitsflow.workflow.features import Feature
@@ -111,8 +112,11 @@ def test_overlapping_tiles_each_pixel_comes_whole_from_one_clear_item(overlappin
     mask = cube_settings(bands=ALL_BANDS).mask
     grid, lon = grid_of(record), record["properties"]["centroid_lonlat"][0]
     found = normalised(items)
-    _, _, mosaic = read_and_mosaic(found, BANDS, mask, grid, lon)
-    alone = {item["id"]: read_and_mosaic([item], BANDS, mask, grid, lon)[2] for item in found}
+    with TileReader() as loader:
+        _, _, mosaic = read_and_mosaic(found, BANDS, mask, grid, lon, loader)
+        alone = {
+            item["id"]: read_and_mosaic([item], BANDS, mask, grid, lon, loader)[2] for item in found
+        }
     by_day: dict[str, list[str]] = {}
     for item in found:  # sorted by time, as the mosaic's steps
         by_day.setdefault(item["properties"]["datetime"][:10], []).append(item["id"])
@@ -178,7 +182,8 @@ def test_saturated_pixels_are_not_observed(make_archive):
     assert saturated.any()
     mask = cube_settings(bands=ALL_BANDS).mask
     lon = record["properties"]["centroid_lonlat"][0]
-    _, invalid, mosaic = read_and_mosaic(found, BANDS, mask, grid_of(record), lon)
+    with TileReader() as loader:
+        _, invalid, mosaic = read_and_mosaic(found, BANDS, mask, grid_of(record), lon, loader)
     assert not mosaic.observed[saturated].any()  # one item per day: steps are items
     assert np.nanmax(mosaic.reflectance) < 1.0  # no 6.45
     assert invalid["B04"] >= int((raw[:, 0] == 65535).sum())

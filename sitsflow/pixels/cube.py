@@ -11,13 +11,13 @@ import numpy as np
 import xarray as xr
 
 from sitsflow.catalog.providers import normalise_items, resolve_provider
-from sitsflow.catalog.s3 import S3Access
 from sitsflow.outputs.write import build_dataset, provenance_attrs
 from sitsflow.pixels.gapfill import gapfill
 from sitsflow.pixels.indices import add_indices
-from sitsflow.pixels.load import ItemStack, read_items
 from sitsflow.pixels.mask import clear_pixels
 from sitsflow.pixels.mosaic import MOSAIC_ORDER, Mosaic, mosaic_by_solar_day
+from sitsflow.pixels.read import Loader, make_loader
+from sitsflow.pixels.stack import ItemStack
 from sitsflow.pixels.values import mark_invalid, to_reflectance
 from sitsflow.types import StacItem
 from sitsflow.workflow.aoi import BboxRecord, grid_of
@@ -33,10 +33,12 @@ def make_cube(
     items: list[dict[str, Any]],
     search_info: dict[str, Any],
     settings: CubeSettings,
+    loader: Loader | None = None,
 ) -> xr.Dataset:
     """The cube of the feature described by `record` (a bbox record) from its searched items:
     read each item, invalid DNs out, reflectance, mask each item, mosaic per solar day, then
-    gap-fill along time (module `sitsflow.pixels.mosaic` says why in that order)."""
+    gap-fill along time (module `sitsflow.pixels.mosaic` says why in that order). `loader`
+    (default: the one `settings.loader` names, for this cube only) reads the files."""
     fid = record["properties"]["feature_id"]
     grid = grid_of(record)
     reflectance_bands = settings.reflectance_bands
@@ -55,17 +57,23 @@ def make_cube(
     # on_missing_asset: skip -> items with an unreadable asset are left out and listed here
     skipped: list[dict[str, Any]] | None = [] if settings.on_missing_asset == "skip" else None
     normalised = normalise_items(items, all_bands, provider, skipped)
-    stack, invalid, mosaic = read_and_mosaic(
-        normalised,
-        reflectance_bands,
-        settings.mask,
-        grid,
-        record["properties"]["centroid_lonlat"][0],
-        sign_hrefs=provider.signs_hrefs,
-        skipped=skipped,
-        s3=S3Access(settings.s3_access, settings.s3_endpoint),
-        read_overviews=settings.read_overviews,
-    )
+    own_loader = loader is None
+    loader = loader or make_loader(settings)
+    try:
+        stack, invalid, mosaic = read_and_mosaic(
+            normalised,
+            reflectance_bands,
+            settings.mask,
+            grid,
+            record["properties"]["centroid_lonlat"][0],
+            loader,
+            sign_hrefs=provider.signs_hrefs,
+            skipped=skipped,
+            read_overviews=settings.read_overviews,
+        )
+    finally:
+        if own_loader:
+            loader.close()
     times, observed = mosaic.times, mosaic.observed
     used_ids = [item["id"] for item in stack.items]
     loaded = time.perf_counter()
@@ -116,6 +124,7 @@ def make_cube(
         provider=provider.name,
         provider_detected_by=provider.detected_by,
         read_overviews=str(settings.read_overviews).lower(),
+        loader=settings.loader,
         search_datetime=search_info.get("datetime"),
         query=search_info.get("query"),
         filter=search_info.get("filter"),
@@ -163,16 +172,23 @@ def read_and_mosaic(
     mask: MaskSettings,
     grid: Grid,
     longitude: float,
-    **read_options: Any,
+    loader: Loader,
+    *,
+    read_overviews: bool = True,
+    skipped: list[dict[str, Any]] | None = None,
+    sign_hrefs: bool = False,
 ) -> tuple[ItemStack, dict[str, int], Mosaic]:
-    """Read normalised `items` (the reflectance bands and the mask band), set invalid DNs to
-    NaN, scale to reflectance, mask each item, mosaic per solar day at `longitude`.
-
-    Returns what was read, the invalid DNs per band and the mosaic. `read_options` go to
-    `read_items`.
-    """
-    stack = read_items(
-        items, [*reflectance_bands, mask.band], grid, class_bands=[mask.band], **read_options
+    """Read normalised `items` (the reflectance bands and the mask band) with `loader`, set
+    invalid DNs to NaN, scale to reflectance, mask each item, mosaic per solar day at
+    `longitude`. Returns what was read, the invalid DNs per band and the mosaic."""
+    stack = loader.read(
+        items,
+        [*reflectance_bands, mask.band],
+        grid,
+        class_bands=[mask.band],
+        read_overviews=read_overviews,
+        skipped=skipped,
+        sign_hrefs=sign_hrefs,
     )
     invalid = mark_invalid(stack)
     to_reflectance(stack, reflectance_bands)

@@ -25,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import dask.array
@@ -37,6 +36,7 @@ from sitsflow.catalog.providers import CLASSIFICATION_BANDS
 from sitsflow.catalog.s3 import S3Access
 from sitsflow.errors import AssetError
 from sitsflow.pixels.overviews import overview_level
+from sitsflow.pixels.stack import ItemStack
 from sitsflow.types import JsonObject, StacItem
 from sitsflow.workflow.grid import Grid
 
@@ -192,18 +192,6 @@ def _read_through_s3(
                 assets[band] = {**assets[band], "href": rewrites[href]}
         rewritten.append({**item, "assets": assets})
     return rewritten, options
-
-
-@dataclass
-class ItemStack:
-    """What a feature's read gave: `data[i, b]` is item `items[i]`'s band `bands[b]` on the
-    grid (float32; NaN where the file has no data, outside it, or a failed read with
-    `on_missing_asset: skip`); `sources[band]` counts the files read at each level."""
-
-    data: np.ndarray
-    items: list[dict[str, Any]]
-    bands: list[str]
-    sources: dict[str, Counter[str]]
 
 
 def read_items(

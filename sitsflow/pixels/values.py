@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from sitsflow.catalog.providers import CLASSIFICATION_BANDS
-from sitsflow.pixels.load import ItemStack
+from sitsflow.pixels.stack import ItemStack
 
 NODATA_DN = 0
 SATURATED_DN = 65535

@@ -21,6 +21,7 @@ Mode = Literal["image", "patch"]
 GapfillMethod = Literal["linear", "nearest", "none"]
 OnMissingAsset = Literal["error", "skip"]
 S3AccessMode = Literal["auto", "http"]
+Loader = Literal["sitsflow", "stackstac"]
 CubeFormat = Literal["netcdf", "zarr"]
 TimeseriesMethod = Literal["pixel", "median"]
 PolygonMethod = Literal["median", "mean"]
@@ -202,6 +203,7 @@ class CubeSettings(StageSettings):
     s3_access: S3AccessMode
     s3_endpoint: str | None
     read_overviews: bool
+    loader: Loader
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CubeSettings:
@@ -219,6 +221,7 @@ class CubeSettings(StageSettings):
             s3_access=cast(S3AccessMode, config["s3_access"]),
             s3_endpoint=config["s3_endpoint"],
             read_overviews=bool(config["read_overviews"]),
+            loader=cast(Loader, config["loader"]),
         )
 
     @property

@@ -1,0 +1,302 @@
+"""Byte ranges of the files behind STAC assets, fetched asynchronously: the store that
+sitsflow's reader (`sitsflow.pixels.tiles`) hands to async-tiff.
+
+One `RangeStore` serves one job. It keeps one HTTP connection pool (aiohttp) for every host,
+at most `max_in_flight` requests at once, and for each file the bytes its first request fetched
+(a COG's header and, right behind it, the tiles of its coarsest overviews), so that a tile
+inside them costs no request. Local paths (a local catalog's items) are read from disk.
+
+Failures a server may recover from (a timeout, a reset connection, 429, 5xx) are retried with
+exponential backoff; a `Retry-After` header sets the wait, and every other request of the job
+waits too, since a throttling store throttles the client, not one file. Errors name the URL
+without its query string (a signed URL's token never reaches a message).
+
+Hrefs are turned into URLs once (`resolve_href`): `s3://BUCKET/KEY` into the bucket's public
+HTTPS address, Planetary Computer's blobs signed with a SAS token (`sitsflow.catalog.signing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRIES = 5
+RETRY_BACKOFF_S = 0.5
+MAX_RETRY_WAIT_S = 60.0
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 60.0
+# Ranges closer than this are fetched as one request (a COG's consecutive tiles are 8 bytes
+# apart: GDAL's leader and trailer).
+MERGE_GAP = 16
+_URL_QUERY = re.compile(r"\?.*$")
+
+
+class RangeError(OSError):
+    """A byte range could not be fetched (after the retries)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = without_query(url)
+        self.reason = reason
+        super().__init__(f"{self.url}: {reason}")
+
+
+def without_query(url: str) -> str:
+    return _URL_QUERY.sub("", url)
+
+
+@dataclass
+class Counters:
+    """What a store did: requests sent, bytes received, retries, ranges served from memory."""
+
+    requests: int = 0
+    bytes: int = 0
+    retries: int = 0
+    from_memory: int = 0
+    waited_s: float = 0.0
+
+
+@dataclass
+class _Prefix:
+    """The first bytes of a file, kept from its first request."""
+
+    data: bytes
+    size: int | None = None
+
+
+class RangeStore:
+    """An obspec-style store (`get_range_async`, `get_ranges_async`) over HTTP(S) and local
+    files; paths are URLs or file paths."""
+
+    def __init__(
+        self,
+        *,
+        max_in_flight: int = 32,
+        prefix_bytes: int = 4096,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        max_retries: int = MAX_RETRIES,
+    ) -> None:
+        self.max_in_flight = max_in_flight
+        self.prefix_bytes = prefix_bytes
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.max_retries = max_retries
+        self.counters = Counters()
+        self._session: aiohttp.ClientSession | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._prefixes: dict[str, _Prefix] = {}
+        self._paused_until = 0.0
+
+    def __repr__(self) -> str:  # async-tiff formats its store: keep it short
+        return f"RangeStore({len(self._prefixes)} files, {self.counters})"
+
+    async def __aenter__(self) -> RangeStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # ---- obspec ---------------------------------------------------------------------------
+
+    async def get_range_async(
+        self, path: str, *, start: int, end: int | None = None, length: int | None = None
+    ) -> bytes:
+        stop = end if end is not None else start + (length or 0)
+        prefix = self._prefixes.get(path)
+        if prefix is None and start == 0:
+            # the file's first request: the header and whatever follows it up to prefix_bytes
+            data = await self._fetch(path, 0, max(stop, self.prefix_bytes))
+            self._prefixes[path] = _Prefix(data)
+            return data[:stop]
+        if prefix is not None and start < len(prefix.data):
+            self.counters.from_memory += 1
+            known = prefix.data[start:stop]
+            if stop <= len(prefix.data) or len(prefix.data) < self.prefix_bytes:
+                return known  # all of it was there (or the file ends there)
+            return known + await self._fetch(path, len(prefix.data), stop)
+        return await self._fetch(path, start, stop)
+
+    async def get_ranges_async(
+        self,
+        path: str,
+        *,
+        starts: Sequence[int],
+        ends: Sequence[int] | None = None,
+        lengths: Sequence[int] | None = None,
+    ) -> list[bytes]:
+        if ends is None:
+            ends = [start + length for start, length in zip(starts, lengths or [], strict=True)]
+        stops = list(ends)
+        merged = merge_ranges(list(zip(starts, stops, strict=True)))
+        fetched = await asyncio.gather(
+            *(self.get_range_async(path, start=start, end=stop) for start, stop in merged)
+        )
+        pieces = []
+        for start, stop in zip(starts, stops, strict=True):
+            for (low, high), data in zip(merged, fetched, strict=True):
+                if low <= start and stop <= high:
+                    pieces.append(data[start - low : stop - low])
+                    break
+        return pieces
+
+    # ---- fetching -------------------------------------------------------------------------
+
+    async def _fetch(self, path: str, start: int, stop: int) -> bytes:
+        if "://" not in path:
+            return await asyncio.to_thread(_read_file, path, start, stop)
+        return await self._fetch_http(path, start, stop)
+
+    async def _fetch_http(self, url: str, start: int, stop: int) -> bytes:
+        import aiohttp
+
+        session = self._client()
+        assert self._slots is not None
+        headers = {"Range": f"bytes={start}-{stop - 1}"}
+        for attempt in range(self.max_retries + 1):
+            await self._wait_if_paused()
+            try:
+                async with self._slots, session.get(url, headers=headers) as response:
+                    self.counters.requests += 1
+                    if response.status in (200, 206):
+                        data = await response.read()
+                        self.counters.bytes += len(data)
+                        # a server ignoring Range answers 200 with the whole file
+                        return data[start:stop] if response.status == 200 else data
+                    if response.status == 416:  # past the end: what there is, which is nothing
+                        return b""
+                    if response.status not in RETRY_STATUS or attempt == self.max_retries:
+                        raise RangeError(url, f"HTTP {response.status} {response.reason}")
+                    wait = retry_after(response.headers.get("Retry-After"))
+                    reason = f"HTTP {response.status}"
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if attempt == self.max_retries:
+                    raise RangeError(url, _describe(exc)) from None
+                wait, reason = None, _describe(exc)
+            delay = wait if wait is not None else RETRY_BACKOFF_S * 2**attempt
+            delay = min(delay, MAX_RETRY_WAIT_S)
+            self.counters.retries += 1
+            log.info("%s: %s, retry %d in %.1f s", without_query(url), reason, attempt + 1, delay)
+            if wait is not None:  # the store asked everyone to wait
+                self._paused_until = max(self._paused_until, time.monotonic() + delay)
+            else:
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _wait_if_paused(self) -> None:
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            self.counters.waited_s += pause
+            await asyncio.sleep(pause)
+
+    def _client(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(
+                connect=self.connect_timeout_s, sock_read=self.read_timeout_s
+            )
+            connector = aiohttp.TCPConnector(limit=self.max_in_flight, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                timeout=timeout, connector=connector, auto_decompress=False
+            )
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        return self._session
+
+
+def _read_file(path: str, start: int, stop: int) -> bytes:
+    with open(path, "rb") as handle:
+        return os.pread(handle.fileno(), stop - start, start)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return without_query(f"{type(exc).__name__}: {exc}")
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds a `Retry-After` header asks to wait (delta-seconds or an HTTP date); None when
+    there is none or it does not parse."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def merge_ranges(ranges: Sequence[tuple[int, int]], gap: int = MERGE_GAP) -> list[tuple[int, int]]:
+    """Half-open byte ranges sorted and merged where they overlap or are less than `gap`
+    apart: what to request."""
+    merged: list[list[int]] = []
+    for start, stop in sorted(ranges):
+        if merged and start - merged[-1][1] < gap:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    return [(start, stop) for start, stop in merged]
+
+
+# ---- hrefs to URLs ---------------------------------------------------------------------------
+
+_S3 = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
+S3_REGION = os.environ.get("AWS_REGION", "us-west-2")
+
+
+def resolve_href(
+    href: str,
+    *,
+    sign: Callable[[str], str] | None = None,
+    s3_endpoint: str | None = None,
+) -> str:
+    """The URL (or local path) to fetch `href` from.
+
+    `s3://BUCKET/KEY`: under `s3_endpoint` (path style) when set, else the bucket's public
+    HTTPS address (Earth Search's buckets are public; a private bucket needs the stackstac
+    loader, which signs with GDAL's S3 client). `sign` (Planetary Computer) adds the SAS token.
+    """
+    match = _S3.match(href)
+    if match:
+        if s3_endpoint:
+            href = f"{s3_endpoint.rstrip('/')}/{match['bucket']}/{match['key']}"
+        else:
+            href = f"https://{match['bucket']}.s3.{S3_REGION}.amazonaws.com/{match['key']}"
+    if href.startswith("file://"):
+        href = href.removeprefix("file://")
+    if sign is not None and href.startswith(("http://", "https://")):
+        href = sign(href)
+    return href
+
+
+def url_counters(store: RangeStore) -> dict[str, Any]:
+    """The store's counters as a plain dict (for logs)."""
+    counters = store.counters
+    return {
+        "requests": counters.requests,
+        "MB": round(counters.bytes / 1e6, 3),
+        "retries": counters.retries,
+        "from memory": counters.from_memory,
+    }

@@ -1,0 +1,77 @@
+"""Which reader reads a feature's items: sitsflow's own (`loader: sitsflow`,
+`sitsflow.pixels.tiles`) or stackstac's (`loader: stackstac`, `sitsflow.pixels.load`). Both give
+the same `ItemStack`, value for value (tested on the demo archive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sitsflow.catalog.s3 import S3Access
+from sitsflow.pixels.stack import ItemStack
+from sitsflow.types import StacItem
+from sitsflow.workflow.grid import Grid
+from sitsflow.workflow.settings import CubeSettings
+
+
+class Loader(Protocol):
+    """Reads items' bands onto a grid."""
+
+    def read(
+        self,
+        items: list[StacItem],
+        bands: list[str],
+        grid: Grid,
+        *,
+        class_bands: Sequence[str],
+        read_overviews: bool,
+        skipped: list[dict[str, Any]] | None,
+        sign_hrefs: bool,
+    ) -> ItemStack: ...
+
+    def close(self) -> None: ...
+
+
+class StackstacLoader:
+    """stackstac through GDAL's warper (`sitsflow.pixels.load.read_items`)."""
+
+    def __init__(self, s3: S3Access) -> None:
+        self.s3 = s3
+
+    def read(
+        self,
+        items: list[StacItem],
+        bands: list[str],
+        grid: Grid,
+        *,
+        class_bands: Sequence[str],
+        read_overviews: bool,
+        skipped: list[dict[str, Any]] | None,
+        sign_hrefs: bool,
+    ) -> ItemStack:
+        from sitsflow.pixels.load import read_items
+
+        return read_items(
+            items,
+            bands,
+            grid,
+            class_bands=class_bands,
+            sign_hrefs=sign_hrefs,
+            skipped=skipped,
+            s3=self.s3,
+            read_overviews=read_overviews,
+        )
+
+    def close(self) -> None:
+        return None
+
+
+def make_loader(settings: CubeSettings) -> Loader:
+    """The loader `settings.loader` names; one per job, so that a batch shares its
+    connections and tile cache."""
+    if settings.loader == "stackstac":
+        return StackstacLoader(S3Access(settings.s3_access, settings.s3_endpoint))
+    from sitsflow.pixels.tiles import TileReader
+
+    return TileReader(s3_endpoint=settings.s3_endpoint)

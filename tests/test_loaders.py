@@ -1,0 +1,186 @@
+"""sitsflow's reader (sitsflow/pixels/tiles.py, sitsflow/catalog/ranges.py) against
+stackstac's: the same cubes, value for value, from fewer requests; and the range store on its
+own (prefix reuse, merged ranges, retries that honour Retry-After, errors that name the file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+import xarray as xr
+from shapely.geometry import Point, box
+
+from sitsflow.catalog.ranges import RangeError, RangeStore, merge_ranges, retry_after
+from sitsflow.errors import AssetError
+from sitsflow.pixels.cube import make_cube
+from sitsflow.pixels.tiles import TileReader
+from sitsflow.testing.settings import cube_settings, grid_settings
+from sitsflow.testing.stac_server import StacServer
+from sitsflow.workflow.aoi import make_aoi_record
+from sitsflow.workflow.features import Feature
+from tests.helpers import feature_items, local_http_server
+
+START, END = "2022-01-10", "2022-03-10"
+FEATURES = {"pt": Point(8.491383, 49.854370), "field": box(8.4950, 49.8560, 8.5030, 49.8600)}
+BANDS = ["B02", "B04", "B08", "SCL"]
+VOLATILE = ("date_created", "software_versions", "loader")
+
+
+@pytest.fixture(scope="module")
+def archives(make_archive) -> dict[str, str]:
+    """The same two features in both item layouts (Planetary Computer and Earth Search)."""
+    return {
+        layout: str(
+            make_archive(FEATURES, START, END, seed=8, clear_fraction=0.5, layout=layout)
+            / "items.json"
+        )
+        for layout in ("planetary-computer", "earth-search-c1")
+    }
+
+
+COLLECTIONS = {"planetary-computer": "sentinel-2-l2a", "earth-search-c1": "sentinel-2-c1-l2a"}
+
+
+def cube(
+    catalog: str, layout: str, fid: str, loader: str, crs: str, resolution: float
+) -> xr.Dataset:
+    record = make_aoi_record(
+        Feature(fid, FEATURES[fid]), grid_settings(crs=crs, resolution=resolution, buffer_m=400)
+    )
+    collection = COLLECTIONS[layout]
+    items = feature_items(catalog, record, START, END, collection=collection)
+    settings = cube_settings(bands=BANDS, loader=loader)
+    return make_cube(record, items, {"catalog": catalog, "collection": collection}, settings)
+
+
+@pytest.mark.parametrize("layout", ["planetary-computer", "earth-search-c1"])
+@pytest.mark.parametrize(
+    ("crs", "resolution"),
+    [("EPSG:3035", 20), ("utm", 10), ("EPSG:3035", 60)],
+    ids=["laea-20m", "utm-10m", "laea-60m"],
+)
+@pytest.mark.parametrize("fid", FEATURES)
+def test_both_loaders_give_the_same_cube_over_http(archives, layout, crs, resolution, fid):
+    """Reprojection (EPSG:3035 from UTM tiles), overviews (20 and 60 m from 10 m bands), full
+    resolution (UTM 10 m), points and polygons, both item layouts."""
+    with StacServer(archives[layout].removesuffix("/items.json")) as server:
+        ours = cube(server.url, layout, fid, "sitsflow", crs, resolution)
+        ours_stats = server.reset_stats()
+        theirs = cube(server.url, layout, fid, "stackstac", crs, resolution)
+        theirs_stats = server.reset_stats()
+    assert ours.sizes["time"] > 3
+    for attrs in (ours.attrs, theirs.attrs):
+        for key in VOLATILE:
+            attrs.pop(key)
+    xr.testing.assert_identical(ours, theirs)
+    assert ours_stats["head_requests"] == 0
+    assert ours_stats["data_requests"] < theirs_stats["data_requests"]
+
+
+def test_a_missing_file_names_the_item_and_the_asset(archives, tmp_path):
+    catalog = archives["planetary-computer"]
+    record = make_aoi_record(Feature("pt", FEATURES["pt"]), grid_settings(crs="utm"))
+    items = feature_items(catalog, record, START, END)
+    items[1]["assets"]["B04"]["href"] = str(tmp_path / "gone.tif")
+    with pytest.raises(AssetError) as error:
+        make_cube(record, items, {"catalog": catalog}, cube_settings(bands=BANDS))
+    assert f"asset 'B04' of item '{items[1]['id']}'" in str(error.value)
+    assert "gone.tif" in str(error.value)
+
+
+def test_one_reader_reuses_tiles_across_features(archives):
+    """Features of one batch that need the same tile decode it once (the tile cache)."""
+    catalog = archives["planetary-computer"]
+    near = {name: Point(8.4914 + i * 1e-4, 49.8544) for i, name in enumerate("abc")}
+    settings = cube_settings(bands=BANDS)
+    with TileReader() as reader:
+        for fid, point in near.items():
+            record = make_aoi_record(Feature(fid, point), grid_settings(crs="utm"))
+            make_cube(
+                record, feature_items(catalog, record, START, END), {}, settings, loader=reader
+            )
+        assert reader.cache is not None
+        assert reader.cache.hits >= 2 * reader.cache.misses
+
+
+# ---- the range store --------------------------------------------------------------------------
+
+
+def test_retry_after_in_seconds_or_as_a_date():
+    assert retry_after("7") == 7.0
+    assert retry_after(None) is None and retry_after("soon") is None
+    later = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
+    assert 25 < (retry_after(later) or 0) <= 30
+
+
+def test_ranges_merge_when_close():
+    assert merge_ranges([(100, 200), (0, 50), (208, 300), (400, 500)]) == [
+        (0, 50),
+        (100, 300),
+        (400, 500),
+    ]
+
+
+class Throttled(BaseHTTPRequestHandler):
+    """A file server that answers its first request 429 with `Retry-After: 1`."""
+
+    protocol_version = "HTTP/1.1"
+    body = bytes(range(256)) * 64
+    answered = 0
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        type(self).answered += 1
+        if self.path.split("?")[0] == "/missing.tif":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if type(self).answered == 1:
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        start, stop = (int(v) for v in self.headers["Range"].removeprefix("bytes=").split("-"))
+        data = self.body[start : stop + 1]
+        self.send_response(206)
+        self.send_header("Content-Range", f"bytes {start}-{stop}/{len(self.body)}")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_the_store_waits_as_told_keeps_the_prefix_and_names_what_fails():
+    async def scenario(url: str) -> tuple[bytes, bytes, list[bytes], float, RangeStore]:
+        store = RangeStore(prefix_bytes=1024)
+        started = time.monotonic()
+        head = await store.get_range_async(f"{url}/a.tif", start=0, end=16)  # 429, then 206
+        waited = time.monotonic() - started
+        inside = await store.get_range_async(f"{url}/a.tif", start=100, end=200)  # memory
+        beyond = await store.get_ranges_async(
+            f"{url}/a.tif", starts=[1000, 2000, 2010], ends=[1100, 2005, 2020]
+        )
+        with pytest.raises(RangeError, match=r"missing\.tif: HTTP 404"):
+            await store.get_range_async(f"{url}/missing.tif?sig=SECRET", start=0, end=10)
+        await store.close()
+        return head, inside, beyond, waited, store
+
+    Throttled.answered = 0
+    with local_http_server(Throttled) as url:
+        head, inside, beyond, waited, store = asyncio.run(scenario(url))
+    body = Throttled.body
+    assert head == body[:16] and inside == body[100:200]
+    assert beyond == [body[1000:1100], body[2000:2005], body[2010:2020]]
+    assert waited >= 1.0  # Retry-After: 1
+    # the first answer (1024 bytes) served the second read and the first 24 bytes of the third;
+    # 2000..2020 went as one request
+    assert store.counters.requests == 5  # 429, the prefix, 1024..1100, 2000..2020, the 404
+    assert store.counters.retries == 1 and store.counters.from_memory >= 2
+    assert store.counters.bytes == 1024 + 76 + 20
+    assert "SECRET" not in repr(store)
