@@ -1,7 +1,7 @@
 # sitsflow: one analysis-ready Sentinel-2 time-series cube per feature of a vector file.
-#   vector -> results/bbox/{fid}.geojson -> results/items/{fid}.json -> results/cubes/{fid}.nc
-#          -> results/summary.csv
-#   per feature also results/quicklooks/{fid}.png and results/timeseries/{fid}.csv; report:
+#   vector -> results/bbox/{fid}.geojson; results/searches/{group}.json (one search per group
+#   of nearby features) -> results/items/{fid}.json + results/cubes/{fid}.nc
+#   -> results/quicklooks/{fid}.png, results/timeseries/{fid}.csv, results/summary.csv; report:
 #   snakemake --report results/report.html
 # Paths and stages: sitsflow/workflow/layout.py.
 from snakemake.utils import min_version
@@ -33,7 +33,6 @@ rule all:
         # `batch_size`) the `batch` jobs do, and `all` asks for the batches instead.
         cubes=per_feature("cube"),
         quicklooks=per_feature("quicklook"),
-        timeseries=per_feature("timeseries"),
         batches=LAYOUT.manifests(BATCHES),
         summary=layout.SUMMARY,
         timeseries_table=layout.TIMESERIES_TABLE,

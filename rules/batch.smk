@@ -1,11 +1,13 @@
-# Batch mode (config `batch_size`; sitsflow/workflow/batch.py): one `batch` job runs
-# `batch_size` features through bbox, search, cube, quicklook and time series and writes the
-# same per-feature files and logs as the per-feature jobs. Snakemake tracks each batch's
+# Batch mode (config `batch_size`; sitsflow/workflow/batch.py): one `batch` job runs up to
+# `batch_size` features of one search group through bbox, items, cube, quicklook and time series
+# and writes the same per-feature files and logs as the per-feature jobs. Snakemake tracks each batch's
 # manifest (with its features' summary rows) and time-series table; the batch job skips
 # features that are up to date. The run-wide rules then read the batches (rules/common.smk).
 
 
 rule batch:
+    input:
+        batch_group_search,
     output:
         manifest=layout.BATCH_MANIFEST,
         timeseries=layout.BATCH_TIMESERIES,

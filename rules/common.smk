@@ -3,17 +3,20 @@
 import sys
 from pathlib import Path
 
+from snakemake.io import report as in_report  # `report` itself reads as the directive
 from snakemake.logging import logger
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from sitsflow.atomic import sweep_temporaries
+from sitsflow.catalog.groups import plan_groups
 from sitsflow.outputs.summary import summarise_failed_run
 from sitsflow.workflow import layout
 from sitsflow.workflow.batch import (
     BatchSettings,
     batch_generations,
+    batch_group,
     plan_batches,
     resolve_batch_size,
 )
@@ -30,6 +33,7 @@ from sitsflow.workflow.features import (
 )
 from sitsflow.workflow.layout import Layout
 from sitsflow.workflow.settings import Settings
+from sitsflow.workflow.stages import search_generation
 
 # `--config` values arrive as strings; type them by the schema before validating.
 coerce_command_line(config, workflow.config_settings.config, load_schema())
@@ -42,7 +46,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
 SETTINGS = Settings.from_config(config)
 LAYOUT = Layout(SETTINGS.cube_extension)
-# Feature ids are read when the workflow is parsed, so the DAG is known up front (no checkpoint).
+# Feature ids are read when the workflow is parsed: the jobs are known before anything runs.
 FEATURES = {
     feature.fid: feature
     for feature in load_features(SETTINGS.vector, SETTINGS.id_column)
@@ -51,11 +55,13 @@ if workflow.is_main_process and (
     far := outside_area_of_use(FEATURES.values(), SETTINGS.grid.crs)
 ):
     logger.warning(area_of_use_warning(far, SETTINGS.grid.crs))
-# Batch mode (config `batch_size`, rules/batch.smk): batch id -> member ids; empty when every
-# feature runs as its own jobs.
-BATCHES = plan_batches(
-    list(FEATURES), resolve_batch_size(SETTINGS.batch_size, len(FEATURES))
-)
+# Shared searches (sitsflow/catalog/groups.py): group -> member ids, searched by one job.
+GROUPS = plan_groups(FEATURES.values(), SETTINGS.stac.group_degrees)
+GROUP_OF = {fid: group for group, members in GROUPS.items() for fid in members}
+SEARCH_GENERATION = search_generation()
+# Batch mode (config `batch_size`, rules/batch.smk): batch id -> member ids, the features of
+# one group in runs of `batch_size`; empty when every feature runs as its own jobs.
+BATCHES = plan_batches(GROUPS, resolve_batch_size(SETTINGS.batch_size, len(FEATURES)))
 BATCH_SETTINGS = BatchSettings.from_settings(SETTINGS)
 BATCH_GENERATIONS = batch_generations(
     BATCHES, LAYOUT, warn=logger.warning if workflow.is_main_process else None
@@ -64,7 +70,7 @@ BATCH_GENERATIONS = batch_generations(
 
 wildcard_constraints:
     fid=r"[A-Za-z0-9][A-Za-z0-9._-]*",
-    batch=r"\d+",
+    batch=r"[a-z0-9.-]+-\d\d\d\d",
 
 
 def per_feature(stage):
@@ -73,15 +79,44 @@ def per_feature(stage):
     return [] if BATCHES else LAYOUT.paths(stage, FEATURES)
 
 
-def cube_of(wildcards):
-    """The cube of the feature `{fid}` (input of the quicklook and timeseries rules)."""
-    return LAYOUT.path("cube", wildcards.fid)
+def group_search_of(wildcards):
+    """The search result of the feature's group. Ancient: another feature joining the group
+    reruns the search job, which rewrites every group's file, but reruns no other cube.
+
+    Through the checkpoint: were the search an ordinary upstream job, Snakemake would not ask
+    a job downstream of a search that reruns whether its own params changed when its input is
+    ancient (snakemake 9 `DAG.update_needrun` masks it), and a changed `search.end` or a
+    batch's new member would go unnoticed. After the checkpoint the search is done, and each
+    job is judged on its own: missing output, changed params or code.
+    """
+    checkpoints.search.get()
+    return ancient(LAYOUT.group_search(GROUP_OF[wildcards.fid]))
 
 
-def feature_kind(wildcards):
+def batch_group_search(wildcards):
+    """The search result of the batch's group (ancient, as `group_search_of`)."""
+    checkpoints.search.get()
+    return ancient(LAYOUT.group_search(batch_group(wildcards.batch)))
+
+
+def feature_kind(fid):
     """Report subcategory of a feature: `Points` or `Polygons` (by its geometry type)."""
-    geometry_type = FEATURES[wildcards.fid].geometry.geom_type
+    geometry_type = FEATURES[fid].geometry.geom_type
     return "Points" if geometry_type in ("Point", "MultiPoint") else "Polygons"
+
+
+def quicklook_outputs():
+    """Every feature's quicklook, each flagged for the report with its feature's label."""
+    return [
+        in_report(
+            path,
+            caption="../report/quicklook.rst",
+            category="Quicklooks",
+            subcategory=feature_kind(fid),
+            labels={"feature": fid},
+        )
+        for fid, path in zip(FEATURES, LAYOUT.paths("quicklook", FEATURES))
+    ]
 
 
 def feature_wkt(wildcards):
@@ -109,9 +144,9 @@ def summary_input(wildcards):
     return {"cubes": per_feature("cube"), "manifests": LAYOUT.manifests(BATCHES)}
 
 
-def timeseries_table_input(wildcards):
-    """The per-feature CSVs (one job per feature) or the batches' time-series tables."""
+def timeseries_input(wildcards):
+    """The cubes (one job per feature) or the batches' time-series tables."""
     return {
-        "tables": per_feature("timeseries"),
+        "cubes": per_feature("cube"),
         "batch_tables": LAYOUT.batch_timeseries(BATCHES),
     }

@@ -1,10 +1,12 @@
+# The feature's items from its group's search result, then its cube.
 rule cube:
     input:
         bbox=LAYOUT.pattern("bbox"),
-        stac_items=LAYOUT.pattern("search"),
+        group=group_search_of,
     output:
+        stac_items=LAYOUT.pattern("search"),
         # a netCDF file, or a Zarr store (a directory), by config `format`
-        (
+        cube=(
             directory(LAYOUT.pattern("cube"))
             if SETTINGS.format == "zarr"
             else LAYOUT.pattern("cube")
@@ -19,6 +21,7 @@ rule cube:
         mem_mb=2000,
         runtime=60,
     params:
+        search=SETTINGS.search.to_params(),
         cube=SETTINGS.cube.to_params(),
     script:
         "../scripts/cube.py"

@@ -1,21 +1,19 @@
-rule quicklook:
-    input:
-        cube_of,
-    output:
-        report(
-            LAYOUT.pattern("quicklook"),
-            caption="../report/quicklook.rst",
-            category="Quicklooks",
-            subcategory=feature_kind,
-            labels={"feature": "{fid}"},
-        ),
-    log:
-        LAYOUT.log_pattern("quicklook"),
-    conda:
-        "../envs/sitsflow.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    script:
-        "../scripts/quicklook.py"
+# Every feature's quicklook, in one job over the cubes (one job per feature and stage only in
+# per-feature mode; batch jobs draw their features' quicklooks).
+if not BATCHES:
+
+    rule quicklooks:
+        input:
+            per_feature("cube"),
+        output:
+            quicklook_outputs(),
+        log:
+            layout.RUN_LOG.format(rule="quicklooks"),
+        conda:
+            "../envs/sitsflow.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        script:
+            "../scripts/quicklooks.py"

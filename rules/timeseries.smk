@@ -1,35 +1,20 @@
+# Every feature's time series: the CSVs from the cubes and the combined table (per-feature
+# mode), or the combined table from the batches' tables (batch mode, whose jobs write the CSVs).
 rule timeseries:
     input:
-        cube_of,
+        unpack(timeseries_input),
     output:
-        LAYOUT.pattern("timeseries"),
+        tables=per_feature("timeseries"),
+        table=layout.TIMESERIES_TABLE,
     log:
-        LAYOUT.log_pattern("timeseries"),
-    conda:
-        "../envs/sitsflow.yaml"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    params:
-        timeseries=SETTINGS.timeseries.to_params(),
-    script:
-        "../scripts/timeseries.py"
-
-
-# Every feature's time series in one table, from the per-feature CSVs or the batches' tables.
-rule timeseries_table:
-    input:
-        unpack(timeseries_table_input),
-    output:
-        layout.TIMESERIES_TABLE,
-    log:
-        layout.RUN_LOG.format(rule="timeseries_table"),
+        layout.RUN_LOG.format(rule="timeseries"),
     conda:
         "../envs/sitsflow.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        timeseries=SETTINGS.timeseries.to_params(),
     script:
-        "../scripts/timeseries_table.py"
+        "../scripts/timeseries.py"

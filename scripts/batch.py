@@ -1,12 +1,17 @@
 """Rule `batch`: every stage of a batch of features, one file set each
 (sitsflow/workflow/batch.py)."""
 
-from sitsflow.workflow.batch import BatchSettings, run_batch, write_batch_results
+from sitsflow.workflow.batch import BatchContext, BatchSettings, run_batch, write_batch_results
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 settings = BatchSettings.from_params(smk.params.settings)
 batch = smk.wildcards.batch
-outcomes = run_batch(batch, smk.params.members, settings, smk.log[0])
+context = BatchContext(settings, group_search=smk.input[0])
+try:
+    outcomes = run_batch(batch, smk.params.members, context, smk.log[0])
+finally:
+    if context.loader is not None:
+        context.loader.close()
 write_batch_results(
     batch,
     smk.params.generation,

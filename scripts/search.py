@@ -1,9 +1,22 @@
-"""Rule `search`: the STAC items covering the feature's grid, as an ItemCollection."""
+"""Rule `search`: one STAC search per group of nearby features (sitsflow/catalog/groups.py)."""
 
+from sitsflow.catalog.groups import plan_groups
 from sitsflow.logs import job_logging
-from sitsflow.workflow.settings import SearchSettings
-from sitsflow.workflow.stages import search_items
+from sitsflow.workflow.features import load_features
+from sitsflow.workflow.layout import Layout
+from sitsflow.workflow.settings import GridSettings, SearchSettings, StacSettings
+from sitsflow.workflow.stages import search_groups
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with job_logging(smk.log[0], f"search {smk.wildcards.fid}"):
-    search_items(smk.input[0], SearchSettings.from_config(smk.params.search), smk.output[0])
+with job_logging(smk.log[0], "search"):
+    stac = StacSettings.from_config(smk.params.stac)
+    features = {f.fid: f for f in load_features(smk.input[0], smk.params.id_column)}
+    search_groups(
+        features,
+        plan_groups(features.values(), stac.group_degrees),
+        GridSettings.from_config(smk.params.grid),
+        SearchSettings.from_config(smk.params.search),
+        stac,
+        smk.params.generation,
+        Layout(),
+    )

@@ -9,8 +9,11 @@ items: an empty time axis).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
+import re
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,3 +149,56 @@ def feature_items(
         end=end,
         query=query,
     )
+
+
+def search_alone(bbox_path: str | Path, search_settings, output: str | Path, workdir: Path) -> None:
+    """The search job for the bbox record's feature alone (its own group), then the feature's
+    items from that group's result, as the workflow's search and cube jobs do; the search
+    job's files go under `workdir`."""
+    import dataclasses
+    import os
+
+    from shapely import wkt
+
+    from sitsflow.testing.settings import settings_for
+    from sitsflow.workflow.features import Feature
+    from sitsflow.workflow.layout import Layout
+    from sitsflow.workflow.stages import feature_items, read_bbox, search_groups
+
+    record = read_bbox(bbox_path)
+    properties = record["properties"]
+    fid = properties["feature_id"]
+    feature = Feature(fid, wkt.loads(properties["feature_wkt"]))
+    settings = settings_for(catalog=search_settings.catalog, stac={"group_degrees": 0})
+    grid = dataclasses.replace(
+        settings.grid,
+        buffer_m=properties["buffer_m"],
+        mode=properties["mode"],
+        resolution=properties["grid"]["resolution"],
+    )
+    group = f"f-{fid}"
+    bbox_path, output = Path(bbox_path).resolve(), Path(output).resolve()
+    here = Path.cwd()
+    os.chdir(workdir)
+    try:
+        search_groups(
+            {fid: feature}, {group: [fid]}, grid, search_settings, settings.stac, 0, Layout()
+        )
+        feature_items(Layout.group_search(group), str(bbox_path), search_settings, str(output))
+    finally:
+        os.chdir(here)
+
+
+def dry_run_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> number of jobs in the job table of a `--dry-run`'s output (empty when there is
+    nothing to do). Jobs after the search checkpoint are in it only when the search needs not
+    run; when it does, Snakemake lists them all as pending."""
+    out = result.stdout
+    table = out.split("Job stats:")[1].split("Reasons:")[0] if "Job stats:" in out else ""
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
+
+
+def jobs_run(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> number of jobs a (real) run started, from the job headers of its log."""
+    headers = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):$", result.stderr, re.M)
+    return dict(collections.Counter(headers))

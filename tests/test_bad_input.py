@@ -26,10 +26,8 @@ import pytest
 from shapely.geometry import LineString, MultiPolygon, Point, box, mapping
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
-from urllib3.exceptions import MaxRetryError, NewConnectionError
-from urllib3.response import HTTPResponse
 
-from sitsflow.catalog.search import RETRY_TOTAL, api_retry, search
+from sitsflow.catalog.search import search
 from sitsflow.errors import CatalogError, InputError
 from sitsflow.testing.settings import grid_settings
 from sitsflow.testing.stac_server import StacServer
@@ -383,24 +381,6 @@ def test_unreachable_catalog_fails_fast_with_a_clear_message():
         search(url, **SEARCH)
 
 
-def test_retry_policy_gives_up_on_refused_connections_but_not_on_busy_servers():
-    """Refused connections: a couple of retries, ~1 s of backoff; 429/5xx: RETRY_TOTAL retries."""
-    retry, waits = api_retry(), []
-    with pytest.raises(MaxRetryError):
-        while True:
-            retry = retry.increment("GET", "/api", error=NewConnectionError(None, "refused"))
-            waits.append(retry.get_backoff_time())
-    assert len(waits) <= 2 and sum(waits) < 5
-
-    retry, attempts = api_retry(), 0
-    with pytest.raises(MaxRetryError):
-        while True:
-            busy = HTTPResponse(status=503, headers={})
-            retry = retry.increment("POST", "/api/search", response=busy)
-            attempts += 1
-    assert attempts == RETRY_TOTAL and retry.is_retry("POST", 429)
-
-
 @pytest.mark.parametrize("path,reason", [("/", r"JSONDecodeError"), ("/missing/api", r"HTTP 404")])
 def test_catalog_that_is_not_a_stac_api(not_stac, path, reason):
     with pytest.raises(
@@ -455,8 +435,11 @@ def test_feature_and_catalog_errors_reach_the_summary(make_workdir, snakemake):
         "would be" in summary.loc["huge", "error"] and "max_pixels" in summary.loc["huge", "error"]
     )
     assert "[feature 'dateline', config key 'buffer_m']" in summary.loc["dateline", "error"]
-    assert summary.loc["ok", "error"].startswith("search: CatalogError: [config key 'catalog']")
+    # the search job failed for the feature's group; the feature's cube job says why
+    assert summary.loc["ok", "error"].startswith(
+        "cube: CatalogError: [config key 'catalog'] the search of its group e008n48 failed"
+    )
     assert "Connection refused" in summary.loc["ok", "error"]
-    assert summary.loc["ok", "log"] == "logs/search/ok.log"
+    assert summary.loc["ok", "log"] == "logs/cube/ok.log"
     top_level = {p.name for p in workdir.iterdir()}
     assert top_level <= {"config.yaml", VECTOR_FILE, "results", "logs", ".snakemake"}

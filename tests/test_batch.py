@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -24,9 +23,11 @@ from shapely.geometry import Point, box, shape
 from sitsflow.testing.settings import settings_for
 from sitsflow.workflow.batch import (
     AUTO_BATCH_SIZE,
+    BatchContext,
     BatchFailed,
     BatchSettings,
     batch_generations,
+    batch_group,
     plan_batches,
     process_feature,
     read_state,
@@ -38,7 +39,7 @@ from sitsflow.workflow.features import Feature
 from sitsflow.workflow.layout import STAGE_NAMES as STAGES
 from sitsflow.workflow.layout import Layout
 from tests.conftest import VECTOR_FILE
-from tests.helpers import write_features
+from tests.helpers import dry_run_jobs, jobs_run, write_features
 
 
 def batch_settings(**config: object) -> BatchSettings:
@@ -48,6 +49,13 @@ def batch_settings(**config: object) -> BatchSettings:
 
 
 SETTINGS = batch_settings()
+
+
+def in_context(settings: BatchSettings) -> BatchContext:
+    """A batch's context for the stand-in stages (no group search is read)."""
+    return BatchContext(settings, group_search="results/searches/g.json")
+
+
 POINT = Feature("f1", Point(8.49, 49.85))
 LAYOUT = Layout()
 
@@ -56,33 +64,34 @@ LAYOUT = Layout()
 # Planning
 
 
-def test_batches_are_consecutive_features_in_file_order():
-    fids = [f"f{i}" for i in range(7)]
-    assert plan_batches(fids, 3) == {
-        "0000": ["f0", "f1", "f2"],
-        "0001": ["f3", "f4", "f5"],
-        "0002": ["f6"],
+def test_batches_are_runs_of_each_groups_features_in_file_order():
+    groups = {"e008n48": [f"f{i}" for i in range(7)], "w002n40": ["g0"]}
+    assert plan_batches(groups, 3) == {
+        "e008n48-0000": ["f0", "f1", "f2"],
+        "e008n48-0001": ["f3", "f4", "f5"],
+        "e008n48-0002": ["f6"],
+        "w002n40-0000": ["g0"],
     }
-    assert plan_batches(fids, 0) == {}
+    assert plan_batches(groups, 0) == {}
+    assert batch_group("e008n48-0002") == "e008n48" and batch_group("f-a-b-0000") == "f-a-b"
 
 
-def test_appending_features_keeps_every_full_batch():
-    before = plan_batches([f"f{i}" for i in range(10)], 4)
-    after = plan_batches([f"f{i}" for i in range(13)], 4)
-    assert {batch: after[batch] for batch in ("0000", "0001")} == {
-        batch: before[batch] for batch in ("0000", "0001")
-    }
-    assert after["0002"] == ["f8", "f9", "f10", "f11"] and after["0003"] == ["f12"]
+def test_appending_features_keeps_every_full_batch_and_other_groups():
+    before = plan_batches({"a": [f"f{i}" for i in range(10)], "b": ["g0", "g1"]}, 4)
+    after = plan_batches({"a": [f"f{i}" for i in range(13)], "b": ["g0", "g1"]}, 4)
+    kept = ("a-0000", "a-0001", "b-0000")
+    assert {batch: after[batch] for batch in kept} == {batch: before[batch] for batch in kept}
+    assert after["a-0002"] == ["f8", "f9", "f10", "f11"] and after["a-0003"] == ["f12"]
 
 
-def test_batch_ids_sort_like_the_file():
-    batches = list(plan_batches([f"f{i}" for i in range(25_000)], 2))
-    assert batches == sorted(batches) and batches[-1] == "12499"
+def test_batch_ids_sort_like_the_file_within_a_group():
+    batches = list(plan_batches({"a": [f"f{i}" for i in range(19_998)]}, 2))
+    assert batches == sorted(batches) and batches[-1] == "a-9998"
 
 
 def test_a_batch_that_lost_a_file_gets_a_new_generation_once(in_tmp):
-    members = {"0000": ["f1", "f2"], "0001": ["f3"]}
-    assert batch_generations(members, LAYOUT) == {"0000": 0, "0001": 0}  # no manifests yet
+    members = {"a-0000": ["f1", "f2"], "a-0001": ["f3"]}
+    assert batch_generations(members, LAYOUT) == {"a-0000": 0, "a-0001": 0}  # no manifests yet
     for fid in ("f1", "f2", "f3"):
         for stage in STAGES:
             Path(LAYOUT.path(stage, fid)).parent.mkdir(parents=True, exist_ok=True)
@@ -90,17 +99,18 @@ def test_a_batch_that_lost_a_file_gets_a_new_generation_once(in_tmp):
     for batch, manifest in zip(members, LAYOUT.manifests(members), strict=True):
         Path(manifest).parent.mkdir(parents=True, exist_ok=True)
         Path(manifest).write_text(json.dumps({"batch": batch, "generation": 0, "summary": []}))
-    assert batch_generations(members, LAYOUT) == {"0000": 0, "0001": 0}
+    assert batch_generations(members, LAYOUT) == {"a-0000": 0, "a-0001": 0}
     Path(LAYOUT.path("timeseries", "f2")).unlink()
     warnings: list[str] = []
-    assert batch_generations(members, LAYOUT, warnings.append) == {"0000": 1, "0001": 0}
+    assert batch_generations(members, LAYOUT, warnings.append) == {"a-0000": 1, "a-0001": 0}
     assert warnings == [
-        "batch 0000: results/timeseries/f2.csv missing; the batch runs again to redo them"
+        "batch a-0000: results/timeseries/f2.csv missing; the batch runs again to redo them"
     ]
     # the rerun batch redoes the file and records generation 1: complete again, nothing changes
     Path(LAYOUT.path("timeseries", "f2")).write_text("timeseries")
-    Path(LAYOUT.manifests(["0000"])[0]).write_text(json.dumps({"batch": "0000", "generation": 1}))
-    assert batch_generations(members, LAYOUT) == {"0000": 1, "0001": 0}
+    manifest = Path(LAYOUT.manifests(["a-0000"])[0])
+    manifest.write_text(json.dumps({"batch": "a-0000", "generation": 1}))
+    assert batch_generations(members, LAYOUT) == {"a-0000": 1, "a-0001": 0}
 
 
 def test_auto_batch_size_keeps_per_feature_jobs_for_small_inputs():
@@ -145,11 +155,11 @@ class FakeStages:
         self.calls: list[tuple[str, str]] = []
         self.failing = failing or set()
 
-    def __call__(self, stage: str, feature: Feature, layout: Layout, settings) -> None:
+    def __call__(self, stage: str, feature: Feature, context: BatchContext) -> None:
         self.calls.append((feature.fid, stage))
         if (feature.fid, stage) in self.failing:
             raise RuntimeError(f"{stage} of {feature.fid} broke")
-        output = Path(layout.path(stage, feature.fid))
+        output = Path(context.layout.path(stage, feature.fid))
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(f"{stage} {feature.fid}")
 
@@ -165,68 +175,68 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
 
 def test_a_new_feature_runs_every_stage_then_nothing(in_tmp):
     stages = FakeStages()
-    first = process_feature(POINT, SETTINGS, stages)
+    first = process_feature(POINT, in_context(SETTINGS), stages)
     assert first.ok and first.ran == list(STAGES) and stages.stages_of("f1") == list(STAGES)
     assert read_state(LAYOUT.state("f1")) == stage_fingerprints(POINT.wkt, SETTINGS)
     for stage in STAGES:
         assert Path(LAYOUT.log(stage, "f1")).exists()
-    again = process_feature(POINT, SETTINGS, stages)
+    again = process_feature(POINT, in_context(SETTINGS), stages)
     assert again.ran == [] and again.up_to_date == list(STAGES)
     assert len(stages.calls) == len(STAGES)
 
 
 def test_a_config_change_redoes_the_affected_stages_only(in_tmp):
-    process_feature(POINT, SETTINGS, FakeStages())
+    process_feature(POINT, in_context(SETTINGS), FakeStages())
     stages = FakeStages()
     median = batch_settings(timeseries={"method": "median"})
-    outcome = process_feature(POINT, median, stages)
+    outcome = process_feature(POINT, in_context(median), stages)
     assert outcome.ran == ["timeseries"] and stages.stages_of("f1") == ["timeseries"]
 
 
 def test_a_deleted_output_is_remade_with_what_depends_on_it(in_tmp):
-    process_feature(POINT, SETTINGS, FakeStages())
+    process_feature(POINT, in_context(SETTINGS), FakeStages())
     Path(LAYOUT.path("cube", "f1")).unlink()
     stages = FakeStages()
-    outcome = process_feature(POINT, SETTINGS, stages)
+    outcome = process_feature(POINT, in_context(SETTINGS), stages)
     assert outcome.ran == ["cube", "quicklook", "timeseries"]
     assert outcome.up_to_date == ["bbox", "search"]
 
 
 def test_a_newer_input_file_redoes_the_stages_after_it(in_tmp):
-    process_feature(POINT, SETTINGS, FakeStages())
+    process_feature(POINT, in_context(SETTINGS), FakeStages())
     items = LAYOUT.path("search", "f1")
     later = time.time() + 10
     os.utime(items, (later, later))
-    outcome = process_feature(POINT, SETTINGS, FakeStages())
+    outcome = process_feature(POINT, in_context(SETTINGS), FakeStages())
     assert outcome.ran == ["cube", "quicklook", "timeseries"]
 
 
 def test_a_failed_stage_leaves_no_output_and_is_retried_next_time(in_tmp):
-    process_feature(POINT, SETTINGS, FakeStages())
+    process_feature(POINT, in_context(SETTINGS), FakeStages())
     later = batch_settings(end="2024-11-30")
     broken = FakeStages(failing={("f1", "cube")})
-    outcome = process_feature(POINT, later, broken)
+    outcome = process_feature(POINT, in_context(later), broken)
     assert not outcome.ok and outcome.failed_stage == "cube"
     assert "cube of f1 broke" in outcome.error
     assert broken.stages_of("f1") == ["search", "cube"]  # nothing after the failure
     assert not Path(LAYOUT.path("cube", "f1")).exists()  # like the output of a failed job
     assert "cube" not in read_state(LAYOUT.state("f1"))
     assert "cube of f1 broke" in Path(LAYOUT.log("cube", "f1")).read_text()  # with traceback
-    retry = process_feature(POINT, later, FakeStages())
+    retry = process_feature(POINT, in_context(later), FakeStages())
     assert retry.ok and retry.ran == ["cube", "quicklook", "timeseries"]
 
 
 def test_a_batch_processes_every_feature_and_fails_if_one_failed(in_tmp):
     members = {fid: Point(8.49 + i / 100, 49.85).wkt for i, fid in enumerate(["a", "b", "c"])}
     stages = FakeStages(failing={("b", "search")})
-    with pytest.raises(BatchFailed, match=r"1 of 3 features of batch 0007 failed: b \(search"):
-        run_batch("0007", members, SETTINGS, "batch.log", stages)
+    with pytest.raises(BatchFailed, match=r"1 of 3 features of batch g-0007 failed: b \(search"):
+        run_batch("g-0007", members, in_context(SETTINGS), "batch.log", stages)
     assert stages.stages_of("a") == list(STAGES) and stages.stages_of("c") == list(STAGES)
     log_text = Path("batch.log").read_text()
     assert "b: search failed" in log_text and "a: ran bbox" in log_text
 
     stages = FakeStages()
-    outcomes = run_batch("0007", members, SETTINGS, None, stages)
+    outcomes = run_batch("g-0007", members, in_context(SETTINGS), None, stages)
     assert [o.fid for o in outcomes if o.ran] == ["b"]
     assert stages.stages_of("b") == ["search", "cube", "quicklook", "timeseries"]
     assert outcomes[0].up_to_date == list(STAGES)
@@ -237,12 +247,6 @@ def test_a_batch_processes_every_feature_and_fails_if_one_failed(in_tmp):
 
 BATCH_SIZE = 2
 NEW_POINT = Point(8.4925, 49.8551)  # inside the archive's tile around p1
-
-
-def dry_run_jobs(snakemake, workdir: Path) -> dict[str, int]:
-    out = snakemake(workdir, "--dry-run", "--quiet", "rules").stdout
-    table = out.split("Job stats:")[1] if "Job stats:" in out else ""
-    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M) if m[0] != "total"}
 
 
 def file_times(workdir: Path) -> dict[str, float]:
@@ -282,11 +286,13 @@ def batch_copy(batch_run, tmp_path) -> Path:
 
 AGGREGATES = {
     "summary": 1,
-    "timeseries_table": 1,
+    "timeseries": 1,
     "overview": 1,
     "summary_table": 1,
     "all": 1,
 }
+# An edit of the vector file reruns the search job, which searches only the edited group again.
+SEARCH = {"search": 1}
 
 
 @pytest.mark.slow
@@ -314,16 +320,16 @@ def test_batch_mode_makes_the_same_files_as_per_feature_jobs(batch_run, netcdf_r
     ]
     pd.testing.assert_frame_equal(*tables)
     manifests = sorted(p.name for p in (batch_run / "results" / "batches").glob("*.json"))
-    assert manifests == ["0000.json", "0001.json"]
+    # one batch per search group here: p1, poly and nowhere lie 2 degrees apart or more
+    assert manifests == ["e008n48-0000.json", "e010n50-0000.json", "w030n40-0000.json"]
     assert "Nothing to be done" in snakemake(batch_run, "--dry-run").stdout
 
 
 @pytest.mark.slow
 def test_appending_a_feature_redoes_only_that_feature(batch_copy, snakemake):
     write_features(batch_copy / VECTOR_FILE, {**vector(batch_copy), "extra": NEW_POINT})
-    assert dry_run_jobs(snakemake, batch_copy) == {"batch": 1, **AGGREGATES}
     before = file_times(batch_copy)
-    snakemake(batch_copy)
+    assert jobs_run(snakemake(batch_copy)) == {"batch": 1, **SEARCH, **AGGREGATES}
     changed = rewritten(before, file_times(batch_copy))
     assert {Path(path).stem for path in changed} == {"extra"}
     assert len(changed) == len(STAGES)
@@ -334,9 +340,8 @@ def test_editing_a_feature_redoes_only_that_feature(batch_copy, snakemake):
     features = vector(batch_copy)
     features["p1"] = NEW_POINT
     write_features(batch_copy / VECTOR_FILE, features)
-    assert dry_run_jobs(snakemake, batch_copy) == {"batch": 1, **AGGREGATES}
     before = file_times(batch_copy)
-    snakemake(batch_copy)
+    assert jobs_run(snakemake(batch_copy)) == {"batch": 1, **SEARCH, **AGGREGATES}
     assert {Path(path).stem for path in rewritten(before, file_times(batch_copy))} == {"p1"}
 
 
@@ -348,8 +353,9 @@ def test_a_deleted_file_is_remade_alone_and_once(batch_copy, snakemake):
     manifests = {p: p.read_bytes() for p in (batch_copy / "results" / "batches").glob("*.json")}
     dry_run = snakemake(batch_copy, "--dry-run")
     said = dry_run.stdout + dry_run.stderr
-    assert "batch 0000: results/quicklooks/poly.png missing; the batch runs again" in said
-    assert dry_run_jobs(snakemake, batch_copy) == {"batch": 1, **AGGREGATES}
+    batch = "e010n50-0000"
+    assert f"batch {batch}: results/quicklooks/poly.png missing; the batch runs again" in said
+    assert dry_run_jobs(dry_run) == {"batch": 1, **AGGREGATES}
     # parsing (dry run included) changes no file
     assert file_times(batch_copy) == before
     assert {p: p.read_bytes() for p in manifests} == manifests
@@ -360,18 +366,18 @@ def test_a_deleted_file_is_remade_alone_and_once(batch_copy, snakemake):
 
 @pytest.mark.slow
 def test_a_failing_feature_fails_the_run_but_not_its_batch_mates(batch_copy, snakemake):
-    # Far too large for max_pixels: its bbox stage fails; `nowhere` shares its batch.
+    # Far too large for max_pixels: its bbox stage fails; `poly` shares its batch.
     huge = box(11.0, 49.8, 11.6, 50.3)
     write_features(batch_copy / VECTOR_FILE, {**vector(batch_copy), "huge": huge})
     before = file_times(batch_copy)
     result = snakemake(batch_copy, check=False)
     assert result.returncode != 0
-    assert rewritten(before, file_times(batch_copy)) == set()  # nowhere was up to date
+    assert rewritten(before, file_times(batch_copy)) == set()  # poly was up to date
     summary = pd.read_csv(batch_copy / "results" / "summary.csv", keep_default_na=False)
     rows = summary.set_index("feature_id")
     assert rows.loc["huge", "status"] == "failed" and "max_pixels" in rows.loc["huge", "error"]
     assert set(rows.drop(index="huge")["status"]) <= {"ok", "no_items"}
-    assert not (batch_copy / "results" / "batches" / "0001.json").exists()
+    assert not (batch_copy / "results" / "batches" / "e010n50-0000.json").exists()
 
     write_features(batch_copy / VECTOR_FILE, {**vector(batch_copy), "huge": NEW_POINT})
     snakemake(batch_copy)

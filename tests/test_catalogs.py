@@ -30,9 +30,8 @@ from sitsflow.testing.stac_server import StacServer
 from sitsflow.workflow.aoi import grid_of, make_aoi_record
 from sitsflow.workflow.features import Feature
 from sitsflow.workflow.settings import SearchSettings
-from sitsflow.workflow.stages import search_items
 from tests.conftest import STAC_FIXTURES, load_items
-from tests.helpers import feature_items
+from tests.helpers import feature_items, search_alone
 
 ES_C1 = "es_c1l2a_itemcollection_13TDE_2024-03-31_to_04-22_10dates.json"
 ES_PAGE1 = "earth-search-v1/search_cql2_cloudcover_page1_2025-07-31.json"
@@ -187,11 +186,11 @@ def test_search_items_records_the_filter(catalog_250, tmp_path):
     bbox_path.write_text(json.dumps(record))
     options = {**SEARCH_250, "catalog": str(catalog_250 / "items.json"), "query": None}
     output = tmp_path / "items.json"
-    search_items(str(bbox_path), searching({**options, "filter": CLEAR_TEXT}), str(output))
+    search_alone(bbox_path, searching({**options, "filter": CLEAR_TEXT}), output, tmp_path)
     items, info = read_item_collection(output)
     assert info["filter"] == CLEAR_TEXT and info["query"] is None
     assert items and all(item["properties"]["eo:cloud_cover"] < 30 for item in items)
-    search_items(str(bbox_path), searching({**options, "filter": None}), str(output))
+    search_alone(bbox_path, searching({**options, "filter": None}), output, tmp_path)
     assert len(read_item_collection(output)[0]) > len(items)
 
 
@@ -214,7 +213,7 @@ def test_the_cube_records_the_filter(small_archive, tmp_path):
         "query": None,
         "filter": "eo:cloud_cover < 40",
     }
-    search_items(str(bbox_path), searching(options), str(items_path))
+    search_alone(bbox_path, searching(options), items_path, tmp_path)
     items, info = read_item_collection(items_path)
     cube = make_cube(record, items, info, SETTINGS)
     assert cube.attrs["filter"] == "eo:cloud_cover < 40"

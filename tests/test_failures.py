@@ -112,7 +112,7 @@ def test_summary_names_the_failed_item_and_asset(failed_run, archive):
     row = summary.loc[BROKEN]
     assert row["status"] == "failed" and row["log"] == f"logs/cube/{BROKEN}.log"
     assert row["error"].startswith("cube: AssetError: cannot read asset 'B04' of item ")
-    assert archive[1]["item"] in row["error"] and "HTTP response code: 404" in row["error"]
+    assert archive[1]["item"] in row["error"] and "HTTP 404" in row["error"]
 
 
 @pytest.mark.slow

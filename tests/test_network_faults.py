@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import urllib3.util.retry
 import xarray as xr
 from shapely.geometry import Point
 
+from sitsflow.catalog import api
 from sitsflow.catalog.s3 import S3Access
 from sitsflow.catalog.search import search
 from sitsflow.errors import AssetError
@@ -110,9 +110,9 @@ def test_flaky_api_and_cog_server_give_identical_cubes(archive, run_workflow, mo
 
 
 def test_network_rules_are_retried_by_snakemake():
-    for rule, minimum in (("search", 2), ("cube", 1)):
+    for rule, minimum in (("search", 1), ("cube", 1)):
         text = (REPO / "rules" / f"{rule}.smk").read_text()
-        retries = re.search(rf"rule {rule}:.*?\n    retries: (\d+)", text, re.S)
+        retries = re.search(rf"(?:rule|checkpoint) {rule}:.*?\n    retries: (\d+)", text, re.S)
         assert retries and int(retries[1]) >= minimum, rule
 
 
@@ -216,7 +216,9 @@ def test_unreadable_asset_fails_the_feature_naming_item_and_asset(broken_archive
     assert "sig=" not in message
 
 
-def f1_cube_only(catalog: str, item_id: str, s3: S3Access | None = None) -> xr.Dataset:
+def f1_cube_only(
+    catalog: str, item_id: str, s3: S3Access | None = None, loader: str = "sitsflow"
+) -> xr.Dataset:
     """f1's cube built from the single item `item_id` of the catalog."""
     lon, lat = POINTS["f1"]
     record = make_aoi_record(
@@ -225,7 +227,9 @@ def f1_cube_only(catalog: str, item_id: str, s3: S3Access | None = None) -> xr.D
     items = feature_items(catalog, record, START, END)
     chosen = [item for item in items if item["id"] == item_id]
     s3 = s3 or S3Access()
-    settings = cube_settings(bands=[*BANDS, "SCL"], s3_access=s3.mode, s3_endpoint=s3.endpoint)
+    settings = cube_settings(
+        bands=[*BANDS, "SCL"], s3_access=s3.mode, s3_endpoint=s3.endpoint, loader=loader
+    )
     return make_cube(record, chosen, {"catalog": catalog}, settings)
 
 
@@ -233,7 +237,7 @@ def test_unreadable_asset_read_through_s3_names_item_and_asset(broken_archive):
     root, ids = broken_archive
     with StacServer(root) as server, pytest.raises(AssetError) as error:
         endpoint = server.data_url.removesuffix("/data")
-        f1_cube_only(server.url, ids["missing"], s3=S3Access(endpoint=endpoint))
+        f1_cube_only(server.url, ids["missing"], s3=S3Access(endpoint=endpoint), loader="stackstac")
     message = str(error.value)
     assert ids["missing"] in message and "'SCL'" in message
     assert "s3://data/" in message
@@ -327,8 +331,8 @@ class BusyApi(BaseHTTPRequestHandler):
 
 def test_search_waits_as_long_as_retry_after_says(monkeypatch):
     slept: list[float] = []
-    monkeypatch.setattr(urllib3.util.retry.time, "sleep", slept.append)
+    monkeypatch.setattr(api.time, "sleep", slept.append)
     with local_http_server(BusyApi) as url:
         found = search(url, collection="sentinel-2-l2a", bbox=[8, 49, 9, 50], start=START, end=END)
     assert found == [] and BusyApi.searches == 2
-    assert slept == [7.0]
+    assert len(slept) == 1 and 6.9 < slept[0] <= 7.0  # the limiter held everyone for 7 s

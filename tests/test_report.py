@@ -102,7 +102,8 @@ def test_report_embeds_quicklooks_overview_and_summary(report):
             data_uri_bytes(entry["data_uri"])
             == (results_dir / "quicklooks" / f"{fid}.png").read_bytes()
         )
-        assert f"<strong>{fid}</strong>" in entry["caption"]
+        assert entry["labels"] == {"feature": fid}
+        assert "Quicklook of one feature" in entry["caption"]
     overview = results["results/overview.png"]
     assert data_uri_bytes(overview["data_uri"]) == (results_dir / "overview.png").read_bytes()
     table = data_uri_bytes(results["results/summary.html"]["data_uri"]).decode()

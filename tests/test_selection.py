@@ -14,7 +14,7 @@ from sitsflow.testing.settings import grid_settings, settings_for
 from sitsflow.workflow.aoi import grid_of, make_aoi_record
 from sitsflow.workflow.features import Feature
 from sitsflow.workflow.grid import outline_lonlat
-from sitsflow.workflow.stages import search_items
+from tests.helpers import search_alone
 
 
 def stac_item(item_id: str, when: str, footprint) -> dict:
@@ -85,7 +85,7 @@ def test_the_search_stage_keeps_a_far_east_feature_s_new_year_acquisition(tmp_pa
     bbox_path.write_text(json.dumps(record))
     search = settings_for(catalog=str(catalog), query=None).search
     with caplog.at_level(logging.INFO, logger="sitsflow.workflow.stages"):
-        search_items(str(bbox_path), search, str(output))
+        search_alone(bbox_path, search, output, tmp_path)
     kept, info = read_item_collection(output)
     assert [item["id"] for item in kept] == ["new-year"]
     assert info["datetime"] == "2024-01-01/2024-12-31"

@@ -707,7 +707,11 @@ def test_stats_counters_and_reset(server: StacServer, session: requests.Session)
         "data_ranges": 0,
         "api_faults": 0,
         "data_faults": 0,
+        "api_throttled": 0,
+        "data_throttled": 0,
         "status": {},
+        "max_api_per_s": 0,
+        "max_data_per_s": 0,
     }
     session.get(server.url)
     session.post(f"{server.url}/search", json={"limit": 1})
@@ -721,6 +725,39 @@ def test_stats_counters_and_reset(server: StacServer, session: requests.Session)
     snapshot = server.stats
     snapshot["status"][200] = 99  # a snapshot, not the live counters
     assert server.stats["status"][200] == 2
+
+
+def test_throttling_answers_429_with_retry_after_above_the_rate(archive: Path) -> None:
+    with StacServer(archive, throttle_api_per_s=5, throttle_retry_after_s=2) as srv:
+        with requests.Session() as http:
+            answers = [http.get(srv.url, timeout=10) for _ in range(12)]
+        stats = srv.stats
+    codes = [answer.status_code for answer in answers]
+    assert codes[:5] == [200] * 5 and set(codes[5:]) == {429}, codes
+    assert all(a.headers["Retry-After"] == "2" for a in answers if a.status_code == 429)
+    assert stats["api_throttled"] == 7 and stats["max_api_per_s"] == 12
+
+
+def test_throttling_admits_again_a_second_later(archive: Path) -> None:
+    with StacServer(archive, throttle_data_per_s=2) as srv, requests.Session() as http:
+        url = f"{srv.data_url}/{BYTES_FILE}"
+        first = [http.get(url, timeout=10).status_code for _ in range(3)]
+        time.sleep(1.05)
+        later = http.get(url, timeout=10).status_code
+    assert first == [200, 200, 429] and later == 200
+
+
+def test_stalled_data_requests_answer_late_and_only_those_matching(archive: Path) -> None:
+    stalling = StacServer(archive, stall_data_s=0.5, stall_data_match="nothing")
+    with stalling as srv, requests.Session() as http:
+        started = time.perf_counter()
+        http.get(f"{srv.data_url}/{BYTES_FILE}", timeout=10)
+        quick = time.perf_counter() - started
+        started = time.perf_counter()
+        with pytest.raises(requests.ReadTimeout):
+            http.get(f"{srv.data_url}/nothing-here", timeout=0.2)
+        assert time.perf_counter() - started < 0.45
+    assert quick < 0.4
 
 
 def test_stats_count_heads_and_multirange_parts(server: StacServer, session: requests.Session):

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -22,18 +24,10 @@ from sitsflow.types import JsonObject, StacItem
 if TYPE_CHECKING:
     from pystac_client import Client
     from shapely.geometry.base import BaseGeometry
-    from urllib3.util.retry import Retry
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUS = (429, 500, 502, 503, 504)
 PAGE_LIMIT = 100
-# 429/5xx answers are retried up to RETRY_TOTAL times with backoff (the service is there, but
-# busy); a refused or unresolvable connection only CONNECT_RETRIES times, so that a wrong URL
-# or a server that is down fails the feature within seconds instead of minutes.
-RETRY_TOTAL = 8
-CONNECT_RETRIES = 2
-RETRY_BACKOFF_S = 0.5
 CONNECT_TIMEOUT_S = 10
 READ_TIMEOUT_S = 60
 MAX_LISTED_COLLECTIONS = 20
@@ -50,6 +44,157 @@ def datetime_range(start: str | date, end: str | date) -> tuple[datetime, dateti
     return (datetime.combine(first, time.min, UTC), datetime.combine(last, time.max, UTC))
 
 
+@dataclass(frozen=True)
+class ApiLimits:
+    """How hard a search job may press a STAC API (config `stac`): requests per second over the
+    job, searches in flight, the wait for an answer per attempt, and the page size asked for."""
+
+    max_requests_per_s: float
+    max_concurrent: int
+    timeout_s: float
+    connect_timeout_s: float
+    page_size: int
+
+
+# For `search` called outside the workflow (tests, notebooks): no rate limit.
+UNLIMITED = ApiLimits(
+    max_requests_per_s=0,
+    max_concurrent=1,
+    timeout_s=READ_TIMEOUT_S,
+    connect_timeout_s=CONNECT_TIMEOUT_S,
+    page_size=PAGE_LIMIT,
+)
+
+
+class Catalog:
+    """Searches of one collection of one catalog, sharing a connection, a rate limit and
+    counters: a STAC API opened once (one client per thread, one limiter for all), or a local
+    ItemCollection read once."""
+
+    def __init__(self, catalog: str, collection: str, limits: ApiLimits = UNLIMITED) -> None:
+        from sitsflow.catalog.api import RateLimiter
+
+        self.catalog = catalog
+        self.collection = collection
+        self.limits = limits
+        self.limiter = RateLimiter(limits.max_requests_per_s)
+        self._local: list[StacItem] | None = None
+        self._threads = threading.local()
+        self._adapters: list[Any] = []
+        self._lock = threading.Lock()
+
+    @property
+    def requests(self) -> int:
+        """Requests sent to the API so far (pages and retries included)."""
+        return sum(adapter.counters.requests for adapter in self._adapters)
+
+    @property
+    def retries(self) -> int:
+        return sum(adapter.counters.retries for adapter in self._adapters)
+
+    def search(
+        self,
+        bbox: Sequence[float],
+        start: str | date,
+        end: str | date,
+        query: JsonObject | None = None,
+        filter: str | JsonObject | None = None,
+    ) -> list[StacItem]:
+        """Items of the collection intersecting `bbox` (EPSG:4326) in [start, end] (UTC days),
+        sorted by time. `query` is a STAC Query-extension object, `filter` a CQL2 expression
+        (text, or JSON as a dict); an item must match both."""
+        begin, finish = datetime_range(start, end)
+        if is_remote(self.catalog):
+            items = self._search_api(list(bbox), begin, finish, query, filter)
+        else:
+            if self._local is None:
+                self._local = _read_local_catalog(self.catalog)
+                _check_local_collection(self._local, self.catalog, self.collection)
+            items = filter_items(
+                self._local,
+                collections=[self.collection],
+                bbox=list(bbox),
+                datetime_range=(begin, finish),
+                query=query,
+                filter=filter,
+            )
+        return sorted(
+            items, key=lambda item: (item["properties"].get("datetime") or "", item["id"])
+        )
+
+    def _client(self) -> Client:
+        client = getattr(self._threads, "client", None)
+        if client is None:
+            from pystac_client import Client
+            from pystac_client.stac_api_io import StacApiIO
+
+            from sitsflow.catalog.api import polite_session
+
+            stac_io = StacApiIO(max_retries=None)
+            session, adapter = polite_session(
+                self.limiter,
+                connect_timeout_s=self.limits.connect_timeout_s,
+                timeout_s=self.limits.timeout_s,
+                headers=dict(stac_io.session.headers),
+            )
+            stac_io.session = session
+            with self._lock:
+                self._adapters.append(adapter)
+            try:
+                client = Client.open(self.catalog, stac_io=stac_io)
+            except Exception as exc:
+                raise CatalogError(_open_failure(self.catalog, exc), key="catalog") from exc
+            self._threads.client = client
+        return cast("Client", client)
+
+    def _search_api(
+        self,
+        bbox: list[float],
+        begin: datetime,
+        finish: datetime,
+        query: JsonObject | None,
+        filter: str | JsonObject | None,
+    ) -> list[StacItem]:
+        from pystac_client import ConformanceClasses
+
+        url, collection = self.catalog, self.collection
+        client = self._client()
+        if filter and not client.conforms_to(ConformanceClasses.FILTER):
+            raise CatalogError(
+                f"the STAC API at {url} does not support CQL2 filters (the Filter extension); "
+                "remove `filter` or express it as `query`",
+                key="filter",
+            )
+        # As CQL2 JSON whatever its spelling in the config: an API need only accept JSON in a
+        # POST search (the Filter extension; stac-fastapi refuses cql2-text there).
+        cql2_json = parse_filter(filter) if filter else None
+        datetime_param = f"{_iso(begin)}/{_iso(finish)}"
+        try:
+            result = client.search(
+                collections=[collection],
+                bbox=bbox,
+                datetime=datetime_param,
+                query=query,
+                filter=cql2_json,
+                filter_lang="cql2-json" if cql2_json else None,
+                limit=self.limits.page_size,
+            )
+            items = [item.to_dict(transform_hrefs=False) for item in result.items()]
+        except Exception as exc:
+            _check_collection_exists(client, url, collection)
+            raise CatalogError(
+                f"search of {url} (collection {collection!r}) failed: {_connection_reason(exc)}",
+                key="catalog",
+            ) from exc
+        if not items:
+            _check_collection_exists(client, url, collection)
+        return items
+
+
+def _time_and_id(item: StacItem) -> tuple[str, str]:
+    return (str(item["properties"].get("datetime") or ""), str(item["id"]))
+
+
 def search(
     catalog: str,
     *,
@@ -59,27 +204,10 @@ def search(
     end: str | date,
     query: JsonObject | None = None,
     filter: str | JsonObject | None = None,
+    limits: ApiLimits = UNLIMITED,
 ) -> list[StacItem]:
-    """Items of `collection` intersecting `bbox` (EPSG:4326) in [start, end], sorted by time.
-
-    `query` is a STAC Query-extension object, `filter` a CQL2 expression (text, or JSON as a
-    dict); an item must match both.
-    """
-    begin, finish = datetime_range(start, end)
-    if is_remote(catalog):
-        items = _search_api(catalog, collection, bbox, begin, finish, query, filter)
-    else:
-        local_items = _read_local_catalog(catalog)
-        _check_local_collection(local_items, catalog, collection)
-        items = filter_items(
-            local_items,
-            collections=[collection],
-            bbox=bbox,
-            datetime_range=(begin, finish),
-            query=query,
-            filter=filter,
-        )
-    return sorted(items, key=lambda item: (item["properties"].get("datetime") or "", item["id"]))
+    """One search of `collection` (see `Catalog.search`)."""
+    return Catalog(catalog, collection, limits).search(bbox, start, end, query, filter)
 
 
 def search_dates(start: str | date, end: str | date) -> tuple[date, date]:
@@ -121,69 +249,6 @@ def select_items(
         else:
             kept.append(item)
     return kept, dropped
-
-
-def api_retry() -> Retry:
-    """Retry policy of STAC API requests: patient with a busy service, quick with a dead one."""
-    from urllib3.util.retry import Retry
-
-    return Retry(
-        total=RETRY_TOTAL,
-        connect=CONNECT_RETRIES,
-        backoff_factor=RETRY_BACKOFF_S,
-        status_forcelist=RETRY_STATUS,
-        allowed_methods=None,
-        respect_retry_after_header=True,
-    )
-
-
-def _search_api(
-    url: str,
-    collection: str,
-    bbox: list[float],
-    begin: datetime,
-    finish: datetime,
-    query: JsonObject | None,
-    filter: str | JsonObject | None,
-) -> list[StacItem]:
-    from pystac_client import Client, ConformanceClasses
-    from pystac_client.stac_api_io import StacApiIO
-
-    stac_io = StacApiIO(max_retries=api_retry(), timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
-    try:
-        client = Client.open(url, stac_io=stac_io)
-    except Exception as exc:
-        raise CatalogError(_open_failure(url, exc), key="catalog") from exc
-    if filter and not client.conforms_to(ConformanceClasses.FILTER):
-        raise CatalogError(
-            f"the STAC API at {url} does not support CQL2 filters (the Filter extension); "
-            "remove `filter` or express it as `query`",
-            key="filter",
-        )
-    # As CQL2 JSON whatever its spelling in the config: an API need only accept JSON in a POST
-    # search (the Filter extension; stac-fastapi refuses cql2-text there).
-    cql2_json = parse_filter(filter) if filter else None
-    datetime_param = f"{_iso(begin)}/{_iso(finish)}"
-    try:
-        result = client.search(
-            collections=[collection],
-            bbox=bbox,
-            datetime=datetime_param,
-            query=query,
-            filter=cql2_json,
-            filter_lang="cql2-json" if cql2_json else None,
-            limit=PAGE_LIMIT,
-        )
-        items = [item.to_dict(transform_hrefs=False) for item in result.items()]
-    except Exception as exc:
-        _check_collection_exists(client, url, collection)
-        raise CatalogError(
-            f"search of {url} (collection {collection!r}) failed: {_connection_reason(exc)}",
-            key="catalog",
-        ) from exc
-    if not items:
-        _check_collection_exists(client, url, collection)
-    return items
 
 
 def _connection_reason(exc: Exception) -> str:

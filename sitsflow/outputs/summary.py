@@ -119,7 +119,11 @@ def failure_row(fid: str, layout: Layout, root: str | Path = ".") -> dict[str, A
     """The `failed` row of a feature without a (current) cube, from the failed job's log."""
     root = Path(root)
     rule = failed_stage(fid, layout, root) or "cube"
-    log_path = layout.log(rule, fid)
+    # one job per stage in batch mode; in per-feature mode the cube job also writes the items
+    later = CHAIN[CHAIN.index(rule) :]
+    logs = [layout.log(stage, fid) for stage in later]
+    log_path = next((path for path in logs if (root / path).exists()), logs[0])
+    rule = later[logs.index(log_path)]
     error = last_error(root / log_path) or (
         f"the {rule} job failed without an error message in its log (killed? out of memory?); "
         "see the Snakemake log in .snakemake/log/"

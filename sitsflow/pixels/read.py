@@ -72,6 +72,15 @@ def make_loader(settings: CubeSettings) -> Loader:
     connections and tile cache."""
     if settings.loader == "stackstac":
         return StackstacLoader(S3Access(settings.s3_access, settings.s3_endpoint))
+    from sitsflow.catalog.ranges import RangeStore
     from sitsflow.pixels.tiles import TileReader
 
-    return TileReader(s3_endpoint=settings.s3_endpoint)
+    reads = settings.reads
+    store = RangeStore(
+        max_in_flight=reads.max_in_flight,
+        read_timeout_s=reads.timeout_s,
+        max_retries=reads.retries,
+    )
+    return TileReader(
+        s3_endpoint=settings.s3_endpoint, max_in_flight=reads.max_in_flight, store=store
+    )

@@ -372,6 +372,17 @@ def choose_level(
 ) -> tuple[int, str]:
     """The position in `levels` to read for `grid`, and how the cube records it (the same
     words as the stackstac reader: `overview 1 (x2, AVERAGE)`, `full resolution`)."""
+    return choose_level_for(levels, overview_resampling(first), grid, class_band, read_overviews)
+
+
+def choose_level_for(
+    levels: Sequence[Level],
+    resampling: str | None,
+    grid: Grid,
+    class_band: bool,
+    read_overviews: bool,
+) -> tuple[int, str]:
+    """`choose_level` for a file whose overviews were made by `resampling` (GDAL's name)."""
     if not read_overviews or len(levels) < 2:
         return 0, FULL_RESOLUTION
     if not (_in_metres(levels[0].epsg) and _in_metres(grid.epsg)):
@@ -381,7 +392,6 @@ def choose_level(
     level = overview_level(native, factors, grid.resolution)
     if level is None:
         return 0, FULL_RESOLUTION
-    resampling = overview_resampling(first)
     if class_band and resampling not in CLASS_SAFE_RESAMPLING:
         return 0, FULL_RESOLUTION
     # GDAL names the factor of an overview by its integer size ratio (x2 for 195 -> 97 px)

@@ -12,11 +12,13 @@ themselves. Two URL trees are exposed on one port:
   and multi-range requests), which is what GDAL's ``/vsicurl/`` needs to read COGs.
 
 Cloud behaviour can be simulated: per-request latency, a deterministic (seeded) fraction of
-``503 Retry-After: 0`` answers for searches and data GETs, and SAS-style signed data URLs
-(``?st=...&sig=<token>``). Request/byte counters in :attr:`StacServer.stats` let tests and
-benchmarks assert how much traffic a workflow step caused; a server in another process exposes
-them at ``GET /_stats`` and ``POST /_stats/reset`` (see :func:`remote_stats`), which are neither
-delayed nor counted.
+``503 Retry-After: 0`` answers for searches and data GETs, throttling (``429`` with
+``Retry-After`` above a number of requests per second, as public APIs do), data requests that
+stall before answering (a store that accepts connections and never answers), and SAS-style
+signed data URLs (``?st=...&sig=<token>``). Request/byte counters in
+:attr:`StacServer.stats` let tests and benchmarks assert how much traffic a workflow step
+caused; a server in another process exposes them at ``GET /_stats`` and
+``POST /_stats/reset`` (see :func:`remote_stats`), which are neither delayed nor counted.
 
 The search semantics live in :mod:`sitsflow.catalog.filters`, shared with the local search.
 
@@ -52,7 +54,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -569,6 +571,31 @@ def _error_body(status: int, message: str) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 
+class _RateWindow:
+    """Arrivals and admissions of one kind of request over the trailing second."""
+
+    def __init__(self, limit_per_s: float) -> None:
+        self.limit = limit_per_s
+        self._arrivals: deque[float] = deque()
+        self._admitted: deque[float] = deque()
+        self.max_arrivals = 0
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        """Record an arrival; False when `limit` requests were admitted in the last second."""
+        now = time.monotonic()
+        with self._lock:
+            for times in (self._arrivals, self._admitted):
+                while times and times[0] <= now - 1.0:
+                    times.popleft()
+            self._arrivals.append(now)
+            self.max_arrivals = max(self.max_arrivals, len(self._arrivals))
+            if self.limit > 0 and len(self._admitted) >= self.limit:
+                return False
+            self._admitted.append(now)
+            return True
+
+
 class StacServer:
     """STAC API + range-capable static file server over a demo archive, in a background thread.
 
@@ -585,6 +612,13 @@ class StacServer:
         latency_s: sleep before answering every request (simulates a remote bucket/API).
         fail_rate_api: fraction of search requests answered ``503`` with ``Retry-After: 0``.
         fail_rate_data: fraction of data GETs answered ``503`` with ``Retry-After: 0``.
+        throttle_api_per_s, throttle_data_per_s: answer ``429`` with ``Retry-After:
+            throttle_retry_after_s`` to an ``/api`` (``/data``) request when this many were
+            answered in the last second (0: never). ``stats`` records the most requests that
+            arrived within one second (``max_api_per_s``, ``max_data_per_s``).
+        stall_data_s: sleep this long before answering a data request (a store that accepts
+            connections and does not answer); only requests whose path contains
+            ``stall_data_match``, when that is set.
         seed: seed of the fault generator (one ``random.Random`` shared under a lock, so a
             sequential client sees the same fault pattern on every run).
         require_token: if set, data requests need ``?st=<anything>&sig=<token>`` (like an Azure
@@ -607,6 +641,11 @@ class StacServer:
         latency_s: float = 0.0,
         fail_rate_api: float = 0.0,
         fail_rate_data: float = 0.0,
+        throttle_api_per_s: float = 0.0,
+        throttle_data_per_s: float = 0.0,
+        throttle_retry_after_s: float = 1.0,
+        stall_data_s: float = 0.0,
+        stall_data_match: str = "",
         seed: int = 0,
         require_token: str | None = None,
         paging_style: PagingStyle = "pc",
@@ -623,6 +662,9 @@ class StacServer:
         self.page_size_max, self.default_limit = page_size_max, default_limit
         self.latency_s = latency_s
         self.fail_rate_api, self.fail_rate_data = fail_rate_api, fail_rate_data
+        self.throttle_api_per_s, self.throttle_data_per_s = throttle_api_per_s, throttle_data_per_s
+        self.throttle_retry_after_s = throttle_retry_after_s
+        self.stall_data_s, self.stall_data_match = stall_data_s, stall_data_match
         self.require_token = require_token
         self.paging_style: PagingStyle = paging_style
         self._items = _load_items(self.archive_dir)
@@ -631,6 +673,7 @@ class StacServer:
         self._rng_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._stats = self._empty_stats()
+        self._windows = self._empty_windows()
         self._cache: OrderedDict[str, list[int]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._httpd: _HTTPServer | None = None
@@ -720,7 +763,15 @@ class StacServer:
             "data_ranges": 0,
             "api_faults": 0,
             "data_faults": 0,
+            "api_throttled": 0,
+            "data_throttled": 0,
             "status": Counter(),
+        }
+
+    def _empty_windows(self) -> dict[str, _RateWindow]:
+        return {
+            "api": _RateWindow(self.throttle_api_per_s),
+            "data": _RateWindow(self.throttle_data_per_s),
         }
 
     @property
@@ -732,22 +783,27 @@ class StacServer:
         (file body bytes actually written), ``range_requests`` (data requests carrying a Range
         header), ``data_ranges`` (byte ranges answered: one per 200/single-range 206, one per part
         of a multipart answer; HEADs excluded), ``api_faults`` /
-        ``data_faults`` (injected 503s) and ``status`` (a dict of HTTP status -> count over all
+        ``data_faults`` (injected 503s), ``api_throttled`` / ``data_throttled`` (429s),
+        ``max_api_per_s`` / ``max_data_per_s`` (the most requests that arrived within one
+        second) and ``status`` (a dict of HTTP status -> count over all
         requests).
         """
         with self._stats_lock:
-            return self._snapshot(self._stats)
+            return self._snapshot(self._stats, self._windows)
 
     def reset_stats(self) -> dict[str, Any]:
         """Zero all counters; return their values just before (one atomic step)."""
         with self._stats_lock:
             previous, self._stats = self._stats, self._empty_stats()
-        return self._snapshot(previous)
+            windows, self._windows = self._windows, self._empty_windows()
+        return self._snapshot(previous, windows)
 
     @staticmethod
-    def _snapshot(stats: dict[str, Any]) -> dict[str, Any]:
+    def _snapshot(stats: dict[str, Any], windows: dict[str, _RateWindow]) -> dict[str, Any]:
         snapshot = dict(stats)
         snapshot["status"] = dict(stats["status"])
+        for kind, window in windows.items():
+            snapshot[f"max_{kind}_per_s"] = window.max_arrivals
         return snapshot
 
     def _count(self, **increments: int) -> None:
@@ -862,9 +918,15 @@ class StacServer:
                 self._send_error(handler, 413, "invalid or too large Content-Length", method)
             elif path == "/api" or path.startswith("/api/"):
                 self._count(api_requests=1)
+                if self._throttled(handler, "api", method):
+                    return
                 self._handle_api(handler, method, path, split.query, body)
             elif path.startswith("/data/"):
                 self._count(data_requests=1)
+                if self._throttled(handler, "data", method):
+                    return
+                if self.stall_data_s > 0 and self.stall_data_match in path:
+                    time.sleep(self.stall_data_s)
                 self._handle_data(handler, method, path[len("/data/") :], split.query)
             else:
                 self._send_error(handler, 404, f"no such path {path!r}", method)
@@ -874,6 +936,17 @@ class StacServer:
             LOGGER.exception("internal error on %s %s", method, path)
             handler.close_connection = True
             self._send_error(handler, 500, f"internal error: {err}", method)
+
+    def _throttled(self, handler: _Handler, kind: str, method: str) -> bool:
+        """Answer 429 when `kind` is over its rate; True if it was."""
+        with self._stats_lock:
+            window = self._windows[kind]
+        if window.admit():
+            return False
+        self._count(**{f"{kind}_throttled": 1})
+        retry = [("Retry-After", f"{self.throttle_retry_after_s:g}")]
+        self._send_error(handler, 429, "too many requests", method, retry)
+        return True
 
     def _handle_stats(self, handler: _Handler, method: str, path: str) -> None:
         """``GET /_stats`` (counters) and ``POST /_stats/reset`` (counters so far, then zeroed).
@@ -1251,6 +1324,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fail-rate-data", type=float, default=0.0, help="fraction of 503 data GETs"
     )
+    parser.add_argument(
+        "--throttle-api", type=float, default=0.0, help="429 above this many /api requests/s"
+    )
+    parser.add_argument(
+        "--throttle-data", type=float, default=0.0, help="429 above this many /data requests/s"
+    )
+    parser.add_argument("--stall-data-s", type=float, default=0.0, help="delay per data request")
     parser.add_argument("--seed", type=int, default=0, help="fault generator seed")
     parser.add_argument("--require-token", default=None, help="require ?st=..&sig=TOKEN on data")
     parser.add_argument("--page-size-max", type=int, default=1000)
@@ -1276,6 +1356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_s=args.latency_ms / 1000.0,
         fail_rate_api=args.fail_rate_api,
         fail_rate_data=args.fail_rate_data,
+        throttle_api_per_s=args.throttle_api,
+        throttle_data_per_s=args.throttle_data,
+        stall_data_s=args.stall_data_s,
         seed=args.seed,
         require_token=args.require_token,
         paging_style=args.paging_style,

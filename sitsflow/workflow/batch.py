@@ -44,12 +44,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.errors import SitsflowError
 from sitsflow.logs import job_logging
 from sitsflow.workflow.features import Feature
+
+if TYPE_CHECKING:
+    from sitsflow.pixels.read import Loader
 from sitsflow.workflow.layout import STAGE_NAMES, UPSTREAM, Layout
 from sitsflow.workflow.settings import (
     CubeSettings,
@@ -60,9 +63,9 @@ from sitsflow.workflow.settings import (
 )
 from sitsflow.workflow.stages import (
     build_cube,
+    feature_items,
     make_bbox,
     render_quicklook_file,
-    search_items,
     write_timeseries_file,
 )
 
@@ -165,20 +168,28 @@ def resolve_batch_size(setting: int | str, n_features: int) -> int:
     return size
 
 
-def plan_batches(fids: Sequence[str], batch_size: int) -> dict[str, list[str]]:
-    """Batch id -> member ids: consecutive runs of `batch_size` features in file order.
+def plan_batches(groups: Mapping[str, Sequence[str]], batch_size: int) -> dict[str, list[str]]:
+    """Batch id -> member ids: the features of each search group (`sitsflow.catalog.groups`),
+    in file order, in runs of `batch_size`: `e008n48-0000`, `e008n48-0001`, ...
 
-    Batch ids are zero-padded positions, so they sort like the file. A batch's members depend
-    only on the features before and in it: appending features leaves every full batch as it is.
+    A batch's members depend only on its group's features before and in it: appending features
+    changes only the last batch of their groups, or adds new ones. A batch's features search in
+    one group's result and lie close together, so they share the tiles they read.
     """
     if batch_size <= 0:
         return {}
-    n_batches = math.ceil(len(fids) / batch_size)
-    width = max(4, len(str(n_batches - 1)))
-    return {
-        f"{index:0{width}d}": list(fids[index * batch_size : (index + 1) * batch_size])
-        for index in range(n_batches)
-    }
+    batches = {}
+    for group, members in groups.items():
+        for index in range(math.ceil(len(members) / batch_size)):
+            batches[f"{group}-{index:04d}"] = list(
+                members[index * batch_size : (index + 1) * batch_size]
+            )
+    return batches
+
+
+def batch_group(batch: str) -> str:
+    """The search group of a batch (its id without the run number)."""
+    return batch.rsplit("-", 1)[0]
 
 
 def existing_files(layout: Layout) -> set[str]:
@@ -315,20 +326,39 @@ def stage_is_current(
     return all(when is not None and when <= made for when in inputs)
 
 
-StageRunner = Callable[[str, Feature, Layout, "BatchSettings"], None]
+@dataclass
+class BatchContext:
+    """What a batch's stages share: the settings, the search result of the batch's group, and
+    one loader for every cube (its connections and tile cache)."""
+
+    settings: BatchSettings
+    group_search: str
+    loader: Loader | None = None
+
+    @property
+    def layout(self) -> Layout:
+        return self.settings.layout
 
 
-def run_stage(stage: str, feature: Feature, layout: Layout, settings: BatchSettings) -> None:
+StageRunner = Callable[[str, Feature, BatchContext], None]
+
+
+def run_stage(stage: str, feature: Feature, context: BatchContext) -> None:
     """Run one stage of one feature, reading its input files and writing its output: the
     same functions (`sitsflow.workflow.stages`) the per-feature rule scripts call."""
-    fid = feature.fid
+    fid, layout, settings = feature.fid, context.layout, context.settings
     output = layout.path(stage, fid)
     if stage == "bbox":
         make_bbox(feature, settings.grid, output)
     elif stage == "search":
-        search_items(layout.path("bbox", fid), settings.search, output)
+        feature_items(context.group_search, layout.path("bbox", fid), settings.search, output)
     elif stage == "cube":
-        build_cube(layout.path("bbox", fid), layout.path("search", fid), settings.cube, output)
+        if context.loader is None:
+            from sitsflow.pixels.read import make_loader
+
+            context.loader = make_loader(settings.cube)
+        bbox, items = layout.path("bbox", fid), layout.path("search", fid)
+        build_cube(bbox, items, settings.cube, output, loader=context.loader)
     elif stage == "quicklook":
         render_quicklook_file(layout.path("cube", fid), output)
     elif stage == "timeseries":
@@ -342,7 +372,7 @@ def run_stage(stage: str, feature: Feature, layout: Layout, settings: BatchSetti
 
 
 def process_feature(
-    feature: Feature, settings: BatchSettings, stage_runner: StageRunner = run_stage
+    feature: Feature, context: BatchContext, stage_runner: StageRunner = run_stage
 ) -> FeatureOutcome:
     """Bring one feature's files up to date, stage by stage; never raises for a stage error.
 
@@ -351,7 +381,7 @@ def process_feature(
     failed Snakemake job) and the next run redoes it. The stage log is `logs/{stage}/{id}.log`.
     """
     started = time.perf_counter()
-    fid, layout = feature.fid, settings.layout
+    fid, layout, settings = feature.fid, context.layout, context.settings
     fingerprints = stage_fingerprints(feature.wkt, settings)
     recorded = read_state(layout.state(fid))
     outcome = FeatureOutcome(fid)
@@ -366,7 +396,7 @@ def process_feature(
             write_state(layout.state(fid), recorded)
         try:
             with job_logging(layout.log(stage, fid), f"{stage} {fid}"):
-                stage_runner(stage, feature, layout, settings)
+                stage_runner(stage, feature, context)
         except Exception as exc:  # logged with its traceback in the stage log
             outcome.failed_stage, outcome.error = stage, f"{type(exc).__name__}: {exc}"
             break
@@ -396,7 +426,7 @@ def batch_logger(log_path: str | Path | None) -> logging.Logger:
 def run_batch(
     batch: str,
     members: Mapping[str, str],
-    settings: BatchSettings,
+    context: BatchContext,
     log_path: str | Path | None = None,
     stage_runner: StageRunner = run_stage,
 ) -> list[FeatureOutcome]:
@@ -411,7 +441,7 @@ def run_batch(
     batch_log.info("batch %s: %d features", batch, len(members))
     outcomes = []
     for fid, geometry in members.items():
-        outcome = process_feature(Feature(fid, shapely_wkt.loads(geometry)), settings, stage_runner)
+        outcome = process_feature(Feature(fid, shapely_wkt.loads(geometry)), context, stage_runner)
         outcomes.append(outcome)
         if outcome.ok:
             ran = ", ".join(outcome.ran) or "nothing (up to date)"

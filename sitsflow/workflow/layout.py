@@ -32,6 +32,12 @@ STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
 UPSTREAM: dict[str, tuple[str, ...]] = {stage.name: stage.upstream for stage in STAGES}
 LOG = "logs/{stage}/{fid}.log"
 
+# The search job's: one search result per group of nearby features (sitsflow.catalog.groups),
+# each a hard link to its entry in the cache, and the index of the groups.
+GROUP_SEARCH = "results/searches/{group}.json"
+SEARCH_INDEX = "results/searches/index.json"
+SEARCH_CACHE = "results/searches/cache"
+
 # Files over all features.
 SUMMARY = "results/summary.csv"
 SUMMARY_HTML = "results/summary.html"
@@ -77,6 +83,14 @@ class Layout:
     @staticmethod
     def state(fid: str) -> str:
         return BATCH_STATE.format(fid=fid)
+
+    @staticmethod
+    def group_search(group: str) -> str:
+        return GROUP_SEARCH.format(group=group)
+
+    @staticmethod
+    def group_searches(groups: Iterable[str]) -> list[str]:
+        return [GROUP_SEARCH.format(group=group) for group in groups]
 
     @staticmethod
     def manifests(batches: Iterable[str]) -> list[str]:

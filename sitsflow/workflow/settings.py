@@ -109,6 +109,52 @@ class SearchSettings(StageSettings):
 
 
 @dataclass(frozen=True)
+class StacSettings(StageSettings):
+    """The search job's use of the STAC API: groups, concurrency, rate, pages, timeouts."""
+
+    SECTION: ClassVar[str | None] = "stac"
+
+    group_degrees: float
+    max_concurrent: int
+    max_requests_per_s: float
+    page_size: int
+    timeout_s: float
+    connect_timeout_s: float
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> StacSettings:
+        stac = config["stac"]
+        return cls(
+            group_degrees=stac["group_degrees"],
+            max_concurrent=stac["max_concurrent"],
+            max_requests_per_s=stac["max_requests_per_s"],
+            page_size=stac["page_size"],
+            timeout_s=stac["timeout_s"],
+            connect_timeout_s=stac["connect_timeout_s"],
+        )
+
+
+@dataclass(frozen=True)
+class ReadSettings(StageSettings):
+    """How sitsflow's reader fetches byte ranges of COGs."""
+
+    SECTION: ClassVar[str | None] = "reads"
+
+    max_in_flight: int
+    timeout_s: float
+    retries: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ReadSettings:
+        reads = config["reads"]
+        return cls(
+            max_in_flight=reads["max_in_flight"],
+            timeout_s=reads["timeout_s"],
+            retries=reads["retries"],
+        )
+
+
+@dataclass(frozen=True)
 class MaskSettings(StageSettings):
     """Cloud masking: the classification band, the classes that are masked (presets:
     `sitsflow.pixels.mask.MASK_PRESETS`), and how far clouds are grown."""
@@ -204,6 +250,7 @@ class CubeSettings(StageSettings):
     s3_endpoint: str | None
     read_overviews: bool
     loader: Loader
+    reads: ReadSettings
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CubeSettings:
@@ -222,6 +269,7 @@ class CubeSettings(StageSettings):
             s3_endpoint=config["s3_endpoint"],
             read_overviews=bool(config["read_overviews"]),
             loader=cast(Loader, config["loader"]),
+            reads=ReadSettings.from_config(config),
         )
 
     @property
@@ -253,6 +301,7 @@ class Settings:
     id_column: str
     grid: GridSettings
     search: SearchSettings
+    stac: StacSettings
     cube: CubeSettings
     timeseries: TimeseriesSettings
     format: CubeFormat
@@ -267,6 +316,7 @@ class Settings:
             id_column=str(config["id_column"]),
             grid=GridSettings.from_config(config),
             search=SearchSettings.from_config(config),
+            stac=StacSettings.from_config(config),
             cube=CubeSettings.from_config(config),
             timeseries=TimeseriesSettings.from_config(config),
             format=cast(CubeFormat, config["format"]),

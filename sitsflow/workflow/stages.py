@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from sitsflow.atomic import atomic_path, atomic_write_text
+from sitsflow.catalog.search import write_item_collection
+from sitsflow.types import JsonObject
 from sitsflow.workflow.features import Feature
+from sitsflow.workflow.layout import SEARCH_CACHE, SEARCH_INDEX, Layout
 from sitsflow.workflow.settings import (
     CubeSettings,
     GridSettings,
     SearchSettings,
+    StacSettings,
     TimeseriesSettings,
 )
 
 if TYPE_CHECKING:
+    from sitsflow.pixels.read import Loader
     from sitsflow.workflow.aoi import BboxRecord
 
 log = logging.getLogger(__name__)
@@ -44,67 +53,239 @@ def make_bbox(feature: Feature, grid: GridSettings, output: str) -> None:
     atomic_write_text(output, json.dumps(record, indent=1))
 
 
-def search_items(bbox_path: str, search_settings: SearchSettings, output: str) -> None:
-    """Search the catalog for the bbox record's grid extent; write the ItemCollection of the
-    items whose footprint meets the grid and whose solar day is in start..end, recording the
-    others (`sitsflow.catalog.search.select_items`)."""
-    from sitsflow.catalog.search import (
-        search,
-        search_dates,
-        select_items,
-        write_item_collection,
+def search_groups(
+    features: Mapping[str, Feature],
+    groups: Mapping[str, Sequence[str]],
+    grid: GridSettings,
+    search_settings: SearchSettings,
+    stac: StacSettings,
+    generation: int,
+    layout: Layout,
+) -> JsonObject:
+    """The search job: one search per group of features (`sitsflow.catalog.groups`), over the
+    union of its members' windows, `stac.max_concurrent` at a time, at most
+    `stac.max_requests_per_s` requests per second in all.
+
+    A group whose window and settings were searched before is read from the cache. A group
+    whose search fails gets a group file with the error (its features fail with it) and is
+    searched again by the next run (`search_generation`). Returns the index it writes.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sitsflow.catalog.groups import group_windows, search_fingerprint
+    from sitsflow.catalog.search import ApiLimits, Catalog, search_dates
+
+    first, last = (str(day) for day in search_dates(search_settings.start, search_settings.end))
+    windows = group_windows(groups, features, grid)
+    fingerprints = {
+        group: search_fingerprint(window, search_settings, first, last)
+        for group, window in windows.items()
+    }
+    cache = Path(SEARCH_CACHE)
+    cache.mkdir(parents=True, exist_ok=True)
+    limits = ApiLimits(
+        max_requests_per_s=stac.max_requests_per_s,
+        max_concurrent=stac.max_concurrent,
+        timeout_s=stac.timeout_s,
+        connect_timeout_s=stac.connect_timeout_s,
+        page_size=stac.page_size,
     )
-    from sitsflow.workflow.aoi import grid_of
-    from sitsflow.workflow.grid import outline_lonlat
+    catalog = Catalog(search_settings.catalog, search_settings.collection, limits)
+    record = {
+        "catalog": search_settings.catalog,
+        "collection": search_settings.collection,
+        "datetime": f"{first}/{last}",
+        "query": search_settings.query,
+        "filter": search_settings.filter,
+    }
+
+    def one(group: str) -> JsonObject:
+        entry = cache / f"{fingerprints[group]}.json"
+        info: JsonObject = {"fingerprint": fingerprints[group], "members": len(groups[group])}
+        if entry.exists():
+            info["cached"] = True
+        else:
+            started = time.perf_counter()
+            try:
+                items = catalog.search(
+                    windows[group],
+                    first,
+                    last,
+                    search_settings.query,
+                    search_settings.filter,
+                )
+            except Exception as exc:  # the group's features fail with it, the others go on
+                log.error("group %s: search failed: %s", group, exc)
+                error = {
+                    "error": getattr(exc, "message", str(exc)),
+                    "error_key": getattr(exc, "key", None),
+                }
+                failed = {**record, "bbox": list(windows[group]), "group": group, **error}
+                write_item_collection([], layout.group_search(group), failed)
+                return {**info, **error, "n_items": 0}
+            write_item_collection(items, entry, {**record, "bbox": list(windows[group])})
+            info.update(cached=False, seconds=round(time.perf_counter() - started, 3))
+        _link(entry, Path(layout.group_search(group)))
+        info["n_items"] = _count_items(entry)
+        return info
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max(1, stac.max_concurrent)) as pool:
+        outcomes = dict(zip(groups, pool.map(one, groups), strict=True))
+    searched = sum(1 for info in outcomes.values() if info.get("cached") is False)
+    failed = sorted(group for group, info in outcomes.items() if info.get("error"))
+    index: JsonObject = {
+        "generation": generation,
+        "searched": searched,
+        "cached": sum(1 for info in outcomes.values() if info.get("cached")),
+        "failed": failed,
+        "requests": catalog.requests,
+        "retries": catalog.retries,
+        "seconds": round(time.perf_counter() - started, 3),
+        "groups": outcomes,
+    }
+    _prune_cache(cache, {info["fingerprint"] for info in outcomes.values()})
+    atomic_write_text(SEARCH_INDEX, json.dumps(index, indent=1))
+    log.info(
+        "%d groups of %d features: %d searched, %d from the cache, %d failed; %d requests "
+        "(%d retries) in %.1f s",
+        len(groups),
+        len(features),
+        searched,
+        index["cached"],
+        len(failed),
+        catalog.requests,
+        catalog.retries,
+        index["seconds"],
+    )
+    return index
+
+
+def _link(entry: Path, target: Path) -> None:
+    """`target` as a hard link to the cache `entry` (a copy where links fail), with a fresh
+    modification time: Snakemake judges the search job's outputs by it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.unlink(missing_ok=True)
+    try:
+        os.link(entry, target)
+    except OSError:
+        shutil.copyfile(entry, target)
+    os.utime(target)
+
+
+def _count_items(path: Path) -> int:
+    return int(json.loads(path.read_text()).get("sitsflow:search", {}).get("n_items", 0))
+
+
+def _prune_cache(cache: Path, keep: set[str]) -> None:
+    """Remove the cache entries no group uses any more."""
+    for entry in cache.glob("*.json"):
+        if entry.stem not in keep:
+            entry.unlink(missing_ok=True)
+
+
+def _meets(item: JsonObject, bbox: Sequence[float]) -> bool:
+    """Whether the item's bbox (or its geometry's bounds) meets `bbox`, as a search's does."""
+    bounds = item.get("bbox")
+    if not bounds and item.get("geometry"):
+        from shapely.geometry import shape
+
+        bounds = shape(item["geometry"]).bounds
+    if not bounds:
+        return True
+    if len(bounds) == 6:  # with heights: west, south, bottom, east, north, top
+        west, south, east, north = bounds[0], bounds[1], bounds[3], bounds[4]
+    else:
+        west, south, east, north = bounds[:4]
+    return not (east < bbox[0] or west > bbox[2] or north < bbox[1] or south > bbox[3])
+
+
+def search_generation(index_path: str | Path = SEARCH_INDEX) -> int:
+    """The search job's generation (a `params:` value, read when the workflow is parsed): the
+    one the index records, plus one if a group's search failed, so that Snakemake reruns the
+    job, which searches those groups again (as `sitsflow.workflow.batch.batch_generations`)."""
+    try:
+        index = json.loads(Path(index_path).read_text())
+    except (OSError, ValueError):
+        return 0
+    return int(index.get("generation", 0)) + (1 if index.get("failed") else 0)
+
+
+def feature_items(
+    group_path: str, bbox_path: str, search_settings: SearchSettings, output: str
+) -> None:
+    """The feature's search result from its group's (`items_of_feature`), written to `output`
+    with a record of the search; the same items as a search of its own window."""
+    from sitsflow.catalog.search import read_item_collection
+    from sitsflow.errors import CatalogError
 
     record = read_bbox(bbox_path)
-    bbox = record["properties"]["search_bbox_wgs84"]
-    first, last = search_dates(search_settings.start, search_settings.end)
-    found = search(
-        search_settings.catalog,
-        collection=search_settings.collection,
-        bbox=bbox,
-        start=first,
-        end=last,
-        query=search_settings.query,
-        filter=search_settings.filter,
-    )
-    longitude = record["properties"]["centroid_lonlat"][0]
-    window = outline_lonlat(grid_of(record))
-    items, dropped = select_items(
-        found, window, longitude, search_settings.start, search_settings.end
-    )
+    found, group_info = read_item_collection(group_path)
+    if group_info.get("error"):
+        raise CatalogError(
+            f"the search of its group {Path(group_path).stem} failed: {group_info['error']}",
+            key=group_info.get("error_key") or "catalog",
+        )
+    items, dropped = items_of_feature(found, record, search_settings)
     log.info(
-        "%d items in %s for bbox %s (%s..%s UTC); %d kept",
-        len(found),
-        search_settings.collection,
-        bbox,
-        first,
-        last,
+        "%d of the %d items of %s kept (grid %s)",
         len(items),
+        len(found),
+        group_path,
+        record["properties"]["search_bbox_wgs84"],
     )
     for entry in dropped:
         log.info("dropped item %s: %s", entry["id"], entry["reason"])
     info = {
         "catalog": search_settings.catalog,
         "collection": search_settings.collection,
-        "bbox": bbox,
+        "bbox": record["properties"]["search_bbox_wgs84"],
         "datetime": f"{search_settings.start}/{search_settings.end}",
         "query": search_settings.query,
         "filter": search_settings.filter,
         "dropped": dropped,
+        "group": Path(group_path).stem,
+        "group_searched_at": group_info.get("searched_at"),
     }
     write_item_collection(items, output, info)
 
 
-def build_cube(bbox_path: str, items_path: str, settings: CubeSettings, output: str) -> None:
-    """Load, mask, gap-fill and write the cube (netCDF or Zarr, by `output`'s suffix)."""
+def items_of_feature(
+    found: Sequence[JsonObject], record: BboxRecord, search_settings: SearchSettings
+) -> tuple[list[JsonObject], list[dict[str, str]]]:
+    """Of a group's items, those a search of the feature's own bbox finds (bbox meets bbox),
+    then of those the ones its cube reads: footprint meets its grid, solar day in start..end
+    (`sitsflow.catalog.search.select_items`); and the dropped ones with their reason."""
+    from sitsflow.catalog.search import select_items
+    from sitsflow.workflow.aoi import grid_of
+    from sitsflow.workflow.grid import outline_lonlat
+
+    search_bbox = record["properties"]["search_bbox_wgs84"]
+    nearby = [item for item in found if _meets(item, search_bbox)]
+    return select_items(
+        nearby,
+        outline_lonlat(grid_of(record)),
+        record["properties"]["centroid_lonlat"][0],
+        search_settings.start,
+        search_settings.end,
+    )
+
+
+def build_cube(
+    bbox_path: str,
+    items_path: str,
+    settings: CubeSettings,
+    output: str,
+    loader: Loader | None = None,
+) -> None:
+    """Load, mask, gap-fill and write the cube (netCDF or Zarr, by `output`'s suffix);
+    `loader` (a batch's, shared by its cubes) reads the files, by default a new one."""
     from sitsflow.catalog.search import read_item_collection
     from sitsflow.outputs.write import write_cube
     from sitsflow.pixels.cube import make_cube
 
     items, search_info = read_item_collection(items_path)
-    cube = make_cube(read_bbox(bbox_path), items, search_info, settings)
+    cube = make_cube(read_bbox(bbox_path), items, search_info, settings, loader=loader)
     write_cube(cube, output)
     log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
 

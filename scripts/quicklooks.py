@@ -1,0 +1,12 @@
+"""Rule `quicklooks`: every feature's quicklook PNG (thumbnails and time series) from its cube."""
+
+from pathlib import Path
+
+from sitsflow.logs import job_logging
+from sitsflow.workflow.stages import render_quicklook_file
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with job_logging(smk.log[0], "quicklooks") as log:
+    for cube, output in zip(smk.input, smk.output, strict=True):
+        render_quicklook_file(cube, output)
+    log.info("wrote %d quicklooks in %s", len(smk.output), Path(smk.output[0]).parent)
