@@ -1,6 +1,6 @@
 """Reference (f), the floor: fetch and decode exactly the tiles the seed's job needs, nothing else.
 
-    python -m benchmarks.floor_reference --catalog http://127.0.0.1:8000/api \\
+    python benchmarks/floor_reference.py --catalog http://127.0.0.1:8000/api \\
         [--vector data/rand_pts.geojson] [--in-flight 32] [--threads 2] [--prefetch 1024]
 
 What any reader of the seed's job has to do at least, as fast as Python can drive it: per
@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import functools
 import json
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,9 @@ from urllib.parse import urlsplit
 import numpy as np
 from affine import Affine
 from pyproj import CRS
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.cogbytes import (
     DEFAULT_MAX_GAP,
