@@ -85,7 +85,7 @@ def layout_from_ifds(ifds: Sequence[Any], size: int = 0) -> CogLayout:
         rows, cols = -(-height // tile_height), -(-width // tile_width)
         offsets = np.asarray(ifd.tile_offsets, dtype=np.int64)[: rows * cols].reshape(rows, cols)
         sizes = np.asarray(ifd.tile_byte_counts, dtype=np.int64)[: rows * cols].reshape(rows, cols)
-        transform = base * Affine.scale(first.image_width / width, first.image_height / height)
+        transform = base @ Affine.scale(first.image_width / width, first.image_height / height)
         levels.append(Level(width, height, tile_width, tile_height, transform, offsets, sizes))
     return CogLayout(size=size, crs=_crs(epsg), levels=tuple(levels))
 

@@ -160,8 +160,8 @@ def cell_layout(tile: Tile, seed: int, n_patches: int) -> tuple[np.ndarray, np.n
 
 def texture(patches: np.ndarray, layout: tuple[np.ndarray, np.ndarray], size: int) -> np.ndarray:
     """A `size` x `size` uint16 band: every cell its patch times its gain, + the DN offset."""
-    index, gain = layout
-    cells = index.shape[0]
+    cells = -(-size // PATCH_PX)
+    index, gain = layout[0][:cells, :cells], layout[1][:cells, :cells]
     mosaic = patches[index].astype(np.float32) * gain[:, :, None, None].astype(np.float32)
     mosaic = mosaic.transpose(0, 2, 1, 3).reshape(cells * PATCH_PX, cells * PATCH_PX)
     data = mosaic[:size, :size]
