@@ -12,10 +12,10 @@ the IFDs just read) and decode them (DEFLATE, predictor) on a Rust thread pool o
 No reprojection, no mask, no gap-fill, no file written. `--in-flight` files are read at once
 (each a header request, then one request per run of tiles that lie back to back in the file,
 so that no byte outside a tile is asked for). A tile that several features need on the same
-date (the same href) is fetched and decoded once (`--share-tiles`, on by default): the floor
-of a reader that batches features, which is what the clustered feature set of the full-size
-archive measures; every feature of the demo archive and of rand_pts has tiles of its own, so
-there it changes nothing.
+date (the same href) is fetched and decoded once, and a file opened once (`--share-tiles`, on
+by default): the floor of a reader that batches features, which is what the clustered feature
+set of the full-size archive measures; every feature of the demo archive and of rand_pts has
+tiles of its own, so there it changes nothing.
 
 Needs `async-tiff` and `obstore` (the `bench` extra). Prints the totals as one JSON line
 (files, tiles, tile bytes, decoded pixels, search and read seconds); the
@@ -147,6 +147,7 @@ class Floor:
     _seen: set[tuple[str, int, int, int]] = field(default_factory=set)
     _points: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     _tiles: dict[tuple[Any, ...], list[tuple[int, int]]] = field(default_factory=dict)
+    _opened: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from async_tiff import ThreadPool
@@ -184,7 +185,13 @@ class Floor:
 
         path = href.removeprefix(self.store_root).lstrip("/")
         async with self.slots:
-            tiff = await TIFF.open(path, store=self.store, prefetch=self.prefetch)
+            if not self.share_tiles:
+                tiff = await TIFF.open(path, store=self.store, prefetch=self.prefetch)
+            else:  # each href opened once, by whichever feature comes first
+                if href not in self._opened:
+                    opening = TIFF.open(path, store=self.store, prefetch=self.prefetch)
+                    self._opened[href] = asyncio.ensure_future(opening)
+                tiff = await self._opened[href]
             layout = layout_from_ifds(tiff.ifds)
             index = choose_level(layout, abs(job.transform.a))
             tiles = self.tiles(job, layout, index)
