@@ -692,10 +692,15 @@ def load_runs(path: Path) -> list[Run]:
 
 
 def write_results(
-    out: Path, archive: Path, layout: str, bounds: dict, runs: list[Run], throughput: dict
+    out: Path,
+    archive: Path,
+    layout: str,
+    bounds: dict,
+    runs: list[Run],
+    throughput: dict,
+    cores: int = 2,
 ) -> str:
     """Write the results file (every run, the table, the targets); return the table."""
-    cores = 2
     if layout == "full":
         report = full_table(runs, bounds, throughput, cores)
     else:
@@ -751,7 +756,9 @@ def main(argv: list[str] | None = None) -> int:
                         run = run_tool(spec, server, latency, repeat)
                         runs.append(run)
                         # kept if a later run dies
-                        write_results(args.out, archive, layout, bounds, runs, throughput)
+                        write_results(
+                            args.out, archive, layout, bounds, runs, throughput, args.cores
+                        )
                         print(
                             f"{latency:g} ms  {features:<9} {tool:<9} #{repeat}: "
                             f"{run.wall_s:7.1f} s  CPU {run.cpu_s:6.1f} s  "
@@ -762,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
                         )
         finally:
             server.stop()
-    report = write_results(args.out, archive, layout, bounds, runs, throughput)
+    report = write_results(args.out, archive, layout, bounds, runs, throughput, args.cores)
     print("\n" + report + "\n")
     for name, met in targets(runs, bounds).items():
         print(f"  [{'met' if met else 'not met'}] {name}")
