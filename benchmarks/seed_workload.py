@@ -203,6 +203,7 @@ class Run:
     features: str = "rand_pts"
     layout: str = "demo"
     outputs: dict = field(default_factory=dict)
+    throughput: float = 0.0  # full-size archive: the loopback bytes/s of this run's server
 
     @property
     def peak_rss_per_job(self) -> int:
@@ -552,7 +553,8 @@ def full_table(runs: list[Run], bounds: dict[str, dict], throughput: dict, cores
     order = sorted(best, key=lambda key: (FEATURE_SETS.index(key[0]), key[1], TOOLS.index(key[2])))
     for features, latency, tool in order:
         run, bound = best[(features, latency, tool)], bounds[features]
-        network, decode = floor_seconds(bound, throughput.get(str(latency)), cores)
+        rate = run.throughput or throughput.get(f"{latency:g}")
+        network, decode = floor_seconds(bound, rate, cores)
         stats = run.stats
         lines.append(
             f"{features:<9} {latency:>5g}ms  {TOOL_LABELS[tool]:<31} {run.wall_s:7.1f} "
@@ -575,13 +577,13 @@ def full_table(runs: list[Run], bounds: dict[str, dict], throughput: dict, cores
             f"decoding the batch blocks {bound.get('decode_cpu_s', 0):.1f} s CPU"
         )
     for latency, rate in throughput.items():
-        lines.append(f"loopback throughput at {latency} ms: {rate / 1e6:.0f} MB/s")
+        lines.append(f"loopback throughput at {latency} ms: {rate / 1e6:.0f} MB/s (this session)")
     lines.append(
         "columns: req/blk = data requests / blocks needed (per feature); B/LB, B/LBb, B/LBs = "
         "bytes / lower bound counted per feature, once per block and date within a batch "
         "(sitsflow's default batches; = B/LB with one job per feature), once over all "
-        "features; x floor = wall / max(batch bound bytes / loopback throughput, decode CPU of "
-        "the batch bound's blocks / cores); others as in the demo table"
+        "features; x floor = wall / max(batch bound bytes / loopback throughput of that run's "
+        "server, decode CPU of the batch bound's blocks / cores); others as in the demo table"
     )
     return "\n".join(lines + _failures(runs) + _output_lines(best))
 
@@ -754,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.timeout_s,
                         )  # fmt: skip
                         run = run_tool(spec, server, latency, repeat)
+                        run.throughput = throughput.get(f"{latency:g}", 0.0)
                         runs.append(run)
                         # kept if a later run dies
                         write_results(
