@@ -30,7 +30,7 @@ archive for the tiles that a vector file's features fall in:
   one cluster after the other in the file, written deterministically (`--seed`).
 
 Generation takes about 35 s per tile on 2 cores (most of it GDAL compressing ~210 MB per 10 m
-band) and ~15 GB for rand_pts' 24 tiles; files already written with the same parameters are
+band) and ~17 GB for rand_pts' 24 tiles; files already written with the same parameters are
 kept (``manifest.json``), and so are the items, aliases and points when they come out the same.
 """
 
