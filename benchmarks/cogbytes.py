@@ -128,8 +128,9 @@ def needed_tiles(level: Level, xs: np.ndarray, ys: np.ndarray) -> set[tuple[int,
     inside = (cols >= 0) & (cols < level.width) & (rows >= 0) & (rows < level.height)
     tile_rows = rows[inside] // level.tile_height
     tile_cols = cols[inside] // level.tile_width
-    pairs = zip(tile_rows.tolist(), tile_cols.tolist(), strict=True)
-    return {(int(row), int(col)) for row, col in pairs}
+    tile_count = -(-level.width // level.tile_width)
+    unique = np.unique(tile_rows * tile_count + tile_cols)  # one number per tile: far fewer
+    return {(int(index // tile_count), int(index % tile_count)) for index in unique.tolist()}
 
 
 def merge_ranges(

@@ -11,6 +11,12 @@ themselves. Two URL trees are exposed on one port:
 * ``/data/<relpath>`` — the archive files, with HTTP range support (single, open-ended, suffix
   and multi-range requests), which is what GDAL's ``/vsicurl/`` needs to read COGs.
 
+Href aliases: an archive may hold an ``aliases.json`` (:data:`ALIASES_FILE`), an object mapping
+relative hrefs to the relative paths of the files that answer for them
+(``{"items/<id>/B04.tif": "files/T32UNB/B04.tif"}``), so that the items of many dates can name
+one physical file, as the full-size benchmark archive does (``benchmarks/full_archive.py``);
+an aliased href is served like the file itself (ranges, HEAD, counters, faults, signing).
+
 Cloud behaviour can be simulated: per-request latency, a deterministic (seeded) fraction of
 ``503 Retry-After: 0`` answers for searches and data GETs, throttling (``429`` with
 ``Retry-After`` above a number of requests per second, as public APIs do), data requests that
@@ -79,10 +85,12 @@ from sitsflow.catalog.filters import (
 from sitsflow.types import JsonObject, StacAsset, StacItem
 
 __all__ = [
+    "ALIASES_FILE",
     "CONFORMANCE",
     "IN_PROCESS_GDAL_ENV",
     "STATS_PATH",
     "StacServer",
+    "load_aliases",
     "main",
     "parse_range_header",
     "remote_stats",
@@ -124,6 +132,8 @@ _FILTER_CACHE_SIZE = 64
 _CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 _TOKEN_KEYS = ("token", "next")
 _STATUSES = {status.value for status in HTTPStatus}
+ALIASES_FILE = "aliases.json"
+"""Href aliases of an archive: relative href -> relative path of the file served for it."""
 STATS_PATH = "/_stats"
 """Counters of a running server (``GET``); ``POST {STATS_PATH}/reset`` also zeroes them."""
 _STATS_RESET_PATH = f"{STATS_PATH}/reset"
@@ -418,6 +428,23 @@ def _item_assets(items: Sequence[StacItem]) -> dict[str, StacAsset]:
     return result
 
 
+def load_aliases(archive_dir: Path) -> dict[str, str]:
+    """The archive's href aliases (``aliases.json``), or none when it has no such file.
+
+    Raises:
+        ValueError: the file is not a JSON object of strings to strings.
+    """
+    path = archive_dir / ALIASES_FILE
+    if not path.is_file():
+        return {}
+    aliases = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(aliases, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in aliases.items()
+    ):
+        raise ValueError(f"{path}: expected an object of relative hrefs to relative paths")
+    return {posixpath.normpath(k).lstrip("/"): v for k, v in aliases.items()}
+
+
 def _load_items(archive_dir: Path) -> list[StacItem]:
     """Read ``items.json`` (a FeatureCollection, or a bare list of items)."""
     path = archive_dir / "items.json"
@@ -623,6 +650,8 @@ class StacServer:
             sequential client sees the same fault pattern on every run).
         require_token: if set, data requests need ``?st=<anything>&sig=<token>`` (like an Azure
             SAS URL), otherwise ``403``.
+        aliases: relative href -> relative path of the file that answers for it; None reads
+            the archive's ``aliases.json`` (none if it has no such file).
         paging_style: ``"pc"`` — POST next links repeat the request body plus ``"token"``
             (Planetary Computer); ``"earth-search"`` — the body is ``{"next": token}`` alone
             (the token carries the search) with ``"merge": false``, and responses include
@@ -649,6 +678,7 @@ class StacServer:
         seed: int = 0,
         require_token: str | None = None,
         paging_style: PagingStyle = "pc",
+        aliases: dict[str, str] | None = None,
     ) -> None:
         if paging_style not in ("pc", "earth-search"):
             raise ValueError(f"paging_style must be 'pc' or 'earth-search', not {paging_style!r}")
@@ -668,6 +698,7 @@ class StacServer:
         self.require_token = require_token
         self.paging_style: PagingStyle = paging_style
         self._items = _load_items(self.archive_dir)
+        self.aliases = load_aliases(self.archive_dir) if aliases is None else dict(aliases)
         self._positions = {id(item): index for index, item in enumerate(self._items)}
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
@@ -1192,10 +1223,13 @@ class StacServer:
         return bool(params.get("st")) and hmac.compare_digest(signature, self.require_token)
 
     def _resolve(self, relpath: str) -> Path | None:
-        """Archive file for a URL path, or None if it would escape the archive directory."""
+        """Archive file for a URL path (through the aliases), or None if it would escape the
+        archive directory."""
         decoded = unquote(relpath)
         if "\x00" in decoded:
             return None
+        if self.aliases:
+            decoded = self.aliases.get(posixpath.normpath(decoded), decoded)
         candidate = (self.archive_dir / decoded).resolve()
         if not candidate.is_relative_to(self.archive_dir):
             return None
