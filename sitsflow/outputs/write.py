@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
-import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 
 from sitsflow.atomic import atomic_path, temporary_for
@@ -115,12 +114,39 @@ def build_dataset(
             },
         )
     dataset = xr.Dataset(variables, coords=coords, attrs=attrs)
-    dataset["x"].attrs.update(standard_name="projection_x_coordinate", units="m", axis="X")
-    dataset["y"].attrs.update(standard_name="projection_y_coordinate", units="m", axis="Y")
     dataset["time"].attrs.update(standard_name="time", long_name="acquisition time (UTC)")
-    dataset = dataset.rio.write_crs(f"EPSG:{grid.epsg}")
-    dataset = dataset.rio.write_transform(grid.transform)
-    return cast(xr.Dataset, dataset.rio.write_coordinate_system())
+    return with_grid_mapping(dataset, grid)
+
+
+GRID_MAPPING = "spatial_ref"
+
+
+def with_grid_mapping(dataset: xr.Dataset, grid: Grid) -> xr.Dataset:
+    """`dataset` with its CRS as a CF grid mapping variable, byte for byte what rioxarray's
+    `write_crs`, `write_transform` and `write_coordinate_system` write (which GDAL, QGIS and
+    rioxarray read back), without importing rioxarray and dask into every cube job (0.3 s)."""
+    import pyproj
+    from rasterio.crs import CRS
+
+    crs = CRS.from_epsg(grid.epsg)
+    attrs: dict[str, object] = dict(pyproj.CRS.from_user_input(crs).to_cf())
+    wkt = crs.to_wkt()
+    attrs["spatial_ref"] = wkt
+    attrs["crs_wkt"] = wkt
+    attrs["GeoTransform"] = " ".join(str(value) for value in grid.transform.to_gdal())
+    dataset = dataset.assign_coords({GRID_MAPPING: xr.Variable((), 0, attrs)})
+    for name, variable in dataset.data_vars.items():
+        if "x" in variable.dims and "y" in variable.dims:
+            variable.encoding["grid_mapping"] = GRID_MAPPING
+    units = "metre" if crs.linear_units in ("metre", "meter") else crs.linear_units
+    for axis in ("x", "y"):
+        dataset[axis].attrs.update(
+            axis=axis.upper(),
+            long_name=f"{axis} coordinate of projection",
+            standard_name=f"projection_{axis}_coordinate",
+            units=units,
+        )
+    return dataset
 
 
 def provenance_attrs(**fields: object) -> dict[str, str | int | float]:

@@ -470,6 +470,10 @@ class _HTTPServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a client opening dozens of connections at
+    # once (a reader with many requests in flight) would see some accepted by the kernel and
+    # never served, until it times out. Real object stores accept thousands.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], app: StacServer) -> None:
         self.app = app
