@@ -14,7 +14,7 @@ PYTEST := PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 # What test-fast leaves out (markers in pyproject.toml, docs/testing.md).
 FAST_MARKERS := not slow and not services and not chaos
 
-.PHONY: install test-deps run demo test test-fast lint format clean
+.PHONY: install test-deps run demo plan test test-fast lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(STAMP)
 
 run: demo
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile "$(CONFIG)"
+
+# What a run on CONFIG will read (items, files, bytes, requests), from its searches alone.
+plan: demo
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile "$(CONFIG)" plan
+	@cat results/plan.txt
 
 # System services the tests run for real: Chromium (report rendering), PostgreSQL + pgstac
 # (a real STAC API server) and a single-node SLURM cluster. Each script is idempotent; when one

@@ -24,6 +24,7 @@ include: "rules/timeseries.smk"
 include: "rules/batch.smk"
 include: "rules/summary.smk"
 include: "rules/report.smk"
+include: "rules/plan.smk"
 
 
 rule all:

@@ -43,6 +43,9 @@ SUMMARY = "results/summary.csv"
 SUMMARY_HTML = "results/summary.html"
 TIMESERIES_TABLE = "results/timeseries.parquet"
 OVERVIEW = "results/overview.png"
+# `snakemake plan` (sitsflow/workflow/plan.py): the cost of the run, from its searches.
+PLAN = "results/plan.json"
+PLAN_TEXT = "results/plan.txt"
 RUN_LOG = "logs/{rule}.log"
 
 # Batch mode: the declared outputs of a `batch` job and each member's stage fingerprints.
