@@ -111,14 +111,17 @@ class _Counter:
         return new
 
 
-def batches_of(fids: list[str]) -> dict[str, str]:
-    """Feature id -> the batch sitsflow's default `batch_size` puts it in (its own id when
-    every feature has jobs of its own)."""
+def batches_of(features: list[Any], group_degrees: float = 2) -> dict[str, str]:
+    """Feature id -> the batch sitsflow's default `batch_size` puts it in (`features`:
+    `sitsflow.workflow.features.Feature`s; batches hold features of one search group), or its
+    own id when every feature has jobs of its own."""
+    from sitsflow.catalog.groups import plan_groups
     from sitsflow.workflow.batch import plan_batches, resolve_batch_size
 
-    plan = plan_batches(fids, resolve_batch_size("auto", len(fids)))
+    groups = plan_groups(features, group_degrees)
+    plan = plan_batches(groups, resolve_batch_size("auto", len(features)))
     if not plan:
-        return {fid: fid for fid in fids}
+        return {feature.fid: feature.fid for feature in features}
     return {fid: batch for batch, members in plan.items() for fid in members}
 
 
@@ -126,7 +129,7 @@ def lower_bound(archive_dir: Path, vector: Path, config: dict[str, Any]) -> dict
     """The bound of the job in `config` for the features of `vector` (see module)."""
     archive = LocalArchive.open(archive_dir)
     jobs = list(feature_jobs(vector, config))
-    batch_of = batches_of([job.fid for job in jobs])
+    batch_of = batches_of([job.feature for job in jobs], config["stac"]["group_degrees"])
     bands = job_bands(config)
     totals: Counter[str] = Counter()
     shared, batches = _Counter(), {batch: _Counter() for batch in set(batch_of.values())}

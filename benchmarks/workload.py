@@ -22,9 +22,11 @@ CONFIG = REPO / "config" / "config.yaml"
 
 
 def default_config() -> dict[str, Any]:
-    """The workflow's default configuration: the seed's job."""
-    config: dict[str, Any] = yaml.safe_load(CONFIG.read_text())
-    return config
+    """The workflow's default configuration (`config/config.yaml` with the schema's defaults
+    for the keys it leaves out): the seed's job."""
+    from sitsflow.testing.settings import config_for
+
+    return config_for(**yaml.safe_load(CONFIG.read_text()))
 
 
 def job_bands(config: dict[str, Any]) -> list[str]:
@@ -42,6 +44,8 @@ class FeatureJob:
     transform: Any  # affine.Affine of the cube grid
     width: int
     height: int
+    record: Any = None  # its bbox record (sitsflow.workflow.aoi.BboxRecord)
+    feature: Any = None  # sitsflow.workflow.features.Feature
 
     @property
     def on_grid(self) -> tuple[Any, int, int, int]:
@@ -60,20 +64,35 @@ def feature_jobs(vector: Path | str, config: dict[str, Any]) -> Iterator[Feature
         record = make_aoi_record(feature, settings)
         grid = grid_of(record)
         yield FeatureJob(
-            feature.fid, list(record["bbox"]), grid.epsg, grid.transform, grid.width, grid.height
+            feature.fid,
+            list(record["bbox"]),
+            grid.epsg,
+            grid.transform,
+            grid.width,
+            grid.height,
+            record,
+            feature,
         )
 
 
 def search_items(catalog: str, job: FeatureJob, config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The items sitsflow's search stage finds for `job` in `catalog` (path or API URL)."""
-    from sitsflow.catalog.search import search
+    """The items sitsflow's cube job reads for `job` from `catalog` (path or API URL): a
+    search of the feature's bbox over the UTC days around its solar days, then sitsflow's
+    selection (`sitsflow.workflow.stages.items_of_feature`); the same items its group's search
+    gives it."""
+    from sitsflow.catalog.search import search, search_dates
+    from sitsflow.workflow.settings import SearchSettings
+    from sitsflow.workflow.stages import items_of_feature
 
-    return search(
+    first, last = search_dates(config["start"], config["end"])
+    found = search(
         catalog,
         collection=config["collection"],
         bbox=job.bbox,
-        start=config["start"],
-        end=config["end"],
+        start=first,
+        end=last,
         query=config["query"],
         filter=config.get("filter"),
     )
+    settings = SearchSettings.from_config({**config, "catalog": catalog})
+    return items_of_feature(found, job.record, settings)[0]

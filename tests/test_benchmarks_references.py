@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from shapely.geometry import Point
 
 from benchmarks import full_archive
 from benchmarks.bound import _Counter, batches_of, lower_bound
@@ -23,6 +24,7 @@ from benchmarks.seed_reference import PATCHED, patch_stac_url
 from benchmarks.seed_workload import check_outputs, job_name
 from benchmarks.workload import default_config
 from sitsflow.testing.stac_server import StacServer, load_aliases
+from sitsflow.workflow.features import Feature
 
 # ---- (s): the seed's URL patch ----------------------------------------------------------------
 
@@ -166,13 +168,17 @@ def test_counter_counts_each_header_and_tile_once_per_href() -> None:
     assert counter.bytes == 100 + 10 + 20 + 30 + 100 + 20
 
 
-def test_batches_follow_sitsflow_batch_size() -> None:
-    few = [f"f{i}" for i in range(50)]
-    assert batches_of(few) == {fid: fid for fid in few}  # one job per feature: no sharing
-    many = [f"f{i}" for i in range(120)]
+def test_batches_follow_sitsflow_batch_size_and_groups() -> None:
+    def points(n: int, lon: float) -> list[Feature]:
+        return [Feature(f"f{lon:g}-{i}", Point(lon + i * 1e-4, 45.0)) for i in range(n)]
+
+    few = points(50, 5.0)
+    assert batches_of(few) == {f.fid: f.fid for f in few}  # one job per feature: no sharing
+    many = points(100, 5.0) + points(20, 9.0)  # two 2-degree groups
     batch_of = batches_of(many)
     assert len(set(batch_of.values())) == 3
-    assert batch_of["f0"] == batch_of["f49"] != batch_of["f50"]
+    assert batch_of["f5-0"] == batch_of["f5-49"] != batch_of["f5-50"]
+    assert batch_of["f9-0"] == batch_of["f9-19"] != batch_of["f5-99"]
 
 
 def bound_archive(tmp_path: Path, dates: int = 2) -> Path:
