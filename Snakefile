@@ -23,6 +23,7 @@ include: "rules/quicklook.smk"
 include: "rules/timeseries.smk"
 include: "rules/batch.smk"
 include: "rules/summary.smk"
+include: "rules/dataset.smk"
 include: "rules/report.smk"
 include: "rules/plan.smk"
 
@@ -39,6 +40,8 @@ rule all:
         timeseries_table=layout.TIMESERIES_TABLE,
         overview=layout.OVERVIEW,
         summary_table=layout.SUMMARY_HTML,
+        # `dataset: true`: every cube stacked in results/dataset.zarr (rules/dataset.smk)
+        dataset=[layout.DATASET_MANIFEST] if SETTINGS.dataset else [],
     localrule: True
 
 

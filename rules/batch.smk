@@ -23,6 +23,7 @@ rule batch:
         runtime=batch_runtime,
     params:
         members=batch_members,
+        attributes=batch_attributes,
         settings=BATCH_SETTINGS.to_params(),
         generation=batch_generation,
     script:

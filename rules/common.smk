@@ -33,7 +33,7 @@ from sitsflow.workflow.features import (
 )
 from sitsflow.workflow.layout import Layout
 from sitsflow.workflow.settings import Settings
-from sitsflow.workflow.stages import search_generation
+from sitsflow.workflow.stages import dataset_generation, search_generation
 
 # `--config` values arrive as strings; type them by the schema before validating.
 coerce_command_line(config, workflow.config_settings.config, load_schema())
@@ -49,7 +49,7 @@ LAYOUT = Layout(SETTINGS.cube_extension)
 # Feature ids are read when the workflow is parsed: the jobs are known before anything runs.
 FEATURES = {
     feature.fid: feature
-    for feature in load_features(SETTINGS.vector, SETTINGS.id_column)
+    for feature in load_features(SETTINGS.vector, SETTINGS.id_column, SETTINGS.attributes)
 }
 if workflow.is_main_process and (
     far := outside_area_of_use(FEATURES.values(), SETTINGS.grid.crs)
@@ -66,6 +66,8 @@ BATCH_SETTINGS = BatchSettings.from_settings(SETTINGS)
 BATCH_GENERATIONS = batch_generations(
     BATCHES, LAYOUT, warn=logger.warning if workflow.is_main_process else None
 )
+# `dataset: true` (rules/dataset.smk): grows when results/dataset.zarr was deleted by hand.
+DATASET_GENERATION = dataset_generation(layout.DATASET_MANIFEST, layout.DATASET)
 
 
 wildcard_constraints:
@@ -124,9 +126,20 @@ def feature_wkt(wildcards):
     return FEATURES[wildcards.fid].wkt
 
 
+def feature_attributes(wildcards):
+    """The feature's `attributes` columns, which its cube records: editing one feature's
+    label reruns only that feature's cube."""
+    return FEATURES[wildcards.fid].labels
+
+
 def batch_members(wildcards):
     """Feature id -> geometry (WKT) of the batch: adding or editing one reruns its batch."""
     return {fid: FEATURES[fid].wkt for fid in BATCHES[wildcards.batch]}
+
+
+def batch_attributes(wildcards):
+    """Feature id -> its `attributes` columns, for the batch's members."""
+    return {fid: FEATURES[fid].labels for fid in BATCHES[wildcards.batch]}
 
 
 def batch_generation(wildcards):
@@ -150,3 +163,8 @@ def timeseries_input(wildcards):
         "cubes": per_feature("cube"),
         "batch_tables": LAYOUT.batch_timeseries(BATCHES),
     }
+
+
+def dataset_input(wildcards):
+    """The cubes (one job per feature) or the batch manifests (their cubes are not outputs)."""
+    return {"cubes": per_feature("cube"), "manifests": LAYOUT.manifests(BATCHES)}

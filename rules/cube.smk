@@ -23,5 +23,6 @@ rule cube:
     params:
         search=SETTINGS.search.to_params(),
         cube=SETTINGS.cube.to_params(),
+        attributes=feature_attributes,
     script:
         "../scripts/cube.py"

@@ -8,7 +8,9 @@ settings = BatchSettings.from_params(smk.params.settings)
 batch = smk.wildcards.batch
 context = BatchContext(settings, group_search=smk.input[0])
 try:
-    outcomes = run_batch(batch, smk.params.members, context, smk.log[0])
+    outcomes = run_batch(
+        batch, smk.params.members, context, smk.log[0], attributes=smk.params.attributes
+    )
 finally:
     if context.loader is not None:
         context.loader.close()

@@ -11,4 +11,10 @@ with job_logging(smk.log[0], f"cube {smk.wildcards.fid}"):
     feature_items(smk.input.group, smk.input.bbox, search, smk.output.stac_items)
     settings = CubeSettings.from_config(smk.params.cube)
     # netCDF or Zarr, by the output path (config `format`)
-    build_cube(smk.input.bbox, smk.output.stac_items, settings, smk.output.cube)
+    build_cube(
+        smk.input.bbox,
+        smk.output.stac_items,
+        settings,
+        smk.output.cube,
+        attributes=smk.params.attributes,
+    )

@@ -1,9 +1,11 @@
 """Rule `timeseries`: every feature's time-series CSV from its cube (per-feature mode), and all
-of them in one Parquet table, from the CSVs or from the batches' tables (batch mode)."""
+of them in one Parquet table, from the same tables or from the batches' tables (batch mode)."""
+
+import pandas as pd
 
 from sitsflow.atomic import atomic_path
 from sitsflow.logs import job_logging
-from sitsflow.outputs.timeseries import combine_timeseries
+from sitsflow.outputs.timeseries import combine_tables
 from sitsflow.workflow.settings import TimeseriesSettings
 from sitsflow.workflow.stages import write_timeseries_file
 
@@ -11,9 +13,12 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "timeseries") as log:
     settings = TimeseriesSettings.from_config(smk.params.timeseries)
     csvs = list(smk.output.tables)
-    for cube, csv in zip(smk.input.cubes, csvs, strict=True):
+    tables = [
         write_timeseries_file(cube, settings, csv)
-    table = combine_timeseries(csvs, list(smk.input.batch_tables))
+        for cube, csv in zip(smk.input.cubes, csvs, strict=True)
+    ]
+    tables += [pd.read_parquet(path) for path in smk.input.batch_tables]
+    table = combine_tables(tables)
     with atomic_path(smk.output.table) as temporary:
         table.to_parquet(temporary, engine="pyarrow", index=False)
     log.info("wrote %s: %d rows, %d features", smk.output.table, len(table), table["id"].nunique())

@@ -44,6 +44,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         temporary.write_text(text)
 
 
+def replace_directory(source: Path, target: Path) -> None:
+    """Rename the complete directory `source` to `target`; an existing `target` is moved aside
+    first, then removed (a directory cannot be renamed over a non-empty one)."""
+    previous = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, previous)
+    os.replace(source, target)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 def sweep_temporaries(directory: str | Path = "results") -> list[Path]:
     """Delete the temporaries killed writers left anywhere under `directory`; return them.
 

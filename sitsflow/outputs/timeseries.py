@@ -1,6 +1,9 @@
-"""Per-feature time series in long format, read from the feature's cube.
+"""Per-feature time series, read from the feature's cube, in long or wide format.
 
-One row per (time step, variable): `id, time, band, value, observed, n_pixels`.
+Long (`timeseries.layout: long`, default), one row per (time step, variable):
+`id, <attributes>, time, band, value, observed, n_pixels`. Wide (`layout: wide`), one row per
+time step with a column per variable, the shape scikit-learn and most sample tables take:
+`id, <attributes>, time, <bands and indices>, observed, n_pixels`.
 
 * `band` is a reflectance band (`B04`) or a spectral index of the cube (`NDVI`).
 * Point features, `timeseries.method: pixel` (default): `value` is the cube pixel whose area
@@ -11,16 +14,27 @@ One row per (time step, variable): `id, time, band, value, observed, n_pixels`.
   mean (`mean`) over the pixels inside the polygon (the cube's `inside` variable: centre inside,
   or touched with `timeseries.all_touched`), `observed` the share of those pixels observed, as R
   `sits`, openEO's `aggregate_spatial` and Earth Engine's `reduceRegion` summarise a parcel.
-* `n_pixels`: how many pixels had a value for that band and date (0: the value is NaN).
+* `observed` is a share of pixels on either time axis: on a regular axis (`time_step`) the
+  cube's `observed` counts the observations of each composite, and a pixel counts as observed
+  when that count is at least 1.
+* `n_pixels`: how many pixels had a value for that band and date (0: the value is NaN); in the
+  wide layout the smallest of the row's variables.
+* `<attributes>`: the vector file's `attributes` columns, from the cube's `feature_attributes`,
+  the same on every row of a feature (the sample's label next to its values).
 
-`time` is the acquisition time (UTC) of each time step, as in the cube.
+`time` is the acquisition time (UTC) of each time step, or the start of each interval on a
+regular axis, as in the cube. The Parquet table is put together from the per-feature tables
+computed from the cubes (not reread from the CSVs), so attribute columns keep the vector
+file's types there.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +45,7 @@ from sitsflow.projection import reproject
 from sitsflow.workflow.settings import TimeseriesSettings
 
 COLUMNS = ["id", "time", "band", "value", "observed", "n_pixels"]
+LAYOUTS = ("long", "wide")
 METHODS = ("pixel", "median")
 POLYGON_METHODS = ("median", "mean")
 CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -103,15 +118,31 @@ def window_medians(
 
 
 def observed_share(cube: xr.Dataset) -> np.ndarray:
-    """Per time step, the share of the statistics pixels that were observed (not gap-filled)."""
-    observed = window_values(cube, "observed").astype(np.float64)
+    """Per time step, the share of the statistics pixels that were observed (not gap-filled;
+    on a regular axis, with at least one observation in the composite)."""
+    observed = (window_values(cube, "observed") > 0).astype(np.float64)
     if observed.shape[1] == 0:
         return np.zeros(cube.sizes["time"])
     return np.asarray(observed.mean(axis=1))
 
 
+def feature_attributes(cube: xr.Dataset) -> dict[str, Any]:
+    """The feature's vector-file attributes the cube records (empty if none)."""
+    recorded = cube.attrs.get("feature_attributes")
+    return dict(json.loads(recorded)) if recorded else {}
+
+
 def feature_timeseries(cube: xr.Dataset, settings: TimeseriesSettings) -> pd.DataFrame:
-    """The cube's time series in long format (see module docstring)."""
+    """The cube's time series in `settings.layout` (see module docstring)."""
+    long = long_timeseries(cube, settings)
+    attributes = feature_attributes(cube)
+    if settings.layout == "wide":
+        return with_attributes(to_wide(long, value_variables(cube)), attributes)
+    return with_attributes(long, attributes)
+
+
+def long_timeseries(cube: xr.Dataset, settings: TimeseriesSettings) -> pd.DataFrame:
+    """The cube's time series in long format, without attribute columns."""
     variables = value_variables(cube)
     if is_polygon_feature(cube):
         series = window_medians(cube, variables, settings.polygon_method)
@@ -120,7 +151,7 @@ def feature_timeseries(cube: xr.Dataset, settings: TimeseriesSettings) -> pd.Dat
     elif settings.method == "pixel" and is_point_feature(cube):
         row, col = pixel_under_point(cube)
         series = {name: cube[name].values[:, row, col] for name in variables}
-        observed = cube["observed"].values[:, row, col].astype(np.float64)
+        observed = (cube["observed"].values[:, row, col] > 0).astype(np.float64)
         counts = {name: np.isfinite(series[name]).astype(np.int64) for name in variables}
     else:
         series = window_medians(cube, variables)
@@ -142,7 +173,84 @@ def feature_timeseries(cube: xr.Dataset, settings: TimeseriesSettings) -> pd.Dat
     ]
     if not frames:
         return empty_timeseries()
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+    return typed(pd.concat(frames, ignore_index=True)[COLUMNS])
+
+
+def to_wide(long: pd.DataFrame, variables: Sequence[str]) -> pd.DataFrame:
+    """One row per time step, a column per variable (in cube order), then `observed` (the same
+    for every variable of a date) and `n_pixels` (the smallest of the date's variables)."""
+    if not len(long):
+        return empty_wide(variables)
+    values = long.pivot(index="time", columns="band", values="value")
+    steps = long.groupby("time", sort=True)
+    wide = pd.DataFrame(
+        {
+            "id": long["id"].iloc[0],
+            "time": values.index,
+            **{name: values[name].to_numpy(np.float32) for name in variables},
+            "observed": steps["observed"].first().to_numpy(np.float64),
+            "n_pixels": steps["n_pixels"].min().to_numpy(np.int64),
+        }
+    )
+    return typed(wide)
+
+
+def empty_wide(variables: Sequence[str]) -> pd.DataFrame:
+    """A wide table without rows (a feature without items): its columns and types."""
+    columns: dict[str, pd.Series] = {
+        "id": pd.Series(dtype="string"),
+        "time": pd.Series(dtype="datetime64[ns]"),
+        **{name: pd.Series(dtype=np.float32) for name in variables},
+        "observed": pd.Series(dtype=np.float64),
+        "n_pixels": pd.Series(dtype=np.int64),
+    }
+    return pd.DataFrame(columns)
+
+
+def with_attributes(table: pd.DataFrame, attributes: dict[str, Any]) -> pd.DataFrame:
+    """`table` with one column per attribute after `id`, its value on every row."""
+    if not attributes:
+        return table
+    columns = {name: pd.Series([value] * len(table), dtype=object) for name, value in attributes.items()}
+    labelled = pd.concat(
+        [table[["id"]], pd.DataFrame(columns, index=table.index), table.drop(columns="id")],
+        axis=1,
+    )
+    return harmonise_attributes(labelled, list(attributes))
+
+
+def harmonise_attributes(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """Attribute columns with one type each, as Parquet needs: text as `string`, booleans as
+    `boolean`, integers as `Int64`, other numbers as float64 (missing values: NA or NaN);
+    a column mixing text with numbers becomes text."""
+    for name in names:
+        values = [value for value in table[name] if value is not None and not _missing(value)]
+        kinds = {type(value) for value in values}
+        if kinds <= {bool} and kinds:
+            table[name] = table[name].astype("boolean")
+        elif kinds <= {int} and kinds:
+            table[name] = table[name].astype("Int64")
+        elif kinds <= {int, float} and kinds:
+            table[name] = pd.to_numeric(table[name]).astype(np.float64)
+        else:
+            table[name] = pd.Series(
+                [None if value is None or _missing(value) else str(value) for value in table[name]],
+                index=table.index,
+                dtype="string",
+            )
+    return table
+
+
+def _missing(value: Any) -> bool:
+    return isinstance(value, float) and np.isnan(value) or value is pd.NA
+
+
+def typed(table: pd.DataFrame) -> pd.DataFrame:
+    """The types a time-series table has whatever made it: `id` and `band` as `string`."""
+    for name in ("id", "band"):
+        if name in table:
+            table[name] = table[name].astype("string")
+    return table
 
 
 def method_used(cube: xr.Dataset, settings: TimeseriesSettings) -> str:
@@ -173,19 +281,35 @@ def write_timeseries_csv(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def read_timeseries_csv(path: str | Path) -> pd.DataFrame:
-    """A CSV written by `write_timeseries_csv`, with its dtypes restored (ids stay strings)."""
-    table = pd.read_csv(
-        path,
-        dtype={
-            "id": "string",
-            "band": "string",
-            "value": np.float32,
-            "observed": np.float64,
-            "n_pixels": np.int64,
-        },
-    )
+    """A CSV written by `write_timeseries_csv` (long or wide), with its dtypes restored: ids
+    stay strings, values float32. Attribute columns (between `id` and `time`) are typed by
+    pandas from their text; the Parquet table keeps their own types."""
+    header = list(pd.read_csv(path, nrows=0).columns)
+    after_time = header[header.index("time") + 1 :]
+    variables = [] if "band" in header else after_time[: after_time.index("observed")]
+    dtypes: dict[str, Any] = {
+        "id": "string",
+        "band": "string",
+        "value": np.float32,
+        "observed": np.float64,
+        "n_pixels": np.int64,
+        **dict.fromkeys(variables, np.float32),
+    }
+    table = pd.read_csv(path, dtype={k: v for k, v in dtypes.items() if k in header})
     table["time"] = pd.to_datetime(table["time"], utc=True, format="ISO8601").dt.tz_localize(None)
-    return table[COLUMNS]
+    return table[header]
+
+
+def combine_tables(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """Per-feature (or per-batch) tables in one, in the given order; the columns of the first
+    when every table is empty. Attribute columns get one type over all features."""
+    non_empty = [table for table in tables if len(table)]
+    if not non_empty:
+        return tables[0] if tables else empty_timeseries()
+    combined = pd.concat(non_empty, ignore_index=True)
+    first = list(non_empty[0].columns)
+    names = first[1 : first.index("time")]
+    return harmonise_attributes(typed(combined), names)
 
 
 def combine_timeseries(
@@ -195,7 +319,4 @@ def combine_timeseries(
     batch's Parquet table (batch mode), in the given order."""
     tables = [read_timeseries_csv(path) for path in paths]
     tables += [pd.read_parquet(path) for path in batch_tables]
-    non_empty = [table for table in tables if len(table)]
-    if not non_empty:
-        return empty_timeseries()
-    return pd.concat(non_empty, ignore_index=True)
+    return combine_tables(tables)

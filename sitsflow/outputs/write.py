@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from datetime import UTC, datetime
 from importlib import metadata
@@ -13,7 +12,7 @@ from typing import cast
 import numpy as np
 import xarray as xr
 
-from sitsflow.atomic import atomic_path, temporary_for
+from sitsflow.atomic import atomic_path, replace_directory, temporary_for
 from sitsflow.pixels.mask import SCL_CLASSES
 from sitsflow.workflow.grid import Grid
 
@@ -91,16 +90,7 @@ def build_dataset(
         if classification_band in sources:
             class_attrs["source_level"] = sources[classification_band]
         variables[classification_band] = xr.Variable(dims, classes, class_attrs)
-    variables["observed"] = xr.Variable(
-        dims,
-        observed.astype(np.uint8),
-        {
-            "long_name": "1 where the value was observed (clear), 0 where gap-filled or missing",
-            "standard_name": "status_flag",
-            "flag_values": np.array([0, 1], dtype=np.uint8),
-            "flag_meanings": "not_observed observed",
-        },
-    )
+    variables["observed"] = observed_variable(dims, observed)
     if inside is not None:
         variables["inside"] = xr.Variable(
             ("y", "x"),
@@ -116,6 +106,34 @@ def build_dataset(
     dataset = xr.Dataset(variables, coords=coords, attrs=attrs)
     dataset["time"].attrs.update(standard_name="time", long_name="acquisition time (UTC)")
     return with_grid_mapping(dataset, grid)
+
+
+def observed_variable(dims: tuple[str, ...], observed: np.ndarray) -> xr.Variable:
+    """`observed`: a 0/1 flag per acquisition date (bool `observed`), or, on a regular axis,
+    the number of clear observations behind each composite value (an unsigned count; 0 where
+    the value was gap-filled or is missing)."""
+    if observed.dtype == np.bool_:
+        return xr.Variable(
+            dims,
+            observed.astype(np.uint8),
+            {
+                "long_name": "1 where the value was observed (clear), 0 where gap-filled or "
+                "missing",
+                "standard_name": "status_flag",
+                "flag_values": np.array([0, 1], dtype=np.uint8),
+                "flag_meanings": "not_observed observed",
+            },
+        )
+    return xr.Variable(
+        dims,
+        observed,
+        {
+            "long_name": "number of clear observations composited into the value (0: "
+            "gap-filled or missing)",
+            "standard_name": "number_of_observations",
+            "units": "1",
+        },
+    )
 
 
 GRID_MAPPING = "spatial_ref"
@@ -245,18 +263,9 @@ def write_zarr(dataset: xr.Dataset, path: str | Path) -> None:
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         dataset.to_zarr(temporary, mode="w", zarr_format=2, consolidated=True)
-        _replace_directory(temporary, target)
+        replace_directory(temporary, target)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
-
-
-def _replace_directory(source: Path, target: Path) -> None:
-    """Rename `source` to `target`; an existing `target` is moved aside first, then removed."""
-    previous = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, previous)
-    os.replace(source, target)
-    shutil.rmtree(previous, ignore_errors=True)
 
 
 def open_cube(path: str | Path) -> xr.Dataset:

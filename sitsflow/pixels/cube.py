@@ -1,4 +1,5 @@
-"""Build one feature's cube: normalise items, read, mask, mosaic, gap-fill, describe."""
+"""Build one feature's cube: normalise items, read, mask, mosaic, composite onto the regular
+axis (with a `time_step`), gap-fill, describe."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import xarray as xr
 
 from sitsflow.catalog.providers import normalise_items, resolve_provider
 from sitsflow.outputs.write import build_dataset, provenance_attrs
+from sitsflow.pixels.composite import composite_mosaic
 from sitsflow.pixels.gapfill import gapfill
 from sitsflow.pixels.indices import add_indices
 from sitsflow.pixels.mask import clear_pixels
 from sitsflow.pixels.mosaic import MOSAIC_ORDER, Mosaic, mosaic_by_solar_day
 from sitsflow.pixels.read import Loader, make_loader
 from sitsflow.pixels.stack import ItemStack
+from sitsflow.pixels.timeaxis import TimeAxis, regular_axis
 from sitsflow.pixels.values import mark_invalid, to_reflectance
 from sitsflow.types import StacItem
 from sitsflow.workflow.aoi import BboxRecord, grid_of
@@ -34,11 +37,14 @@ def make_cube(
     search_info: dict[str, Any],
     settings: CubeSettings,
     loader: Loader | None = None,
+    attributes: dict[str, Any] | None = None,
 ) -> xr.Dataset:
     """The cube of the feature described by `record` (a bbox record) from its searched items:
-    read each item, invalid DNs out, reflectance, mask each item, mosaic per solar day, then
-    gap-fill along time (module `sitsflow.pixels.mosaic` says why in that order). `loader`
-    (default: the one `settings.loader` names, for this cube only) reads the files."""
+    read each item, invalid DNs out, reflectance, mask each item, mosaic per solar day, with a
+    `time_step` composite the days of each interval of the run's regular axis, then gap-fill
+    along time (module `sitsflow.pixels.mosaic` says why in that order). `loader` (default:
+    the one `settings.loader` names, for this cube only) reads the files. `attributes` (the
+    feature's vector-file columns) are recorded as `feature_attributes`."""
     fid = record["properties"]["feature_id"]
     grid = grid_of(record)
     reflectance_bands = settings.reflectance_bands
@@ -75,12 +81,29 @@ def make_cube(
         if own_loader:
             loader.close()
     times, observed = mosaic.times, mosaic.observed
+    reflectance, classification = mosaic.reflectance, mosaic.classification
+    step_items: list[list[dict[str, Any]]] = mosaic.step_items
+    step_item_ids = [[entry["id"] for entry in step] for step in mosaic.step_items]
+    axis = time_axis(search_info, settings)
+    if axis is not None:
+        composite = composite_mosaic(
+            mosaic, axis, settings.composite or "median", reflectance_bands
+        )
+        times, observed = composite.times, composite.count
+        reflectance, classification = composite.reflectance, composite.classification
+        step_items = composite.step_items
+        step_item_ids = [
+            [entry["id"] for day in interval for entry in day["items"]]
+            for interval in composite.step_items
+        ]
     used_ids = [item["id"] for item in stack.items]
     loaded = time.perf_counter()
     log.info(
-        "feature %s: read %d items -> %d time steps of %dx%d px in %.1f s; invalid DNs %s",
+        "feature %s: read %d items -> %d solar days -> %d time steps of %dx%d px in %.1f s; "
+        "invalid DNs %s",
         fid,
         len(items),
+        len(mosaic.times),
         len(times),
         grid.width,
         grid.height,
@@ -89,12 +112,14 @@ def make_cube(
     )
 
     inside = inside_pixels(record, grid, settings.timeseries.all_touched)
-    valid_fraction = float(observed[:, inside].mean()) if observed.size and inside.any() else 0.0
+    valid_fraction = (
+        float((observed[:, inside] > 0).mean()) if observed.size and inside.any() else 0.0
+    )
     filled = (
         np.stack(
             [
                 gapfill(
-                    mosaic.reflectance[:, i],
+                    reflectance[:, i],
                     times,
                     settings.gapfill.method,
                     settings.gapfill.max_gap_days,
@@ -105,7 +130,7 @@ def make_cube(
             axis=1,
         )
         if len(times)
-        else mosaic.reflectance
+        else reflectance
     )
     log.info(
         "feature %s: valid fraction before gap-fill %.3f; %s gap-fill in %.2f s",
@@ -131,9 +156,13 @@ def make_cube(
         item_ids=used_ids,
         skipped_items=[entry["item"] for entry in skipped] if skipped is not None else None,
         dropped_items=search_info.get("dropped") or None,
-        time_step_item_ids=[[entry["id"] for entry in step] for step in mosaic.step_items],
-        time_step_items=mosaic.step_items,
+        time_step_item_ids=step_item_ids,
+        time_step_items=step_items,
         mosaic_order=MOSAIC_ORDER,
+        time_step=axis.duration.iso if axis is not None else None,
+        time_axis=describe_axis(axis),
+        composite=settings.composite if axis is not None else None,
+        feature_attributes=attributes or None,
         radiometry=_radiometry_summary(stack.items, reflectance_bands),
         invalid_values=invalid,
         bands=reflectance_bands,
@@ -155,15 +184,45 @@ def make_cube(
         times=times,
         bands=reflectance_bands,
         reflectance=filled,
-        classification=mosaic.classification,
+        classification=classification,
         classification_band=mask_band,
         observed=observed,
         inside=inside,
         sources={band: _describe(stack.sources[band]) for band in all_bands},
         attrs=attrs,
     )
+    if axis is not None:
+        dataset["time"].attrs["long_name"] = (
+            f"start of each {axis.duration.iso} compositing interval (local solar date)"
+        )
     # Spectral indices (sitsflow.pixels.indices): extra variables from the gap-filled reflectance.
     return add_indices(dataset, list(settings.indices))
+
+
+def time_axis(search_info: dict[str, Any], settings: CubeSettings) -> TimeAxis | None:
+    """The run's regular axis (`time_step` intervals over the search's start..end, which the
+    items' search record holds as `datetime`), or None for the acquisition dates."""
+    if settings.time_step is None:
+        return None
+    window = str(search_info.get("datetime") or "")
+    if "/" not in window:
+        raise ValueError(
+            "a time_step axis runs over the search's start/end, but the items' search record "
+            f"has no datetime interval ({window!r}); rerun the search"
+        )
+    start, end = window.split("/", 1)
+    return regular_axis(start[:10], end[:10], settings.time_step)
+
+
+def describe_axis(axis: TimeAxis | None) -> str:
+    """The `time_axis` attribute: which dates the time steps are."""
+    if axis is None:
+        return "acquisition: the first acquisition time (UTC) of each local solar day"
+    return (
+        f"regular: {len(axis.starts)} intervals of {axis.duration.iso} from "
+        f"{axis.starts[0] if axis.starts else '-'}, each labelled by its start (local solar "
+        "date); the solar days of an interval are composited into one value per pixel"
+    )
 
 
 def read_and_mosaic(

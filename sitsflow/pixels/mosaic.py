@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -32,13 +33,15 @@ MOSAIC_ORDER = (
 class Mosaic:
     """One layer per solar day: reflectance NaN where not observed; `classification` the class
     of the item a pixel came from (NaN: no item has data); `observed` True where some item was
-    clear; `step_items` the items each step took pixels from, in order, with pixel counts."""
+    clear; `step_items` the items each step took pixels from, in order, with pixel counts;
+    `days` the solar day of each step (what a regular axis sorts steps by)."""
 
     reflectance: np.ndarray  # float32 (time, band, y, x)
     classification: np.ndarray  # float32 (time, y, x)
     observed: np.ndarray  # bool (time, y, x)
     times: np.ndarray  # datetime64[ns], the first acquisition of each day
     step_items: list[list[dict[str, Any]]]
+    days: list[date]
 
 
 def mosaic_order(
@@ -83,6 +86,7 @@ def mosaic_by_solar_day(
         observed=np.zeros((steps, height, width), dtype=bool),
         times=np.empty(steps, dtype="datetime64[ns]"),
         step_items=[],
+        days=list(groups),
     )
     for step, members in enumerate(groups.values()):
         order = mosaic_order(items, members, coverage)

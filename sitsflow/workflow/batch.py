@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.errors import SitsflowError
 from sitsflow.logs import job_logging
-from sitsflow.workflow.features import Feature
+from sitsflow.workflow.features import AttributeValue, Feature
 
 if TYPE_CHECKING:
     from sitsflow.pixels.read import Loader
@@ -63,6 +63,7 @@ from sitsflow.workflow.settings import (
 )
 from sitsflow.workflow.stages import (
     build_cube,
+    cube_timeseries,
     feature_items,
     make_bbox,
     render_quicklook_file,
@@ -267,13 +268,18 @@ def _digest(value: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def stage_fingerprints(wkt: str, settings: BatchSettings) -> dict[str, str]:
-    """Each stage's fingerprint: its config values, its upstream stages' fingerprints, and
-    (bbox) the feature's geometry. Equal fingerprints mean the same inputs and parameters."""
+def stage_fingerprints(
+    wkt: str, settings: BatchSettings, attributes: Mapping[str, object] | None = None
+) -> dict[str, str]:
+    """Each stage's fingerprint: its config values, its upstream stages' fingerprints, (bbox)
+    the feature's geometry and (cube, which records them) its attributes. Equal fingerprints
+    mean the same inputs and parameters."""
     fingerprints: dict[str, str] = {}
     for stage in STAGE_NAMES:
         upstream = [fingerprints[name] for name in UPSTREAM[stage]]
-        source = wkt if stage == "bbox" else None
+        source: object = wkt if stage == "bbox" else None
+        if stage == "cube" and attributes:  # none: the fingerprint of a run without them
+            source = dict(attributes)
         fingerprints[stage] = _digest([stage, source, upstream, settings.stage_params(stage)])
     return fingerprints
 
@@ -358,7 +364,9 @@ def run_stage(stage: str, feature: Feature, context: BatchContext) -> None:
 
             context.loader = make_loader(settings.cube)
         bbox, items = layout.path("bbox", fid), layout.path("search", fid)
-        build_cube(bbox, items, settings.cube, output, loader=context.loader)
+        build_cube(
+            bbox, items, settings.cube, output, loader=context.loader, attributes=feature.labels
+        )
     elif stage == "quicklook":
         render_quicklook_file(layout.path("cube", fid), output)
     elif stage == "timeseries":
@@ -382,7 +390,7 @@ def process_feature(
     """
     started = time.perf_counter()
     fid, layout, settings = feature.fid, context.layout, context.settings
-    fingerprints = stage_fingerprints(feature.wkt, settings)
+    fingerprints = stage_fingerprints(feature.wkt, settings, feature.labels)
     recorded = read_state(layout.state(fid))
     outcome = FeatureOutcome(fid)
     for stage in STAGE_NAMES:
@@ -429,8 +437,10 @@ def run_batch(
     context: BatchContext,
     log_path: str | Path | None = None,
     stage_runner: StageRunner = run_stage,
+    attributes: Mapping[str, Mapping[str, AttributeValue]] | None = None,
 ) -> list[FeatureOutcome]:
     """Bring every member (feature id -> WKT) up to date; raise BatchFailed if any failed.
+    `attributes`: feature id -> its vector-file attributes (config `attributes`).
 
     Every member is processed even after a failure. The batch log gets one line per member.
     """
@@ -441,7 +451,9 @@ def run_batch(
     batch_log.info("batch %s: %d features", batch, len(members))
     outcomes = []
     for fid, geometry in members.items():
-        outcome = process_feature(Feature(fid, shapely_wkt.loads(geometry)), context, stage_runner)
+        labels = tuple((attributes or {}).get(fid, {}).items())
+        feature = Feature(fid, shapely_wkt.loads(geometry), labels)
+        outcome = process_feature(feature, context, stage_runner)
         outcomes.append(outcome)
         if outcome.ok:
             ran = ", ".join(outcome.ran) or "nothing (up to date)"
@@ -487,11 +499,13 @@ def write_batch_results(
     series in one Parquet file. Only batches that run recompute theirs. `generation` is the
     batch's (see `batch_generations`)."""
     from sitsflow.outputs.summary import summarise_cube
-    from sitsflow.outputs.timeseries import combine_timeseries
+    from sitsflow.outputs.timeseries import combine_tables
 
     fids = [outcome.fid for outcome in outcomes]
-    rows = [summarise_cube(path) for path in settings.layout.paths("cube", fids)]
-    table = combine_timeseries(settings.layout.paths("timeseries", fids))
+    cubes = settings.layout.paths("cube", fids)
+    rows = [summarise_cube(path) for path in cubes]
+    # from the cubes, as the per-feature `timeseries` job does: the CSVs lose attribute types
+    table = combine_tables([cube_timeseries(path, settings.timeseries) for path in cubes])
     with atomic_path(timeseries_table) as temporary:
         table.to_parquet(temporary, engine="pyarrow", index=False)
     document = {

@@ -22,6 +22,7 @@ from sitsflow.catalog.filters import parse_filter
 from sitsflow.catalog.providers import canonical_band, check_provider_config
 from sitsflow.errors import InputError
 from sitsflow.pixels.indices import check_indices
+from sitsflow.pixels.timeaxis import parse_duration
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 DATE_KEYS = ("start", "end")
@@ -187,6 +188,9 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"CRS {crs!r} is not projected; cubes need a metric grid ('utm' or e.g. EPSG:3035)",
                 key="crs",
             )
+    check_time_axis(config)
+    check_dataset(config)
+    check_attribute_names(config)
     if config["mode"] == "patch":
         nx, ny = config["patch_size"]
         if nx * ny > config["max_pixels"]:
@@ -195,3 +199,71 @@ def check_config(config: Mapping[str, Any]) -> None:
                 f"{config['max_pixels']}; use a smaller patch_size or raise max_pixels",
                 key="patch_size",
             )
+
+
+# Names the time-series tables and the dataset use themselves: an attribute column cannot be
+# one of them (nor a band or index, the wide table's columns).
+RESERVED_COLUMNS = frozenset(
+    {"id", "time", "band", "value", "observed", "n_pixels", "feature", "lon", "lat", "epsg"}
+    | {"valid_fraction", "grid_x", "grid_y", "x", "y", "inside", "spatial_ref", "geometry"}
+)
+
+
+def check_time_axis(config: Mapping[str, Any]) -> None:
+    """`time_step` is a duration sitsflow supports; `composite: max_ndvi` has its bands."""
+    if config["time_step"] is None:
+        return
+    try:
+        parse_duration(config["time_step"])
+    except ValueError as exc:
+        raise InputError(f"{exc}; or null for the acquisition dates", key="time_step") from None
+    if config["composite"] == "max_ndvi":
+        bands = {canonical_band(band) for band in config["bands"]}
+        missing = [band for band in ("B04", "B08") if band not in bands]
+        if missing:
+            raise InputError(
+                f"composite max_ndvi picks the observation with the highest NDVI, from B04 and "
+                f"B08; add {missing} to bands, or use composite median or first",
+                key="composite",
+            )
+
+
+def check_dataset(config: Mapping[str, Any]) -> None:
+    """`dataset: true` stacks the cubes as (feature, time, y, x): every cube needs the same
+    grid size (patch mode) and the same time axis (a `time_step`)."""
+    if not config["dataset"]:
+        return
+    if config["mode"] != "patch":
+        raise InputError(
+            "dataset: true stacks every cube as (feature, time, y, x) and needs cubes of one "
+            f"size; mode {config['mode']!r} sizes each cube to its feature: set mode: patch "
+            "(with patch_size)",
+            key="dataset",
+        )
+    if config["time_step"] is None:
+        raise InputError(
+            "dataset: true stacks every cube on one time axis, but with time_step: null each "
+            "cube keeps its own acquisition dates, which differ between features: set "
+            "time_step (e.g. P10D)",
+            key="dataset",
+        )
+
+
+def check_attribute_names(config: Mapping[str, Any]) -> None:
+    """Attribute columns must not clash with the columns and coordinates sitsflow writes."""
+    taken = RESERVED_COLUMNS | {canonical_band(band) for band in config["bands"]}
+    taken |= set(config["indices"]) | {canonical_band(config["mask"]["band"])}
+    clashing = [name for name in config["attributes"] if name in taken]
+    if config["id_column"] in config["attributes"]:
+        raise InputError(
+            f"{config['id_column']!r} is the id_column: every table and cube has the feature "
+            "id already; remove it from attributes",
+            key="attributes",
+        )
+    if clashing:
+        raise InputError(
+            f"attribute column(s) {clashing} clash with names the time-series tables and the "
+            f"dataset use ({sorted(RESERVED_COLUMNS)}, the bands and indices); rename them in "
+            "the vector file",
+            key="attributes",
+        )

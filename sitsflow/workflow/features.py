@@ -8,6 +8,12 @@ ids (never renamed: an id that silently became another name would not match the 
 Geometries: points and lines are buffered by `buffer_m`, polygons used as they are; a file may
 mix them. Empty, null, invalid (self-intersecting) geometries, geometry collections and
 geometries across the antimeridian are rejected, each with the feature ids.
+
+Attributes: the columns named in config `attributes` (a class label, a field id) travel with
+each feature into its cube's attributes, the time-series tables and the dataset's feature
+coordinates, so that a training table has each sample's label next to its values. Their values
+are kept as JSON scalars (text, integers, floats, booleans; missing values as null; dates as
+ISO text).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from shapely import wkt as shapely_wkt
 from shapely.geometry import Point
@@ -44,12 +50,24 @@ LISTED = 10  # offending ids / rows listed in a message
 SHOWN_ID_LENGTH = 40
 
 
+# A JSON scalar: the value an attribute column has for one feature.
+AttributeValue: TypeAlias = str | int | float | bool | None
+
+
 @dataclass(frozen=True)
 class Feature:
-    """One feature: its id and geometry in EPSG:4326 (longitude, latitude)."""
+    """One feature: its id, geometry in EPSG:4326 (longitude, latitude), and the values of the
+    vector file's `attributes` columns, as (column, value) pairs in config order (pairs keep
+    the feature hashable)."""
 
     fid: str
     geometry: BaseGeometry
+    attributes: tuple[tuple[str, AttributeValue], ...] = ()
+
+    @property
+    def labels(self) -> dict[str, AttributeValue]:
+        """The attributes as a dict (column -> value), what cubes and tables record."""
+        return dict(self.attributes)
 
     @property
     def wkt(self) -> str:
@@ -108,8 +126,11 @@ def _read_csv_points(path: Path) -> gpd.GeoDataFrame:
     )
 
 
-def load_features(path: str | Path, id_column: str = "id") -> list[Feature]:
-    """Read and validate the vector file; return features in file order.
+def load_features(
+    path: str | Path, id_column: str = "id", attributes: Sequence[str] = ()
+) -> list[Feature]:
+    """Read and validate the vector file; return features in file order, each with the values
+    of its `attributes` columns.
 
     Fails with one message listing every offending feature rather than stopping at the first.
     """
@@ -126,11 +147,44 @@ def load_features(path: str | Path, id_column: str = "id") -> list[Feature]:
             "`id_column` to the column holding the feature ids",
             key="id_column",
         )
+    absent = [column for column in attributes if column not in frame.columns]
+    if absent:
+        columns = [c for c in frame.columns if c != frame.geometry.name]
+        raise InputError(
+            f"attribute column(s) {absent} not found in {path}; available columns: {columns}",
+            key="attributes",
+        )
     frame = frame.to_crs("EPSG:4326")
     ids = _check_ids([_id_to_str(value) for value in frame[id_column]], id_column)
-    features = [Feature(fid, geom) for fid, geom in zip(ids, frame.geometry, strict=True)]
+    rows = zip(*(frame[column] for column in attributes)) if attributes else iter(())
+    values = [tuple(row) for row in rows] if attributes else [()] * len(ids)
+    features = [
+        Feature(fid, geom, tuple(zip(attributes, map(attribute_value, row), strict=True)))
+        for fid, geom, row in zip(ids, frame.geometry, values, strict=True)
+    ]
     _check_geometries(features)
     return features
+
+
+def attribute_value(value: object) -> AttributeValue:
+    """An attribute cell as a JSON scalar: numpy numbers as Python numbers, missing values
+    (None, NaN, NaT, pd.NA) as None, dates and times as ISO 8601 text, anything else as text."""
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd  # already imported by read_vector
+
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (dt.date, dt.datetime, pd.Timestamp)):
+        return value.isoformat()
+    return str(value)
 
 
 def _id_to_str(value: object) -> str | None:

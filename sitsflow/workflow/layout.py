@@ -43,6 +43,10 @@ SUMMARY = "results/summary.csv"
 SUMMARY_HTML = "results/summary.html"
 TIMESERIES_TABLE = "results/timeseries.parquet"
 OVERVIEW = "results/overview.png"
+# `dataset: true` (sitsflow/outputs/dataset.py): every cube stacked along `feature`, updated in
+# place, and the `dataset` job's manifest (its declared output: rules/dataset.smk says why).
+DATASET = "results/dataset.zarr"
+DATASET_MANIFEST = "results/dataset.json"
 # `snakemake plan` (sitsflow/workflow/plan.py): the cost of the run, from its searches.
 PLAN = "results/plan.json"
 PLAN_TEXT = "results/plan.txt"

@@ -25,6 +25,8 @@ Loader = Literal["sitsflow", "stackstac"]
 CubeFormat = Literal["netcdf", "zarr"]
 TimeseriesMethod = Literal["pixel", "median"]
 PolygonMethod = Literal["median", "mean"]
+TimeseriesLayout = Literal["long", "wide"]
+CompositeMethod = Literal["median", "first", "max_ndvi"]
 ProviderSetting = Literal[
     "auto", "earth-search-v1", "earth-search-c1", "planetary-computer", "generic"
 ]
@@ -201,13 +203,15 @@ class GapfillSettings(StageSettings):
 class TimeseriesSettings(StageSettings):
     """Which pixels a feature's series is read from, and how they are summarised: a point's
     pixel or window median (`method`), a polygon's median or mean over the pixels inside it
-    (`polygon_method`), inside meaning centre inside or, with `all_touched`, touched."""
+    (`polygon_method`), inside meaning centre inside or, with `all_touched`, touched; and the
+    tables' shape (`layout`: a row per date and band, or per date with a column per band)."""
 
     SECTION: ClassVar[str | None] = "timeseries"
 
     method: TimeseriesMethod
     polygon_method: PolygonMethod
     all_touched: bool
+    layout: TimeseriesLayout
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TimeseriesSettings:
@@ -216,6 +220,7 @@ class TimeseriesSettings(StageSettings):
             method=cast(TimeseriesMethod, timeseries["method"]),
             polygon_method=cast(PolygonMethod, timeseries["polygon_method"]),
             all_touched=bool(timeseries["all_touched"]),
+            layout=cast(TimeseriesLayout, timeseries["layout"]),
         )
 
 
@@ -235,11 +240,19 @@ class InsideSettings(StageSettings):
 
 @dataclass(frozen=True)
 class CubeSettings(StageSettings):
-    """The `cube` stage: what to read and how, masking, gap-filling, indices, and which
-    pixels count as inside a polygon."""
+    """The `cube` stage: what to read and how, masking, compositing onto a regular axis,
+    gap-filling, indices, and which pixels count as inside a polygon.
+
+    `time_step` (an ISO 8601 duration, or None for the acquisition dates) and `composite`
+    shape the time axis; `composite` is None without a time step, so that editing it reruns
+    nothing then. The axis runs over the search's `start`..`end`, which the cube reads from
+    its items' search record (a change of either reruns the search and the cubes anyway).
+    """
 
     bands: tuple[str, ...]
     mask: MaskSettings
+    time_step: str | None
+    composite: CompositeMethod | None
     gapfill: GapfillSettings
     timeseries: InsideSettings
     indices: tuple[str, ...]
@@ -256,9 +269,14 @@ class CubeSettings(StageSettings):
     def from_config(cls, config: Mapping[str, Any]) -> CubeSettings:
         from sitsflow.catalog.providers import canonical_band
 
+        time_step = config["time_step"]
         return cls(
             bands=tuple(canonical_band(band) for band in config["bands"]),
             mask=MaskSettings.from_config(config),
+            time_step=str(time_step) if time_step is not None else None,
+            composite=(
+                cast(CompositeMethod, config["composite"]) if time_step is not None else None
+            ),
             gapfill=GapfillSettings.from_config(config),
             timeseries=InsideSettings.from_config(config),
             indices=tuple(config["indices"]),
@@ -299,12 +317,16 @@ class Settings:
 
     vector: str
     id_column: str
+    # Columns of the vector file carried into cubes, tables and the dataset (`Feature`).
+    attributes: tuple[str, ...]
     grid: GridSettings
     search: SearchSettings
     stac: StacSettings
     cube: CubeSettings
     timeseries: TimeseriesSettings
     format: CubeFormat
+    # results/dataset.zarr: every cube stacked along `feature` (sitsflow.outputs.dataset)
+    dataset: bool
     batch_size: int | Literal["auto"]
     demo: DemoSettings
 
@@ -314,12 +336,14 @@ class Settings:
         return cls(
             vector=str(config["vector"]),
             id_column=str(config["id_column"]),
+            attributes=tuple(str(column) for column in config["attributes"]),
             grid=GridSettings.from_config(config),
             search=SearchSettings.from_config(config),
             stac=StacSettings.from_config(config),
             cube=CubeSettings.from_config(config),
             timeseries=TimeseriesSettings.from_config(config),
             format=cast(CubeFormat, config["format"]),
+            dataset=bool(config["dataset"]),
             batch_size="auto" if batch_size == "auto" else int(batch_size),
             demo=DemoSettings.from_config(config),
         )

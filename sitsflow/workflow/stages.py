@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, cast
 from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.catalog.search import write_item_collection
 from sitsflow.types import JsonObject
-from sitsflow.workflow.features import Feature
+from sitsflow.workflow.features import AttributeValue, Feature
 from sitsflow.workflow.layout import SEARCH_CACHE, SEARCH_INDEX, Layout
 from sitsflow.workflow.settings import (
     CubeSettings,
@@ -30,6 +30,8 @@ from sitsflow.workflow.settings import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sitsflow.pixels.read import Loader
     from sitsflow.workflow.aoi import BboxRecord
 
@@ -211,6 +213,18 @@ def search_generation(index_path: str | Path = SEARCH_INDEX) -> int:
     return int(index.get("generation", 0)) + (1 if index.get("failed") else 0)
 
 
+def dataset_generation(manifest: str | Path, store: str | Path) -> int:
+    """The `dataset` job's generation (a `params:` value, read when the workflow is parsed):
+    the one its manifest records, plus one when the store it describes is gone (deleted by
+    hand: the store is not a Snakemake output), so that Snakemake reruns the job, which
+    rebuilds the store (as `sitsflow.workflow.batch.batch_generations` does for batches)."""
+    try:
+        recorded = int(json.loads(Path(manifest).read_text()).get("generation", 0))
+    except (OSError, ValueError):
+        return 0
+    return recorded if (Path(store) / ".zmetadata").is_file() else recorded + 1
+
+
 def feature_items(
     group_path: str, bbox_path: str, search_settings: SearchSettings, output: str
 ) -> None:
@@ -277,15 +291,19 @@ def build_cube(
     settings: CubeSettings,
     output: str,
     loader: Loader | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
 ) -> None:
-    """Load, mask, gap-fill and write the cube (netCDF or Zarr, by `output`'s suffix);
-    `loader` (a batch's, shared by its cubes) reads the files, by default a new one."""
+    """Load, mask, composite, gap-fill and write the cube (netCDF or Zarr, by `output`'s
+    suffix); `loader` (a batch's, shared by its cubes) reads the files, by default a new one.
+    `attributes`: the feature's vector-file columns, recorded in the cube."""
     from sitsflow.catalog.search import read_item_collection
     from sitsflow.outputs.write import write_cube
     from sitsflow.pixels.cube import make_cube
 
     items, search_info = read_item_collection(items_path)
-    cube = make_cube(read_bbox(bbox_path), items, search_info, settings, loader=loader)
+    record = read_bbox(bbox_path)
+    labels = dict(attributes or {})
+    cube = make_cube(record, items, search_info, settings, loader=loader, attributes=labels)
     write_cube(cube, output)
     log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
 
@@ -300,8 +318,20 @@ def render_quicklook_file(cube_path: str, output: str) -> None:
     log.info("wrote %s from %s (%d time steps)", output, cube_path, cube.sizes["time"])
 
 
-def write_timeseries_file(cube_path: str, settings: TimeseriesSettings, output: str) -> None:
-    """Write the cube's long-format time-series CSV."""
+def cube_timeseries(cube_path: str, settings: TimeseriesSettings) -> pd.DataFrame:
+    """The cube's time-series table (`timeseries.layout`), with the feature's attributes."""
+    from sitsflow.outputs.timeseries import feature_timeseries
+    from sitsflow.outputs.write import open_cube
+
+    with open_cube(cube_path) as cube:
+        return feature_timeseries(cube.load(), settings)
+
+
+def write_timeseries_file(
+    cube_path: str, settings: TimeseriesSettings, output: str
+) -> pd.DataFrame:
+    """Write the cube's time-series CSV; returns its table (for the run-wide Parquet file,
+    which keeps the attribute columns' types that a CSV loses)."""
     from sitsflow.outputs.timeseries import feature_timeseries, method_used, write_timeseries_csv
     from sitsflow.outputs.write import open_cube
 
@@ -311,4 +341,5 @@ def write_timeseries_file(cube_path: str, settings: TimeseriesSettings, output: 
         used = method_used(loaded, settings)
     with atomic_path(output) as temporary:
         write_timeseries_csv(table, temporary)
-    log.info("wrote %s: %d rows, %s", output, len(table), used)
+    log.info("wrote %s: %d rows (%s layout), %s", output, len(table), settings.layout, used)
+    return table
