@@ -49,7 +49,9 @@ LAYOUT = Layout(SETTINGS.cube_extension)
 # Feature ids are read when the workflow is parsed: the jobs are known before anything runs.
 FEATURES = {
     feature.fid: feature
-    for feature in load_features(SETTINGS.vector, SETTINGS.id_column, SETTINGS.attributes)
+    for feature in load_features(
+        SETTINGS.vector, SETTINGS.id_column, SETTINGS.attributes
+    )
 }
 if workflow.is_main_process and (
     far := outside_area_of_use(FEATURES.values(), SETTINGS.grid.crs)

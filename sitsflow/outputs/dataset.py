@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import xarray as xr
@@ -269,7 +269,7 @@ def read_state(store: Path) -> tuple[list[list[Any]], dict[str, Any]] | None:
         record = json.loads(str(group.attrs[RECORD_ATTR]))
         structure = json.loads(str(group.attrs[STRUCTURE_ATTR]))
         for _, array in group.arrays():
-            dims = list(array.attrs.get("_ARRAY_DIMENSIONS", []))
+            dims = [str(dim) for dim in cast(list[str], array.attrs.get("_ARRAY_DIMENSIONS", []))]
             if "feature" in dims and array.shape[dims.index("feature")] != len(record):
                 return None
     except Exception as exc:  # any damage: the store is rebuilt
@@ -335,9 +335,7 @@ def update_dataset(cubes: Sequence[tuple[str, str | Path]], store: str | Path) -
     return update
 
 
-def _incompatible(
-    paths: dict[str, Path], fids: Sequence[str], structure: dict[str, Any]
-) -> str:
+def _incompatible(paths: dict[str, Path], fids: Sequence[str], structure: dict[str, Any]) -> str:
     """Why the cubes of `fids` do not fit the store (empty: they fit)."""
     kinds: dict[str, str] = structure["kinds"]
     for fid in fids:
@@ -345,7 +343,8 @@ def _incompatible(
             shape = describe_cube(cube)
             attributes = feature_attributes(cube)
         if shape != structure["cube"]:
-            return f"the cube of {fid!r} differs from the store's: {_what_differs(structure['cube'], shape)}"
+            differs = _what_differs(structure["cube"], shape)
+            return f"the cube of {fid!r} differs from the store's: {differs}"
         for name, value in attributes.items():
             if merged_kind({kinds[name], attribute_kind(value)}) != kinds[name]:
                 return f"attribute {name!r} of {fid!r} ({value!r}) is not a {kinds[name]}"
@@ -433,7 +432,9 @@ def _rebuild(
     for fid, shape in shapes.items():
         if shape != shapes[first]:
             raise StackError(_difference(first, shapes[first], fid, shape))
-    kinds = {name: merged_kind({attribute_kind(v) for v in found}) for name, found in values.items()}
+    kinds = {
+        name: merged_kind({attribute_kind(v) for v in found}) for name, found in values.items()
+    }
     structure = {"cube": shapes[first], "kinds": kinds}
     temporary = temporary_for(store)
     shutil.rmtree(temporary, ignore_errors=True)
@@ -526,4 +527,3 @@ def write_dataset_manifest(update: DatasetUpdate, store: str, generation: int, p
     a Snakemake output: Snakemake would delete it before every run, rules/dataset.smk)."""
     document = {"generation": generation, "store": store, **update.__dict__}
     atomic_write_text(path, json.dumps(document, indent=1))
-

@@ -211,7 +211,9 @@ def with_attributes(table: pd.DataFrame, attributes: dict[str, Any]) -> pd.DataF
     """`table` with one column per attribute after `id`, its value on every row."""
     if not attributes:
         return table
-    columns = {name: pd.Series([value] * len(table), dtype=object) for name, value in attributes.items()}
+    columns = {
+        name: pd.Series([value] * len(table), dtype=object) for name, value in attributes.items()
+    }
     labelled = pd.concat(
         [table[["id"]], pd.DataFrame(columns, index=table.index), table.drop(columns="id")],
         axis=1,

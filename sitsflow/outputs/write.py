@@ -109,10 +109,11 @@ def build_dataset(
 
 
 def observed_variable(dims: tuple[str, ...], observed: np.ndarray) -> xr.Variable:
-    """`observed`: a 0/1 flag per acquisition date (bool `observed`), or, on a regular axis,
-    the number of clear observations behind each composite value (an unsigned count; 0 where
-    the value was gap-filled or is missing)."""
-    if observed.dtype == np.bool_:
+    """`observed`: a 0/1 flag per acquisition date (bool, or any other 0/1 array), or, on a
+    regular axis, the number of clear observations behind each composite value (an unsigned
+    integer count, what `sitsflow.pixels.composite` makes; 0 where the value was gap-filled or
+    is missing)."""
+    if not np.issubdtype(observed.dtype, np.unsignedinteger):
         return xr.Variable(
             dims,
             observed.astype(np.uint8),
@@ -153,7 +154,7 @@ def with_grid_mapping(dataset: xr.Dataset, grid: Grid) -> xr.Dataset:
     attrs["crs_wkt"] = wkt
     attrs["GeoTransform"] = " ".join(str(value) for value in grid.transform.to_gdal())
     dataset = dataset.assign_coords({GRID_MAPPING: xr.Variable((), 0, attrs)})
-    for name, variable in dataset.data_vars.items():
+    for variable in dataset.data_vars.values():
         if "x" in variable.dims and "y" in variable.dims:
             variable.encoding["grid_mapping"] = GRID_MAPPING
     units = "metre" if crs.linear_units in ("metre", "meter") else crs.linear_units

@@ -109,7 +109,9 @@ def _chosen_step(
     with np.errstate(divide="ignore", invalid="ignore"):
         ndvi = (nir - red) / (nir + red)
     # an observed day whose NDVI is undefined (0 / 0) is taken only when no other was observed
-    score = np.where(observed, np.where(np.isfinite(ndvi), ndvi, -np.finfo(np.float64).max), -np.inf)
+    score = np.where(
+        observed, np.where(np.isfinite(ndvi), ndvi, -np.finfo(np.float64).max), -np.inf
+    )
     return np.asarray(np.argmax(score, axis=0))
 
 

@@ -156,8 +156,8 @@ def load_features(
         )
     frame = frame.to_crs("EPSG:4326")
     ids = _check_ids([_id_to_str(value) for value in frame[id_column]], id_column)
-    rows = zip(*(frame[column] for column in attributes)) if attributes else iter(())
-    values = [tuple(row) for row in rows] if attributes else [()] * len(ids)
+    columns = [list(frame[column]) for column in attributes]
+    values = [tuple(row) for row in zip(*columns, strict=True)] if columns else [()] * len(ids)
     features = [
         Feature(fid, geom, tuple(zip(attributes, map(attribute_value, row), strict=True)))
         for fid, geom, row in zip(ids, frame.geometry, values, strict=True)
