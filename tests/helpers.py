@@ -45,13 +45,22 @@ def as_geometry(geometry: FeatureGeometry) -> BaseGeometry:
     return geometry if isinstance(geometry, BaseGeometry) else Point(geometry)
 
 
-def write_features(path: Path, features: Mapping[str, FeatureGeometry]) -> None:
+def write_features(
+    path: Path,
+    features: Mapping[str, FeatureGeometry],
+    properties: Mapping[str, Mapping[str, object]] | None = None,
+) -> None:
     """Write `features` (id -> geometry or (lon, lat), EPSG:4326) as a GeoJSON vector file whose
-    id column is `id`, the default `id_column`."""
+    id column is `id`, the default `id_column`; `properties` (id -> column -> value) adds
+    columns (config `attributes`)."""
     collection = {
         "type": "FeatureCollection",
         "features": [
-            {"type": "Feature", "properties": {"id": fid}, "geometry": mapping(as_geometry(g))}
+            {
+                "type": "Feature",
+                "properties": {"id": fid, **(properties or {}).get(fid, {})},
+                "geometry": mapping(as_geometry(g)),
+            }
             for fid, g in features.items()
         ],
     }

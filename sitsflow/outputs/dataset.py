@@ -278,6 +278,15 @@ def read_state(store: Path) -> tuple[list[list[Any]], dict[str, Any]] | None:
     return record, structure
 
 
+def _read_attrs(store: Path) -> dict[str, Any]:
+    """The store's global attributes (xarray replaces them with the written dataset's own on
+    every append: each append carries them, see `_append`)."""
+    import zarr
+
+    group = zarr.open_group(str(store), mode="r", zarr_format=2, use_consolidated=False)
+    return dict(group.attrs)
+
+
 def _write_attrs(store: Path, attrs: dict[str, Any]) -> None:
     import zarr
 
@@ -325,7 +334,7 @@ def update_dataset(cubes: Sequence[tuple[str, str | Path]], store: str | Path) -
             update = _rebuild(paths, fingerprints, target, reason)
         else:
             update.unchanged = len(record) - len(changed)
-            update.time_steps = len(structure["time"])
+            update.time_steps = len(structure["cube"]["time"])
             _rewrite(paths, fingerprints, target, record, structure, changed)
             _append(paths, fingerprints, target, record, structure, new)
             if changed or new:
@@ -373,6 +382,7 @@ def _rewrite(
     _write_attrs(store, _record_attrs(record))
     for fid in changed:
         slab = _loaded(paths[fid], fid, structure["kinds"]).drop_vars("time")
+        slab.attrs = _read_attrs(store)
         position = index[fid]
         slab.to_zarr(
             str(store),
@@ -404,6 +414,7 @@ def _append(
     for group in _groups(new):
         slabs = [_loaded(paths[fid], fid, structure["kinds"]) for fid in group]
         stacked = xr.concat(slabs, "feature", data_vars="all", coords="different", compat="equals")
+        stacked.attrs = _read_attrs(store)
         stacked.to_zarr(
             str(store), mode="a", append_dim="feature", zarr_format=2, consolidated=False
         )
@@ -457,6 +468,7 @@ def _rebuild(
                     encoding=_encoding(stacked),
                 )
             else:
+                stacked.attrs = _read_attrs(temporary)
                 stacked.to_zarr(
                     str(temporary), mode="a", append_dim="feature", zarr_format=2,
                     consolidated=False,

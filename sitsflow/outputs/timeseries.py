@@ -31,6 +31,7 @@ file's types there.
 from __future__ import annotations
 
 import json
+import numbers
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -224,27 +225,40 @@ def with_attributes(table: pd.DataFrame, attributes: dict[str, Any]) -> pd.DataF
 def harmonise_attributes(table: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
     """Attribute columns with one type each, as Parquet needs: text as `string`, booleans as
     `boolean`, integers as `Int64`, other numbers as float64 (missing values: NA or NaN);
-    a column mixing text with numbers becomes text."""
+    a column mixing text with numbers, or booleans with numbers, becomes text."""
     for name in names:
-        values = [value for value in table[name] if value is not None and not _missing(value)]
-        kinds = {type(value) for value in values}
-        if kinds <= {bool} and kinds:
+        kinds = {_kind(value) for value in table[name] if not _missing(value)}
+        if kinds == {"bool"}:
             table[name] = table[name].astype("boolean")
-        elif kinds <= {int} and kinds:
+        elif kinds == {"int"}:
             table[name] = table[name].astype("Int64")
-        elif kinds <= {int, float} and kinds:
+        elif kinds and kinds <= {"int", "float"}:
             table[name] = pd.to_numeric(table[name]).astype(np.float64)
         else:
             table[name] = pd.Series(
-                [None if value is None or _missing(value) else str(value) for value in table[name]],
+                [None if _missing(value) else str(value) for value in table[name]],
                 index=table.index,
                 dtype="string",
             )
     return table
 
 
+def _kind(value: Any) -> str:
+    """bool, int, float or str: the kind of one attribute value (numpy scalars included)."""
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Integral):
+        return "int"
+    if isinstance(value, numbers.Real):
+        return "float"
+    return "str"
+
+
 def _missing(value: Any) -> bool:
-    return isinstance(value, float) and np.isnan(value) or value is pd.NA
+    """None, NA, or a NaN float: a feature without a value in that column."""
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
 
 
 def typed(table: pd.DataFrame) -> pd.DataFrame:
