@@ -281,6 +281,28 @@ CONFIG_CASES = {
         r"config key 'filter'.*invalid cql2-text filter.*1:17.*expected",
     ),
     "filter of another type": ({"filter": 10}, r"10 is not of type.*\['filter'\]"),
+    "time step of years": ({"time_step": "P1Y"}, r"config key 'time_step'.*'P1Y' is not a supp"),
+    "time step of hours": ({"time_step": "PT6H"}, r"'time_step'.*PnD \(days\), PnW"),
+    "unknown composite": ({"composite": "mean"}, r"'mean' is not one of.*\['composite'\]"),
+    "max_ndvi without B08": (
+        {"time_step": "P10D", "composite": "max_ndvi", "bands": ["B03", "B04"]},
+        r"config key 'composite'.*add \['B08'\] to bands",
+    ),
+    "dataset in image mode": (
+        {"dataset": True, "time_step": "P10D", "mode": "image"},
+        r"config key 'dataset'.*set mode: patch",
+    ),
+    "dataset without a time step": (
+        {"dataset": True, "mode": "patch", "time_step": None},
+        r"config key 'dataset'.*own acquisition dates.*set time_step",
+    ),
+    "attribute named like a column": (
+        {"attributes": ["label", "time"]},
+        r"config key 'attributes'.*\['time'\] clash",
+    ),
+    "attribute named like a band": ({"attributes": ["B04"]}, r"'attributes'.*\['B04'\] clash"),
+    "id column as attribute": ({"attributes": ["id"]}, r"'attributes'.*'id' is the id_column"),
+    "unknown layout": ({"timeseries": {"layout": "tall"}}, r"'tall' is not one of.*long"),
 }
 
 
@@ -302,6 +324,17 @@ SNAKEMAKE_CASES = {
     "resolution zero": ({"resolution": 0}, None, r"resolution"),
     "patch too large": ({"mode": "patch", "patch_size": [5000, 5000]}, None, r"max_pixels"),
     "unparsable filter": ({"filter": "cloud <"}, None, r"(?s)config key 'filter'.*expected"),
+    "unstackable dataset": ({"dataset": True, "time_step": "P10D"}, None, r"set mode: patch"),
+    "dataset of acquisition dates": (
+        {"dataset": True, "mode": "patch"},
+        None,
+        r"(?s)time_step: null.*set time_step",
+    ),
+    "missing attribute column": (
+        {"attributes": ["label"]},
+        None,
+        r"attribute column\(s\) \['label'\] not found.*available columns: \['id'\]",
+    ),
 }
 
 
@@ -327,6 +360,9 @@ COMMAND_LINE_CASES = {
     "integers in a list": ["mode=patch", "patch_size=[32, 16]"],
     "nested number": ["gapfill={max_gap_days: 20}"],
     "null endpoint": ["s3_endpoint=null"],
+    "a time step": ["time_step=P16D", "composite=first"],
+    "null time step": ["time_step=null"],
+    "attributes and a layout": ["attributes=[]", "timeseries={layout: wide}"],
 }
 
 

@@ -296,3 +296,21 @@ def test_wide_layout_has_a_row_per_feature_and_date(run, snakemake, tmp_path_fac
     np.testing.assert_array_equal(indexed["observed"], observed.loc[indexed.index])
     csv = read_timeseries_csv(workdir / "results" / "timeseries" / "poly.csv")
     assert csv.shape == (6, len(wide.columns)) and csv[variables[0]].dtype == np.float32
+
+
+def test_batch_mode_makes_the_same_dataset_and_table(run, make_workdir, snakemake):
+    workdir = make_workdir.like(run, "dataset-batches", batch_size=2)
+    result = snakemake(workdir)
+    assert jobs_run(result)["batch"] >= 2 and "cube" not in jobs_run(result)
+    per_feature, batched = open_dataset(run), open_dataset(workdir)
+    assert list(batched["feature"].values) == list(FEATURES)
+    xr.testing.assert_identical(batched.drop_attrs(deep=False), per_feature.drop_attrs(deep=False))
+    keys = ["id", "band", "time"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(workdir / "results" / "timeseries.parquet").sort_values(
+            keys, ignore_index=True
+        ),
+        pd.read_parquet(run / "results" / "timeseries.parquet").sort_values(
+            keys, ignore_index=True
+        ),
+    )
