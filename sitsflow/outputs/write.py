@@ -135,7 +135,7 @@ def with_grid_mapping(dataset: xr.Dataset, grid: Grid) -> xr.Dataset:
     attrs["crs_wkt"] = wkt
     attrs["GeoTransform"] = " ".join(str(value) for value in grid.transform.to_gdal())
     dataset = dataset.assign_coords({GRID_MAPPING: xr.Variable((), 0, attrs)})
-    for name, variable in dataset.data_vars.items():
+    for variable in dataset.data_vars.values():
         if "x" in variable.dims and "y" in variable.dims:
             variable.encoding["grid_mapping"] = GRID_MAPPING
     units = "metre" if crs.linear_units in ("metre", "meter") else crs.linear_units
