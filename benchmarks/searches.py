@@ -14,7 +14,7 @@ checkpoint): the server counts the requests.
 Feature sets: `clustered150` (150 points within 5 km of the centres of three tiles, field
 plots), `rand_pts` (the 24 points of ../shared/data/rand_pts.geojson, one per tile) and
 `europe10k` (10 000 points drawn uniformly over 10 W..30 E, 36..62 N). The job's config is the
-tutorial's (2024, `eo:cloud_cover < 10`) with the schema's defaults otherwise
+tutorial's (2024, `eo:cloud_cover < 10`; `--no-filter`: none) with the schema's defaults otherwise
 (`stac.group_degrees` 2, `stac.page_size` 500). `--per-feature` adds the same run with
 `stac.group_degrees: 0` (one search per feature, what every peer does) for the sets of at most
 `--per-feature-max` features.
@@ -130,7 +130,11 @@ def feature_sets(seed: int = 0) -> dict[str, list[tuple[float, float]]]:
 
 
 def write_workdir(
-    workdir: Path, catalog: str, points: list[tuple[float, float]], degrees: float | None
+    workdir: Path,
+    catalog: str,
+    points: list[tuple[float, float]],
+    degrees: float | None,
+    query: dict[str, Any] | None,
 ) -> None:
     workdir.mkdir(parents=True)
     features = [
@@ -147,7 +151,7 @@ def write_workdir(
         catalog=catalog,
         start=f"{YEAR_START}",
         end=f"{YEAR_END}",
-        query={"eo:cloud_cover": {"lt": 10}},
+        query=query,
     )
     if degrees is not None:
         config["stac"] = {**(config.get("stac") or {}), "group_degrees": degrees}
@@ -165,9 +169,16 @@ def run_search(workdir: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure(server: StacServer, root: Path, name: str, points: list, degrees: float | None) -> dict:
+def measure(
+    server: StacServer,
+    root: Path,
+    name: str,
+    points: list,
+    degrees: float | None,
+    query: dict[str, Any] | None,
+) -> dict:
     workdir = root / f"{name}-{'per-feature' if degrees == 0 else 'grouped'}"
-    write_workdir(workdir, server.url, points, degrees)
+    write_workdir(workdir, server.url, points, degrees, query)
     server.reset_stats()
     seconds = run_search(workdir)
     stats = server.reset_stats()
@@ -192,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-feature", action="store_true")
     parser.add_argument("--per-feature-max", type=int, default=200)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument(
+        "--no-filter", action="store_true", help="no `eo:cloud_cover < 10` query: every item"
+    )
     args = parser.parse_args(argv)
     root = args.workdir or Path(tempfile.mkdtemp(prefix="sitsflow-searches-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -204,13 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     sets = feature_sets()
+    query = None if args.no_filter else {"eo:cloud_cover": {"lt": 10}}
     rows = []
     with StacServer(catalog, page_size_max=500, paging_style="earth-search") as server:
         for name in args.sets:
-            rows.append(measure(server, root, name, sets[name], None))
+            rows.append(measure(server, root, name, sets[name], None, query))
             print(rows[-1], file=sys.stderr, flush=True)
             if args.per_feature and len(sets[name]) <= args.per_feature_max:
-                rows.append(measure(server, root, name, sets[name], 0))
+                rows.append(measure(server, root, name, sets[name], 0, query))
                 print(rows[-1], file=sys.stderr, flush=True)
     columns = ["set", "searching", "features", "groups", "items", "/search", "per feature", "job s"]
     print(" | ".join(columns))
