@@ -23,6 +23,10 @@ items.json. For each N, in a fresh working directory:
   `cpu overhead/feature`: (cpu - loop cpu) / N, what the orchestration costs in CPU time.
 
 `--batch-size` sets the config key `batch_size` (0: one job per feature and stage).
+`--dry-run-only` measures only the first dry run (wall time and Snakemake's peak RSS) and
+where its time goes: a profile of the same dry run, summed by step (reading the vector
+file, grouping, batches, the rest of the parse, the DAG), for N like 100 000 whose full run
+does not fit a benchmark.
 The table goes to stdout; progress to stderr. Not a test: timings depend on the machine.
 """
 
@@ -182,11 +186,13 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def snakemake(workdir: Path, *args: str, cores: int = 2) -> RunResult:
-    """Run the workflow in `workdir`; sample the Snakemake process's peak RSS while it runs."""
+def snakemake(workdir: Path, *args: str, cores: int = 2, profile: Path | None = None) -> RunResult:
+    """Run the workflow in `workdir`; sample the Snakemake process's peak RSS while it runs
+    (with `profile`, under cProfile, which writes its statistics there)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    profiling = ["-m", "cProfile", "-o", str(profile)] if profile else []
     command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        sys.executable, *profiling, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
         "--cores", str(cores), *args,
     ]  # fmt: skip
@@ -365,6 +371,52 @@ def measure(
     return row
 
 
+# Where a dry run's time goes: profile entries (file, function) summed under a step's name.
+PARSE_STEPS = {
+    "read the vector file": ("features.py", "load_features"),
+    "group features": ("groups.py", "plan_groups"),
+    "plan batches": ("batch.py", "plan_batches"),
+    "check batch manifests": ("batch.py", "batch_generations"),
+    "validate config": ("utils.py", "validate"),
+    "build the DAG": ("dag.py", "init"),
+    "update the DAG (needrun)": ("dag.py", "update_needrun"),
+}
+
+
+def measure_dry_run(n: int, root: Path, items: Path, batch_size: str, cores: int) -> None:
+    """The first dry run of N features: wall time, peak RSS, jobs; then its profile by step."""
+    import pstats
+
+    workdir = root / f"n{n}-batch{batch_size}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    write_vector(workdir / "features.geojson", scatter_points(n))
+    write_config(workdir, items, batch_size)
+    say(f"N={n}: dry run")
+    dry = snakemake(workdir, "--dry-run", "--quiet", "rules", cores=cores)
+    check(dry, "dry run")
+    print(f"# dry run of {n} features (batch_size {batch_size}): {dry.seconds:.1f} s, "
+          f"Snakemake peak RSS {dry.peak_rss_mb:.0f} MB, {job_count(dry.output)} jobs")  # fmt: skip
+    profile = workdir / "dry-run.prof"
+    say(f"N={n}: profiled dry run")
+    profiled = snakemake(workdir, "--dry-run", "--quiet", "rules", cores=cores, profile=profile)
+    check(profiled, "profiled dry run")
+    stats = pstats.Stats(str(profile))
+    entries = stats.stats  # type: ignore[attr-defined]
+    total = max(entry[3] for entry in entries.values())
+    print(f"# where the profiled dry run's {profiled.seconds:.1f} s go (cumulative, overlapping):")
+    for step, (filename, function) in PARSE_STEPS.items():
+        seconds = sum(
+            entry[3]
+            for (path, _, name), entry in entries.items()
+            if path.endswith(filename) and name == function
+        )
+        print(f"  {step:<28} {seconds:6.2f} s")
+    print(f"  {'everything profiled':<28} {total:6.2f} s")
+    if not (root / "keep").exists():
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def print_table(rows: list[Row], cores: int) -> None:
     header = (
         f"{'N':>6} {'batch':>5} {'jobs':>6} {'dry-run s':>9} {'run s':>8} {'rss MB':>7} "
@@ -394,6 +446,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the working directories")
     parser.add_argument("--skip-loop", action="store_true", help="do not run the Python loop")
     parser.add_argument(
+        "--dry-run-only", action="store_true", help="only the first dry run, and its profile"
+    )
+    parser.add_argument(
         "--loop-sample",
         type=int,
         default=1000,
@@ -412,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     say(f"working in {root}")
     items = make_archive(root)
+    if args.dry_run_only:
+        for n in args.n:
+            measure_dry_run(n, root, items, args.batch_size, args.cores)
+        return 0
     rows = []
     try:
         for n in args.n:

@@ -11,7 +11,8 @@ if not BATCHES:
             layout.RUN_LOG.format(rule="quicklooks"),
         conda:
             "../envs/sitsflow.yaml"
-        threads: 1
+        # the last job of a run: it draws in as many processes as the run has cores
+        threads: workflow.cores
         resources:
             mem_mb=2000,
             runtime=30,

@@ -30,7 +30,7 @@ from benchmarks.cogbytes import (
     read_layout,
     total_bytes,
 )
-from benchmarks.seed_workload import job_name, peak_rss_by_job
+from benchmarks.seed_workload import job_name, peak_rss_by_job, read_cpu_per_file
 from sitsflow.pixels import load
 
 SIZE, BLOCK = 512, 128
@@ -220,6 +220,20 @@ def test_job_names_and_peak_rss_log(tmp_path: Path) -> None:
         '{"pid": 3, "argv": ["/x/tmp3.bbox.py"], "peak_rss": 100, "cpu_s": 0.5}\n'
     )
     assert peak_rss_by_job(log) == ({"cube": 500, "bbox": 100}, {"cube": 3.5, "bbox": 0.5}, 3)
+
+
+def test_cpu_per_cog_read_from_the_reader_logs(tmp_path: Path) -> None:
+    (tmp_path / "cube").mkdir()
+    (tmp_path / "cube" / "a.log").write_text(
+        "x INFO sitsflow.pixels.tiles: read 100 files in 0.40 s, 2.00 ms CPU per file: 200 "
+        "requests, 0.50 MB, 0 ranges from the disk cache, 400 tiles decoded\n"
+    )
+    (tmp_path / "batch.log").write_text(
+        "x INFO sitsflow.pixels.tiles: read 300 files for 3 features in 1.10 s, 6.00 ms CPU per "
+        "file: 600 requests\n"
+    )
+    assert read_cpu_per_file(tmp_path) == 5.0  # (100 x 2 + 300 x 6) / 400
+    assert read_cpu_per_file(tmp_path / "cube" / "none") is None
 
 
 @pytest.mark.parametrize(

@@ -67,3 +67,28 @@ def test_bad_input_named(tmp_path, features, id_column, match):
 def test_missing_file_names_key(tmp_path):
     with pytest.raises(InputError, match="config key 'vector'.*not found"):
         load_features(tmp_path / "nope.geojson")
+
+
+def test_the_array_check_flags_every_geometry_the_one_by_one_check_refuses():
+    from shapely import wkt
+
+    from sitsflow.workflow.features import _suspect_geometries, geometry_problem
+
+    texts = [
+        "POINT (8.5 49.8)",
+        "MULTIPOINT ((1 2), (3 4))",
+        "LINESTRING (0 0, 1 1)",
+        "POLYGON ((0 0, 1 0, 1 1, 0 1, 0 0))",
+        "MULTIPOLYGON (((0 0, 1 0, 1 1, 0 0)))",
+        "POINT EMPTY",
+        "POLYGON ((0 0, 1 1, 1 0, 0 1, 0 0))",  # a bow tie: invalid
+        "GEOMETRYCOLLECTION (POINT (0 0))",
+        "LINEARRING (0 0, 1 0, 1 1, 0 0)",
+        "POINT (45 120)",  # lat/lon swapped
+        "LINESTRING (-179 0, 179 0)",  # across the antimeridian
+        "POINT (NaN 1)",
+    ]
+    geometries = [wkt.loads(text) for text in texts] + [None]
+    refused = [i for i, geom in enumerate(geometries) if geometry_problem(geom)]
+    assert refused == list(range(5, len(geometries)))
+    assert _suspect_geometries(geometries) == refused

@@ -13,9 +13,10 @@ import pytest
 import xarray as xr
 from shapely.geometry import Point, box
 
-from sitsflow.catalog.ranges import RangeError, RangeStore, merge_ranges, retry_after
+from sitsflow.catalog.pauses import SharedPause
+from sitsflow.catalog.ranges import RangeCache, RangeError, RangeStore, merge_ranges, retry_after
 from sitsflow.errors import AssetError
-from sitsflow.pixels.cube import make_cube
+from sitsflow.pixels.cube import make_cube, read_request
 from sitsflow.pixels.tiles import TileReader
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
@@ -91,19 +92,53 @@ def test_a_missing_file_names_the_item_and_the_asset(archives, tmp_path):
     assert "gone.tif" in str(error.value)
 
 
-def test_one_reader_reuses_tiles_across_features(archives):
-    """Features of one batch that need the same tile decode it once (the tile cache)."""
+def test_features_read_together_decode_each_tile_once_and_give_the_same_cubes(archives):
+    """A batch's prefetch: near features share files and tiles, each tile is decoded once, and
+    every cube equals the one read alone."""
     catalog = archives["planetary-computer"]
-    near = {name: Point(8.4914 + i * 1e-4, 49.8544) for i, name in enumerate("abc")}
+    near = {name: Point(8.4914 + i * 4e-4, 49.8544) for i, name in enumerate("abc")}
+    near["a2"] = near["a"]  # the same grid twice: each its own copy
     settings = cube_settings(bands=BANDS)
+    records = {
+        fid: make_aoi_record(Feature(fid, point), grid_settings(crs="utm"))
+        for fid, point in near.items()
+    }
+    items = {fid: feature_items(catalog, record, START, END) for fid, record in records.items()}
+    alone = {fid: make_cube(records[fid], items[fid], {}, settings) for fid in near}
     with TileReader() as reader:
-        for fid, point in near.items():
-            record = make_aoi_record(Feature(fid, point), grid_settings(crs="utm"))
-            make_cube(
-                record, feature_items(catalog, record, START, END), {}, settings, loader=reader
-            )
-        assert reader.cache is not None
-        assert reader.cache.hits >= 2 * reader.cache.misses
+        requests = [read_request(records[fid], items[fid], {}, settings)[0] for fid in near]
+        assert reader.prefetch(requests) == len(near)
+        assert len({request.key() for request in requests}) == 3
+        decoded, placed = reader.tiles_decoded, reader.tiles_placed
+        together = {
+            fid: make_cube(records[fid], items[fid], {}, settings, loader=reader) for fid in near
+        }
+        assert reader.tiles_decoded == decoded  # the cubes read nothing more
+    assert placed >= 2 * decoded  # the features share tiles
+    for fid in near:
+        for attrs in (alone[fid].attrs, together[fid].attrs):
+            for key in VOLATILE:
+                attrs.pop(key)
+        xr.testing.assert_identical(together[fid], alone[fid])
+
+
+def test_a_failing_file_leaves_that_feature_to_its_own_read(archives, tmp_path):
+    catalog = archives["planetary-computer"]
+    settings = cube_settings(bands=BANDS)
+    records = [
+        make_aoi_record(Feature(fid, Point(8.4914 + i * 1e-4, 49.8544)), grid_settings(crs="utm"))
+        for i, fid in enumerate("ab")
+    ]
+    items = [feature_items(catalog, record, START, END) for record in records]
+    items[1][0]["assets"]["B04"]["href"] = str(tmp_path / "gone.tif")
+    with TileReader() as reader:
+        requests = [
+            read_request(r, i, {}, settings)[0] for r, i in zip(records, items, strict=True)
+        ]
+        assert reader.prefetch(requests) == 1
+        make_cube(records[0], items[0], {}, settings, loader=reader)
+        with pytest.raises(AssetError, match="gone.tif"):
+            make_cube(records[1], items[1], {}, settings, loader=reader)
 
 
 # ---- the range store --------------------------------------------------------------------------
@@ -184,3 +219,54 @@ def test_the_store_waits_as_told_keeps_the_prefix_and_names_what_fails():
     assert store.counters.retries == 1 and store.counters.from_memory >= 2
     assert store.counters.bytes == 1024 + 76 + 20
     assert "SECRET" not in repr(store)
+
+
+def test_tile_ranges_kept_on_disk_are_not_fetched_again(tmp_path):
+    async def scenario(url: str) -> tuple[list[bytes], list[bytes], RangeStore]:
+        store = RangeStore(prefix_bytes=16, cache=RangeCache(tmp_path / "ranges"))
+        first = await store.get_ranges_async(f"{url}/a.tif", starts=[3000, 4000], ends=[3100, 4050])
+        again = await store.get_ranges_async(f"{url}/a.tif", starts=[4000, 3000], ends=[4050, 3100])
+        await store.close()
+        return first, again, store
+
+    Throttled.answered = 1  # no 429 this time
+    with local_http_server(Throttled) as url:
+        first, again, store = asyncio.run(scenario(url))
+    body = Throttled.body
+    assert first == [body[3000:3100], body[4000:4050]] and again == first[::-1]
+    assert store.counters.requests == 2 and store.counters.from_disk == 2
+    assert not (tmp_path / "ranges").exists()  # removed with the store
+
+
+def test_a_throttled_store_pauses_every_job_of_the_run(tmp_path):
+    """Job A is told to wait (429, Retry-After: 1); job B, another store (another process in a
+    run) sharing the run's pause directory, waits too before its first request."""
+
+    async def scenario(url: str) -> tuple[float, float]:
+        shared = tmp_path / "pauses"
+        job_a = RangeStore(prefix_bytes=16, shared_pause=SharedPause(shared, check_interval_s=0))
+        job_b = RangeStore(prefix_bytes=16, shared_pause=SharedPause(shared, check_interval_s=0))
+        started = time.monotonic()
+        first = asyncio.create_task(job_a.get_range_async(f"{url}/a.tif", start=0, end=8))
+        await asyncio.sleep(0.3)  # A has had its 429 by now
+        await job_b.get_range_async(f"{url}/b.tif", start=0, end=8)
+        b_done = time.monotonic() - started
+        await first
+        a_done = time.monotonic() - started
+        await job_a.close()
+        await job_b.close()
+        return a_done, b_done
+
+    Throttled.answered = 0
+    with local_http_server(Throttled) as url:
+        a_done, b_done = asyncio.run(scenario(url))
+    assert a_done >= 1.0 and b_done >= 0.95  # B did not go ahead while A was told to wait
+
+
+def test_a_pause_file_is_per_host_and_ends(tmp_path):
+    pause = SharedPause(tmp_path, check_interval_s=0)
+    pause.hold("http://a.example:8000/x.tif", 0.3)
+    assert 0.2 < pause.remaining("http://a.example:8000/y.tif") <= 0.3
+    assert pause.remaining("http://b.example/x.tif") == 0
+    time.sleep(0.35)
+    assert SharedPause(tmp_path).remaining("http://a.example:8000/z.tif") == 0

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 from matplotlib.collections import PathCollection
-from matplotlib.image import AxesImage, imread
+from matplotlib.image import imread
 
 from sitsflow.outputs.quicklook import (
     choose_display,
@@ -15,6 +15,8 @@ from sitsflow.outputs.quicklook import (
     overview_figure,
     overview_table,
     quicklook_figure,
+    reflectance_bands,
+    thumbnail_mosaic,
     thumbnail_steps,
     thumbnails,
 )
@@ -69,21 +71,31 @@ def test_quicklook_png_of_each_feature(run):
         assert distinct_colours(pixels) > 500, fid  # thumbnails and curves, not a blank page
 
 
+def thumbnail_images(cube: xr.Dataset) -> np.ndarray:
+    steps = thumbnail_steps(cube.sizes["time"])
+    return thumbnails(cube, choose_display(reflectance_bands(cube)), steps)
+
+
 def test_quicklook_draws_the_cube(run):
     cube = load_cube(run, "p1")
     figure = quicklook_figure(cube)
     steps = cube.sizes["time"]
-    thumbnails = [
-        axes for axes in figure.axes if any(isinstance(a, AxesImage) for a in axes.images)
-    ]
-    assert len(thumbnails) == min(steps, 24)
+    thumbnails = next(axes for axes in figure.axes if axes.get_label() == "thumbnails")
+    labels = [text.get_text() for text in thumbnails.texts]
+    assert len(labels) == min(steps, 24)
     dates = [str(t)[:10] for t in cube["time"].values]
     masked = 1 - cube["observed"].values.reshape(steps, -1).mean(axis=1)
-    for axes, date, fraction in zip(thumbnails, dates, masked, strict=False):
-        assert axes.get_title() == f"{date}\n{fraction:.0%} gap-filled"
-    image = thumbnails[0].images[0].get_array()
-    assert image.shape == (cube.sizes["y"], cube.sizes["x"], 3)
-    assert np.ptp(image) > 0.3  # stretched, not flat
+    for label, date, fraction in zip(labels, dates, masked, strict=False):
+        assert label == f"{date}\n{fraction:.0%} gap-filled"
+    # the thumbnails, each under its label: the cube's pixels, stretched
+    images = thumbnail_images(cube)
+    mosaic, origins = thumbnail_mosaic(images)
+    np.testing.assert_array_equal(np.asarray(thumbnails.images[0].get_array()), mosaic)
+    height, width = images.shape[1:3]
+    for text, (top, left), image in zip(thumbnails.texts, origins, images, strict=True):
+        assert text.get_position() == (left + width / 2, top - 1)
+        np.testing.assert_array_equal(mosaic[top : top + height, left : left + width], image)
+    assert np.ptp(images[0]) > 0.3  # stretched, not flat
 
     reflectance = next(axes for axes in figure.axes if axes.get_ylabel() == "median reflectance")
     lines = {line.get_label(): line for line in reflectance.get_lines()}
@@ -116,7 +128,8 @@ def test_many_time_steps_show_24_thumbnails(run):
     long = xr.concat([cube] * 4, dim="time")
     long["time"] = cube["time"].values[0] + np.arange(long.sizes["time"]) * np.timedelta64(1, "D")
     figure = quicklook_figure(long)
-    assert sum(bool(axes.images) for axes in figure.axes) == 24
+    thumbnails = next(axes for axes in figure.axes if axes.get_label() == "thumbnails")
+    assert len(thumbnails.texts) == 24
 
 
 def test_feature_without_items_gets_a_png_saying_so(run):

@@ -35,11 +35,17 @@ BACKOFF_S = 0.5
 MAX_WAIT_S = 120.0
 
 
+# Requests are spaced this much more than 1/rate apart: a server that counts requests over a
+# sliding second then never sees more than `rate` of them, though each may arrive a few
+# milliseconds late or early.
+RATE_MARGIN = 0.05
+
+
 class RateLimiter:
     """At most `rate` acquisitions per second, spaced evenly, across threads."""
 
     def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.interval = (1.0 + RATE_MARGIN) / rate if rate > 0 else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
 

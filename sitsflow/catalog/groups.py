@@ -51,12 +51,16 @@ def plan_groups(features: Iterable[Feature], degrees: float) -> dict[str, list[s
     """Group -> member ids (in input order); groups sorted by name. `degrees` 0: one group per
     feature, named after it."""
     groups: dict[str, list[str]] = {}
+    names: dict[tuple[int, int], str] = {}  # a cell's name, made once per cell
     for feature in features:
         if degrees <= 0:
             key = f"f-{feature.fid}"
         else:
             centroid = feature.geometry.centroid
-            key = group_key(centroid.x, centroid.y, degrees)
+            cell = (math.floor(centroid.x / degrees), math.floor(centroid.y / degrees))
+            key = names.get(cell) or names.setdefault(
+                cell, group_key(centroid.x, centroid.y, degrees)
+            )
         groups.setdefault(key, []).append(feature.fid)
     return dict(sorted(groups.items()))
 

@@ -7,9 +7,15 @@ at most `max_in_flight` requests at once, and for each file the bytes its first 
 inside them costs no request. Local paths (a local catalog's items) are read from disk.
 
 Failures a server may recover from (a timeout, a reset connection, 429, 5xx) are retried with
-exponential backoff; a `Retry-After` header sets the wait, and every other request of the job
-waits too, since a throttling store throttles the client, not one file. Errors name the URL
-without its query string (a signed URL's token never reaches a message).
+exponential backoff; a `Retry-After` header sets the wait. A store that answers 429 or 503
+throttles the client, not one file, and the client is every job of the run: the pause is kept
+run-wide (`sitsflow.catalog.pauses.SharedPause`), so every request to that host, in every job,
+waits it out. Errors name the URL without its query string (a signed URL's token never
+reaches a message).
+
+A batch job's store also keeps the tile ranges it fetched on local disk (`RangeCache`): its
+features read together in rounds (`sitsflow.pixels.tiles.TileReader.prefetch`), and a tile a
+later round needs again is read from disk, not fetched again.
 
 Hrefs are turned into URLs once (`resolve_href`): `s3://BUCKET/KEY` into the bucket's public
 HTTPS address, Planetary Computer's blobs signed with a SAS token (`sitsflow.catalog.signing`).
@@ -19,20 +25,27 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import logging
 import os
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from sitsflow.catalog.pauses import SharedPause
+
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+THROTTLE_STATUS = frozenset({429, 503})
 MAX_RETRIES = 5
 RETRY_BACKOFF_S = 0.5
 MAX_RETRY_WAIT_S = 60.0
@@ -65,6 +78,7 @@ class Counters:
     bytes: int = 0
     retries: int = 0
     from_memory: int = 0
+    from_disk: int = 0
     waited_s: float = 0.0
 
 
@@ -74,6 +88,40 @@ class _Prefix:
 
     data: bytes
     size: int | None = None
+
+
+class RangeCache:
+    """Byte ranges of files kept on local disk, by URL (without its query) and range, in a
+    temporary directory removed by `close`."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="sitsflow-ranges-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.bytes = 0
+
+    def _path(self, url: str, start: int, stop: int) -> Path:
+        key = hashlib.sha1(f"{without_query(url)} {start} {stop}".encode()).hexdigest()
+        return self.directory / key[:2] / key
+
+    def get(self, url: str, start: int, stop: int) -> bytes | None:
+        try:
+            return self._path(url, start, stop).read_bytes()
+        except OSError:
+            return None
+
+    def put(self, url: str, start: int, stop: int, data: bytes) -> None:
+        path = self._path(url, start, stop)
+        try:
+            path.parent.mkdir(exist_ok=True)
+            temporary = path.with_suffix(f".{os.getpid()}.part")
+            temporary.write_bytes(data)
+            os.replace(temporary, path)
+            self.bytes += len(data)
+        except OSError as exc:  # a full disk: the range is fetched again when needed
+            log.info("range cache: cannot keep %d bytes (%s)", len(data), exc)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class RangeStore:
@@ -88,8 +136,12 @@ class RangeStore:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         read_timeout_s: float = READ_TIMEOUT_S,
         max_retries: int = MAX_RETRIES,
+        cache: RangeCache | None = None,
+        shared_pause: SharedPause | None = None,
     ) -> None:
         self.max_in_flight = max_in_flight
+        self.cache = cache
+        self.shared_pause = shared_pause
         self.prefix_bytes = prefix_bytes
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -113,6 +165,13 @@ class RangeStore:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self.close_cache()
+
+    def close_cache(self) -> None:
+        """Remove the disk cache of ranges, if any."""
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
 
     # ---- obspec ---------------------------------------------------------------------------
 
@@ -145,17 +204,27 @@ class RangeStore:
         if ends is None:
             ends = [start + length for start, length in zip(starts, lengths or [], strict=True)]
         stops = list(ends)
-        merged = merge_ranges(list(zip(starts, stops, strict=True)))
+        wanted = list(zip(starts, stops, strict=True))
+        known: dict[tuple[int, int], bytes] = {}
+        if self.cache is not None:
+            for start, stop in wanted:
+                data = self.cache.get(path, start, stop)
+                if data is not None:
+                    known[(start, stop)] = data
+                    self.counters.from_disk += 1
+        missing = [(start, stop) for start, stop in wanted if (start, stop) not in known]
+        merged = merge_ranges(missing)
         fetched = await asyncio.gather(
             *(self.get_range_async(path, start=start, end=stop) for start, stop in merged)
         )
-        pieces = []
-        for start, stop in zip(starts, stops, strict=True):
+        for start, stop in missing:
             for (low, high), data in zip(merged, fetched, strict=True):
                 if low <= start and stop <= high:
-                    pieces.append(data[start - low : stop - low])
+                    known[(start, stop)] = data[start - low : stop - low]
+                    if self.cache is not None:
+                        self.cache.put(path, start, stop, known[(start, stop)])
                     break
-        return pieces
+        return [known[(start, stop)] for start, stop in wanted]
 
     # ---- fetching -------------------------------------------------------------------------
 
@@ -171,7 +240,7 @@ class RangeStore:
         assert self._slots is not None
         headers = {"Range": f"bytes={start}-{stop - 1}"}
         for attempt in range(self.max_retries + 1):
-            await self._wait_if_paused()
+            await self._wait_if_paused(url)
             try:
                 async with self._slots, session.get(url, headers=headers) as response:
                     self.counters.requests += 1
@@ -186,6 +255,8 @@ class RangeStore:
                         raise RangeError(url, f"HTTP {response.status} {response.reason}")
                     wait = retry_after(response.headers.get("Retry-After"))
                     reason = f"HTTP {response.status}"
+                    if wait is None and response.status in THROTTLE_STATUS:
+                        wait = RETRY_BACKOFF_S * 2**attempt  # throttled: everyone backs off
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if attempt == self.max_retries:
                     raise RangeError(url, _describe(exc)) from None
@@ -194,14 +265,18 @@ class RangeStore:
             delay = min(delay, MAX_RETRY_WAIT_S)
             self.counters.retries += 1
             log.info("%s: %s, retry %d in %.1f s", without_query(url), reason, attempt + 1, delay)
-            if wait is not None:  # the store asked everyone to wait
+            if wait is not None:  # the store asked everyone to wait: every job of the run
                 self._paused_until = max(self._paused_until, time.monotonic() + delay)
+                if self.shared_pause is not None:
+                    self.shared_pause.hold(url, delay)
             else:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _wait_if_paused(self) -> None:
+    async def _wait_if_paused(self, url: str) -> None:
         pause = self._paused_until - time.monotonic()
+        if self.shared_pause is not None:
+            pause = max(pause, self.shared_pause.remaining(url))
         if pause > 0:
             self.counters.waited_s += pause
             await asyncio.sleep(pause)

@@ -13,6 +13,9 @@ A feature's quicklook has two parts:
   fraction per date as grey bars on a secondary axis.
 
 Plain matplotlib with the Agg canvas (no display, no pyplot state, no web basemap: offline).
+The thumbnails are one image (a mosaic) in one axes and the layout is fixed, not
+`constrained`: 24 axes and a constrained layout took 0.9 s per quicklook, a run-wide job over
+thousands of features pays that for each; the mosaic takes ~0.25 s.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ from sitsflow.outputs.timeseries import observed_share, value_variables, window_
 from sitsflow.workflow.layout import Layout
 
 if TYPE_CHECKING:
-    from matplotlib.gridspec import SubplotSpec
     from shapely.geometry.base import BaseGeometry
 
 MAX_THUMBNAILS = 24
@@ -49,7 +51,10 @@ STRETCH_PERCENTILES = (1, 99)
 DEFAULT_STRETCH = (0.0, 0.3)
 OBSERVED_DATE_SHARE = 0.5  # a date counts as observed when at least half the window was
 MISSING_PIXEL_GREY = 0.85
+THUMBNAIL_GAP = 0.08  # white space between thumbnails, as a share of a thumbnail's side
+LABEL_BAND = 0.45  # room above each thumbnail row for its labels, as a share of its height
 DPI = 100
+PNG_OPTIONS = {"compress_level": 3}  # zlib's fastest good level: 1/3 of the time of 6
 WIDTH_INCHES = 14
 BAND_COLOURS = {
     "B01": "#6a3d9a",
@@ -158,7 +163,7 @@ def date_statistics(cube: xr.Dataset) -> pd.DataFrame:
 
 def render_quicklook(cube: xr.Dataset, path: str | Path) -> None:
     """Write the feature's quicklook PNG (see `quicklook_figure`)."""
-    quicklook_figure(cube).savefig(path, dpi=DPI, format="png")
+    quicklook_figure(cube).savefig(path, dpi=DPI, format="png", pil_kwargs=PNG_OPTIONS)
 
 
 def quicklook_figure(cube: xr.Dataset) -> Figure:
@@ -174,16 +179,20 @@ def quicklook_figure(cube: xr.Dataset) -> Figure:
     index_columns = [c for c in statistics.columns if c not in bands and c != "masked_fraction"]
 
     thumb_rows = math.ceil(len(steps) / THUMBNAILS_PER_ROW)
-    heights = [1.45] * thumb_rows + [3.2] + ([2.2] if index_columns else [])
-    figure = Figure(figsize=(WIDTH_INCHES, sum(heights) + 1.0), dpi=DPI, layout="constrained")
+    heights = [1.25 * thumb_rows, 3.2] + ([2.2] if index_columns else [])
+    total = sum(heights) + 1.4
+    figure = Figure(figsize=(WIDTH_INCHES, total), dpi=DPI)
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(len(heights), 1, height_ratios=heights)
-    _draw_thumbnails(figure, grid[:thumb_rows], images, cube, steps, statistics)
-    reflectance_axes = figure.add_subplot(grid[thumb_rows])
+    grid = figure.add_gridspec(
+        len(heights), 1, height_ratios=heights, left=0.06, right=0.94,
+        top=1 - 0.45 / total, bottom=0.45 / total, hspace=0.3,
+    )  # fmt: skip
+    _draw_thumbnails(figure.add_subplot(grid[0]), images, cube, steps, statistics)
+    reflectance_axes = figure.add_subplot(grid[1])
     _draw_series(reflectance_axes, statistics, bands, "median reflectance")
     _draw_masked_bars(reflectance_axes, statistics)
     if index_columns:
-        index_axes = figure.add_subplot(grid[thumb_rows + 1], sharex=reflectance_axes)
+        index_axes = figure.add_subplot(grid[2], sharex=reflectance_axes)
         _draw_series(index_axes, statistics, index_columns, "median index")
         reflectance_axes.tick_params(labelbottom=False)
     figure.suptitle(_title(cube, fid, display), fontsize=11)
@@ -191,29 +200,51 @@ def quicklook_figure(cube: xr.Dataset) -> Figure:
 
 
 def _draw_thumbnails(
-    figure: Figure,
-    cells: SubplotSpec,
+    axes: Axes,
     images: np.ndarray,
     cube: xr.Dataset,
     steps: np.ndarray,
     statistics: pd.DataFrame,
 ) -> None:
-    rows = math.ceil(len(steps) / THUMBNAILS_PER_ROW)
-    inner = cells.subgridspec(rows, THUMBNAILS_PER_ROW, wspace=0.05, hspace=0.05)
+    """The thumbnails as one mosaic image, `THUMBNAILS_PER_ROW` a row, each labelled with its
+    date and gap-filled share (red when mostly gap-filled); the axes is labelled
+    `thumbnails`, each label is a text of it."""
+    axes.set_label("thumbnails")
+    mosaic, origins = thumbnail_mosaic(images)
+    axes.imshow(mosaic, interpolation="nearest", aspect="equal")
+    axes.set_axis_off()
     masked = statistics["masked_fraction"].to_numpy()
-    for position, step in enumerate(steps):
-        row, column = divmod(position, THUMBNAILS_PER_ROW)
-        axes = figure.add_subplot(inner[row, column])
-        axes.imshow(images[position], interpolation="nearest")
-        axes.set_xticks([])
-        axes.set_yticks([])
+    width = images.shape[2]
+    for (top, left), step in zip(origins, steps, strict=True):
         date = str(cube["time"].values[step])[:10]
         mostly_filled = masked[step] > 1 - OBSERVED_DATE_SHARE
-        axes.set_title(
+        axes.text(
+            left + width / 2,
+            top - 1,
             f"{date}\n{masked[step]:.0%} gap-filled",
+            ha="center",
+            va="bottom",
             fontsize=7,
             color="#b2182b" if mostly_filled else "black",
         )
+
+
+def thumbnail_mosaic(images: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """(step, y, x, 3) thumbnails laid out `THUMBNAILS_PER_ROW` a row on white, with a band
+    for labels above each row: the mosaic, and each thumbnail's (top, left) pixel in it."""
+    count, height, width = images.shape[:3]
+    gap = max(1, round(THUMBNAIL_GAP * max(height, width)))
+    band = max(1, round(LABEL_BAND * height))
+    rows = math.ceil(count / THUMBNAILS_PER_ROW)
+    columns = min(count, THUMBNAILS_PER_ROW)
+    mosaic = np.ones((rows * (band + height), columns * (width + gap) - gap, 3), images.dtype)
+    origins = []
+    for position in range(count):
+        row, column = divmod(position, THUMBNAILS_PER_ROW)
+        top, left = row * (band + height) + band, column * (width + gap)
+        mosaic[top : top + height, left : left + width] = images[position]
+        origins.append((top, left))
+    return mosaic, origins
 
 
 def _draw_series(axes: Axes, statistics: pd.DataFrame, columns: Sequence[str], label: str) -> None:

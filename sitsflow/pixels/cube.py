@@ -6,16 +6,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
-from sitsflow.catalog.providers import normalise_items, resolve_provider
+from sitsflow.catalog.providers import Provider, normalise_items, resolve_provider
 from sitsflow.outputs.write import build_dataset, provenance_attrs
 from sitsflow.pixels.composite import composite_mosaic
 from sitsflow.pixels.gapfill import gapfill
-from sitsflow.pixels.indices import add_indices
 from sitsflow.pixels.mask import clear_pixels
 from sitsflow.pixels.mosaic import MOSAIC_ORDER, Mosaic, mosaic_by_solar_day
 from sitsflow.pixels.read import Loader, make_loader
@@ -27,6 +26,9 @@ from sitsflow.workflow.aoi import BboxRecord, grid_of
 from sitsflow.workflow.features import AREA_TYPES
 from sitsflow.workflow.grid import Grid, project_geometry
 from sitsflow.workflow.settings import CubeSettings, MaskSettings
+
+if TYPE_CHECKING:
+    from sitsflow.pixels.tiles import ReadRequest
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +53,10 @@ def make_cube(
     mask_band = settings.mask.band
     all_bands = [*reflectance_bands, mask_band]
     started = time.perf_counter()
-    provider = resolve_provider(
-        settings.provider,
-        catalog=search_info.get("catalog", ""),
-        collection=search_info.get("collection", ""),
-        assets=settings.assets,
-        items=items,
-    )
-    provider.check_bands(all_bands)
-    log.info("feature %s: provider %s", fid, provider.describe())
     # on_missing_asset: skip -> items with an unreadable asset are left out and listed here
     skipped: list[dict[str, Any]] | None = [] if settings.on_missing_asset == "skip" else None
-    normalised = normalise_items(items, all_bands, provider, skipped)
+    provider, normalised = _normalised(items, search_info, settings, skipped)
+    log.info("feature %s: provider %s", fid, provider.describe())
     own_loader = loader is None
     loader = loader or make_loader(settings)
     try:
@@ -195,7 +189,12 @@ def make_cube(
         dataset["time"].attrs["long_name"] = (
             f"start of each {axis.duration.iso} compositing interval (local solar date)"
         )
-    # Spectral indices (sitsflow.pixels.indices): extra variables from the gap-filled reflectance.
+    if not settings.indices:
+        return dataset
+    # Spectral indices (sitsflow.pixels.indices, which imports spyndex: only when asked for):
+    # extra variables from the gap-filled reflectance.
+    from sitsflow.pixels.indices import add_indices
+
     return add_indices(dataset, list(settings.indices))
 
 
@@ -256,6 +255,48 @@ def read_and_mosaic(
     clear &= np.isfinite(reflectance).all(axis=1)
     mosaic = mosaic_by_solar_day(reflectance, classification, clear, stack.items, longitude)
     return stack, invalid, mosaic
+
+
+def _normalised(
+    items: list[StacItem],
+    search_info: dict[str, Any],
+    settings: CubeSettings,
+    skipped: list[dict[str, Any]] | None,
+) -> tuple[Provider, list[StacItem]]:
+    """The items' provider and the items with assets keyed by band (the bands and the mask
+    band), as the loader reads them."""
+    provider = resolve_provider(
+        settings.provider,
+        catalog=search_info.get("catalog", ""),
+        collection=search_info.get("collection", ""),
+        assets=settings.assets,
+        items=items,
+    )
+    all_bands = [*settings.reflectance_bands, settings.mask.band]
+    provider.check_bands(all_bands)
+    return provider, normalise_items(items, all_bands, provider, skipped)
+
+
+def read_request(
+    record: BboxRecord,
+    items: list[StacItem],
+    search_info: dict[str, Any],
+    settings: CubeSettings,
+) -> tuple[ReadRequest, bool]:
+    """What `make_cube` will ask its loader to read for this feature, and whether hrefs are
+    signed: a batch reads several features' requests together beforehand
+    (`sitsflow.pixels.tiles.TileReader.prefetch`)."""
+    from sitsflow.pixels.tiles import ReadRequest
+
+    provider, normalised = _normalised(items, search_info, settings, [])
+    request = ReadRequest(
+        normalised,
+        [*settings.reflectance_bands, settings.mask.band],
+        grid_of(record),
+        (settings.mask.band,),
+        settings.read_overviews,
+    )
+    return request, provider.signs_hrefs
 
 
 def inside_pixels(record: BboxRecord, grid: Grid, all_touched: bool) -> np.ndarray:

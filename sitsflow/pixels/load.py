@@ -60,6 +60,10 @@ GDAL_HTTP_OPTIONS = {
     "GDAL_HTTP_MULTIRANGE": "SERIAL",
     "GDAL_HTTP_MAX_RETRY": "5",
     "GDAL_HTTP_RETRY_DELAY": "1",
+    # A store that accepts connections and never answers would otherwise hold a read forever:
+    # 20 s per attempt, 6 attempts and their delays end such a read in about 3 minutes.
+    "GDAL_HTTP_TIMEOUT": "20",
+    "GDAL_HTTP_CONNECTTIMEOUT": "10",
     # room for everything a job fetches: stackstac reopens each file in every reading thread
     "CPL_VSIL_CURL_CACHE_SIZE": str(256 * 2**20),
     # Fetch in 2 KB steps (GDAL: 16 KB) and 4 KB on open (S3 client: a single GET, which for a

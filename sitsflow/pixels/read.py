@@ -67,12 +67,15 @@ class StackstacLoader:
         return None
 
 
-def make_loader(settings: CubeSettings) -> Loader:
+def make_loader(settings: CubeSettings, *, batch: bool = False) -> Loader:
     """The loader `settings.loader` names; one per job, so that a batch shares its
-    connections and tile cache."""
+    connections. sitsflow's reader keeps a throttled store's pause run-wide
+    (`sitsflow.catalog.pauses`), and in a `batch` job the tile ranges it fetched on local
+    disk, for the batch's later reads."""
     if settings.loader == "stackstac":
         return StackstacLoader(S3Access(settings.s3_access, settings.s3_endpoint))
-    from sitsflow.catalog.ranges import RangeStore
+    from sitsflow.catalog.pauses import SharedPause
+    from sitsflow.catalog.ranges import RangeCache, RangeStore
     from sitsflow.pixels.tiles import TileReader
 
     reads = settings.reads
@@ -80,6 +83,8 @@ def make_loader(settings: CubeSettings) -> Loader:
         max_in_flight=reads.max_in_flight,
         read_timeout_s=reads.timeout_s,
         max_retries=reads.retries,
+        cache=RangeCache() if batch else None,
+        shared_pause=SharedPause(),
     )
     return TileReader(
         s3_endpoint=settings.s3_endpoint, max_in_flight=reads.max_in_flight, store=store

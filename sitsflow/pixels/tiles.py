@@ -14,27 +14,30 @@ concurrently without the GIL. The map follows GDAL's nearest neighbour (`GWKNear
 source pixel containing the transformed centre of each grid pixel, with GDAL's 1e-10 pixel
 tolerance at pixel edges, so the cubes equal stackstac's (tested on the demo archive).
 
-Tiles are cached per job (`TileCache`): features of one batch that need the same tile of the
-same file decode it once.
+A batch job reads its features together (`TileReader.prefetch`): each file is opened once and
+each tile it needs for any of them fetched and decoded once. Decoded tiles in memory are
+bounded (`ByteBudget`), as are the requests in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import time
 import xml.etree.ElementTree as ElementTree
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from affine import Affine
 from pyproj import CRS
 
 from sitsflow.catalog.providers import CLASSIFICATION_BANDS
-from sitsflow.catalog.ranges import RangeStore, resolve_href, without_query
+from sitsflow.catalog.ranges import Counters, RangeStore, resolve_href, without_query
 from sitsflow.errors import AssetError
 from sitsflow.pixels.overviews import overview_level
 from sitsflow.pixels.stack import ItemStack
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FULL_RESOLUTION = "full resolution"
 CLASS_SAFE_RESAMPLING = frozenset({"NEAREST", "MODE"})
@@ -55,7 +59,8 @@ CLASS_SAFE_RESAMPLING = frozenset({"NEAREST", "MODE"})
 EDGE_TOLERANCE = 1e-10
 PIXEL_IS_POINT = 2  # GeoTIFF RasterType
 MAX_IN_FLIGHT = 64  # reads (files, then tiles) in progress at once
-TILE_CACHE_BYTES = 192 * 2**20
+# decoded tiles in memory at once: 24 full-size (1024 x 1024, 16-bit) tiles
+DECODE_BUDGET_BYTES = 48 * 2**20
 
 
 @dataclass(frozen=True)
@@ -82,50 +87,85 @@ class PixelMap:
     tiles: tuple[tuple[int, int], ...]
 
 
-class TileCache:
-    """Decoded tiles by (url, level, col, row), least recently used out beyond `max_bytes`."""
+class ByteBudget:
+    """Bytes of decoded tiles in memory at once, across concurrent reads: a full-size COG's
+    1024 x 1024 tile is 2 MB decoded, and 64 reads of 4 such tiles in flight would hold half a
+    gigabyte. A request larger than the budget waits until it is alone."""
 
-    def __init__(self, max_bytes: int = TILE_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._tiles: OrderedDict[tuple[str, int, int, int], np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self.hits = self.misses = 0
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self._changed: asyncio.Condition | None = None
 
-    def get(self, key: tuple[str, int, int, int]) -> np.ndarray | None:
-        tile = self._tiles.get(key)
-        if tile is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._tiles.move_to_end(key)
-        return tile
+    async def acquire(self, amount: int) -> int:
+        amount = min(amount, self.capacity)
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used + amount <= self.capacity)
+            self.used += amount
+        return amount
 
-    def put(self, key: tuple[str, int, int, int], tile: np.ndarray) -> None:
-        if key in self._tiles:
-            return
-        self._tiles[key] = tile
-        self._bytes += tile.nbytes
-        while self._bytes > self.max_bytes and len(self._tiles) > 1:
-            _, dropped = self._tiles.popitem(last=False)
-            self._bytes -= dropped.nbytes
+    async def release(self, amount: int) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self.used -= amount
+            self._changed.notify_all()
+
+
+@dataclass(frozen=True)
+class ReadRequest:
+    """One feature's read: its items' bands on its grid (what `TileReader.read` takes)."""
+
+    items: list[StacItem]
+    bands: list[str]
+    grid: Grid
+    class_bands: tuple[str, ...] = tuple(CLASSIFICATION_BANDS)
+    read_overviews: bool = True
+
+    def key(self) -> tuple[Any, ...]:
+        hrefs = tuple(item["assets"][band]["href"] for item in self.items for band in self.bands)
+        return (self.grid, hrefs, self.class_bands, self.read_overviews)
+
+
+@dataclass
+class _Target:
+    """Where one file's pixels go: a grid, its (y, x) array, and how to choose the level."""
+
+    grid: Grid
+    out: np.ndarray
+    class_band: bool
+    read_overviews: bool
+    description: str = ""
 
 
 @dataclass
 class TileReader:
-    """Reads items onto grids; one per job, so that its connections and caches serve every
-    feature the job builds. Not thread-safe: one `read` at a time."""
+    """Reads items onto grids; one per job, so that its connections serve every feature the
+    job builds. Not thread-safe: one `read` (or `prefetch`) at a time.
+
+    A batch job `prefetch`es the reads of several features at once: each file is opened once
+    and each of its tiles fetched and decoded once for all of them, then every feature's
+    `read` returns its share. With a disk range cache on the store (batch mode), tiles needed
+    again by a later prefetch are read from local disk, not fetched again.
+    """
 
     sign: Callable[[str], str] | None = None
     s3_endpoint: str | None = None
     max_in_flight: int = MAX_IN_FLIGHT
-    cache: TileCache | None = None
     store: RangeStore | None = None
+    decode_budget_bytes: int = DECODE_BUDGET_BYTES
 
     def __post_init__(self) -> None:
-        self.cache = self.cache or TileCache()
         self._maps: dict[tuple[Any, ...], PixelMap] = {}
+        # request key -> its stack and how many reads will still ask for it (features with the
+        # same grid and items: each gets its own copy, as the cube modifies it in place)
+        self._prefetched: dict[tuple[Any, ...], tuple[ItemStack, int]] = {}
+        self._budget = ByteBudget(self.decode_budget_bytes)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self.tiles_decoded = 0
+        self.tiles_placed = 0
 
     def read(
         self,
@@ -141,20 +181,52 @@ class TileReader:
         """Every item's `bands` on `grid`: `sitsflow.pixels.stack.ItemStack`, as stackstac's
         read gives it (DNs and classes as float32, NaN where a file has no data).
         `sign_hrefs` (Planetary Computer): each href gets a SAS token when it is opened."""
-        if sign_hrefs:
-            from sitsflow.catalog.signing import sign_href
-
-            self.sign = sign_href
-        with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-            return self._loop.run_until_complete(
-                self._read(items, bands, grid, class_bands, read_overviews, skipped)
+        request = ReadRequest(items, list(bands), grid, tuple(class_bands), read_overviews)
+        prefetched = self._take_prefetched(request.key())
+        if prefetched is not None:
+            log.info(
+                "%d files: read before, with the batch's other features",
+                prefetched.data.shape[0] * prefetched.data.shape[1],
             )
+            return prefetched
+        self._use_signing(sign_hrefs)
+        with self._measure(len(items) * len(bands)):
+            return self._run(self._read(request, skipped))
+
+    def prefetch(self, requests: Sequence[ReadRequest], *, sign_hrefs: bool = False) -> int:
+        """Read `requests` together (each file opened once, each tile decoded once) and keep
+        each one's stack for its `read`; returns how many were kept. A request one of whose
+        files fails is not kept: its own `read` then reads it again and reports the failure
+        as usual (or skips the item, with `on_missing_asset: skip`)."""
+        self._use_signing(sign_hrefs)
+        files = len({i["assets"][b]["href"] for r in requests for i in r.items for b in r.bands})
+        with self._measure(files, f"for {len(requests)} features"):
+            stacks = self._run(self._prefetch(list(requests)))
+        for request, stack in zip(requests, stacks, strict=True):
+            if stack is not None:
+                key = request.key()
+                _, readers = self._prefetched.get(key, (stack, 0))
+                self._prefetched[key] = (stack, readers + 1)
+        return sum(stack is not None for stack in stacks)
+
+    def _take_prefetched(self, key: tuple[Any, ...]) -> ItemStack | None:
+        entry = self._prefetched.pop(key, None)
+        if entry is None:
+            return None
+        stack, readers = entry
+        if readers == 1:
+            return stack
+        self._prefetched[key] = (stack, readers - 1)
+        return ItemStack(
+            stack.data.copy(), list(stack.items), list(stack.bands), dict(stack.sources)
+        )
 
     def close(self) -> None:
         """Close the connections and the event loop (a reader is done after this)."""
+        self._prefetched.clear()
         if self._loop is None:
+            if self.store is not None:
+                self.store.close_cache()
             return
         if self.store is not None:
             self._loop.run_until_complete(self.store.close())
@@ -169,17 +241,44 @@ class TileReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def _read(
-        self,
-        items: list[StacItem],
-        bands: list[str],
-        grid: Grid,
-        class_bands: Sequence[str],
-        read_overviews: bool,
-        skipped: list[dict[str, Any]] | None,
-    ) -> ItemStack:
+    @contextlib.contextmanager
+    def _measure(self, files: int, what: str = "") -> Iterator[None]:
+        """Log the files read, the wall and CPU time per file, and what the store did."""
+        counters = self.store.counters if self.store else Counters()
+        before = (counters.requests, counters.bytes, counters.from_disk, self.tiles_decoded)
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        counters = self.store.counters if self.store else counters
+        log.info(
+            "read %d files%s in %.2f s, %.2f ms CPU per file: %d requests, %.2f MB, %d ranges "
+            "from the disk cache, %d tiles decoded",
+            files,
+            f" {what}" if what else "",
+            wall,
+            1000 * cpu / max(files, 1),
+            counters.requests - before[0],
+            (counters.bytes - before[1]) / 1e6,
+            counters.from_disk - before[2],
+            self.tiles_decoded - before[3],
+        )
+
+    def _use_signing(self, sign_hrefs: bool) -> None:
+        if sign_hrefs:
+            from sitsflow.catalog.signing import sign_href
+
+            self.sign = sign_href
+
+    def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            return self._loop.run_until_complete(work)
+
+    async def _read(self, request: ReadRequest, skipped: list[dict[str, Any]] | None) -> ItemStack:
         if self.store is None:
             self.store = RangeStore(max_in_flight=self.max_in_flight)
+        items, bands, grid = request.items, request.bands, request.grid
         data = np.full((len(items), len(bands), grid.height, grid.width), np.nan, np.float32)
         sources: dict[str, Counter[str]] = {band: Counter() for band in bands}
         slots = asyncio.Semaphore(self.max_in_flight)
@@ -187,15 +286,12 @@ class TileReader:
         async def one(index: int, band_index: int) -> tuple[int, str, str] | None:
             item, band = items[index], bands[band_index]
             href = item["assets"][band]["href"]
+            target = _Target(
+                grid, data[index, band_index], band in request.class_bands, request.read_overviews
+            )
             async with slots:
                 try:
-                    description = await self._read_asset(
-                        href,
-                        grid,
-                        data[index, band_index],
-                        class_band=band in class_bands,
-                        read_overviews=read_overviews,
-                    )
+                    await self._read_asset(href, [target])
                 except Exception as exc:  # anything about this file: async-tiff wraps them
                     reason = without_query(str(exc))
                     if skipped is None:
@@ -206,7 +302,7 @@ class TileReader:
                             "persists, the item is broken at the provider"
                         ) from None
                     return index, band, reason
-            sources[band][description] += 1
+            sources[band][target.description] += 1
             return None
 
         jobs = [one(i, b) for i in range(len(items)) for b in range(len(bands))]
@@ -233,50 +329,97 @@ class TileReader:
             keep = [index for index in keep if index not in failed]
         return ItemStack(data[keep], [items[i] for i in keep], list(bands), sources)
 
-    async def _read_asset(
-        self,
-        href: str,
-        grid: Grid,
-        out: np.ndarray,
-        *,
-        class_band: bool,
-        read_overviews: bool,
-    ) -> str:
-        """Fill `out` (grid-shaped, NaN) with the asset's pixels; return what level was read."""
+    async def _prefetch(self, requests: list[ReadRequest]) -> list[ItemStack | None]:
+        if self.store is None:
+            self.store = RangeStore(max_in_flight=self.max_in_flight)
+        arrays = [
+            np.full((len(r.items), len(r.bands), r.grid.height, r.grid.width), np.nan, np.float32)
+            for r in requests
+        ]
+        sources: list[dict[str, Counter[str]]] = [
+            {band: Counter() for band in r.bands} for r in requests
+        ]
+        # href -> every (request, item, band) that reads it: features of one batch share files
+        users: dict[str, list[tuple[int, int, int]]] = {}
+        for number, request in enumerate(requests):
+            for i, item in enumerate(request.items):
+                for b, band in enumerate(request.bands):
+                    users.setdefault(item["assets"][band]["href"], []).append((number, i, b))
+        failed: set[int] = set()
+        slots = asyncio.Semaphore(self.max_in_flight)
+
+        async def one(href: str, uses: list[tuple[int, int, int]]) -> None:
+            targets = [
+                _Target(
+                    requests[n].grid,
+                    arrays[n][i, b],
+                    requests[n].bands[b] in requests[n].class_bands,
+                    requests[n].read_overviews,
+                )
+                for n, i, b in uses
+            ]
+            async with slots:
+                try:
+                    await self._read_asset(href, targets)
+                except Exception as exc:
+                    log.info("prefetch of %s failed: %s", without_query(href), exc)
+                    failed.update(n for n, _, _ in uses)
+                    return
+            for (n, _, b), target in zip(uses, targets, strict=True):
+                sources[n][requests[n].bands[b]][target.description] += 1
+
+        await asyncio.gather(*(one(href, uses) for href, uses in users.items()))
+        return [
+            None
+            if number in failed
+            else ItemStack(arrays[number], list(r.items), list(r.bands), sources[number])
+            for number, r in enumerate(requests)
+        ]
+
+    async def _read_asset(self, href: str, targets: list[_Target]) -> None:
+        """Fill each target's array (grid-shaped, NaN) with the asset's pixels, fetching and
+        decoding each tile they need once; set each target's level description."""
         from async_tiff import TIFF
 
-        assert self.store is not None and self.cache is not None
+        assert self.store is not None
         url = resolve_href(href, sign=self.sign, s3_endpoint=self.s3_endpoint)
         tiff = await TIFF.open(url, store=self.store, prefetch=self.store.prefix_bytes)
         levels = cog_levels(tiff)
-        chosen, description = choose_level(levels, tiff.ifds[0], grid, class_band, read_overviews)
-        level = levels[chosen]
-        pixels = self._pixel_map(level, grid)
-        counts = tiff.ifds[level.index].tile_byte_counts or []
-        tiles_across = -(-level.width // level.tile_width)
-        # a sparse tile (no bytes) holds no data: it stays NaN, as GDAL reads it as nodata
-        wanted = [
-            (col, row)
-            for col, row in pixels.tiles
-            if row * tiles_across + col >= len(counts) or counts[row * tiles_across + col] > 0
-        ]
-        found: dict[tuple[int, int], np.ndarray] = {}
-        missing = []
-        for col, row in wanted:
-            cached = self.cache.get((without_query(url), level.index, col, row))
-            if cached is None:
-                missing.append((col, row))
-            else:
-                found[(col, row)] = cached
-        if missing:
-            for (col, row), tile in zip(missing, await _fetch(tiff, level, missing), strict=True):
-                found[(col, row)] = tile
-                self.cache.put((without_query(url), level.index, col, row), tile)
-        _place(out, pixels, level, found)
+        resampling = overview_resampling(tiff.ifds[0])
+        by_level: dict[int, list[tuple[_Target, PixelMap]]] = {}
+        for target in targets:
+            chosen, target.description = choose_level_for(
+                levels, resampling, target.grid, target.class_band, target.read_overviews
+            )
+            level = levels[chosen]
+            by_level.setdefault(chosen, []).append((target, self._pixel_map(level, target.grid)))
         nodata = tiff.ifds[0].gdal_nodata
+        for chosen, placements in by_level.items():
+            level = levels[chosen]
+            counts = tiff.ifds[level.index].tile_byte_counts or []
+            tiles_across = -(-level.width // level.tile_width)
+            needed = sorted({tile for _, pixels in placements for tile in pixels.tiles})
+            # a sparse tile (no bytes) holds no data: it stays NaN, as GDAL reads it as nodata
+            wanted = [
+                (col, row)
+                for col, row in needed
+                if row * tiles_across + col >= len(counts) or counts[row * tiles_across + col] > 0
+            ]
+            if not wanted:
+                continue
+            size = len(wanted) * level.tile_width * level.tile_height * 2
+            held = await self._budget.acquire(size)
+            try:
+                found = dict(zip(wanted, await _fetch(tiff, level, wanted), strict=True))
+                self.tiles_decoded += len(found)
+                for target, pixels in placements:
+                    self.tiles_placed += _place(target.out, pixels, level, found)
+            finally:
+                await self._budget.release(held)
         if nodata is not None and nodata.strip().lower() not in ("", "nan"):
-            out[out == np.float32(float(nodata))] = np.nan
-        return description
+            value = np.float32(float(nodata))
+            for target in targets:
+                target.out[target.out == value] = np.nan
 
     def _pixel_map(self, level: Level, grid: Grid) -> PixelMap:
         key = (level.epsg, tuple(level.transform), level.width, level.height, grid)
@@ -513,37 +656,28 @@ def _place(
     pixels: PixelMap,
     level: Level,
     tiles: dict[tuple[int, int], np.ndarray],
-) -> None:
-    """Copy the source pixel of every grid pixel inside the level from its tile into `out`;
-    a tile the file lacks (sparse) stays NaN."""
-    if not tiles:
-        return
+) -> int:
+    """Copy the source pixel of every grid pixel inside the level from its tile into `out`
+    (a tile the file lacks, sparse, stays NaN); returns the number of tiles used. Tile by
+    tile, so no mosaic of the tiles is ever built."""
     inside = pixels.inside
+    if not tiles or not inside.any():
+        return 0
     rows, cols = pixels.rows[inside], pixels.cols[inside]
     tile_rows, tile_cols = rows // level.tile_height, cols // level.tile_width
-    first_row, first_col = int(tile_rows.min()), int(tile_cols.min())
-    span_rows = int(tile_rows.max()) - first_row + 1
-    span_cols = int(tile_cols.max()) - first_col + 1
-    mosaic = np.full(
-        (span_rows * level.tile_height, span_cols * level.tile_width), np.nan, np.float32
-    )
+    values = out[inside]
+    used = 0
     for (col, row), tile in tiles.items():
-        top = (row - first_row) * level.tile_height
-        left = (col - first_col) * level.tile_width
-        height, width = min(tile.shape[0], level.tile_height), min(tile.shape[1], level.tile_width)
-        mosaic[top : top + height, left : left + width] = tile[:height, :width]
-    local_rows = rows - first_row * level.tile_height
-    local_cols = cols - first_col * level.tile_width
-    out[inside] = mosaic[local_rows, local_cols]
-
-
-def log_tiles(reader: TileReader) -> str:
-    """One log line of what the reader's store and cache did."""
-    assert reader.cache is not None
-    counters = reader.store.counters if reader.store else None
-    requests = counters.requests if counters else 0
-    megabytes = counters.bytes / 1e6 if counters else 0.0
-    return (
-        f"{requests} requests, {megabytes:.2f} MB, tile cache {reader.cache.hits} hits / "
-        f"{reader.cache.misses} misses"
-    )
+        here = (tile_rows == row) & (tile_cols == col)
+        if not here.any():
+            continue
+        used += 1
+        local_rows = rows[here] - row * level.tile_height
+        local_cols = cols[here] - col * level.tile_width
+        # an edge tile may be stored smaller than the tile size: pixels beyond it stay NaN
+        fits = (local_rows < tile.shape[0]) & (local_cols < tile.shape[1])
+        placed = np.full(local_rows.shape, np.nan, np.float32)
+        placed[fits] = tile[local_rows[fits], local_cols[fits]]
+        values[here] = placed
+    out[inside] = values
+    return used

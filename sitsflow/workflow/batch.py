@@ -9,9 +9,11 @@ would.
 
 Incremental reruns stay per feature:
 
-* **Membership is stable**: batch `k` holds the features `k * size` .. `(k + 1) * size - 1` of the
-  vector file, in file order. Appending features changes only the last batch and adds new ones;
-  editing a feature changes only its batch's parameters. Snakemake reruns exactly those batches.
+* **Membership is stable**: batch `{group}-k` holds the features `k * size` .. `(k + 1) * size - 1`
+  of one search group (`sitsflow.catalog.groups`), in file order. A feature's group depends
+  only on its own centroid, so appending features changes only the last batch of their groups
+  and adds new ones; editing a feature changes only its batch's parameters. Snakemake reruns
+  exactly those batches.
 * **A batch skips what is up to date**: each stage's *fingerprint* (a hash of the feature's
   geometry, the stage's config values and the upstream stage's fingerprint) is recorded per
   feature in `results/batches/state/{id}.json` when the stage succeeds. A rerun batch redoes a
@@ -22,6 +24,13 @@ Incremental reruns stay per feature:
   feature. Like a failed job, the failed stage's output does not exist afterwards. The batch job
   fails at the end if any feature failed, so the run ends in error and the `onerror` summary
   lists the failed features; the other features' files are complete and are not redone.
+
+**Reads are shared**: a batch's features lie close together and read the same files. The batch
+first brings every member's bbox and items up to date, then reads the cubes in rounds of
+about `READ_ROUND_BYTES` of pixels: a round's files are opened once and each tile fetched and
+decoded once for all its features (`sitsflow.pixels.tiles.TileReader.prefetch`), and the
+tiles fetched are kept on local disk for the later rounds, so each tile is fetched once per
+batch. Then each feature's cube, quicklook and time series are made from its share.
 
 The per-feature files are not declared Snakemake outputs (a failed member would make Snakemake
 delete the whole batch's files); the declared output is the batch's manifest,
@@ -53,6 +62,7 @@ from sitsflow.workflow.features import AttributeValue, Feature
 
 if TYPE_CHECKING:
     from sitsflow.pixels.read import Loader
+    from sitsflow.pixels.tiles import ReadRequest
 from sitsflow.workflow.layout import STAGE_NAMES, UPSTREAM, Layout
 from sitsflow.workflow.settings import (
     CubeSettings,
@@ -74,6 +84,8 @@ log = logging.getLogger(__name__)
 
 # `batch_size: auto`: per-feature jobs up to this many features, batches of this size above.
 AUTO_BATCH_SIZE = 50
+# Pixels (float32) of the features a batch reads together: a round's stacks are all in memory.
+READ_ROUND_BYTES = 128 * 2**20
 
 
 class BatchFailed(SitsflowError):
@@ -335,15 +347,25 @@ def stage_is_current(
 @dataclass
 class BatchContext:
     """What a batch's stages share: the settings, the search result of the batch's group, and
-    one loader for every cube (its connections and tile cache)."""
+    one loader for every cube (its connections, and the reads of features read together)."""
 
     settings: BatchSettings
     group_search: str
     loader: Loader | None = None
+    requests: dict[str, ReadRequest] = field(default_factory=dict)
+    signs_hrefs: bool = False
 
     @property
     def layout(self) -> Layout:
         return self.settings.layout
+
+    def shared_loader(self) -> Loader:
+        """The batch's loader, made on first use (with a disk cache of the tiles it fetched)."""
+        if self.loader is None:
+            from sitsflow.pixels.read import make_loader
+
+            self.loader = make_loader(self.settings.cube, batch=True)
+        return self.loader
 
 
 StageRunner = Callable[[str, Feature, BatchContext], None]
@@ -359,13 +381,14 @@ def run_stage(stage: str, feature: Feature, context: BatchContext) -> None:
     elif stage == "search":
         feature_items(context.group_search, layout.path("bbox", fid), settings.search, output)
     elif stage == "cube":
-        if context.loader is None:
-            from sitsflow.pixels.read import make_loader
-
-            context.loader = make_loader(settings.cube)
         bbox, items = layout.path("bbox", fid), layout.path("search", fid)
         build_cube(
-            bbox, items, settings.cube, output, loader=context.loader, attributes=feature.labels
+            bbox,
+            items,
+            settings.cube,
+            output,
+            loader=context.shared_loader(),
+            attributes=feature.labels,
         )
     elif stage == "quicklook":
         render_quicklook_file(layout.path("cube", fid), output)
@@ -380,20 +403,28 @@ def run_stage(stage: str, feature: Feature, context: BatchContext) -> None:
 
 
 def process_feature(
-    feature: Feature, context: BatchContext, stage_runner: StageRunner = run_stage
+    feature: Feature,
+    context: BatchContext,
+    stage_runner: StageRunner = run_stage,
+    stages: Sequence[str] = STAGE_NAMES,
+    outcome: FeatureOutcome | None = None,
 ) -> FeatureOutcome:
     """Bring one feature's files up to date, stage by stage; never raises for a stage error.
 
     A stage runs if it is not current (see `stage_is_current`) or an input stage ran. Its
     old output and fingerprint are removed first, so a failed stage leaves no output (like a
     failed Snakemake job) and the next run redoes it. The stage log is `logs/{stage}/{id}.log`.
+    `stages` (in order) and `outcome` let a batch run the first stages of every member before
+    the rest: the outcome so far says which upstream stages ran.
     """
     started = time.perf_counter()
     fid, layout, settings = feature.fid, context.layout, context.settings
     fingerprints = stage_fingerprints(feature.wkt, settings, feature.labels)
     recorded = read_state(layout.state(fid))
-    outcome = FeatureOutcome(fid)
-    for stage in STAGE_NAMES:
+    outcome = outcome or FeatureOutcome(fid)
+    if not outcome.ok:
+        return outcome
+    for stage in stages:
         upstream_redone = any(name in outcome.ran for name in UPSTREAM[stage])
         current = stage_is_current(stage, fid, layout, fingerprints[stage], recorded)
         if not upstream_redone and current:
@@ -411,8 +442,89 @@ def process_feature(
         recorded[stage] = fingerprints[stage]
         write_state(layout.state(fid), recorded)
         outcome.ran.append(stage)
-    outcome.seconds = time.perf_counter() - started
+    outcome.seconds += time.perf_counter() - started
     return outcome
+
+
+def stage_will_run(
+    stage: str, feature: Feature, context: BatchContext, outcome: FeatureOutcome
+) -> bool:
+    """Whether `process_feature` will run `stage` next for this feature (see there)."""
+    if not outcome.ok:
+        return False
+    if any(name in outcome.ran for name in UPSTREAM[stage]):
+        return True
+    fingerprint = stage_fingerprints(feature.wkt, context.settings, feature.labels)[stage]
+    recorded = read_state(context.layout.state(feature.fid))
+    return not stage_is_current(stage, feature.fid, context.layout, fingerprint, recorded)
+
+
+def read_rounds(
+    requests: Sequence[tuple[Feature, ReadRequest]], limit: int = READ_ROUND_BYTES
+) -> list[list[tuple[Feature, ReadRequest]]]:
+    """`requests` in consecutive rounds whose stacks (float32) add up to at most `limit`
+    bytes (a larger one alone)."""
+    rounds: list[list[tuple[Feature, ReadRequest]]] = []
+    size = 0
+    for feature, request in requests:
+        grid = request.grid
+        nbytes = len(request.items) * len(request.bands) * grid.width * grid.height * 4
+        if not rounds or size + nbytes > limit:
+            rounds.append([])
+            size = 0
+        rounds[-1].append((feature, request))
+        size += nbytes
+    return rounds
+
+
+def plan_rounds(
+    members: Sequence[Feature], context: BatchContext, batch_log: logging.Logger
+) -> list[list[Feature]]:
+    """Plan the cube reads of `members` (their bbox and items are up to date) and group them
+    into rounds; returns the rounds, each to be read together by `read_round`."""
+    from sitsflow.catalog.search import read_item_collection
+    from sitsflow.pixels.cube import read_request
+    from sitsflow.workflow.stages import read_bbox
+
+    layout, settings = context.layout, context.settings
+    planned: list[tuple[Feature, ReadRequest]] = []
+    unplanned: list[Feature] = []
+    for feature in members:
+        try:
+            items, info = read_item_collection(layout.path("search", feature.fid))
+            record = read_bbox(layout.path("bbox", feature.fid))
+            request, signs = read_request(record, items, info, settings.cube)
+        except Exception as exc:  # its cube stage reports it, in its own log
+            batch_log.info("%s: not read with the others (%s)", feature.fid, exc)
+            unplanned.append(feature)
+            continue
+        context.signs_hrefs = context.signs_hrefs or signs
+        planned.append((feature, request))
+    rounds = [[feature for feature, _ in chunk] for chunk in read_rounds(planned)]
+    context.requests = {feature.fid: request for feature, request in planned}
+    return rounds + [[feature] for feature in unplanned]
+
+
+def read_round(
+    round_members: Sequence[Feature], context: BatchContext, batch_log: logging.Logger
+) -> None:
+    """Read the cubes of `round_members` together into the batch's loader, when it can
+    (sitsflow's reader); each member's cube stage then takes its share."""
+    requests = [context.requests[f.fid] for f in round_members if f.fid in context.requests]
+    if len(requests) < 2:
+        return
+    loader = context.shared_loader()
+    prefetch = getattr(loader, "prefetch", None)
+    if prefetch is None:
+        return
+    started = time.perf_counter()
+    kept = prefetch(requests, sign_hrefs=context.signs_hrefs)
+    batch_log.info(
+        "read the files of %d features together in %.2f s (%d kept)",
+        len(requests),
+        time.perf_counter() - started,
+        kept,
+    )
 
 
 def batch_logger(log_path: str | Path | None) -> logging.Logger:
@@ -449,12 +561,27 @@ def run_batch(
     batch_log = batch_logger(log_path)
     started = time.perf_counter()
     batch_log.info("batch %s: %d features", batch, len(members))
-    outcomes = []
-    for fid, geometry in members.items():
-        labels = tuple((attributes or {}).get(fid, {}).items())
-        feature = Feature(fid, shapely_wkt.loads(geometry), labels)
-        outcome = process_feature(feature, context, stage_runner)
-        outcomes.append(outcome)
+    features = [
+        Feature(fid, shapely_wkt.loads(geometry), tuple((attributes or {}).get(fid, {}).items()))
+        for fid, geometry in members.items()
+    ]
+    # bbox and items of every member first, then the cubes read round by round (see module)
+    split = STAGE_NAMES.index("cube")
+    progress = {
+        f.fid: process_feature(f, context, stage_runner, STAGE_NAMES[:split]) for f in features
+    }
+    reading = [f for f in features if stage_will_run("cube", f, context, progress[f.fid])]
+    rounds = plan_rounds(reading, context, batch_log) if len(reading) > 1 else []
+    in_rounds = {f.fid for chunk in rounds for f in chunk}
+    for chunk in [*rounds, *([f] for f in features if f.fid not in in_rounds)]:
+        read_round(chunk, context, batch_log)
+        for feature in chunk:
+            progress[feature.fid] = process_feature(
+                feature, context, stage_runner, STAGE_NAMES[split:], progress[feature.fid]
+            )
+    outcomes = [progress[fid] for fid in members]
+    for outcome in outcomes:
+        fid = outcome.fid
         if outcome.ok:
             ran = ", ".join(outcome.ran) or "nothing (up to date)"
             batch_log.info("%s: ran %s in %.2f s", fid, ran, outcome.seconds)
