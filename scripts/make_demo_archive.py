@@ -34,6 +34,8 @@ from sitsflow.workflow.config import load_config, load_schema
 from sitsflow.workflow.settings import Settings
 
 log = logging.getLogger("make_demo_archive")
+# The config the Snakefile reads first; `--configfile` values go over it, as in Snakemake.
+WORKFLOW_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
 
 DEFAULTS = {
     "revisit_days": 5,
@@ -105,8 +107,14 @@ def schema_defaults() -> dict:
 
 def settings_from_config(path: Path) -> dict:
     """The archive settings a workflow config implies (the demo archive is its `catalog`),
-    read as the workflow reads it: validated, with the schema's defaults."""
-    settings = Settings.from_config(load_config(yaml.safe_load(path.read_text()) or {}))
+    read as the workflow reads it: config/config.yaml (the Snakefile's `configfile:`) with
+    `path` over it, validated, with the schema's defaults. A config of a few keys (as
+    config/training.yaml) names the same archive as the run it configures."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load(WORKFLOW_CONFIG.read_text()) or {}
+    update_config(config, yaml.safe_load(path.read_text()) or {})
+    settings = Settings.from_config(load_config(config))
     found = {
         "vector": settings.vector,
         "id_column": settings.id_column,

@@ -55,3 +55,30 @@ def test_cql2_filters_pass(cql2_filter):
     config = default_config()
     config["filter"] = cql2_filter
     check_config(config)
+
+
+def test_training_config_is_the_demo_run_with_the_training_keys():
+    """config/training.yaml (README "Training data") holds only what differs: over
+    config/config.yaml, as Snakemake reads it, it makes a stackable run of the demo's features
+    whose demo archive is the default run's."""
+    import runpy
+    from pathlib import Path
+
+    import yaml
+    from snakemake.utils import update_config
+
+    from sitsflow.workflow.config import load_config
+    from sitsflow.workflow.features import load_features
+    from sitsflow.workflow.settings import Settings
+
+    repo = Path(__file__).parents[1]
+    config = default_config()
+    update_config(config, yaml.safe_load((repo / "config" / "training.yaml").read_text()))
+    settings = Settings.from_config(load_config(config))
+    assert settings.dataset and settings.cube.time_step == "P10D"
+    assert settings.grid.mode == "patch" and settings.timeseries.layout == "wide"
+    features = load_features(repo / settings.vector, settings.id_column, settings.attributes)
+    assert all(isinstance(feature.labels["pt_id"], int) for feature in features)
+    demo = runpy.run_path(str(repo / "scripts" / "make_demo_archive.py"), run_name="demo")
+    archive = demo["settings_from_config"]
+    assert archive(repo / "config" / "training.yaml") == archive(repo / "config" / "config.yaml")

@@ -44,13 +44,13 @@ FEATURES = {
     EMPTY_FEATURE[0]: EMPTY_FEATURE[1],
 }
 LABELS: dict[str, dict[str, object]] = {
-    "p1": {"label": "crop", "code": 2},
-    "poly": {"label": "forest", "code": 5},
-    "p1-east": {"label": "crop", "code": 2},
-    "p1-north": {"label": "water", "code": 7},
-    EMPTY_FEATURE[0]: {"label": "sea", "code": 9},
+    "p1": {"label": "crop", "pt_id": 2},
+    "poly": {"label": "forest", "pt_id": 5},
+    "p1-east": {"label": "crop", "pt_id": 2},
+    "p1-north": {"label": "water", "pt_id": 7},
+    EMPTY_FEATURE[0]: {"label": "sea", "pt_id": 9},
 }
-NEW = ("p1-south", Point(P1.x, P1.y - 0.005), {"label": "grass", "code": 3})
+NEW = ("p1-south", Point(P1.x, P1.y - 0.005), {"label": "grass", "pt_id": 3})
 PATCH = [12, 10]  # nx, ny: not square, so that x and y cannot be swapped unnoticed
 VARIABLES = [*BANDS, *INDICES, "SCL", "observed"]
 FEATURE_DIMENSION_ARRAYS = ("feature",)  # the 1-D coordinates along `feature`
@@ -64,7 +64,7 @@ def write_vector(workdir: Path, features: dict, labels: dict) -> None:
 def run(make_workdir, snakemake, demo_archive) -> Path:
     config = {
         **shared_run_config(demo_archive), "mode": "patch", "patch_size": PATCH,
-        "time_step": "P10D", "dataset": True, "attributes": ["label", "code"],
+        "time_step": "P10D", "dataset": True, "attributes": ["label", "pt_id"],
     }  # fmt: skip
     workdir = make_workdir("dataset", FEATURES, **config)
     write_vector(workdir, FEATURES, LABELS)
@@ -106,12 +106,12 @@ def assert_dataset_equals_cubes(workdir: Path, fids: list[str], labels: dict) ->
         np.testing.assert_array_equal(one["grid_x"].values, cube["x"].values)
         np.testing.assert_array_equal(one["grid_y"].values, cube["y"].values)
         assert one["label"].item() == labels[fid]["label"]
-        assert one["code"].item() == labels[fid]["code"]
+        assert one["pt_id"].item() == labels[fid]["pt_id"]
         assert json.loads(cube.attrs["feature_attributes"]) == labels[fid]
         centroid = cube.attrs["geometry_wkt"]
         assert one["lon"].item() == pytest.approx(_centroid(centroid)[0], abs=1e-6)
         assert one["lat"].item() == pytest.approx(_centroid(centroid)[1], abs=1e-6)
-    assert dataset["code"].dtype == np.int64
+    assert dataset["pt_id"].dtype == np.int64
     assert dataset.attrs["time_step"] == "P10D" and dataset.attrs["composite"] == "median"
 
 
@@ -154,13 +154,13 @@ def test_dataset_equals_the_cubes(run):
 def test_timeseries_table_has_the_attribute_columns(run):
     table = pd.read_parquet(run / "results" / "timeseries.parquet")
     assert list(table.columns) == [
-        "id", "label", "code", "time", "band", "value", "observed", "n_pixels",
+        "id", "label", "pt_id", "time", "band", "value", "observed", "n_pixels",
     ]  # fmt: skip
-    assert table["label"].dtype == "string" and table["code"].dtype == "Int64"
+    assert table["label"].dtype == "string" and table["pt_id"].dtype == "Int64"
     for fid, labels in LABELS.items():
         rows = table[table["id"] == fid]
         assert len(rows) == 6 * len(BANDS + INDICES), fid
-        assert set(rows["label"]) == {labels["label"]} and set(rows["code"]) == {labels["code"]}
+        assert set(rows["label"]) == {labels["label"]} and set(rows["pt_id"]) == {labels["pt_id"]}
     csv = read_timeseries_csv(run / "results" / "timeseries" / "p1.csv")
     assert list(csv.columns) == list(table.columns) and set(csv["label"]) == {"crop"}
 
@@ -235,7 +235,7 @@ def test_appending_a_feature_writes_only_its_part_of_the_dataset(appended):
         or name.endswith("/0")
         for name in others
     ), sorted(others)
-    assert {"label/0", "code/0", "feature/0", "lon/0"} <= others
+    assert {"label/0", "pt_id/0", "feature/0", "lon/0"} <= others
     assert_dataset_equals_cubes(workdir, [*FEATURES, NEW[0]], {**LABELS, NEW[0]: NEW[2]})
 
 
@@ -245,7 +245,7 @@ def test_relabelling_a_feature_rewrites_its_cube_and_its_region_only(
     workdir = copy_of(run, tmp_path_factory, "dataset-relabel")
     store = workdir / "results" / "dataset.zarr"
     before = chunk_files(store)
-    labels = {**LABELS, "p1-east": {"label": "fallow", "code": 4}}
+    labels = {**LABELS, "p1-east": {"label": "fallow", "pt_id": 4}}
     write_vector(workdir, FEATURES, labels)
     result = snakemake(workdir)
     jobs = jobs_run(result)
@@ -279,7 +279,7 @@ def test_wide_layout_has_a_row_per_feature_and_date(run, snakemake, tmp_path_fac
     wide = pd.read_parquet(workdir / "results" / "timeseries.parquet")
     variables = BANDS + INDICES
     assert list(wide.columns) == [
-        "id", "label", "code", "time", *variables, "observed", "n_pixels",
+        "id", "label", "pt_id", "time", *variables, "observed", "n_pixels",
     ]  # fmt: skip
     assert wide.shape == (len(FEATURES) * 6, 4 + len(variables) + 2)
     assert all(wide[name].dtype == np.float32 for name in variables)
@@ -314,3 +314,20 @@ def test_batch_mode_makes_the_same_dataset_and_table(run, make_workdir, snakemak
             keys, ignore_index=True
         ),
     )
+
+
+def test_the_readme_training_example_gives_a_frame_and_an_array(run, monkeypatch):
+    """README "Training data": its five lines, run in this run's directory (whose vector file
+    has `pt_id` too), give the table and a (N, T, C, H, W) float32 array with the labels."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Training data", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.splitlines()[0].startswith("# make run") and len(code.splitlines()) == 5
+    monkeypatch.chdir(run)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    x, y, frame = namespace["x"], namespace["y"], namespace["frame"]
+    assert x.shape == (len(FEATURES), 6, 3, PATCH[1], PATCH[0]) and x.dtype == np.float32
+    assert list(y) == [LABELS[fid]["pt_id"] for fid in FEATURES]
+    np.testing.assert_array_equal(x[0, :, 2], load_cube(run, "p1")["B08"].values)
+    assert {"id", "pt_id", "time"} <= set(frame.columns)
