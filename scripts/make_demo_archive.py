@@ -28,14 +28,19 @@ from pathlib import Path
 
 import yaml
 
-from sitsflow.demo import LAYOUTS, archive_size, features_from_vector, generate_archive
-from sitsflow.demo.options import RESAMPLINGS, SCL_PATTERNS, ArchiveOptions
-from sitsflow.workflow.config import load_config, load_schema
-from sitsflow.workflow.settings import Settings
+REPO = Path(__file__).resolve().parents[1]
+# This checkout's package and schema, whatever else is installed (as rules/common.smk does):
+# the config below is this checkout's config/config.yaml.
+sys.path.insert(0, str(REPO))
+
+from sitsflow.demo import LAYOUTS, archive_size, features_from_vector, generate_archive  # noqa: E402
+from sitsflow.demo.options import RESAMPLINGS, SCL_PATTERNS, ArchiveOptions  # noqa: E402
+from sitsflow.workflow.config import load_config, load_schema  # noqa: E402
+from sitsflow.workflow.settings import Settings  # noqa: E402
 
 log = logging.getLogger("make_demo_archive")
 # The config the Snakefile reads first; `--configfile` values go over it, as in Snakemake.
-WORKFLOW_CONFIG = Path(__file__).resolve().parents[1] / "config" / "config.yaml"
+WORKFLOW_CONFIG = REPO / "config" / "config.yaml"
 
 DEFAULTS = {
     "revisit_days": 5,
