@@ -141,6 +141,26 @@ def test_a_failing_file_leaves_that_feature_to_its_own_read(archives, tmp_path):
             make_cube(records[1], items[1], {}, settings, loader=reader)
 
 
+def test_a_store_that_stops_answering_fails_the_feature_within_one_timeout(archives):
+    """The first file that cannot be read fails the feature and the reads still waiting are
+    cancelled: a stalled store costs one timeout, not one per round of reads in flight."""
+    record = make_aoi_record(Feature("pt", FEATURES["pt"]), grid_settings(crs="utm"))
+    settings = cube_settings(bands=BANDS)
+    with StacServer(
+        archives["planetary-computer"].removesuffix("/items.json"), stall_data_s=5
+    ) as server:
+        items = feature_items(server.url, record, START, END)
+        files = len(items) * (len(BANDS) + 1)
+        store = RangeStore(max_in_flight=2, read_timeout_s=0.5, max_retries=0)
+        with TileReader(store=store, max_in_flight=2) as reader:
+            started = time.monotonic()
+            with pytest.raises(AssetError, match="timed out"):
+                make_cube(record, items, {"catalog": server.url}, settings, loader=reader)
+            seconds = time.monotonic() - started
+    assert files >= 12  # reading them 2 at a time would take 3 s or more
+    assert seconds < 2.0, seconds
+
+
 # ---- the range store --------------------------------------------------------------------------
 
 

@@ -95,3 +95,48 @@ def test_the_search_stage_keeps_a_far_east_feature_s_new_year_acquisition(tmp_pa
     }
     assert "dropped item corner: footprint misses the feature's window" in caplog.text
     assert Path(output).exists()
+
+
+def test_a_group_search_gives_each_feature_what_its_own_search_finds(tmp_path, monkeypatch):
+    """Issue 14: features of one 2-degree cell share one search over the union of their
+    windows; each feature's items file keeps exactly the items, in the same order, and the
+    same dropped entries, as a search of its own window."""
+    import dataclasses
+
+    from sitsflow.catalog.groups import plan_groups
+    from sitsflow.workflow.layout import Layout
+    from sitsflow.workflow.stages import feature_items, make_bbox, search_groups
+
+    # footprints of 0.3 x 0.3 degrees over the cell, every 10 days, some crossing it
+    items = [
+        stac_item(f"t{col}{row}-{day:02d}", f"2024-03-{day:02d}T10:30:00Z",
+                  box(8.0 + 0.27 * col, 48.0 + 0.27 * row, 8.3 + 0.27 * col, 48.3 + 0.27 * row))
+        for col in range(8) for row in range(8) for day in (1, 11, 21)
+    ]  # fmt: skip
+    catalog = tmp_path / "items.json"
+    catalog.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
+    points = {  # inside footprints, on their overlaps, and at the cell's corners
+        "a": (8.12, 48.1), "b": (8.285, 48.29), "c": (9.4, 49.2), "d": (9.97, 49.98),
+        "e": (8.01, 49.99), "f": (9.1, 48.57),
+    }  # fmt: skip
+    features = {fid: Feature(fid, Point(lonlat)) for fid, lonlat in points.items()}
+    settings = settings_for(catalog=str(catalog), query=None, start="2024-03-01", end="2024-03-31")
+    groups = plan_groups(features.values(), settings.stac.group_degrees)
+    assert groups == {"e008n48": list(points)}  # one group, one search
+    grid = dataclasses.replace(settings.grid, crs="utm", resolution=20, buffer_m=1000)
+    monkeypatch.chdir(tmp_path)
+    for fid, feature in features.items():
+        make_bbox(feature, grid, f"bbox/{fid}.json")
+    search_groups(features, groups, grid, settings.search, settings.stac, 0, Layout())
+    found, _ = read_item_collection(Layout.group_search("e008n48"))
+    for fid in features:
+        (tmp_path / fid).mkdir()
+        feature_items(Layout.group_search("e008n48"), f"bbox/{fid}.json", settings.search,
+                      f"grouped/{fid}.json")  # fmt: skip
+        search_alone(f"bbox/{fid}.json", settings.search, f"alone/{fid}.json", tmp_path / fid)
+        grouped, grouped_info = read_item_collection(f"grouped/{fid}.json")
+        alone, alone_info = read_item_collection(f"alone/{fid}.json")
+        assert grouped and len(grouped) < len(found), fid
+        assert grouped == alone, fid
+        assert grouped_info["dropped"] == alone_info["dropped"], fid
+        assert grouped_info["bbox"] == alone_info["bbox"], fid

@@ -162,6 +162,9 @@ class TileReader:
         # same grid and items: each gets its own copy, as the cube modifies it in place)
         self._prefetched: dict[tuple[Any, ...], tuple[ItemStack, int]] = {}
         self._budget = ByteBudget(self.decode_budget_bytes)
+        # href -> why its prefetch failed (after the store's retries): a feature's own read
+        # reports it without waiting for the same timeouts again
+        self._failed: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self.tiles_decoded = 0
@@ -291,6 +294,8 @@ class TileReader:
             )
             async with slots:
                 try:
+                    if href in self._failed:
+                        raise OSError(self._failed[href])
                     await self._read_asset(href, [target])
                 except Exception as exc:  # anything about this file: async-tiff wraps them
                     reason = without_query(str(exc))
@@ -305,17 +310,20 @@ class TileReader:
             sources[band][target.description] += 1
             return None
 
-        jobs = [one(i, b) for i in range(len(items)) for b in range(len(bands))]
-        # every read ends before an error is raised: no request is left behind in the loop
-        failures: list[tuple[int, str, str]] = []
-        errors: list[BaseException] = []
-        for outcome in await asyncio.gather(*jobs, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                errors.append(outcome)
-            elif outcome is not None:
-                failures.append(outcome)
-        if errors:
-            raise errors[0]
+        tasks = [
+            asyncio.ensure_future(one(i, b)) for i in range(len(items)) for b in range(len(bands))
+        ]
+        try:
+            outcomes = await asyncio.gather(*tasks)
+        except BaseException:
+            # The feature fails with its first unreadable file: the reads still waiting (a
+            # store that stopped answering would hold each for its timeouts) are cancelled,
+            # and ended before the error is raised, so no request is left behind in the loop.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        failures = [outcome for outcome in outcomes if outcome is not None]
         keep = list(range(len(items)))
         if failures and skipped is not None:
             failed: dict[int, dict[str, Any]] = {}
@@ -363,6 +371,7 @@ class TileReader:
                     await self._read_asset(href, targets)
                 except Exception as exc:
                     log.info("prefetch of %s failed: %s", without_query(href), exc)
+                    self._failed[href] = str(exc)
                     failed.update(n for n, _, _ in uses)
                     return
             for (n, _, b), target in zip(uses, targets, strict=True):
