@@ -7,15 +7,15 @@ the real grid is, 100 km apart on every UTM zone from 29 to 35 (109.8 km footpri
 neighbours overlap), one item per tile every `--revisit-days` over 2024, each a copy of a real
 Earth Search v1 item (`../shared/fixtures/stac/earth-search-v1`) with its own id, footprint,
 date, tile and a cloud cover drawn uniformly. It is served over 127.0.0.1 by sitsflow's test
-STAC server (pages of at most 500 items, Earth Search's own maximum being 100 by default and
-10 000 at most) and each feature set runs only the workflow's `search` job (the run-wide
-checkpoint): the server counts the requests.
+STAC server (pages of at most 500 items, the schema's `stac.page_size`), and each feature set
+runs only the workflow's `search` job (the run-wide checkpoint): the server counts the
+requests.
 
 Feature sets: `clustered150` (150 points within 5 km of the centres of three tiles, field
 plots), `rand_pts` (the 24 points of ../shared/data/rand_pts.geojson, one per tile) and
 `europe10k` (10 000 points drawn uniformly over 10 W..30 E, 36..62 N). The job's config is the
-tutorial's (2024, `eo:cloud_cover < 10`; `--no-filter`: none) with the schema's defaults otherwise
-(`stac.group_degrees` 2, `stac.page_size` 500). `--per-feature` adds the same run with
+tutorial's (2024, `eo:cloud_cover < 10`; `--no-filter`: none) with the schema's defaults
+otherwise (`stac.group_degrees` 2, `stac.page_size` 500). `--per-feature` adds the same run with
 `stac.group_degrees: 0` (one search per feature, what every peer does) for the sets of at most
 `--per-feature-max` features.
 
