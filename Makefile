@@ -64,4 +64,4 @@ format: $(STAMP)
 	$(BIN)/snakefmt .
 
 clean:
-	rm -rf results logs .snakemake
+	rm -rf results logs .snakemake .sitsflow
