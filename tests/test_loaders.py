@@ -241,6 +241,55 @@ def test_the_store_waits_as_told_keeps_the_prefix_and_names_what_fails():
     assert "SECRET" not in repr(store)
 
 
+class Busy(BaseHTTPRequestHandler):
+    """Answers its first `refusals` requests with `status` (no Retry-After), then the data."""
+
+    protocol_version = "HTTP/1.1"
+    status, refusals, answered = 429, 0, 0
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        cls = type(self)
+        cls.answered += 1
+        if cls.answered <= cls.refusals:
+            self.send_response(cls.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(206)
+        self.send_header("Content-Range", "bytes 0-3/4")
+        self.send_header("Content-Length", "4")
+        self.end_headers()
+        self.wfile.write(b"data")
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize(("status", "refusals", "read"), [(429, 4, True), (500, 4, False)])
+def test_a_busy_store_is_waited_for_beyond_the_failure_retries(monkeypatch, status, refusals, read):
+    """Throttled answers have their own budget of retries: four 429s in a row are waited out
+    with `retries` 2, four 500s fail the read."""
+    from sitsflow.catalog import ranges
+
+    monkeypatch.setattr(ranges, "RETRY_BACKOFF_S", 0.01)
+
+    async def scenario(url: str) -> bytes:
+        store = RangeStore(max_retries=2)
+        try:
+            return await store.get_range_async(f"{url}/a.tif", start=0, end=4)
+        finally:
+            await store.close()
+
+    Busy.status, Busy.refusals, Busy.answered = status, refusals, 0
+    with local_http_server(Busy) as url:
+        if read:
+            assert asyncio.run(scenario(url)) == b"data"
+        else:
+            with pytest.raises(RangeError, match="HTTP 500"):
+                asyncio.run(scenario(url))
+    assert Busy.answered == (refusals + 1 if read else 3)
+
+
 def test_tile_ranges_kept_on_disk_are_not_fetched_again(tmp_path):
     async def scenario(url: str) -> tuple[list[bytes], list[bytes], RangeStore]:
         store = RangeStore(prefix_bytes=16, cache=RangeCache(tmp_path / "ranges"))

@@ -5,8 +5,9 @@ machine by tests/slurm/start_slurm.sh, shared with any other test session runnin
 time (tests/slurm/cluster.py). The tests are skipped, with the reason, only where SLURM is not
 installed or cannot start (`bash tests/install_slurm.sh` installs it).
 
-The run uses batch mode (`batch_size: 2`: three features in two `batch` jobs) and the profile's
-grouping, which must put both batches into one cluster job. Its cubes, time series and summary
+The run uses batch mode (`batch_size: 2`; its three features lie in three search groups, so
+three `batch` jobs) and the profile's grouping, which must put every batch into one cluster
+job, beside the search's own cluster job. Its cubes, time series and summary
 must equal those of the same configuration run locally with one job per feature and stage
 (the fixture `netcdf_run`, shared with the other result tests).
 """
@@ -85,10 +86,12 @@ def test_jobs_ran_as_cluster_jobs_with_batches_grouped(slurm_run, slurm_cluster)
         assert re.search(started, controller_log), job
         assert f"_job_complete: JobId={job['id']} WEXITSTATUS 0" in controller_log, job
 
-    # Grouping: both batches in one cluster job, the summaries and overview in another.
-    assert len(jobs) == 2, jobs
+    # Grouping: the search (a checkpoint) a cluster job of its own, every batch in one cluster
+    # job, the run-wide outputs in another.
+    assert len(jobs) == 3, jobs
+    assert sum(job["comment"] == "rule_search" for job in jobs) == 1, jobs
     batch_manifests = sorted(p.name for p in (workdir / "results" / "batches").glob("*.json"))
-    assert batch_manifests == ["0000.json", "0001.json"]
+    assert len(batch_manifests) >= 2, batch_manifests  # one batch per search group at least
     feature_jobs = [job for job in jobs if "features" in job["comment"]]
     assert len(feature_jobs) == 1, jobs
     slurm_logs = list((workdir / ".snakemake" / "slurm_logs").rglob(f"{feature_jobs[0]['id']}.log"))

@@ -6,8 +6,9 @@ at most `max_in_flight` requests at once, and for each file the bytes its first 
 (a COG's header and, right behind it, the tiles of its coarsest overviews), so that a tile
 inside them costs no request. Local paths (a local catalog's items) are read from disk.
 
-Failures a server may recover from (a timeout, a reset connection, 429, 5xx) are retried with
-exponential backoff; a `Retry-After` header sets the wait. A store that answers 429 or 503
+Failures a server may recover from (a timeout, a reset connection, 5xx) are retried with
+exponential backoff, `max_retries` times; a throttled answer (429, 503) up to `THROTTLE_RETRIES`
+times besides, as a busy store is alive; a `Retry-After` header sets the wait. A store that answers 429 or 503
 throttles the client, not one file, and the client is every job of the run: the pause is kept
 run-wide (`sitsflow.catalog.pauses.SharedPause`), so every request to that host, in every job,
 waits it out. Errors name the URL without its query string (a signed URL's token never
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 THROTTLE_STATUS = frozenset({429, 503})
 MAX_RETRIES = 5
+# retries of a throttled answer (429, 503), beside `max_retries` for every other failure
+THROTTLE_RETRIES = 10
 RETRY_BACKOFF_S = 0.5
 MAX_RETRY_WAIT_S = 60.0
 CONNECT_TIMEOUT_S = 10.0
@@ -239,8 +242,12 @@ class RangeStore:
         session = self._client()
         assert self._slots is not None
         headers = {"Range": f"bytes={start}-{stop - 1}"}
-        for attempt in range(self.max_retries + 1):
+        # A throttled answer (429, 503) says the store is alive and busy: it has its own, larger
+        # budget of retries, so that a run sharing a busy store waits instead of failing.
+        failures = throttles = 0
+        while True:
             await self._wait_if_paused(url)
+            attempt = failures + throttles
             try:
                 async with self._slots, session.get(url, headers=headers) as response:
                     self.counters.requests += 1
@@ -251,15 +258,24 @@ class RangeStore:
                         return data[start:stop] if response.status == 200 else data
                     if response.status == 416:  # past the end: what there is, which is nothing
                         return b""
-                    if response.status not in RETRY_STATUS or attempt == self.max_retries:
+                    throttled = response.status in THROTTLE_STATUS
+                    exhausted = (
+                        throttles >= THROTTLE_RETRIES if throttled else failures >= self.max_retries
+                    )
+                    if response.status not in RETRY_STATUS or exhausted:
                         raise RangeError(url, f"HTTP {response.status} {response.reason}")
                     wait = retry_after(response.headers.get("Retry-After"))
                     reason = f"HTTP {response.status}"
-                    if wait is None and response.status in THROTTLE_STATUS:
-                        wait = RETRY_BACKOFF_S * 2**attempt  # throttled: everyone backs off
+                    if throttled:
+                        throttles += 1
+                        if wait is None:  # throttled: everyone backs off
+                            wait = RETRY_BACKOFF_S * 2 ** min(throttles - 1, 6)
+                    else:
+                        failures += 1
             except (TimeoutError, aiohttp.ClientError) as exc:
-                if attempt == self.max_retries:
+                if failures >= self.max_retries:
                     raise RangeError(url, _describe(exc)) from None
+                failures += 1
                 wait, reason = None, _describe(exc)
             delay = wait if wait is not None else RETRY_BACKOFF_S * 2**attempt
             delay = min(delay, MAX_RETRY_WAIT_S)
@@ -271,7 +287,6 @@ class RangeStore:
                     self.shared_pause.hold(url, delay)
             else:
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     async def _wait_if_paused(self, url: str) -> None:
         pause = self._paused_until - time.monotonic()
