@@ -7,12 +7,12 @@ at most `max_in_flight` requests at once, and for each file the bytes its first 
 inside them costs no request. Local paths (a local catalog's items) are read from disk.
 
 Failures a server may recover from (a timeout, a reset connection, 5xx) are retried with
-exponential backoff, `max_retries` times; a throttled answer (429, 503) up to `THROTTLE_RETRIES`
-times besides, as a busy store is alive; a `Retry-After` header sets the wait. A store that answers 429 or 503
-throttles the client, not one file, and the client is every job of the run: the pause is kept
-run-wide (`sitsflow.catalog.pauses.SharedPause`), so every request to that host, in every job,
-waits it out. Errors name the URL without its query string (a signed URL's token never
-reaches a message).
+exponential backoff, `max_retries` times; a throttled answer (429, 503) up to
+`THROTTLE_RETRIES` times besides, as a busy store is alive; a `Retry-After` header sets the
+wait. A store that answers 429 or 503 throttles the client, not one file, and the client is
+every job of the run: the pause is kept run-wide (`sitsflow.catalog.pauses.SharedPause`), so
+every request to that host, in every job, waits it out. Errors name the URL without its query
+string (a signed URL's token never reaches a message).
 
 A batch job's store also keeps the tile ranges it fetched on local disk (`RangeCache`): its
 features read together in rounds (`sitsflow.pixels.tiles.TileReader.prefetch`), and a tile a
