@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -26,6 +24,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.scale import snakemake  # noqa: E402
 from sitsflow.testing.stac_server import StacServer  # noqa: E402
 
 ARCHIVE = REPO / "resources" / "demo" / "sentinel-2-l2a"
@@ -60,20 +59,13 @@ def main(argv: list[str] | None = None) -> int:
             config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
             config.update(vector="features.geojson", catalog=server.url)
             (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-            started = time.perf_counter()
-            result = subprocess.run(
-                [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-                 "-d", str(workdir), "--configfile", str(workdir / "config.yaml"),
-                 "--cores", "2", "--quiet", "all"],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            seconds = time.perf_counter() - started
+            result = snakemake(workdir, "--quiet", "all", cores=2)
         cubes = sorted(path.stem for path in (workdir / "results" / "cubes").glob("*.nc"))
         fid = stalled["properties"]["id"]
         log = workdir / "logs" / "cube" / f"{fid}.log"
         errors = [line for line in log.read_text().splitlines() if "cannot read" in line]
         print(f"stalled tile T{tile} (feature {fid}), every request held {args.stall_s:.0f} s")
-        print(f"run ended after {seconds:.1f} s, exit code {result.returncode}")
+        print(f"run ended after {result.seconds:.1f} s, exit code {result.returncode}")
         print(f"cubes written: {cubes} of {args.features} features")
         print(f"error: {errors[-1] if errors else '(none in ' + str(log.name) + ')'}")
     return 0
