@@ -43,6 +43,7 @@ found when the workflow is parsed (`missing_member_files`), and the batch is rer
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -550,8 +551,10 @@ def batch_logger(log_path: str | Path | None) -> logging.Logger:
 M_ARENA_MAX = -8  # glibc mallopt parameter
 
 
+@functools.cache
 def _glibc() -> Any:
-    """glibc through ctypes, or None where the C library is another one (musl, macOS)."""
+    """glibc through ctypes, or None where the C library is another one (musl, macOS); found
+    once per job (`find_library` runs `ldconfig`), as every read round asks for it."""
     import ctypes
     import ctypes.util
 
