@@ -9,10 +9,9 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from sitsflow.catalog.providers import Provider, normalise_items, resolve_provider
-from sitsflow.outputs.write import build_dataset, provenance_attrs
+from sitsflow.outputs.write import CubeArrays, cube_arrays, provenance_attrs
 from sitsflow.pixels.composite import composite_mosaic
 from sitsflow.pixels.gapfill import gapfill
 from sitsflow.pixels.mask import clear_pixels
@@ -28,6 +27,8 @@ from sitsflow.workflow.grid import Grid, project_geometry
 from sitsflow.workflow.settings import CubeSettings, MaskSettings
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from sitsflow.pixels.tiles import ReadRequest
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,33 @@ def make_cube(
     loader: Loader | None = None,
     attributes: dict[str, Any] | None = None,
 ) -> xr.Dataset:
+    """`make_cube_arrays` as an xarray Dataset, with the spectral indices `settings` asks for."""
+    arrays = make_cube_arrays(record, items, search_info, settings, loader, attributes)
+    dataset = arrays.to_dataset()
+    if not settings.indices:
+        return dataset
+    # Spectral indices (sitsflow.pixels.indices, which imports spyndex: only when asked for):
+    # extra variables from the gap-filled reflectance.
+    from sitsflow.pixels.indices import add_indices
+
+    return add_indices(dataset, list(settings.indices))
+
+
+def make_cube_arrays(
+    record: BboxRecord,
+    items: list[dict[str, Any]],
+    search_info: dict[str, Any],
+    settings: CubeSettings,
+    loader: Loader | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> CubeArrays:
     """The cube of the feature described by `record` (a bbox record) from its searched items:
     read each item, invalid DNs out, reflectance, mask each item, mosaic per solar day, with a
     `time_step` composite the days of each interval of the run's regular axis, then gap-fill
     along time (module `sitsflow.pixels.mosaic` says why in that order). `loader` (default:
     the one `settings.loader` names, for this cube only) reads the files. `attributes` (the
-    feature's vector-file columns) are recorded as `feature_attributes`."""
+    feature's vector-file columns) are recorded as `feature_attributes`. Without the spectral
+    indices (`make_cube` adds them)."""
     fid = record["properties"]["feature_id"]
     grid = grid_of(record)
     reflectance_bands = settings.reflectance_bands
@@ -173,7 +195,7 @@ def make_cube(
         status="ok" if used_ids else "no_items",
         resampling="nearest",
     )
-    dataset = build_dataset(
+    cube = cube_arrays(
         grid=grid,
         times=times,
         bands=reflectance_bands,
@@ -186,16 +208,10 @@ def make_cube(
         attrs=attrs,
     )
     if axis is not None:
-        dataset["time"].attrs["long_name"] = (
+        cube.coords["time"].attrs["long_name"] = (
             f"start of each {axis.duration.iso} compositing interval (local solar date)"
         )
-    if not settings.indices:
-        return dataset
-    # Spectral indices (sitsflow.pixels.indices, which imports spyndex: only when asked for):
-    # extra variables from the gap-filled reflectance.
-    from sitsflow.pixels.indices import add_indices
-
-    return add_indices(dataset, list(settings.indices))
+    return cube
 
 
 def time_axis(search_info: dict[str, Any], settings: CubeSettings) -> TimeAxis | None:

@@ -33,19 +33,21 @@ def gapfill(
     filled = values.copy()
     if method == "none" or values.shape[0] == 0:
         return filled
-    days = _days(times).reshape((-1,) + (1,) * (values.ndim - 1))
+    days = _days(times)
     steps = values.shape[0]
     valid = np.isfinite(values)
-    index = np.arange(steps).reshape(days.shape)
+    # per value, the step of the last valid value at or before it and of the first at or after
+    index = np.arange(steps, dtype=np.int32).reshape((-1,) + (1,) * (values.ndim - 1))
     before = np.maximum.accumulate(np.where(valid, index, -1), axis=0)
     after = np.flip(np.minimum.accumulate(np.flip(np.where(valid, index, steps), 0), axis=0), 0)
-    has_before, has_after = before >= 0, after < steps
-    before_c, after_c = np.clip(before, 0, steps - 1), np.clip(after, 0, steps - 1)
-    value_before = np.take_along_axis(values, before_c, axis=0)
-    value_after = np.take_along_axis(values, after_c, axis=0)
-    day_before = np.take_along_axis(np.broadcast_to(days, values.shape), before_c, axis=0)
-    day_after = np.take_along_axis(np.broadcast_to(days, values.shape), after_c, axis=0)
-    here = np.broadcast_to(days, values.shape)
+    # the estimates are computed only where a value is missing (a few per cent of a cube)
+    missing = np.nonzero(~valid & ((before >= 0) | (after < steps)))
+    step_before, step_after = before[missing], after[missing]
+    has_before, has_after = step_before >= 0, step_after < steps
+    step_before, step_after = np.clip(step_before, 0, steps - 1), np.clip(step_after, 0, steps - 1)
+    value_before = values[(step_before, *missing[1:])]
+    value_after = values[(step_after, *missing[1:])]
+    here, day_before, day_after = days[missing[0]], days[step_before], days[step_after]
 
     inside = has_before & has_after
     if method == "linear":
@@ -62,12 +64,14 @@ def gapfill(
         day_after - day_before,
         np.where(has_before, here - day_before, day_after - here),
     )
-    fillable = ~valid & (has_before | has_after)
+    fillable = np.ones(len(gap), dtype=bool)
     if max_gap_days is not None:
         fillable &= gap <= max_gap_days
     if max_edge_days is not None:
         fillable &= inside | (gap <= max_edge_days)
-    filled[fillable] = estimate[fillable].astype(np.float32)
+    filled[tuple(positions[fillable] for positions in missing)] = estimate[fillable].astype(
+        np.float32
+    )
     return filled
 
 

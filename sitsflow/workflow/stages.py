@@ -31,6 +31,7 @@ from sitsflow.workflow.settings import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    import xarray as xr
 
     from sitsflow.pixels.read import Loader
     from sitsflow.workflow.aoi import BboxRecord
@@ -297,13 +298,17 @@ def build_cube(
     suffix); `loader` (a batch's, shared by its cubes) reads the files, by default a new one.
     `attributes`: the feature's vector-file columns, recorded in the cube."""
     from sitsflow.catalog.search import read_item_collection
-    from sitsflow.outputs.write import write_cube
-    from sitsflow.pixels.cube import make_cube
+    from sitsflow.outputs.write import CubeArrays, write_cube
+    from sitsflow.pixels.cube import make_cube, make_cube_arrays
 
     items, search_info = read_item_collection(items_path)
     record = read_bbox(bbox_path)
     labels = dict(attributes or {})
-    cube = make_cube(record, items, search_info, settings, loader=loader, attributes=labels)
+    # spectral indices are computed on an xarray Dataset; without them none is built
+    build = make_cube if settings.indices else make_cube_arrays
+    cube: CubeArrays | xr.Dataset = build(
+        record, items, search_info, settings, loader=loader, attributes=labels
+    )
     write_cube(cube, output)
     log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
 

@@ -1,0 +1,134 @@
+"""The cube job writes its netCDF file with netCDF4 itself (`write_netcdf_arrays`); the file must
+be the one xarray writes from the same cube (`write_netcdf(cube.to_dataset())`), down to the
+order, types and storage of every variable and attribute, for every kind of cube sitsflow
+makes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import netCDF4
+import numpy as np
+import pytest
+
+from sitsflow.outputs.write import (
+    CubeArrays,
+    cube_arrays,
+    provenance_attrs,
+    write_netcdf,
+    write_netcdf_arrays,
+)
+from sitsflow.workflow.grid import Grid
+
+GRID = Grid(3035, 20.0, (4211500.0, 2971420.0, 4211500.0 + 20 * 5, 2971420.0 + 20 * 4))
+
+
+def make_cube(
+    steps: int, *, observed_counts: bool = False, classification: bool = True, ms: bool = True
+) -> CubeArrays:
+    rng = np.random.default_rng(steps)
+    shape = (steps, 2, GRID.height, GRID.width)
+    reflectance = rng.random(shape, dtype=np.float32)
+    reflectance[rng.random(shape) < 0.2] = np.nan
+    times = np.datetime64("2024-01-01T10:56:17.024", "ns") + np.arange(steps) * np.timedelta64(
+        5, "D"
+    )
+    if not ms:
+        times = times + np.timedelta64(1, "us")
+    observed = (
+        rng.integers(0, 4, (steps, GRID.height, GRID.width)).astype(np.uint16)
+        if observed_counts
+        else rng.random((steps, GRID.height, GRID.width)) < 0.8
+    )
+    attrs = provenance_attrs(
+        feature_id="f1",
+        geometry_wkt="POINT (8.5 49.8)",
+        item_ids=["a", "b"],
+        n_items=2,
+        valid_fraction=0.93,
+        feature_attributes={"label": "wheat", "code": 3},
+    )
+    return cube_arrays(
+        grid=GRID,
+        times=times,
+        bands=["B04", "B08"],
+        reflectance=reflectance,
+        classification=rng.integers(0, 12, (steps, GRID.height, GRID.width)).astype(np.float32)
+        if classification
+        else None,
+        classification_band="SCL",
+        observed=observed,
+        inside=rng.random((GRID.height, GRID.width)) < 0.5,
+        sources={"B04": "overview 1 (x2) (3 files)", "SCL": "full resolution (3 files)"},
+        attrs=attrs,
+    )
+
+
+def layout(path: Path) -> dict[str, Any]:
+    """Everything a netCDF file holds, in order: dimensions, then per variable its type,
+    dimensions, storage, filters, attributes (with their types) and values."""
+
+    def attributes(owner: Any) -> list[tuple[str, str, str]]:
+        return [
+            (key, type(value).__name__, repr(getattr(value, "dtype", None)) + repr(value))
+            for key in owner.ncattrs()
+            for value in [owner.getncattr(key)]
+        ]
+
+    with netCDF4.Dataset(path) as nc:
+        return {
+            "format": nc.data_model,
+            "dimensions": [
+                (name, len(dim), dim.isunlimited()) for name, dim in nc.dimensions.items()
+            ],
+            "attributes": attributes(nc),
+            "variables": [
+                (
+                    name,
+                    str(variable.dtype),
+                    variable.dimensions,
+                    variable.chunking(),
+                    variable.filters(),
+                    variable.endian(),
+                    attributes(variable),
+                    np.ma.getdata(variable[...]).tobytes(),
+                )
+                for name, variable in nc.variables.items()
+            ],
+        }
+
+
+@pytest.mark.parametrize(
+    "cube",
+    [
+        pytest.param(make_cube(3), id="acquisition axis"),
+        pytest.param(make_cube(70), id="more steps than a chunk"),
+        pytest.param(make_cube(4, observed_counts=True), id="composite counts"),
+        pytest.param(make_cube(3, classification=False), id="no classification band"),
+        pytest.param(make_cube(0), id="no time step"),
+        pytest.param(make_cube(2, ms=False), id="times finer than milliseconds"),
+    ],
+)
+def test_the_cube_job_writes_the_file_xarray_writes(tmp_path, cube):
+    by_xarray, by_netcdf4 = tmp_path / "xarray.nc", tmp_path / "netcdf4.nc"
+    write_netcdf(cube.to_dataset(), by_xarray)
+    write_netcdf_arrays(cube, by_netcdf4)
+    expected, written = layout(by_xarray), layout(by_netcdf4)
+    assert written["dimensions"] == expected["dimensions"]
+    assert written["attributes"] == expected["attributes"]
+    assert [v[:7] for v in written["variables"]] == [v[:7] for v in expected["variables"]]
+    assert written == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["netcdf4.nc", "xarray.nc"]
+
+
+def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    path = tmp_path / "f.nc"
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(netCDF4.Variable, "__setitem__", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        write_netcdf_arrays(make_cube(3), path)
+    assert list(tmp_path.iterdir()) == []
