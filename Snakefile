@@ -24,7 +24,6 @@ include: "rules/timeseries.smk"
 include: "rules/batch.smk"
 include: "rules/summary.smk"
 include: "rules/dataset.smk"
-include: "rules/report.smk"
 include: "rules/plan.smk"
 
 
@@ -38,8 +37,9 @@ rule all:
         batches=LAYOUT.manifests(BATCHES),
         summary=layout.SUMMARY,
         timeseries_table=layout.TIMESERIES_TABLE,
-        overview=layout.OVERVIEW,
+        # with the summary: its HTML table and the overview map (rules/summary.smk)
         summary_table=layout.SUMMARY_HTML,
+        overview=layout.OVERVIEW,
         # `dataset: true`: every cube stacked in results/dataset.zarr (rules/dataset.smk)
         dataset=[layout.DATASET_MANIFEST] if SETTINGS.dataset else [],
     localrule: True

@@ -112,3 +112,21 @@ def test_a_server_that_does_not_answer_is_given_up_on(server, monkeypatch):
         http.get(f"{server}/slow")
     assert adapter.counters.requests == api.TIMEOUT_RETRIES + 1
     assert time.monotonic() - started < 0.5 * (api.TIMEOUT_RETRIES + 1) + 1
+
+
+def test_a_second_s_worth_of_requests_goes_at_once_then_the_window_slides():
+    limiter = RateLimiter(10)
+    started = time.monotonic()
+    for _ in range(10):
+        limiter.acquire()
+    burst = time.monotonic() - started
+    limiter.acquire()  # the 11th waits until the first is a second old
+    assert burst < 0.2 and time.monotonic() - started >= 1.0
+
+
+def test_a_hold_stops_an_unlimited_limiter_too():
+    limiter = RateLimiter(0)
+    limiter.hold(0.3)
+    started = time.monotonic()
+    limiter.acquire()
+    assert time.monotonic() - started >= 0.29

@@ -287,8 +287,6 @@ def batch_copy(batch_run, tmp_path) -> Path:
 AGGREGATES = {
     "summary": 1,
     "timeseries": 1,
-    "overview": 1,
-    "summary_table": 1,
     "all": 1,
 }
 # An edit of the vector file reruns the search job, which searches only the edited group again.

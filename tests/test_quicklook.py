@@ -103,7 +103,8 @@ def test_quicklook_draws_the_cube(run):
         median = np.nanmedian(cube[band].values.reshape(steps, -1), axis=1)
         np.testing.assert_allclose(lines[band].get_ydata(), median, rtol=1e-6)
     secondary = next(a for a in figure.axes if a.get_ylabel() == "masked (gap-filled) fraction")
-    bars = [patch.get_height() for patch in secondary.patches]
+    (collection,) = secondary.collections  # one rectangle per date
+    bars = [path.vertices[:, 1].max() for path in collection.get_paths()]
     np.testing.assert_allclose(sorted(bars), sorted(masked), atol=1e-9)
 
     index_axes = next(axes for axes in figure.axes if axes.get_ylabel() == "median index")

@@ -92,9 +92,8 @@ def test_cubes_match_the_archive(run, archive):
 def test_job_logs_have_timings_and_no_warnings(run):
     workdir, _ = run
     logs = sorted((workdir / "logs").rglob("*.log"))
-    # per feature: bbox, cube; once: search, quicklooks, timeseries, summary, summary_table,
-    # overview
-    assert len(logs) == 2 * len(POINTS) + 6
+    # per feature: bbox, cube; once: search, quicklooks, timeseries, summary
+    assert len(logs) == 2 * len(POINTS) + 4
     for log in logs:
         text = log.read_text()
         assert "done in" in text, log
@@ -136,8 +135,7 @@ def test_second_run_does_nothing(run, snakemake):
 # searches only the feature's group again).
 PER_FEATURE_JOBS = {
     **{rule: 1 for rule in ("bbox", "cube")},
-    **{rule: 1 for rule in ("search", "quicklooks", "timeseries", "summary", "summary_table")},
-    **{rule: 1 for rule in ("overview", "all")},
+    **{rule: 1 for rule in ("search", "quicklooks", "timeseries", "summary", "all")},
 }
 
 

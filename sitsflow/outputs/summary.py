@@ -157,6 +157,11 @@ def write_summary(table: pd.DataFrame, path: str | Path) -> None:
         table.to_csv(temporary, index=False)
 
 
+def read_summary(path: str | Path) -> pd.DataFrame:
+    """A summary CSV as written: feature ids as text, empty cells empty (not NaN)."""
+    return pd.read_csv(path, dtype={"feature_id": str}, keep_default_na=False)
+
+
 def write_failure_summary(
     fids: Sequence[str], layout: Layout, path: str | Path = SUMMARY, root: str | Path = "."
 ) -> pd.DataFrame:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -77,14 +78,29 @@ class Level:
 
 
 @dataclass(frozen=True)
+class TilePixels:
+    """The grid pixels one tile serves: their grid row and column, their row and column in the
+    tile, and both as flat indices (into the grid, into a full tile)."""
+
+    grid_rows: np.ndarray
+    grid_cols: np.ndarray
+    tile_rows: np.ndarray
+    tile_cols: np.ndarray
+    grid_flat: np.ndarray
+    tile_flat: np.ndarray
+
+
+@dataclass(frozen=True)
 class PixelMap:
     """Grid pixel -> source pixel (row, col) at one level; `inside` False where the grid pixel's
-    centre lies outside the level; `tiles` the (tile col, tile row) of the tiles it needs."""
+    centre lies outside the level; `tiles` the (tile col, tile row) of the tiles it needs, and
+    `by_tile` their pixels (worked out once: every date of a tile reuses the map)."""
 
     rows: np.ndarray
     cols: np.ndarray
     inside: np.ndarray
     tiles: tuple[tuple[int, int], ...]
+    by_tile: dict[tuple[int, int], TilePixels] = field(default_factory=dict, compare=False)
 
 
 class ByteBudget:
@@ -552,6 +568,7 @@ def choose_level_for(
     return level + 1, f"overview {level + 1} (x{factor}, {made_by})"
 
 
+@functools.cache
 def _in_metres(epsg: int) -> bool:
     crs = CRS.from_epsg(epsg)
     return bool(crs.is_projected) and all(
@@ -586,11 +603,25 @@ def pixel_map(level: Level, grid: Grid) -> PixelMap:
     if level.epsg != grid.epsg and finite.any():
         row, col = _warped_indices(level, grid, row[finite], col[finite])
     inside = (col >= 0) & (col < level.width) & (row >= 0) & (row < level.height)
-    tile_ids = np.unique(
-        (row[inside] // level.tile_height) * (1 << 32) + col[inside] // level.tile_width
-    )
-    tiles = tuple((int(i % (1 << 32)), int(i // (1 << 32))) for i in tile_ids)
-    return PixelMap(rows=row, cols=col, inside=inside, tiles=tiles)
+    grid_rows, grid_cols = np.nonzero(inside)
+    source_rows, source_cols = row[inside], col[inside]
+    tile_ids = (source_rows // level.tile_height) * (1 << 32) + source_cols // level.tile_width
+    order = np.argsort(tile_ids, kind="stable")
+    ids, starts = np.unique(tile_ids[order], return_index=True)
+    by_tile = {}
+    for tile_id, members in zip(ids, np.split(order, starts[1:]), strict=True):
+        tile_col, tile_row = int(tile_id % (1 << 32)), int(tile_id // (1 << 32))
+        local_rows = source_rows[members] - tile_row * level.tile_height
+        local_cols = source_cols[members] - tile_col * level.tile_width
+        by_tile[(tile_col, tile_row)] = TilePixels(
+            grid_rows=grid_rows[members],
+            grid_cols=grid_cols[members],
+            tile_rows=local_rows,
+            tile_cols=local_cols,
+            grid_flat=grid_rows[members] * grid.width + grid_cols[members],
+            tile_flat=local_rows * level.tile_width + local_cols,
+        )
+    return PixelMap(rows=row, cols=col, inside=inside, tiles=tuple(by_tile), by_tile=by_tile)
 
 
 def _warped_indices(
@@ -669,24 +700,18 @@ def _place(
     """Copy the source pixel of every grid pixel inside the level from its tile into `out`
     (a tile the file lacks, sparse, stays NaN); returns the number of tiles used. Tile by
     tile, so no mosaic of the tiles is ever built."""
-    inside = pixels.inside
-    if not tiles or not inside.any():
-        return 0
-    rows, cols = pixels.rows[inside], pixels.cols[inside]
-    tile_rows, tile_cols = rows // level.tile_height, cols // level.tile_width
-    values = out[inside]
     used = 0
-    for (col, row), tile in tiles.items():
-        here = (tile_rows == row) & (tile_cols == col)
-        if not here.any():
+    for key, tile in tiles.items():
+        here = pixels.by_tile.get(key)
+        if here is None:
             continue
         used += 1
-        local_rows = rows[here] - row * level.tile_height
-        local_cols = cols[here] - col * level.tile_width
+        if tile.shape == (level.tile_height, level.tile_width) and out.flags.c_contiguous:
+            out.reshape(-1)[here.grid_flat] = np.take(tile, here.tile_flat)
+            continue
         # an edge tile may be stored smaller than the tile size: pixels beyond it stay NaN
-        fits = (local_rows < tile.shape[0]) & (local_cols < tile.shape[1])
-        placed = np.full(local_rows.shape, np.nan, np.float32)
-        placed[fits] = tile[local_rows[fits], local_cols[fits]]
-        values[here] = placed
-    out[inside] = values
+        fits = (here.tile_rows < tile.shape[0]) & (here.tile_cols < tile.shape[1])
+        placed = np.full(here.tile_rows.shape, np.nan, np.float32)
+        placed[fits] = tile[here.tile_rows[fits], here.tile_cols[fits]]
+        out[here.grid_rows, here.grid_cols] = placed
     return used
