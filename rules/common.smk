@@ -11,7 +11,6 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from sitsflow.atomic import sweep_temporaries
 from sitsflow.catalog.groups import plan_groups
-from sitsflow.outputs.summary import summarise_failed_run
 from sitsflow.workflow import layout
 from sitsflow.workflow.batch import (
     BatchSettings,

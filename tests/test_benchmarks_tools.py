@@ -296,3 +296,13 @@ def test_prefetch_headers_fills_gdal_cache_when_the_network_waits(
                 with rasterio.open(href) as src:
                     assert (src.read(1) == index + 1).all()
         assert server.stats["data_requests"] == 2 * (5 - opened)
+
+
+def test_the_job_floor_runs_the_shape_and_prints_its_cost(capsys: pytest.CaptureFixture[str]):
+    from benchmarks import job_floor
+
+    assert job_floor.main(["--features", "2", "--repeat", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "run 1: 2 features x 2 jobs, --cores 2:" in printed and "best:" in printed
+    wall, cpu = job_floor.run_once(1, 1)
+    assert wall > 0 and cpu > 0

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, cast
 
 from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.catalog.search import write_item_collection
+from sitsflow.projection import area_of_interest
 from sitsflow.types import JsonObject
 from sitsflow.workflow.features import AttributeValue, Feature
 from sitsflow.workflow.layout import SEARCH_CACHE, SEARCH_INDEX, Layout
@@ -51,7 +52,8 @@ def make_bbox(feature: Feature, grid: GridSettings, output: str) -> None:
 
     if outside_area_of_use([feature], grid.crs):
         log.warning("%s", area_of_use_warning([feature.fid], grid.crs))
-    record = make_aoi_record(feature, grid)
+    with area_of_interest(feature.geometry.bounds):
+        record = make_aoi_record(feature, grid)
     log.info("grid %s", record["properties"]["grid"])
     atomic_write_text(output, json.dumps(record, indent=1))
 
@@ -241,7 +243,8 @@ def feature_items(
             f"the search of its group {Path(group_path).stem} failed: {group_info['error']}",
             key=group_info.get("error_key") or "catalog",
         )
-    items, dropped = items_of_feature(found, record, search_settings)
+    with area_of_interest(record["properties"]["search_bbox_wgs84"]):
+        items, dropped = items_of_feature(found, record, search_settings)
     log.info(
         "%d of the %d items of %s kept (grid %s)",
         len(items),
@@ -306,9 +309,10 @@ def build_cube(
     labels = dict(attributes or {})
     # spectral indices are computed on an xarray Dataset; without them none is built
     build = make_cube if settings.indices else make_cube_arrays
-    cube: CubeArrays | xr.Dataset = build(
-        record, items, search_info, settings, loader=loader, attributes=labels
-    )
+    with area_of_interest(record["properties"]["search_bbox_wgs84"]):
+        cube: CubeArrays | xr.Dataset = build(
+            record, items, search_info, settings, loader=loader, attributes=labels
+        )
     write_cube(cube, output)
     log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
 
