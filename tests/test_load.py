@@ -7,6 +7,7 @@ server in tests/test_network_faults.py.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from sitsflow.pixels.overviews import overview_level
@@ -31,3 +32,33 @@ def test_overview_level_is_the_coarsest_not_coarser_than_the_cube(
     native, factors, target, expected
 ):
     assert overview_level(native, factors, target) == expected
+
+
+def test_pixels_are_placed_from_their_tiles_edge_tiles_and_views_included():
+    """`pixel_map` + `_place` against plain indexing of the mosaic of the level's tiles: a 10 x 7
+    level in 4 x 4 tiles (its right and bottom tiles stored smaller, as a COG may), a grid that
+    starts inside it and runs past its edge, written into a contiguous array and into a view."""
+    from affine import Affine
+
+    from sitsflow.pixels.tiles import Level, _place, pixel_map
+    from sitsflow.workflow.grid import Grid
+
+    level = Level(0, 10, 7, 4, 4, Affine(10.0, 0.0, 0.0, 0.0, -10.0, 70.0), 32632)
+    values = np.arange(70, dtype=np.uint16).reshape(7, 10)
+    tiles = {
+        (col, row): values[row * 4 : row * 4 + 4, col * 4 : col * 4 + 4].copy()
+        for row in range(2)
+        for col in range(3)
+    }
+    grid = Grid(32632, 10.0, (20.0, -10.0, 120.0, 50.0))  # 10 x 6 px from column 2, row 2
+    pixels = pixel_map(level, grid)
+    expected = np.full((grid.height, grid.width), np.nan, np.float32)
+    expected[:5, :8] = values[2:7, 2:10]
+    contiguous = np.full((grid.height, grid.width), np.nan, np.float32)
+    assert _place(contiguous, pixels, level, tiles) == 6
+    np.testing.assert_array_equal(contiguous, expected)
+    stack = np.full((grid.height, grid.width, 2), np.nan, np.float32)
+    view = stack[:, :, 1]
+    assert not view.flags.c_contiguous
+    _place(view, pixels, level, tiles)
+    np.testing.assert_array_equal(view, expected)

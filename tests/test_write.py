@@ -132,3 +132,37 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_netcdf_arrays(make_cube(3), path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cube_job_imports_neither_xarray_nor_pandas_nor_dask(netcdf_run, tmp_path):
+    """What the cube job runs (`build_cube`), in a fresh interpreter: the cube it writes and the
+    heavy libraries it loaded (xarray, pandas and dask cost a cube job 0.9 s of CPU)."""
+    import subprocess
+    import sys
+
+    from sitsflow.testing.compare import open_comparable
+    from tests.helpers import BANDS, INDICES
+
+    output = tmp_path / "p1.nc"
+    script = f"""
+import sys
+from sitsflow.testing.settings import cube_settings
+from sitsflow.workflow.stages import build_cube
+
+build_cube({str(netcdf_run / "results/bbox/p1.geojson")!r},
+           {str(netcdf_run / "results/items/p1.json")!r},
+           cube_settings(bands={BANDS!r}), {str(output)!r})
+print(sorted(m for m in ("xarray", "pandas", "dask", "rioxarray") if m in sys.modules))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
+    # the run's cube less its spectral indices (the run asks for some; this job did not)
+    written, reference = (
+        open_comparable(output),
+        open_comparable(netcdf_run / "results/cubes/p1.nc"),
+    )
+    assert set(reference.variables) - set(written.variables) == set(INDICES)
+    for name in written.variables:
+        assert written[name].identical(reference[name]), name

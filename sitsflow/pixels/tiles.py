@@ -79,26 +79,19 @@ class Level:
 
 @dataclass(frozen=True)
 class TilePixels:
-    """The grid pixels one tile serves: their grid row and column, their row and column in the
-    tile, and both as flat indices (into the grid, into a full tile)."""
+    """The grid pixels one tile serves, as flat indices into the grid and into a full tile
+    (int32: a batch keeps the maps of all its features, 8 bytes a pixel)."""
 
-    grid_rows: np.ndarray
-    grid_cols: np.ndarray
-    tile_rows: np.ndarray
-    tile_cols: np.ndarray
     grid_flat: np.ndarray
     tile_flat: np.ndarray
 
 
 @dataclass(frozen=True)
 class PixelMap:
-    """Grid pixel -> source pixel (row, col) at one level; `inside` False where the grid pixel's
-    centre lies outside the level; `tiles` the (tile col, tile row) of the tiles it needs, and
-    `by_tile` their pixels (worked out once: every date of a tile reuses the map)."""
+    """Grid pixel -> source pixel at one level, tile by tile: `tiles` the (tile col, tile row)
+    of the tiles the grid needs, `by_tile` the pixels each serves (worked out once: every date
+    of a tile reuses the map). Grid pixels whose centre lies outside the level are in none."""
 
-    rows: np.ndarray
-    cols: np.ndarray
-    inside: np.ndarray
     tiles: tuple[tuple[int, int], ...]
     by_tile: dict[tuple[int, int], TilePixels] = field(default_factory=dict, compare=False)
 
@@ -614,14 +607,10 @@ def pixel_map(level: Level, grid: Grid) -> PixelMap:
         local_rows = source_rows[members] - tile_row * level.tile_height
         local_cols = source_cols[members] - tile_col * level.tile_width
         by_tile[(tile_col, tile_row)] = TilePixels(
-            grid_rows=grid_rows[members],
-            grid_cols=grid_cols[members],
-            tile_rows=local_rows,
-            tile_cols=local_cols,
-            grid_flat=grid_rows[members] * grid.width + grid_cols[members],
-            tile_flat=local_rows * level.tile_width + local_cols,
+            grid_flat=(grid_rows[members] * grid.width + grid_cols[members]).astype(np.int32),
+            tile_flat=(local_rows * level.tile_width + local_cols).astype(np.int32),
         )
-    return PixelMap(rows=row, cols=col, inside=inside, tiles=tuple(by_tile), by_tile=by_tile)
+    return PixelMap(tiles=tuple(by_tile), by_tile=by_tile)
 
 
 def _warped_indices(
@@ -706,12 +695,15 @@ def _place(
         if here is None:
             continue
         used += 1
-        if tile.shape == (level.tile_height, level.tile_width) and out.flags.c_contiguous:
-            out.reshape(-1)[here.grid_flat] = np.take(tile, here.tile_flat)
-            continue
-        # an edge tile may be stored smaller than the tile size: pixels beyond it stay NaN
-        fits = (here.tile_rows < tile.shape[0]) & (here.tile_cols < tile.shape[1])
-        placed = np.full(here.tile_rows.shape, np.nan, np.float32)
-        placed[fits] = tile[here.tile_rows[fits], here.tile_cols[fits]]
-        out[here.grid_rows, here.grid_cols] = placed
+        if tile.shape == (level.tile_height, level.tile_width):
+            placed = np.take(tile, here.tile_flat)
+        else:  # an edge tile may be stored smaller than the tile size: pixels beyond stay NaN
+            tile_rows, tile_cols = np.divmod(here.tile_flat, level.tile_width)
+            fits = (tile_rows < tile.shape[0]) & (tile_cols < tile.shape[1])
+            placed = np.full(here.tile_flat.shape, np.nan, np.float32)
+            placed[fits] = tile[tile_rows[fits], tile_cols[fits]]
+        if out.flags.c_contiguous:
+            out.reshape(-1)[here.grid_flat] = placed
+        else:
+            out[np.divmod(here.grid_flat, out.shape[1])] = placed
     return used
