@@ -60,18 +60,18 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
-        while True:
-            with self._lock:
-                now = time.monotonic()
+        """Wait for this request's slot. The slot is taken before the wait, so a thread sleeps
+        once, and threads that come later queue behind it."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._held_until)
+            if self.capacity:
                 while self._sent and self._sent[0] <= now - self.window:
                     self._sent.popleft()
-                start = self._held_until
-                if self.capacity and len(self._sent) >= self.capacity:
-                    start = max(start, self._sent[0] + self.window)
-                if start <= now:
-                    if self.capacity:
-                        self._sent.append(now)
-                    return
+                if len(self._sent) >= self.capacity:
+                    start = max(start, self._sent[-self.capacity] + self.window)
+                self._sent.append(start)
+        if start > now:
             time.sleep(start - now)
 
     def hold(self, seconds: float) -> None:
