@@ -53,7 +53,7 @@ onsuccess:
 # A failed job (keep-going lets the other features finish) stops the `summary` rule; write
 # results/summary.csv anyway, with each failed feature's error (sitsflow/outputs/summary.py).
 onerror:
-    # imported here: pandas and xarray would add 0.7 s to the parse of every run
+    # imported here: xarray, rioxarray and dask would otherwise load with every parse (0.3 s)
     from sitsflow.outputs.summary import summarise_failed_run
 
     logger.error(summarise_failed_run(list(FEATURES), LAYOUT))
