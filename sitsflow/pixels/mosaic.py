@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import numpy as np
 
+from sitsflow.catalog.filters import parse_datetime
 from sitsflow.solar import solar_day
 
 MOSAIC_ORDER = (
@@ -97,7 +98,7 @@ def mosaic_by_solar_day(
             mosaic.reflectance[step][:, take] = reflectance[index][:, take]
         mosaic.observed[step] = observed
         first = items[members[0]]["properties"]["datetime"]
-        mosaic.times[step] = utc_datetime64(first)
+        mosaic.times[step] = np.datetime64(parse_datetime(first).replace(tzinfo=None), "ns")
         mosaic.step_items.append(
             [
                 {"id": items[index]["id"], "pixels": int((chosen == position).sum())}
@@ -115,12 +116,3 @@ def _choose(clear: np.ndarray, has_data: np.ndarray) -> tuple[np.ndarray, np.nda
     first_clear = np.argmax(clear, axis=0)
     first_data = np.where(has_data.any(axis=0), np.argmax(has_data, axis=0), -1)
     return np.where(observed, first_clear, first_data), observed
-
-
-def utc_datetime64(text: str) -> np.datetime64:
-    """An RFC 3339 datetime (`2024-01-01T10:56:17.024Z`, any offset; none: UTC) as a UTC
-    datetime64[ns] (microsecond precision: digits beyond are dropped)."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return np.datetime64(moment, "ns")
