@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python scripts/make_demo_archive.py --configfile "$(CONFIG)" --workers $(CORES)
+	$(BIN)/python tools/make_demo_archive.py --configfile "$(CONFIG)" --workers $(CORES)
 
 run: demo
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile "$(CONFIG)"
@@ -57,6 +57,7 @@ lint: $(STAMP)
 	$(BIN)/snakefmt --check .
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -3,7 +3,7 @@
 #   of nearby features) -> results/items/{fid}.json + results/cubes/{fid}.nc
 #   -> results/quicklooks/{fid}.png, results/timeseries/{fid}.csv, results/summary.csv; report:
 #   snakemake --report results/report.html
-# Paths and stages: sitsflow/workflow/layout.py.
+# Paths and stages: sitsflow/core/layout.py.
 from snakemake.utils import min_version
 
 min_version("9.0")

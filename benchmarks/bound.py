@@ -113,7 +113,7 @@ class _Counter:
 
 def batches_of(features: list[Any], group_degrees: float = 2) -> dict[str, str]:
     """Feature id -> the batch sitsflow's default `batch_size` puts it in (`features`:
-    `sitsflow.workflow.features.Feature`s; batches hold features of one search group), or its
+    `sitsflow.core.features.Feature`s; batches hold features of one search group), or its
     own id when every feature has jobs of its own."""
     from sitsflow.catalog.groups import plan_groups
     from sitsflow.workflow.batch import plan_batches, resolve_batch_size
@@ -185,7 +185,7 @@ def _tiles(
     """Tiles of `level` under `job`'s pixels; points and tiles cached per CRS and geometry."""
     from pyproj import CRS
 
-    from sitsflow.projection import transformer
+    from sitsflow.core.projection import transformer
 
     grid_level = layout.levels[level]
     crs = layout.crs.srs

@@ -28,8 +28,8 @@ import rasterio
 from affine import Affine
 from pyproj import CRS
 
+from sitsflow.core.projection import transformer
 from sitsflow.pixels.overviews import overview_level
-from sitsflow.projection import transformer
 
 # Consecutive tiles of a GDAL COG are separated by a 4-byte leader + 4-byte trailer.
 DEFAULT_MAX_GAP = 16

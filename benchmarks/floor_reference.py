@@ -161,7 +161,7 @@ class Floor:
         """The cube's pixel centres in `crs` (computed once per feature and CRS)."""
         key = (job.fid, crs.srs)
         if key not in self._points:
-            from sitsflow.projection import transformer
+            from sitsflow.core.projection import transformer
 
             xs, ys = pixel_centres(job.transform, job.width, job.height)
             if CRS.from_epsg(job.epsg) != crs:

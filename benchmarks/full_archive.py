@@ -109,8 +109,8 @@ def tile_of(lon: float, lat: float) -> Tile:
     corner moved onto the 60 m grid (as Sentinel-2 tiles start at 399960, 5600040 ...)."""
     from shapely.geometry import Point
 
+    from sitsflow.core.projection import utm_epsg_for
     from sitsflow.demo.tiles import tile_name
-    from sitsflow.projection import utm_epsg_for
 
     epsg = utm_epsg_for(Point(lon, lat))
     x, y = reproject_point(lon, lat, 4326, epsg)
@@ -124,7 +124,7 @@ def reproject_point(x: float, y: float, source: int, target: int) -> tuple[float
     """A point from EPSG `source` to EPSG `target` (x/y, lon/lat order)."""
     from pyproj import CRS
 
-    from sitsflow.projection import transformer
+    from sitsflow.core.projection import transformer
 
     forward = transformer(CRS.from_epsg(source), CRS.from_epsg(target))
     tx, ty = forward.transform(x, y)
@@ -350,7 +350,7 @@ def points_geojson(points: list[tuple[float, float]]) -> dict[str, Any]:
 
 def vector_points(vector: Path) -> list[tuple[str, float, float]]:
     """(id, lon, lat) of every point of a vector file (sitsflow's reader)."""
-    from sitsflow.workflow.features import load_features
+    from sitsflow.core.features import load_features
 
     return [
         (f.fid, f.geometry.centroid.x, f.geometry.centroid.y) for f in load_features(vector, "id")
@@ -380,7 +380,7 @@ def generate(
     seed: int = 0,
 ) -> dict[str, Any]:
     """Write (or complete) the archive in `out`; return a summary."""
-    from sitsflow.atomic import atomic_write_text
+    from sitsflow.core.atomic import atomic_write_text
     from sitsflow.demo.tiles import acquisition_days
 
     out.mkdir(parents=True, exist_ok=True)

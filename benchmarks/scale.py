@@ -249,17 +249,17 @@ def baseline(workdir: Path) -> dict[str, float]:
     sitsflow's functions in this process (what the rule scripts call). Imports excluded."""
     import importlib
 
+    from sitsflow.core.features import load_features
+    from sitsflow.core.layout import STAGE_NAMES, SUMMARY, Layout
+    from sitsflow.core.settings import Settings
     from sitsflow.outputs.quicklook import overview_table, render_overview
     from sitsflow.outputs.summary import summarise, write_summary
     from sitsflow.outputs.timeseries import combine_timeseries
     from sitsflow.workflow.batch import BatchSettings, run_stage
     from sitsflow.workflow.config import load_config
-    from sitsflow.workflow.features import load_features
-    from sitsflow.workflow.layout import STAGE_NAMES, SUMMARY, Layout
-    from sitsflow.workflow.settings import Settings
 
     modules = (
-        "sitsflow.workflow.aoi",
+        "sitsflow.core.bbox",
         "sitsflow.pixels.cube",
         "sitsflow.catalog.search",
         "sitsflow.outputs.write",

@@ -135,7 +135,7 @@ def ensure_archive(archive: Path | None, layout: str = "demo") -> Path:
     if (DEMO_ARCHIVE / "items.json").exists():
         return DEMO_ARCHIVE
     command = [
-        sys.executable, str(REPO / "scripts" / "make_demo_archive.py"),
+        sys.executable, str(REPO / "tools" / "make_demo_archive.py"),
         "--configfile", str(CONFIG),
         "--vector", str(VECTOR), "--out", str(CACHED_ARCHIVE), "--workers", "2",
     ]  # fmt: skip

@@ -3,7 +3,7 @@
 One place for what the lower bound (`benchmarks.seed_workload`), the floor
 (`benchmarks.floor_reference`) and the full-size archive (`benchmarks.full_archive`) must
 agree on with sitsflow: the default configuration (`config/config.yaml`), the grid sitsflow
-puts a feature's cube on (`sitsflow.workflow.aoi`) and the items its search returns
+puts a feature's cube on (`sitsflow.core.bbox`) and the items its search returns
 (`sitsflow.catalog.search`, local `items.json` or a STAC API URL). The functions go through
 sitsflow's own code, so that they follow it when it changes.
 """
@@ -44,8 +44,8 @@ class FeatureJob:
     transform: Any  # affine.Affine of the cube grid
     width: int
     height: int
-    record: Any = None  # its bbox record (sitsflow.workflow.aoi.BboxRecord)
-    feature: Any = None  # sitsflow.workflow.features.Feature
+    record: Any = None  # its bbox record (sitsflow.core.bbox.BboxRecord)
+    feature: Any = None  # sitsflow.core.features.Feature
 
     @property
     def on_grid(self) -> tuple[Any, int, int, int]:
@@ -55,9 +55,9 @@ class FeatureJob:
 
 def feature_jobs(vector: Path | str, config: dict[str, Any]) -> Iterator[FeatureJob]:
     """Every feature of `vector` with the bbox and grid sitsflow's bbox stage gives it."""
-    from sitsflow.workflow.aoi import grid_of, make_aoi_record
-    from sitsflow.workflow.features import load_features
-    from sitsflow.workflow.settings import GridSettings
+    from sitsflow.core.bbox import grid_of, make_aoi_record
+    from sitsflow.core.features import load_features
+    from sitsflow.core.settings import GridSettings
 
     settings = GridSettings.from_config(config)
     for feature in load_features(vector, config["id_column"]):
@@ -81,7 +81,7 @@ def search_items(catalog: str, job: FeatureJob, config: dict[str, Any]) -> list[
     selection (`sitsflow.workflow.stages.items_of_feature`); the same items its group's search
     gives it."""
     from sitsflow.catalog.search import search, search_dates
-    from sitsflow.workflow.settings import SearchSettings
+    from sitsflow.core.settings import SearchSettings
     from sitsflow.workflow.stages import items_of_feature
 
     first, last = search_dates(config["start"], config["end"])

@@ -1,5 +1,5 @@
 # Config, settings, features and batches, read once when the workflow is parsed; the input
-# functions the rules share. Paths come from sitsflow/workflow/layout.py.
+# functions the rules share. Paths come from sitsflow/core/layout.py.
 import sys
 from pathlib import Path
 
@@ -9,9 +9,9 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from sitsflow.atomic import sweep_temporaries
+from sitsflow.core.atomic import sweep_temporaries
 from sitsflow.catalog.groups import plan_groups
-from sitsflow.workflow import layout
+from sitsflow.core import layout
 from sitsflow.workflow.batch import (
     BatchSettings,
     batch_generations,
@@ -25,13 +25,13 @@ from sitsflow.workflow.config import (
     load_schema,
     normalise_config,
 )
-from sitsflow.workflow.features import (
+from sitsflow.core.features import (
     area_of_use_warning,
     load_features,
     outside_area_of_use,
 )
-from sitsflow.workflow.layout import Layout
-from sitsflow.workflow.settings import Settings
+from sitsflow.core.layout import Layout
+from sitsflow.core.settings import Settings
 from sitsflow.workflow.stages import dataset_generation, search_generation
 
 # `--config` values arrive as strings; type them by the schema before validating.

@@ -2,9 +2,9 @@
 
 from shapely import wkt
 
-from sitsflow.logs import job_logging
-from sitsflow.workflow.features import Feature
-from sitsflow.workflow.settings import GridSettings
+from sitsflow.core.features import Feature
+from sitsflow.core.logs import job_logging
+from sitsflow.core.settings import GridSettings
 from sitsflow.workflow.stages import make_bbox
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -1,8 +1,8 @@
 """Rule `cube`: the feature's items from its group's search result, then its cube: load, mask,
 gap-fill and write (netCDF or Zarr)."""
 
-from sitsflow.logs import job_logging
-from sitsflow.workflow.settings import CubeSettings, SearchSettings
+from sitsflow.core.logs import job_logging
+from sitsflow.core.settings import CubeSettings, SearchSettings
 from sitsflow.workflow.stages import build_cube, feature_items
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

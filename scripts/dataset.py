@@ -1,9 +1,9 @@
 """Rule `dataset`: every feature's cube stacked along `feature` in results/dataset.zarr, only
 the changed and new features written (sitsflow/outputs/dataset.py)."""
 
-from sitsflow.logs import job_logging
+from sitsflow.core.layout import DATASET, Layout
+from sitsflow.core.logs import job_logging
 from sitsflow.outputs.dataset import update_dataset, write_dataset_manifest
-from sitsflow.workflow.layout import DATASET, Layout
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "dataset") as log:

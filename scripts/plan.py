@@ -1,11 +1,11 @@
 """Rule `plan`: the run's items, files, bytes and requests from its searches alone."""
 
 from sitsflow.catalog.groups import plan_groups
-from sitsflow.logs import job_logging
-from sitsflow.workflow.features import load_features
-from sitsflow.workflow.layout import Layout
+from sitsflow.core.features import load_features
+from sitsflow.core.layout import Layout
+from sitsflow.core.logs import job_logging
+from sitsflow.core.settings import CubeSettings, GridSettings, SearchSettings, StacSettings
 from sitsflow.workflow.plan import plan_run, plan_text, write_plan
-from sitsflow.workflow.settings import CubeSettings, GridSettings, SearchSettings, StacSettings
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "plan") as log:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from sitsflow.logs import job_logging
+from sitsflow.core.logs import job_logging
 from sitsflow.workflow.stages import render_quicklook_files
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -1,10 +1,10 @@
 """Rule `search`: one STAC search per group of nearby features (sitsflow/catalog/groups.py)."""
 
 from sitsflow.catalog.groups import plan_groups
-from sitsflow.logs import job_logging
-from sitsflow.workflow.features import load_features
-from sitsflow.workflow.layout import Layout
-from sitsflow.workflow.settings import GridSettings, SearchSettings, StacSettings
+from sitsflow.core.features import load_features
+from sitsflow.core.layout import Layout
+from sitsflow.core.logs import job_logging
+from sitsflow.core.settings import GridSettings, SearchSettings, StacSettings
 from sitsflow.workflow.stages import search_groups
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

@@ -2,12 +2,12 @@
 (sitsflow/outputs/summary.py); the same rows as an HTML table for the Snakemake report; the
 overview map of all features."""
 
-from sitsflow.atomic import atomic_path, atomic_write_text
-from sitsflow.logs import job_logging
+from sitsflow.core.atomic import atomic_path, atomic_write_text
+from sitsflow.core.layout import Layout
+from sitsflow.core.logs import job_logging
 from sitsflow.outputs.quicklook import overview_table, render_overview
 from sitsflow.outputs.report import summary_html
 from sitsflow.outputs.summary import read_summary, summarise, write_summary
-from sitsflow.workflow.layout import Layout
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "summary") as log:

@@ -3,10 +3,10 @@ of them in one Parquet table, from the same tables or from the batches' tables (
 
 import pandas as pd
 
-from sitsflow.atomic import atomic_path
-from sitsflow.logs import job_logging
+from sitsflow.core.atomic import atomic_path
+from sitsflow.core.logs import job_logging
+from sitsflow.core.settings import TimeseriesSettings
 from sitsflow.outputs.timeseries import combine_tables
-from sitsflow.workflow.settings import TimeseriesSettings
 from sitsflow.workflow.stages import write_timeseries_file
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)

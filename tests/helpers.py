@@ -169,9 +169,9 @@ def search_alone(bbox_path: str | Path, search_settings, output: str | Path, wor
 
     from shapely import wkt
 
+    from sitsflow.core.features import Feature
+    from sitsflow.core.layout import Layout
     from sitsflow.testing.settings import settings_for
-    from sitsflow.workflow.features import Feature
-    from sitsflow.workflow.layout import Layout
     from sitsflow.workflow.stages import feature_items, read_bbox, search_groups
 
     record = read_bbox(bbox_path)

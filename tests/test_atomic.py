@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from sitsflow.atomic import atomic_path, atomic_write_text
+from sitsflow.core.atomic import atomic_path, atomic_write_text
 
 
 def dead_pid() -> int:

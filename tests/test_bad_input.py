@@ -28,12 +28,12 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from sitsflow.catalog.search import search
-from sitsflow.errors import CatalogError, InputError
+from sitsflow.core.bbox import make_aoi_record
+from sitsflow.core.errors import CatalogError, InputError
+from sitsflow.core.features import Feature, load_features, search_geometry
 from sitsflow.testing.settings import grid_settings
 from sitsflow.testing.stac_server import StacServer
-from sitsflow.workflow.aoi import make_aoi_record
 from sitsflow.workflow.config import check_config, normalise_config
-from sitsflow.workflow.features import Feature, load_features, search_geometry
 from tests.conftest import REPO, VECTOR_FILE, default_config
 from tests.helpers import local_http_server
 

@@ -20,6 +20,9 @@ import pytest
 import xarray as xr
 from shapely.geometry import Point, box, shape
 
+from sitsflow.core.features import Feature
+from sitsflow.core.layout import STAGE_NAMES as STAGES
+from sitsflow.core.layout import Layout
 from sitsflow.testing.settings import settings_for
 from sitsflow.workflow.batch import (
     AUTO_BATCH_SIZE,
@@ -35,9 +38,6 @@ from sitsflow.workflow.batch import (
     run_batch,
     stage_fingerprints,
 )
-from sitsflow.workflow.features import Feature
-from sitsflow.workflow.layout import STAGE_NAMES as STAGES
-from sitsflow.workflow.layout import Layout
 from tests.conftest import VECTOR_FILE
 from tests.helpers import dry_run_jobs, jobs_run, write_features
 

@@ -23,8 +23,8 @@ from benchmarks.cogbytes import Level, read_layout
 from benchmarks.seed_reference import PATCHED, patch_stac_url
 from benchmarks.seed_workload import check_outputs, job_name
 from benchmarks.workload import default_config
+from sitsflow.core.features import Feature
 from sitsflow.testing.stac_server import StacServer, load_aliases
-from sitsflow.workflow.features import Feature
 
 # ---- (s): the seed's URL patch ----------------------------------------------------------------
 

@@ -20,16 +20,16 @@ from shapely.geometry import Point, box
 from sitsflow.catalog.filters import filter_items, parse_filter
 from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.catalog.search import read_item_collection, search
-from sitsflow.errors import CatalogError
+from sitsflow.core.bbox import grid_of, make_aoi_record
+from sitsflow.core.errors import CatalogError
+from sitsflow.core.features import Feature
+from sitsflow.core.settings import SearchSettings
 from sitsflow.pixels.cube import make_cube, read_and_mosaic
 from sitsflow.pixels.mosaic import Mosaic
 from sitsflow.pixels.tiles import TileReader
 from sitsflow.testing import stac_server
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
-from sitsflow.workflow.aoi import grid_of, make_aoi_record
-from sitsflow.workflow.features import Feature
-from sitsflow.workflow.settings import SearchSettings
 from tests.conftest import STAC_FIXTURES, load_items
 from tests.helpers import feature_items, search_alone
 

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from sitsflow.errors import InputError
+from sitsflow.core.errors import InputError
 from sitsflow.workflow.config import check_config, normalise_config
 from tests.conftest import default_config
 
@@ -67,9 +67,9 @@ def test_training_config_is_the_demo_run_with_the_training_keys():
     import yaml
     from snakemake.utils import update_config
 
+    from sitsflow.core.features import load_features
+    from sitsflow.core.settings import Settings
     from sitsflow.workflow.config import load_config
-    from sitsflow.workflow.features import load_features
-    from sitsflow.workflow.settings import Settings
 
     repo = Path(__file__).parents[1]
     config = default_config()
@@ -79,6 +79,6 @@ def test_training_config_is_the_demo_run_with_the_training_keys():
     assert settings.grid.mode == "patch" and settings.timeseries.layout == "wide"
     features = load_features(repo / settings.vector, settings.id_column, settings.attributes)
     assert all(isinstance(feature.labels["pt_id"], int) for feature in features)
-    demo = runpy.run_path(str(repo / "scripts" / "make_demo_archive.py"), run_name="demo")
+    demo = runpy.run_path(str(repo / "tools" / "make_demo_archive.py"), run_name="demo")
     archive = demo["settings_from_config"]
     assert archive(repo / "config" / "training.yaml") == archive(repo / "config" / "config.yaml")

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from sitsflow.core.grid import Grid
 from sitsflow.outputs import dataset as dataset_module
 from sitsflow.outputs.dataset import StackError, update_dataset
-from sitsflow.outputs.write import build_dataset, provenance_attrs, write_cube
-from sitsflow.workflow.grid import Grid
+from sitsflow.outputs.write import write_cube
+from sitsflow.pixels.cube_model import build_dataset, provenance_attrs
 
 TIMES = np.array(["2024-01-01", "2024-01-11", "2024-01-21"], dtype="datetime64[ns]")
 

@@ -20,8 +20,8 @@ import rasterio
 import shapely
 from shapely.geometry import Point, box, shape
 
+from sitsflow.core.projection import reproject
 from sitsflow.demo import generate_archive, tile_bounds_utm
-from sitsflow.projection import reproject
 from tests.conftest import REPO
 
 REFLECTANCE_KEYS = ["B02", "B03", "B04", "B08", "B11"]
@@ -376,7 +376,7 @@ def test_command_line(tmp_path):
         f"vector: {vector}\nid_column: id\ncatalog: {tmp_path / 'arch' / 'items.json'}\n"
         f"start: '{START}'\nend: '2022-01-25'\ndemo:\n  layout: earth-search-c1\n  seed: 1\n"
     )
-    script = REPO / "scripts" / "make_demo_archive.py"
+    script = REPO / "tools" / "make_demo_archive.py"
     result = subprocess.run(
         [sys.executable, str(script), "--configfile", str(config), "--seed", "2"],
         capture_output=True,
@@ -620,7 +620,7 @@ def test_command_line_options(tmp_path):
         "geometry": FEATURES[0][1].__geo_interface__,
     }
     vector.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
-    script = REPO / "scripts" / "make_demo_archive.py"
+    script = REPO / "tools" / "make_demo_archive.py"
     arguments = [
         "--vector", str(vector), "--out", str(tmp_path / "arch"), "--start", START, "--end", START,
         "--overview-resampling", "average", "--scl-overview-resampling", "average",

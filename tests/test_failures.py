@@ -22,8 +22,9 @@ import pytest
 import xarray as xr
 from shapely.geometry import Point
 
-from sitsflow.atomic import sweep_temporaries
-from sitsflow.errors import AssetError
+from sitsflow.core.atomic import sweep_temporaries
+from sitsflow.core.errors import AssetError
+from sitsflow.core.layout import Layout
 from sitsflow.outputs.summary import (
     COLUMNS,
     failure_row,
@@ -34,7 +35,6 @@ from sitsflow.outputs.summary import (
 )
 from sitsflow.pixels.load import asset_error
 from sitsflow.testing.stac_server import StacServer
-from sitsflow.workflow.layout import Layout
 
 START, END = "2022-01-10", "2022-01-31"
 GOOD, BROKEN, NOWHERE = "good", "broken", "nowhere"
@@ -146,7 +146,7 @@ During handling of the above exception, another exception occurred:
 
 Traceback (most recent call last):
   File "sitsflow/pixels/load.py", line 99, in load_reflectance
-sitsflow.errors.AssetError: cannot read asset 'B04' of item 'I1'
+sitsflow.core.errors.AssetError: cannot read asset 'B04' of item 'I1'
 """
 
 

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from sitsflow.errors import InputError
-from sitsflow.workflow.features import load_features
+from sitsflow.core.errors import InputError
+from sitsflow.core.features import load_features
 from tests.conftest import REPO
 
 
@@ -72,7 +72,7 @@ def test_missing_file_names_key(tmp_path):
 def test_the_array_check_flags_every_geometry_the_one_by_one_check_refuses():
     from shapely import wkt
 
-    from sitsflow.workflow.features import _suspect_geometries, geometry_problem
+    from sitsflow.core.features import _suspect_geometries, geometry_problem
 
     texts = [
         "POINT (8.5 49.8)",

@@ -4,8 +4,8 @@ import pytest
 from pyproj import Geod
 from shapely.geometry import Point, box
 
-from sitsflow.workflow.features import Feature, search_geometry
-from sitsflow.workflow.grid import image_grid, patch_grid, project_geometry
+from sitsflow.core.features import Feature, search_geometry
+from sitsflow.core.grid import image_grid, patch_grid, project_geometry
 
 GEOD = Geod(ellps="WGS84")
 

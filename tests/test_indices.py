@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sitsflow.errors import InputError
+from sitsflow.core.errors import InputError
 from sitsflow.outputs.write import open_cube
 from sitsflow.pixels.indices import (
     add_indices,

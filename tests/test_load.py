@@ -40,8 +40,8 @@ def test_pixels_are_placed_from_their_tiles_edge_tiles_and_views_included():
     starts inside it and runs past its edge, written into a contiguous array and into a view."""
     from affine import Affine
 
+    from sitsflow.core.grid import Grid
     from sitsflow.pixels.tiles import Level, _place, pixel_map
-    from sitsflow.workflow.grid import Grid
 
     level = Level(0, 10, 7, 4, 4, Affine(10.0, 0.0, 0.0, 0.0, -10.0, 70.0), 32632)
     values = np.arange(70, dtype=np.uint16).reshape(7, 10)

@@ -15,13 +15,13 @@ from shapely.geometry import Point, box
 
 from sitsflow.catalog.pauses import SharedPause
 from sitsflow.catalog.ranges import RangeCache, RangeError, RangeStore, merge_ranges, retry_after
-from sitsflow.errors import AssetError
+from sitsflow.core.bbox import make_aoi_record
+from sitsflow.core.errors import AssetError
+from sitsflow.core.features import Feature
 from sitsflow.pixels.cube import make_cube, read_request
 from sitsflow.pixels.tiles import TileReader
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
-from sitsflow.workflow.aoi import make_aoi_record
-from sitsflow.workflow.features import Feature
 from tests.helpers import feature_items, local_http_server
 
 START, END = "2022-01-10", "2022-03-10"

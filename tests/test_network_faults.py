@@ -24,12 +24,12 @@ from shapely.geometry import Point
 from sitsflow.catalog import api
 from sitsflow.catalog.s3 import S3Access
 from sitsflow.catalog.search import search
-from sitsflow.errors import AssetError
+from sitsflow.core.bbox import make_aoi_record
+from sitsflow.core.errors import AssetError
+from sitsflow.core.features import Feature
 from sitsflow.pixels.cube import make_cube
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
-from sitsflow.workflow.aoi import make_aoi_record
-from sitsflow.workflow.features import Feature
 from tests.conftest import REPO
 from tests.helpers import feature_items, local_http_server
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pyproj import CRS, Transformer
 
-from sitsflow.projection import _AREA, area_of_interest, transformer
+from sitsflow.core.projection import _AREA, area_of_interest, transformer
 
 CASES = [
     # (lon, lat) of a feature, (source EPSG, target EPSG)

@@ -10,7 +10,6 @@ import pytest
 
 from sitsflow.catalog.providers import (
     Provider,
-    canonical_band,
     check_provider_config,
     infer_asset_key,
     normalise_item,
@@ -18,7 +17,8 @@ from sitsflow.catalog.providers import (
     radiometry,
     resolve_provider,
 )
-from sitsflow.errors import AssetError, InputError
+from sitsflow.core.bands import canonical_band
+from sitsflow.core.errors import AssetError, InputError
 
 ES_V1 = "earth-search-v1/search_s2l2a+landsat_point_13TDE_2023-10-08.json"
 ES_MIXED_PAGE1 = "earth-search-v1/search_cql2_cloudcover_page1_2025-07-31.json"

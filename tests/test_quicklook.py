@@ -9,6 +9,7 @@ import xarray as xr
 from matplotlib.collections import PathCollection
 from matplotlib.image import imread
 
+from sitsflow.core.layout import Layout
 from sitsflow.outputs.quicklook import (
     choose_display,
     date_statistics,
@@ -21,7 +22,6 @@ from sitsflow.outputs.quicklook import (
     thumbnails,
 )
 from sitsflow.outputs.write import open_cube
-from sitsflow.workflow.layout import Layout
 from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE
 
 

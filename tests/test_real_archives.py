@@ -16,12 +16,12 @@ import pytest
 from shapely.geometry import Point, Polygon
 
 from sitsflow.catalog.providers import normalise_item, resolve_provider
+from sitsflow.core.bbox import BboxRecord, grid_of, make_aoi_record
+from sitsflow.core.features import Feature
 from sitsflow.pixels.cube import make_cube, read_and_mosaic
 from sitsflow.pixels.load import read_items
 from sitsflow.pixels.tiles import TileReader
 from sitsflow.testing.settings import cube_settings, grid_settings
-from sitsflow.workflow.aoi import BboxRecord, grid_of, make_aoi_record
-from sitsflow.workflow.features import Feature
 from tests.helpers import feature_items
 
 START, END = "2022-06-01", "2022-06-30"
@@ -245,9 +245,9 @@ DIAGONAL = Polygon([(8.488, 49.852), (8.491, 49.852), (8.497, 49.858), (8.494, 4
 def test_a_diagonal_parcel_s_series_is_its_own(make_archive, make_workdir, snakemake):
     from rasterio.features import geometry_mask
 
+    from sitsflow.core.grid import project_geometry
     from sitsflow.outputs.timeseries import read_timeseries_csv
     from sitsflow.outputs.write import open_cube
-    from sitsflow.workflow.grid import project_geometry
 
     root = make_archive([("f", POINT)], START, END, seed=6, clear_fraction=0.6)
     workdir = make_workdir(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from sitsflow.catalog.s3 import S3Access, S3Location
-from sitsflow.errors import InputError
+from sitsflow.core.errors import InputError
 from tests.conftest import load_items
 
 ES_V1 = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs/24/M/VV/2025/7/S2B_24MVV_20250731_0_L2A/B04.tif"  # noqa: E501

@@ -10,10 +10,10 @@ from pathlib import Path
 from shapely.geometry import Point, box, mapping
 
 from sitsflow.catalog.search import read_item_collection, search_dates, select_items
+from sitsflow.core.bbox import grid_of, make_aoi_record
+from sitsflow.core.features import Feature
+from sitsflow.core.grid import outline_lonlat
 from sitsflow.testing.settings import grid_settings, settings_for
-from sitsflow.workflow.aoi import grid_of, make_aoi_record
-from sitsflow.workflow.features import Feature
-from sitsflow.workflow.grid import outline_lonlat
 from tests.helpers import search_alone
 
 
@@ -104,7 +104,7 @@ def test_a_group_search_gives_each_feature_what_its_own_search_finds(tmp_path, m
     import dataclasses
 
     from sitsflow.catalog.groups import plan_groups
-    from sitsflow.workflow.layout import Layout
+    from sitsflow.core.layout import Layout
     from sitsflow.workflow.stages import feature_items, make_bbox, search_groups
 
     # footprints of 0.3 x 0.3 degrees over the cell, every 10 days, some crossing it

@@ -1,4 +1,4 @@
-"""Typed settings (sitsflow/workflow/settings.py) and command-line values typed by the schema
+"""Typed settings (sitsflow/core/settings.py) and command-line values typed by the schema
 (sitsflow/workflow/config.py)."""
 
 from __future__ import annotations
@@ -8,10 +8,8 @@ import dataclasses
 import pytest
 import yaml
 
-from sitsflow.errors import InputError
-from sitsflow.testing.settings import config_for, settings_for
-from sitsflow.workflow.config import coerce_command_line, coerce_to_schema, load_schema
-from sitsflow.workflow.settings import (
+from sitsflow.core.errors import InputError
+from sitsflow.core.settings import (
     CubeSettings,
     DemoSettings,
     GridSettings,
@@ -19,6 +17,8 @@ from sitsflow.workflow.settings import (
     Settings,
     TimeseriesSettings,
 )
+from sitsflow.testing.settings import config_for, settings_for
+from sitsflow.workflow.config import coerce_command_line, coerce_to_schema, load_schema
 from tests.conftest import REPO
 
 SCHEMA = load_schema()

@@ -23,13 +23,13 @@ from shapely.geometry import Point
 from sitsflow.catalog import signing
 from sitsflow.catalog.providers import normalise_item, resolve_provider
 from sitsflow.catalog.search import search
-from sitsflow.errors import AssetError
+from sitsflow.core.bbox import grid_of, make_aoi_record
+from sitsflow.core.errors import AssetError
+from sitsflow.core.features import Feature
 from sitsflow.pixels.cube import make_cube
 from sitsflow.pixels.load import read_items
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
-from sitsflow.workflow.aoi import grid_of, make_aoi_record
-from sitsflow.workflow.features import Feature
 from tests.conftest import load_items
 
 PC_ITEMS = "planetary-computer/search_s2l2a_limit10_2022-07-28_pb04.00.json"

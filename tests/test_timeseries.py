@@ -9,6 +9,7 @@ import xarray as xr
 from pyproj import Transformer
 from shapely.geometry import Point
 
+from sitsflow.core.grid import Grid
 from sitsflow.outputs.timeseries import (
     COLUMNS,
     combine_timeseries,
@@ -16,9 +17,9 @@ from sitsflow.outputs.timeseries import (
     pixel_under_point,
     read_timeseries_csv,
 )
-from sitsflow.outputs.write import build_dataset, open_cube, provenance_attrs
+from sitsflow.outputs.write import open_cube
+from sitsflow.pixels.cube_model import build_dataset, provenance_attrs
 from sitsflow.testing.settings import settings_for
-from sitsflow.workflow.grid import Grid
 from tests.helpers import ARCHIVE_FEATURES, BANDS, EMPTY_FEATURE, INDICES
 
 

@@ -12,14 +12,9 @@ import netCDF4
 import numpy as np
 import pytest
 
-from sitsflow.outputs.write import (
-    CubeArrays,
-    cube_arrays,
-    provenance_attrs,
-    write_netcdf,
-    write_netcdf_arrays,
-)
-from sitsflow.workflow.grid import Grid
+from sitsflow.core.grid import Grid
+from sitsflow.outputs.write import write_netcdf, write_netcdf_arrays
+from sitsflow.pixels.cube_model import CubeArrays, cube_arrays, provenance_attrs
 
 GRID = Grid(3035, 20.0, (4211500.0, 2971420.0, 4211500.0 + 20 * 5, 2971420.0 + 20 * 4))
 

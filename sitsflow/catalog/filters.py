@@ -38,7 +38,7 @@ import shapely
 from shapely.geometry import box, shape
 from shapely.geometry.base import BaseGeometry
 
-from sitsflow.types import JsonObject, StacItem
+from sitsflow.core.types import JsonObject, StacItem
 
 __all__ = [
     "QUERY_OPERATORS",

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sitsflow.workflow.features import Feature
-    from sitsflow.workflow.settings import GridSettings, SearchSettings
+    from sitsflow.core.features import Feature
+    from sitsflow.core.settings import GridSettings, SearchSettings
 
 # Metres per degree of latitude (and of longitude at the equator), for window margins.
 METRES_PER_DEGREE = 111_320.0

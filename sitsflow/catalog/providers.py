@@ -36,44 +36,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sitsflow.errors import AssetError, InputError
-from sitsflow.types import JsonObject, StacAsset, StacItem
+from sitsflow.core.bands import CLASSIFICATION_BANDS, COMMON_NAMES, S2_BANDS, canonical_band
+from sitsflow.core.errors import AssetError, InputError
+from sitsflow.core.types import JsonObject, StacAsset, StacItem
 
-S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
-CLASSIFICATION_BANDS = ("SCL",)
-
-COMMON_NAMES = {
-    "coastal": "B01",
-    "blue": "B02",
-    "green": "B03",
-    "red": "B04",
-    "rededge1": "B05",
-    "rededge2": "B06",
-    "rededge3": "B07",
-    "nir": "B08",
-    "nir08": "B8A",
-    "nir09": "B09",
-    "swir16": "B11",
-    "swir22": "B12",
-    "scl": "SCL",
-}
 # Earth Search v1 keys its assets by common name.
 EARTH_SEARCH_KEYS = {band: name for name, band in COMMON_NAMES.items()}
 
 BASELINE_OFFSET_DN = 1000
 DEFAULT_SCALE = 1e-4
 BASELINE_WITH_OFFSET = 4.0
-
-
-def canonical_band(name: str) -> str:
-    """`red` -> `B04`, `b8a` -> `B8A`, `scl` -> `SCL`; error listing valid names otherwise."""
-    upper = name.upper()
-    if upper in S2_BANDS or upper in CLASSIFICATION_BANDS:
-        return upper
-    if name.lower() in COMMON_NAMES:
-        return COMMON_NAMES[name.lower()]
-    valid = list(S2_BANDS) + list(CLASSIFICATION_BANDS) + sorted(COMMON_NAMES)
-    raise InputError(f"unknown band {name!r}; valid names: {valid}", key="bands")
 
 
 def infer_asset_key(item: StacItem, band: str) -> str:

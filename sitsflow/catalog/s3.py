@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sitsflow.errors import InputError
+from sitsflow.core.errors import InputError
 
 S3_ACCESS_MODES = ("auto", "http")
 _AWS_VIRTUAL_HOST = re.compile(

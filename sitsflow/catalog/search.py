@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urljoin
 
 from sitsflow.catalog.filters import filter_items, parse_filter
-from sitsflow.errors import CatalogError, InputError
-from sitsflow.types import JsonObject, StacItem
+from sitsflow.core.errors import CatalogError, InputError
+from sitsflow.core.types import JsonObject, StacItem
 
 if TYPE_CHECKING:
     from pystac_client import Client
@@ -235,7 +235,7 @@ def select_items(
     """
     from shapely.geometry import shape
 
-    from sitsflow.solar import solar_day
+    from sitsflow.core.solar import solar_day
 
     first, last = date.fromisoformat(str(start)), date.fromisoformat(str(end))
     kept, dropped = [], []
@@ -376,7 +376,7 @@ def write_item_collection(
             "searched_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
-    from sitsflow.atomic import atomic_write_text
+    from sitsflow.core.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(document, indent=1))
 

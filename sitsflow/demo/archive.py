@@ -33,7 +33,8 @@ from pathlib import Path
 from shapely import wkt as shapely_wkt
 from shapely.geometry.base import BaseGeometry
 
-from sitsflow.atomic import atomic_write_text
+from sitsflow.core.atomic import atomic_write_text
+from sitsflow.core.types import JsonObject, StacItem
 from sitsflow.demo.bands import NODATA, REFLECTANCE_BANDS, SCL_NAME
 from sitsflow.demo.catalog import LAYOUTS, build_item, item_id
 from sitsflow.demo.cogs import cog_bytes, write_bytes_atomic
@@ -50,7 +51,6 @@ from sitsflow.demo.tiles import (
     tile_bounds_utm,
     tile_name,
 )
-from sitsflow.types import JsonObject, StacItem
 
 log = logging.getLogger(__name__)
 
@@ -485,7 +485,7 @@ def generate_archive(
 
 def features_from_vector(path: str | Path, id_column: str = "id") -> list[tuple[str, BaseGeometry]]:
     """(id, lon/lat geometry) of every feature of a vector file, read and checked by sitsflow."""
-    from sitsflow.workflow.features import load_features
+    from sitsflow.core.features import load_features
 
     return [(feature.fid, feature.geometry) for feature in load_features(path, id_column)]
 

@@ -18,6 +18,8 @@ import numpy as np
 import shapely
 import shapely.geometry
 
+from sitsflow.core.projection import reproject
+from sitsflow.core.types import JsonObject, StacAsset, StacItem
 from sitsflow.demo.bands import (
     CLOUD_CLASSES,
     NODATA,
@@ -27,8 +29,6 @@ from sitsflow.demo.bands import (
 )
 from sitsflow.demo.fields import seeded_rng
 from sitsflow.demo.tiles import Acquisition, FeatureSpec, outside_swath, solar_angles
-from sitsflow.projection import reproject
-from sitsflow.types import JsonObject, StacAsset, StacItem
 
 LAYOUTS = ("planetary-computer", "earth-search-c1")  # item layouts, by the catalog imitated
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"

@@ -23,9 +23,9 @@ import shapely
 from rasterio.transform import Affine
 from shapely.geometry.base import BaseGeometry
 
+from sitsflow.core.projection import reproject, utm_epsg_for
 from sitsflow.demo.fields import digest
 from sitsflow.demo.options import ArchiveOptions
-from sitsflow.projection import reproject, utm_epsg_for
 
 GRID_STEP_M = 60  # tile edges on multiples of 60 m: the 10, 20 and 60 m grids all align
 LATITUDE_BANDS = "CDEFGHJKLMNPQRSTUVWX"  # MGRS bands of 8 degrees from 80 S (X spans 12)

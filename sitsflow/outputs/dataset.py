@@ -45,9 +45,10 @@ from typing import Any, cast
 import numpy as np
 import xarray as xr
 
-from sitsflow.atomic import atomic_write_text, replace_directory, temporary_for
+from sitsflow.core.atomic import atomic_write_text, replace_directory, temporary_for
 from sitsflow.outputs.timeseries import feature_attributes
-from sitsflow.outputs.write import CHUNK_TIME, CHUNK_XY, GRID_MAPPING, open_cube
+from sitsflow.outputs.write import CHUNK_TIME, CHUNK_XY, open_cube
+from sitsflow.pixels.cube_model import GRID_MAPPING
 
 log = logging.getLogger(__name__)
 
@@ -489,7 +490,7 @@ def _rebuild(
 
 
 def _dataset_attrs(run_attrs: dict[str, Any], structure: dict[str, Any]) -> dict[str, Any]:
-    from sitsflow.outputs.write import package_versions
+    from sitsflow.pixels.cube_model import package_versions
 
     return {
         "Conventions": "CF-1.8",

@@ -38,8 +38,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
+from sitsflow.core.layout import Layout
 from sitsflow.outputs.timeseries import observed_share, value_variables, window_medians
-from sitsflow.workflow.layout import Layout
 
 if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry

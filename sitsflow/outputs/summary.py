@@ -26,8 +26,9 @@ import pandas as pd
 import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 
-from sitsflow.atomic import atomic_path, sweep_temporaries
-from sitsflow.workflow.layout import SUMMARY, Layout
+from sitsflow.core.atomic import atomic_path, sweep_temporaries
+from sitsflow.core.batch_manifest import read_summary_rows
+from sitsflow.core.layout import SUMMARY, Layout
 
 COLUMNS = [
     "feature_id",
@@ -79,8 +80,6 @@ def summarise(
 ) -> pd.DataFrame:
     """The summary table when every feature has its cube (the `summary` rule): a row per cube,
     then the rows the batch manifests carry (batch mode)."""
-    from sitsflow.workflow.batch import read_summary_rows
-
     rows = [summarise_cube(path) for path in cube_paths] + read_summary_rows(manifests)
     return pd.DataFrame(rows, columns=COLUMNS)
 

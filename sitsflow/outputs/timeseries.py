@@ -42,8 +42,8 @@ import pandas as pd
 import xarray as xr
 from shapely import wkt
 
-from sitsflow.projection import reproject
-from sitsflow.workflow.settings import TimeseriesSettings
+from sitsflow.core.projection import reproject
+from sitsflow.core.settings import TimeseriesSettings
 
 COLUMNS = ["id", "time", "band", "value", "observed", "n_pixels"]
 LAYOUTS = ("long", "wide")

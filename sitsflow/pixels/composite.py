@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from sitsflow.core.settings import CompositeMethod
 from sitsflow.pixels.mosaic import Mosaic
 from sitsflow.pixels.timeaxis import TimeAxis
-from sitsflow.workflow.settings import CompositeMethod
 
 METHODS: tuple[CompositeMethod, ...] = ("median", "first", "max_ndvi")
 NDVI_BANDS = ("B04", "B08")  # red, near infrared

@@ -11,8 +11,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sitsflow.catalog.providers import Provider, normalise_items, resolve_provider
-from sitsflow.outputs.write import CubeArrays, cube_arrays, provenance_attrs
+from sitsflow.core.bbox import BboxRecord, grid_of
+from sitsflow.core.features import AREA_TYPES
+from sitsflow.core.grid import Grid, project_geometry
+from sitsflow.core.settings import CubeSettings, MaskSettings
+from sitsflow.core.types import StacItem
 from sitsflow.pixels.composite import composite_mosaic
+from sitsflow.pixels.cube_model import CubeArrays, cube_arrays, provenance_attrs
 from sitsflow.pixels.gapfill import gapfill
 from sitsflow.pixels.mask import clear_pixels
 from sitsflow.pixels.mosaic import MOSAIC_ORDER, Mosaic, mosaic_by_solar_day
@@ -20,11 +25,6 @@ from sitsflow.pixels.read import Loader, make_loader
 from sitsflow.pixels.stack import ItemStack
 from sitsflow.pixels.timeaxis import TimeAxis, regular_axis
 from sitsflow.pixels.values import mark_invalid, to_reflectance
-from sitsflow.types import StacItem
-from sitsflow.workflow.aoi import BboxRecord, grid_of
-from sitsflow.workflow.features import AREA_TYPES
-from sitsflow.workflow.grid import Grid, project_geometry
-from sitsflow.workflow.settings import CubeSettings, MaskSettings
 
 if TYPE_CHECKING:
     import xarray as xr

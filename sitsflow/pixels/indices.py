@@ -23,8 +23,8 @@ import numpy as np
 import spyndex
 import xarray as xr
 
-from sitsflow.catalog.providers import CLASSIFICATION_BANDS, canonical_band
-from sitsflow.errors import InputError
+from sitsflow.core.bands import CLASSIFICATION_BANDS, canonical_band
+from sitsflow.core.errors import InputError
 
 CONFIG_KEY = "indices"
 CATALOGUE_URL = "https://github.com/awesome-spectral-indices/awesome-spectral-indices"

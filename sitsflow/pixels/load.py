@@ -32,13 +32,13 @@ import numpy as np
 import rasterio
 import stackstac
 
-from sitsflow.catalog.providers import CLASSIFICATION_BANDS
 from sitsflow.catalog.s3 import S3Access
-from sitsflow.errors import AssetError
+from sitsflow.core.bands import CLASSIFICATION_BANDS
+from sitsflow.core.errors import AssetError
+from sitsflow.core.grid import Grid
+from sitsflow.core.types import JsonObject, StacItem
 from sitsflow.pixels.overviews import overview_level
 from sitsflow.pixels.stack import ItemStack
-from sitsflow.types import JsonObject, StacItem
-from sitsflow.workflow.grid import Grid
 
 if TYPE_CHECKING:
     from rasterio.windows import Window

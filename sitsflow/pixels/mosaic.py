@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sitsflow.catalog.filters import parse_datetime
-from sitsflow.solar import solar_day
+from sitsflow.core.solar import solar_day
 
 MOSAIC_ORDER = (
     "window coverage (descending), eo:cloud_cover (ascending), datetime, id; per pixel the "

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sitsflow.catalog.s3 import S3Access
+from sitsflow.core.grid import Grid
+from sitsflow.core.settings import CubeSettings
+from sitsflow.core.types import StacItem
 from sitsflow.pixels.stack import ItemStack
-from sitsflow.types import StacItem
-from sitsflow.workflow.grid import Grid
-from sitsflow.workflow.settings import CubeSettings
 
 
 class Loader(Protocol):

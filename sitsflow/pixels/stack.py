@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sitsflow.types import StacItem
+from sitsflow.core.types import StacItem
 
 
 @dataclass

@@ -37,14 +37,14 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS
 
-from sitsflow.catalog.providers import CLASSIFICATION_BANDS
 from sitsflow.catalog.ranges import Counters, RangeStore, resolve_href, without_query
-from sitsflow.errors import AssetError
+from sitsflow.core.bands import CLASSIFICATION_BANDS
+from sitsflow.core.errors import AssetError
+from sitsflow.core.grid import Grid
+from sitsflow.core.projection import transformer
+from sitsflow.core.types import StacItem
 from sitsflow.pixels.overviews import overview_level
 from sitsflow.pixels.stack import ItemStack
-from sitsflow.projection import transformer
-from sitsflow.types import StacItem
-from sitsflow.workflow.grid import Grid
 
 if TYPE_CHECKING:
     from async_tiff import TIFF, ImageFileDirectory

@@ -13,7 +13,7 @@ clamped to the end of a shorter month: from 31 January, 29 February, then 31 Mar
 intervals have 28 to 31 days. Years, hours and combined durations (`P1M15D`) are refused: a
 year is `P12M`, and a sub-day step finer than one solar day would leave most intervals empty.
 
-Acquisitions are put into intervals by their local solar day (`sitsflow.solar`), the same day
+Acquisitions are put into intervals by their local solar day (`sitsflow.core.solar`), the same day
 that groups the tiles of one pass into one time step before compositing.
 """
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sitsflow.catalog.providers import CLASSIFICATION_BANDS
+from sitsflow.core.bands import CLASSIFICATION_BANDS
 from sitsflow.pixels.stack import ItemStack
 
 NODATA_DN = 0

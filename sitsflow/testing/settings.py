@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sitsflow.core.settings import CubeSettings, GridSettings, Settings
 from sitsflow.workflow.config import load_config
-from sitsflow.workflow.settings import CubeSettings, GridSettings, Settings
 
 # The keys the schema requires; a test that needs other values overrides them.
 REQUIRED = {

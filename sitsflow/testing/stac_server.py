@@ -82,7 +82,7 @@ from sitsflow.catalog.filters import (
     parse_intersects,
     query_to_cql2,
 )
-from sitsflow.types import JsonObject, StacAsset, StacItem
+from sitsflow.core.types import JsonObject, StacAsset, StacItem
 
 __all__ = [
     "ALIASES_FILE",

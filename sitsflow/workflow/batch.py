@@ -39,7 +39,7 @@ members' summary rows, and `results/batches/{batch}.timeseries.parquet` their ti
 that the run-wide summary and time-series table are put together from the batches without
 reopening 10 000 files after each change. A member file deleted by hand after its batch ran is
 found when the workflow is parsed (`missing_member_files`), and the batch is rerun
-(rules/common.smk). Paths and stages: `sitsflow.workflow.layout`; rules: rules/batch.smk."""
+(rules/common.smk). Paths and stages: `sitsflow.core.layout`; rules: rules/batch.smk."""
 
 from __future__ import annotations
 
@@ -49,23 +49,23 @@ import json
 import logging
 import math
 import os
-import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sitsflow.atomic import atomic_path, atomic_write_text
-from sitsflow.errors import SitsflowError
-from sitsflow.logs import job_logging
-from sitsflow.workflow.features import AttributeValue, Feature
+from sitsflow.core.atomic import atomic_path, atomic_write_text
+from sitsflow.core.batch_manifest import recorded_generation, write_batch_manifest
+from sitsflow.core.errors import SitsflowError
+from sitsflow.core.features import AttributeValue, Feature
+from sitsflow.core.logs import job_logging
 
 if TYPE_CHECKING:
     from sitsflow.pixels.read import Loader
     from sitsflow.pixels.tiles import ReadRequest
-from sitsflow.workflow.layout import STAGE_NAMES, UPSTREAM, Layout
-from sitsflow.workflow.settings import (
+from sitsflow.core.layout import STAGE_NAMES, UPSTREAM, Layout
+from sitsflow.core.settings import (
     CubeSettings,
     GridSettings,
     SearchSettings,
@@ -221,22 +221,6 @@ def existing_files(layout: Layout) -> set[str]:
         except FileNotFoundError:
             continue
     return found
-
-
-_GENERATION = re.compile(rb'"generation": (\d+)')
-
-
-def recorded_generation(manifest: str | Path) -> int | None:
-    """The generation a batch manifest records (None: no manifest). Read from the head of the
-    file: the manifest of 50 features is tens of KB, and parsing thousands of them would slow
-    every `snakemake` start."""
-    try:
-        with open(manifest, "rb") as handle:
-            head = handle.read(256)
-    except FileNotFoundError:
-        return None
-    match = _GENERATION.search(head)
-    return int(match[1]) if match else 0
 
 
 def batch_generations(
@@ -678,18 +662,7 @@ def write_batch_results(
     table = combine_tables([cube_timeseries(path, settings.timeseries) for path in cubes])
     with atomic_path(timeseries_table) as temporary:
         table.to_parquet(temporary, engine="pyarrow", index=False)
-    document = {
-        "batch": batch,
-        "generation": generation,
-        "features": {
-            outcome.fid: {"ran": outcome.ran, "up_to_date": outcome.up_to_date}
-            for outcome in outcomes
-        },
-        "summary": rows,
+    members = {
+        outcome.fid: {"ran": outcome.ran, "up_to_date": outcome.up_to_date} for outcome in outcomes
     }
-    atomic_write_text(manifest, json.dumps(document, indent=1))
-
-
-def read_summary_rows(manifests: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """The summary rows of every batch, in the order of `manifests` (then member order)."""
-    return [row for path in manifests for row in json.loads(Path(path).read_text())["summary"]]
+    write_batch_manifest(manifest, batch, generation, members, rows)

@@ -19,8 +19,9 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from sitsflow.catalog.filters import parse_filter
-from sitsflow.catalog.providers import canonical_band, check_provider_config
-from sitsflow.errors import InputError
+from sitsflow.catalog.providers import check_provider_config
+from sitsflow.core.bands import canonical_band
+from sitsflow.core.errors import InputError
 from sitsflow.pixels.timeaxis import parse_duration
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"

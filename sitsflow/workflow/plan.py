@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from sitsflow.errors import InputError
-from sitsflow.types import JsonObject
-from sitsflow.workflow.features import Feature
-from sitsflow.workflow.grid import Grid
-from sitsflow.workflow.layout import Layout
-from sitsflow.workflow.settings import CubeSettings, GridSettings, SearchSettings
+from sitsflow.core.errors import InputError
+from sitsflow.core.features import Feature
+from sitsflow.core.grid import Grid
+from sitsflow.core.layout import Layout
+from sitsflow.core.settings import CubeSettings, GridSettings, SearchSettings
+from sitsflow.core.types import JsonObject
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def plan_run(
     content)."""
     from sitsflow.catalog.providers import normalise_items, resolve_provider
     from sitsflow.catalog.search import read_item_collection
-    from sitsflow.workflow.aoi import grid_of, make_aoi_record
+    from sitsflow.core.bbox import grid_of, make_aoi_record
     from sitsflow.workflow.stages import items_of_feature
 
     started = time.perf_counter()
@@ -258,8 +258,8 @@ def _tiles(
 ) -> tuple[int, set[tuple[int, int]], int]:
     from pyproj import CRS
 
+    from sitsflow.core.projection import transformer
     from sitsflow.pixels.tiles import Level, choose_level_for
-    from sitsflow.projection import transformer
 
     levels = [
         Level(
@@ -379,7 +379,7 @@ def write_plan(plan: JsonObject, json_path: str | Path, text_path: str | Path) -
     """`plan.json` and the text of `plan_text`, each written whole."""
     import json
 
-    from sitsflow.atomic import atomic_write_text
+    from sitsflow.core.atomic import atomic_write_text
 
     atomic_write_text(json_path, json.dumps(plan, indent=1))
     atomic_write_text(text_path, plan_text(plan))

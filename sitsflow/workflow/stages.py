@@ -16,26 +16,26 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from sitsflow.atomic import atomic_path, atomic_write_text
 from sitsflow.catalog.search import write_item_collection
-from sitsflow.projection import area_of_interest
-from sitsflow.types import JsonObject
-from sitsflow.workflow.features import AttributeValue, Feature
-from sitsflow.workflow.layout import SEARCH_CACHE, SEARCH_INDEX, Layout
-from sitsflow.workflow.settings import (
+from sitsflow.core.atomic import atomic_path, atomic_write_text
+from sitsflow.core.features import AttributeValue, Feature
+from sitsflow.core.layout import SEARCH_CACHE, SEARCH_INDEX, Layout
+from sitsflow.core.projection import area_of_interest
+from sitsflow.core.settings import (
     CubeSettings,
     GridSettings,
     SearchSettings,
     StacSettings,
     TimeseriesSettings,
 )
+from sitsflow.core.types import JsonObject
 
 if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
+    from sitsflow.core.bbox import BboxRecord
     from sitsflow.pixels.read import Loader
-    from sitsflow.workflow.aoi import BboxRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ def read_bbox(path: str | Path) -> BboxRecord:
 
 def make_bbox(feature: Feature, grid: GridSettings, output: str) -> None:
     """Write the feature's area of interest and cube grid."""
-    from sitsflow.workflow.aoi import make_aoi_record
-    from sitsflow.workflow.features import area_of_use_warning, outside_area_of_use
+    from sitsflow.core.bbox import make_aoi_record
+    from sitsflow.core.features import area_of_use_warning, outside_area_of_use
 
     if outside_area_of_use([feature], grid.crs):
         log.warning("%s", area_of_use_warning([feature.fid], grid.crs))
@@ -234,7 +234,7 @@ def feature_items(
     """The feature's search result from its group's (`items_of_feature`), written to `output`
     with a record of the search; the same items as a search of its own window."""
     from sitsflow.catalog.search import read_item_collection
-    from sitsflow.errors import CatalogError
+    from sitsflow.core.errors import CatalogError
 
     record = read_bbox(bbox_path)
     found, group_info = read_item_collection(group_path)
@@ -275,8 +275,8 @@ def items_of_feature(
     then of those the ones its cube reads: footprint meets its grid, solar day in start..end
     (`sitsflow.catalog.search.select_items`); and the dropped ones with their reason."""
     from sitsflow.catalog.search import select_items
-    from sitsflow.workflow.aoi import grid_of
-    from sitsflow.workflow.grid import outline_lonlat
+    from sitsflow.core.bbox import grid_of
+    from sitsflow.core.grid import outline_lonlat
 
     search_bbox = record["properties"]["search_bbox_wgs84"]
     nearby = [item for item in found if _meets(item, search_bbox)]
@@ -301,8 +301,9 @@ def build_cube(
     suffix); `loader` (a batch's, shared by its cubes) reads the files, by default a new one.
     `attributes`: the feature's vector-file columns, recorded in the cube."""
     from sitsflow.catalog.search import read_item_collection
-    from sitsflow.outputs.write import CubeArrays, write_cube
+    from sitsflow.outputs.write import write_cube
     from sitsflow.pixels.cube import make_cube, make_cube_arrays
+    from sitsflow.pixels.cube_model import CubeArrays
 
     items, search_info = read_item_collection(items_path)
     record = read_bbox(bbox_path)

@@ -169,7 +169,7 @@ class MaskSettings(StageSettings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MaskSettings:
-        from sitsflow.catalog.providers import canonical_band
+        from sitsflow.core.bands import canonical_band
 
         mask = config["mask"]
         return cls(
@@ -267,7 +267,7 @@ class CubeSettings(StageSettings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CubeSettings:
-        from sitsflow.catalog.providers import canonical_band
+        from sitsflow.core.bands import canonical_band
 
         time_step = config["time_step"]
         return cls(

@@ -15,7 +15,7 @@ from pyproj import CRS
 from shapely import segmentize
 from shapely.geometry.base import BaseGeometry
 
-from sitsflow.projection import reproject, transformer
+from sitsflow.core.projection import reproject, transformer
 
 # Densify lon/lat edges (degrees) before projecting so long edges follow the projection's curvature.
 DENSIFY_DEGREES = 0.005

@@ -1,11 +1,11 @@
 """Write the synthetic Sentinel-2 L2A demo archive (`sitsflow.demo`) for a vector's features.
 
-    python scripts/make_demo_archive.py --vector data/rand_pts.geojson --id-column id \\
+    python tools/make_demo_archive.py --vector data/rand_pts.geojson --id-column id \\
         --out resources/demo/sentinel-2-l2a --start 2024-01-01 --end 2024-12-31 --workers 2
 
 or take the inputs from the workflow configuration (what `make demo` does):
 
-    python scripts/make_demo_archive.py --configfile config/config.yaml --workers 2
+    python tools/make_demo_archive.py --configfile config/config.yaml --workers 2
 
 reads `vector`, `id_column`, `start`, `end`, `demo.layout`, `demo.seed`, and writes the archive
 into the directory of `catalog` (its `items.json`). Options given explicitly win over the
@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 # the config below is this checkout's config/config.yaml.
 sys.path.insert(0, str(REPO))
 
+from sitsflow.core.settings import Settings  # noqa: E402
 from sitsflow.demo import LAYOUTS, archive_size, features_from_vector, generate_archive  # noqa: E402
 from sitsflow.demo.options import RESAMPLINGS, SCL_PATTERNS, ArchiveOptions  # noqa: E402
 from sitsflow.workflow.config import load_config, load_schema  # noqa: E402
-from sitsflow.workflow.settings import Settings  # noqa: E402
 
 log = logging.getLogger("make_demo_archive")
 # The config the Snakefile reads first; `--configfile` values go over it, as in Snakemake.

@@ -32,8 +32,8 @@ from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 
-from sitsflow.errors import InputError
-from sitsflow.projection import reproject, utm_epsg_for
+from sitsflow.core.errors import InputError
+from sitsflow.core.projection import reproject, utm_epsg_for
 
 if TYPE_CHECKING:
     import geopandas as gpd

@@ -7,11 +7,11 @@ from typing import Any, Literal, TypedDict
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 
-from sitsflow.errors import InputError
-from sitsflow.projection import output_epsg
-from sitsflow.workflow.features import Feature, search_geometry
-from sitsflow.workflow.grid import Grid, GridRecord, image_grid, patch_grid
-from sitsflow.workflow.settings import GridSettings, Mode
+from sitsflow.core.errors import InputError
+from sitsflow.core.features import Feature, search_geometry
+from sitsflow.core.grid import Grid, GridRecord, image_grid, patch_grid
+from sitsflow.core.projection import output_epsg
+from sitsflow.core.settings import GridSettings, Mode
 
 
 class BboxProperties(TypedDict):
