@@ -3,7 +3,7 @@
 #   of nearby features) -> results/items/{fid}.json + results/cubes/{fid}.nc
 #   -> results/quicklooks/{fid}.png, results/timeseries/{fid}.csv, results/summary.csv; report:
 #   snakemake --report results/report.html
-# Paths and stages: sitsflow/core/layout.py.
+# Stages: sitsflow/core/pipeline.py; paths: sitsflow/core/layout.py.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -30,8 +30,10 @@ include: "rules/plan.smk"
 rule all:
     default_target: True
     input:
-        # One job per feature and stage makes the per-feature files; in batch mode (config
-        # `batch_size`) the `batch` jobs do, and `all` asks for the batches instead.
+        # Per-feature mode: a `bbox` and a `cube` job (items and cube) per feature, then one
+        # `quicklooks` and one `timeseries` job over all features. In batch mode (config
+        # `batch_size`) the `batch` jobs make every per-feature file, and `all` asks for the
+        # batches instead.
         cubes=per_feature("cube"),
         quicklooks=per_feature("quicklook"),
         batches=LAYOUT.manifests(BATCHES),

@@ -245,18 +245,22 @@ def rewritten_features(before: dict[str, float], after: dict[str, float]) -> set
 
 
 def baseline(workdir: Path) -> dict[str, float]:
-    """Every stage of every feature, then the summary, time series table and overview, with
-    sitsflow's functions in this process (what the rule scripts call). Imports excluded."""
+    """The group searches, every stage of every feature, then the summary, time series table
+    and overview, with sitsflow's functions in this process (what the rule scripts call).
+    Imports excluded."""
     import importlib
 
+    from sitsflow.catalog.groups import plan_groups
     from sitsflow.core.features import load_features
-    from sitsflow.core.layout import STAGE_NAMES, SUMMARY, Layout
+    from sitsflow.core.layout import SUMMARY, Layout
+    from sitsflow.core.pipeline import STAGE_NAMES
     from sitsflow.core.settings import Settings
     from sitsflow.outputs.quicklook import overview_table, render_overview
     from sitsflow.outputs.summary import summarise, write_summary
     from sitsflow.outputs.timeseries import combine_timeseries
-    from sitsflow.workflow.batch import BatchSettings, run_stage
+    from sitsflow.workflow.batch import BatchContext, BatchSettings, run_stage
     from sitsflow.workflow.config import load_config
+    from sitsflow.workflow.stages import search_groups
 
     modules = (
         "sitsflow.core.bbox",
@@ -272,9 +276,14 @@ def baseline(workdir: Path) -> dict[str, float]:
     cpu_before = time.process_time()
     started = time.perf_counter()
     features = load_features(run.vector, run.id_column)
+    groups = plan_groups(features, run.stac.group_degrees)
+    group_of = {fid: group for group, members in groups.items() for fid in members}
+    by_id = {feature.fid: feature for feature in features}
+    search_groups(by_id, groups, run.grid, run.search, run.stac, 0, layout)
     for feature in features:
+        context = BatchContext(settings, group_search=layout.group_search(group_of[feature.fid]))
         for stage in STAGE_NAMES:
-            run_stage(stage, feature, layout, settings)
+            run_stage(stage, feature, context)
     fids = [feature.fid for feature in features]
     write_summary(summarise(layout.paths("cube", fids)), SUMMARY)
     combine_timeseries(layout.paths("timeseries", fids)).to_parquet(

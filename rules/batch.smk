@@ -24,7 +24,7 @@ rule batch:
     params:
         members=batch_members,
         attributes=batch_attributes,
-        settings=BATCH_SETTINGS.to_params(),
+        settings=STAGE_SETTINGS.to_params(),
         generation=batch_generation,
     script:
         "../scripts/batch.py"

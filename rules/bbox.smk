@@ -10,7 +10,7 @@ rule bbox:
         mem_mb=500,
         runtime=5,
     params:
+        **STAGE_SETTINGS.rule_params("bbox"),
         wkt=feature_wkt,
-        grid=SETTINGS.grid.to_params(),
     script:
         "../scripts/bbox.py"

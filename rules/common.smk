@@ -63,7 +63,8 @@ SEARCH_GENERATION = search_generation()
 # Batch mode (config `batch_size`, rules/batch.smk): batch id -> member ids, the features of
 # one group in runs of `batch_size`; empty when every feature runs as its own jobs.
 BATCHES = plan_batches(GROUPS, resolve_batch_size(SETTINGS.batch_size, len(FEATURES)))
-BATCH_SETTINGS = BatchSettings.from_settings(SETTINGS)
+# Every per-feature stage's settings: the rules' params and the batch fingerprints alike.
+STAGE_SETTINGS = BatchSettings.from_settings(SETTINGS)
 BATCH_GENERATIONS = batch_generations(
     BATCHES, LAYOUT, warn=logger.warning if workflow.is_main_process else None
 )

@@ -4,7 +4,7 @@ rule cube:
         bbox=LAYOUT.pattern("bbox"),
         group=group_search_of,
     output:
-        stac_items=LAYOUT.pattern("search"),
+        stac_items=LAYOUT.pattern("items"),
         # a netCDF file, or a Zarr store (a directory), by config `format`
         cube=(
             directory(LAYOUT.pattern("cube"))
@@ -21,8 +21,8 @@ rule cube:
         mem_mb=2000,
         runtime=60,
     params:
-        search=SETTINGS.search.to_params(),
-        cube=SETTINGS.cube.to_params(),
+        # the items' and the cube's settings (`search`, `cube`), as batch fingerprints see them
+        **STAGE_SETTINGS.rule_params("items", "cube"),
         attributes=feature_attributes,
     script:
         "../scripts/cube.py"

@@ -15,6 +15,6 @@ rule timeseries:
         mem_mb=4000,
         runtime=30,
     params:
-        timeseries=SETTINGS.timeseries.to_params(),
+        **STAGE_SETTINGS.rule_params("timeseries"),
     script:
         "../scripts/timeseries.py"

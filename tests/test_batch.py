@@ -21,8 +21,8 @@ import xarray as xr
 from shapely.geometry import Point, box, shape
 
 from sitsflow.core.features import Feature
-from sitsflow.core.layout import STAGE_NAMES as STAGES
 from sitsflow.core.layout import Layout
+from sitsflow.core.pipeline import STAGE_NAMES as STAGES
 from sitsflow.testing.settings import settings_for
 from sitsflow.workflow.batch import (
     AUTO_BATCH_SIZE,
@@ -33,7 +33,7 @@ from sitsflow.workflow.batch import (
     batch_group,
     plan_batches,
     process_feature,
-    read_state,
+    read_fingerprints,
     resolve_batch_size,
     run_batch,
     stage_fingerprints,
@@ -134,7 +134,7 @@ def test_fingerprints_follow_each_stage_inputs():
     assert changed_stages(base, stage_fingerprints(POINT.wkt, finer)) == set(STAGES)
     later = batch_settings(end="2024-11-30")
     assert changed_stages(base, stage_fingerprints(POINT.wkt, later)) == {
-        "search", "cube", "quicklook", "timeseries"
+        "items", "cube", "quicklook", "timeseries"
     }  # fmt: skip
     bands = batch_settings(bands=["B08"])
     assert changed_stages(base, stage_fingerprints(POINT.wkt, bands)) == {
@@ -177,7 +177,7 @@ def test_a_new_feature_runs_every_stage_then_nothing(in_tmp):
     stages = FakeStages()
     first = process_feature(POINT, in_context(SETTINGS), stages)
     assert first.ok and first.ran == list(STAGES) and stages.stages_of("f1") == list(STAGES)
-    assert read_state(LAYOUT.state("f1")) == stage_fingerprints(POINT.wkt, SETTINGS)
+    assert read_fingerprints(LAYOUT.state("f1")) == stage_fingerprints(POINT.wkt, SETTINGS)
     for stage in STAGES:
         assert Path(LAYOUT.log(stage, "f1")).exists()
     again = process_feature(POINT, in_context(SETTINGS), stages)
@@ -199,12 +199,12 @@ def test_a_deleted_output_is_remade_with_what_depends_on_it(in_tmp):
     stages = FakeStages()
     outcome = process_feature(POINT, in_context(SETTINGS), stages)
     assert outcome.ran == ["cube", "quicklook", "timeseries"]
-    assert outcome.up_to_date == ["bbox", "search"]
+    assert outcome.up_to_date == ["bbox", "items"]
 
 
 def test_a_newer_input_file_redoes_the_stages_after_it(in_tmp):
     process_feature(POINT, in_context(SETTINGS), FakeStages())
-    items = LAYOUT.path("search", "f1")
+    items = LAYOUT.path("items", "f1")
     later = time.time() + 10
     os.utime(items, (later, later))
     outcome = process_feature(POINT, in_context(SETTINGS), FakeStages())
@@ -218,9 +218,9 @@ def test_a_failed_stage_leaves_no_output_and_is_retried_next_time(in_tmp):
     outcome = process_feature(POINT, in_context(later), broken)
     assert not outcome.ok and outcome.failed_stage == "cube"
     assert "cube of f1 broke" in outcome.error
-    assert broken.stages_of("f1") == ["search", "cube"]  # nothing after the failure
+    assert broken.stages_of("f1") == ["items", "cube"]  # nothing after the failure
     assert not Path(LAYOUT.path("cube", "f1")).exists()  # like the output of a failed job
-    assert "cube" not in read_state(LAYOUT.state("f1"))
+    assert "cube" not in read_fingerprints(LAYOUT.state("f1"))
     assert "cube of f1 broke" in Path(LAYOUT.log("cube", "f1")).read_text()  # with traceback
     retry = process_feature(POINT, in_context(later), FakeStages())
     assert retry.ok and retry.ran == ["cube", "quicklook", "timeseries"]
@@ -228,17 +228,17 @@ def test_a_failed_stage_leaves_no_output_and_is_retried_next_time(in_tmp):
 
 def test_a_batch_processes_every_feature_and_fails_if_one_failed(in_tmp):
     members = {fid: Point(8.49 + i / 100, 49.85).wkt for i, fid in enumerate(["a", "b", "c"])}
-    stages = FakeStages(failing={("b", "search")})
-    with pytest.raises(BatchFailed, match=r"1 of 3 features of batch g-0007 failed: b \(search"):
+    stages = FakeStages(failing={("b", "items")})
+    with pytest.raises(BatchFailed, match=r"1 of 3 features of batch g-0007 failed: b \(items"):
         run_batch("g-0007", members, in_context(SETTINGS), "batch.log", stages)
     assert stages.stages_of("a") == list(STAGES) and stages.stages_of("c") == list(STAGES)
     log_text = Path("batch.log").read_text()
-    assert "b: search failed" in log_text and "a: ran bbox" in log_text
+    assert "b: items failed" in log_text and "a: ran bbox" in log_text
 
     stages = FakeStages()
     outcomes = run_batch("g-0007", members, in_context(SETTINGS), None, stages)
     assert [o.fid for o in outcomes if o.ran] == ["b"]
-    assert stages.stages_of("b") == ["search", "cube", "quicklook", "timeseries"]
+    assert stages.stages_of("b") == ["items", "cube", "quicklook", "timeseries"]
     assert outcomes[0].up_to_date == list(STAGES)
 
 

@@ -162,15 +162,15 @@ def test_last_error_is_the_final_exception_without_module_path(tmp_path):
 
 
 def test_failure_row_blames_the_first_job_without_output(tmp_path):
-    (tmp_path / "logs" / "search").mkdir(parents=True)
-    (tmp_path / "logs" / "search" / "f.log").write_text(
+    (tmp_path / "logs" / "items").mkdir(parents=True)
+    (tmp_path / "logs" / "items" / "f.log").write_text(
         "Traceback (most recent call last):\nsitsflow.errors.CatalogError: boom\n"
     )
     (tmp_path / "results" / "bbox").mkdir(parents=True)
     (tmp_path / "results" / "bbox" / "f.geojson").write_text("{}")
     row = failure_row("f", Layout(), tmp_path)
-    assert row["status"] == "failed" and row["log"] == "logs/search/f.log"
-    assert row["error"] == "search: CatalogError: boom"
+    assert row["status"] == "failed" and row["log"] == "logs/items/f.log"
+    assert row["error"] == "items: CatalogError: boom"
     silent = failure_row("g", Layout(), tmp_path)  # killed: no traceback in a log
     assert silent["error"].startswith("bbox: the bbox job failed without an error message")
 
@@ -205,12 +205,12 @@ def test_failure_summary_is_older_than_every_cube(tmp_path):
     assert pd.read_csv(summary)["feature_id"].tolist() == ["a", "b"]
 
 
-def test_cube_of_an_earlier_run_does_not_hide_a_search_failure(tmp_path):
-    """The search job failed now (its output is gone): the old cube is out of date."""
+def test_cube_of_an_earlier_run_does_not_hide_an_items_failure(tmp_path):
+    """The feature's items were not made now (their file is gone): the old cube is out of date."""
     tiny_cube(tmp_path, "a")
     (tmp_path / "results" / "items" / "a.json").unlink()
     (row,) = summarise_run(["a"], Layout(), tmp_path).to_dict("records")
-    assert row["status"] == "failed" and row["log"] == "logs/search/a.log"
+    assert row["status"] == "failed" and row["log"] == "logs/items/a.log"
 
 
 def test_summary_rule_output_is_kept_when_only_a_later_job_failed(tmp_path):

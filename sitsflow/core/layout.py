@@ -1,7 +1,6 @@
-"""Where every file of a run goes, and which stage makes which file from which: the one
-description of the pipeline's shape. The rules (`rules/*.smk`) take their paths from here, and
-batch mode (`sitsflow.workflow.batch`) runs the same stages in the same order on the same
-paths, so the two cannot drift apart.
+"""Where every file of a run goes: the per-feature stages' files (declared with their stages in
+`sitsflow.core.pipeline`), their logs and the run-wide files. The rules (`rules/*.smk`) take
+their paths from here, and batch mode (`sitsflow.workflow.batch`) writes the same files.
 """
 
 from __future__ import annotations
@@ -9,27 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sitsflow.core.pipeline import stage_named
 
-@dataclass(frozen=True)
-class Stage:
-    """One per-feature stage: the file it makes (a pattern in `{fid}`) and the stages whose
-    files it reads."""
-
-    name: str
-    output: str
-    upstream: tuple[str, ...]
-
-
-# In order: every stage comes after its upstream stages.
-STAGES: tuple[Stage, ...] = (
-    Stage("bbox", "results/bbox/{fid}.geojson", ()),
-    Stage("search", "results/items/{fid}.json", ("bbox",)),
-    Stage("cube", "results/cubes/{fid}.{ext}", ("bbox", "search")),
-    Stage("quicklook", "results/quicklooks/{fid}.png", ("cube",)),
-    Stage("timeseries", "results/timeseries/{fid}.csv", ("cube",)),
-)
-STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
-UPSTREAM: dict[str, tuple[str, ...]] = {stage.name: stage.upstream for stage in STAGES}
+# A per-feature job's log: of its rule in per-feature mode, of each stage in batch mode.
 LOG = "logs/{stage}/{fid}.log"
 
 # The search job's: one search result per group of nearby features (sitsflow.catalog.groups),
@@ -65,12 +46,9 @@ class Layout:
 
     cube_extension: str = "nc"
 
-    def pattern(self, stage: str) -> str:
+    def pattern(self, name: str) -> str:
         """The stage's output pattern in `{fid}` (a Snakemake output)."""
-        for candidate in STAGES:
-            if candidate.name == stage:
-                return candidate.output.replace("{ext}", self.cube_extension)
-        raise ValueError(f"unknown stage {stage!r}; stages: {STAGE_NAMES}")
+        return stage_named(name).output.replace("{ext}", self.cube_extension)
 
     def path(self, stage: str, fid: str) -> str:
         return self.pattern(stage).format(fid=fid)

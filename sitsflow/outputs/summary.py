@@ -29,6 +29,7 @@ import xarray as xr
 from sitsflow.core.atomic import atomic_path, sweep_temporaries
 from sitsflow.core.batch_manifest import read_summary_rows
 from sitsflow.core.layout import SUMMARY, Layout
+from sitsflow.core.pipeline import chain_to
 
 COLUMNS = [
     "feature_id",
@@ -46,8 +47,8 @@ COLUMNS = [
     "log",
 ]
 
-# A feature's jobs up to its cube, in order: the first whose output is missing failed.
-CHAIN = ("bbox", "search", "cube")
+# A feature's stages up to its cube, in order: the first whose output is missing failed.
+CHAIN = chain_to("cube")
 # The last line of a Python traceback: `package.module.SomeError: message`.
 _EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_][\w]*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception))(?::|$)"

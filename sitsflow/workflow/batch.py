@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -53,7 +54,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sitsflow.core.atomic import atomic_path, atomic_write_text
 from sitsflow.core.batch_manifest import recorded_generation, write_batch_manifest
@@ -64,7 +65,8 @@ from sitsflow.core.logs import job_logging
 if TYPE_CHECKING:
     from sitsflow.pixels.read import Loader
     from sitsflow.pixels.tiles import ReadRequest
-from sitsflow.core.layout import STAGE_NAMES, UPSTREAM, Layout
+from sitsflow.core.layout import Layout
+from sitsflow.core.pipeline import STAGE_NAMES, STAGES, UPSTREAM, stage_named
 from sitsflow.core.settings import (
     CubeSettings,
     GridSettings,
@@ -72,14 +74,7 @@ from sitsflow.core.settings import (
     Settings,
     TimeseriesSettings,
 )
-from sitsflow.workflow.stages import (
-    build_cube,
-    cube_timeseries,
-    feature_items,
-    make_bbox,
-    render_quicklook_file,
-    write_timeseries_file,
-)
+from sitsflow.workflow.stages import cube_timeseries, read_bbox
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +112,9 @@ class BatchSettings:
         )
 
     def to_params(self) -> dict[str, Any]:
-        """The plain dict of the batch rule's `params:` (a change reruns the batches)."""
-        return {
-            "grid": self.grid.to_params(),
-            "search": self.search.to_params(),
-            "cube": self.cube.to_params(),
-            "timeseries": self.timeseries.to_params(),
-            "cube_extension": self.cube_extension,
-        }
+        """The plain dict of the batch rule's `params:` (a change reruns the batches): every
+        stage's settings section, and the cube format's extension."""
+        return {**self.rule_params(*STAGE_NAMES), "cube_extension": self.cube_extension}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> BatchSettings:
@@ -140,15 +130,20 @@ class BatchSettings:
     def layout(self) -> Layout:
         return Layout(self.cube_extension)
 
-    def stage_params(self, stage: str) -> object:
-        """What a stage's output depends on besides its input files (its fingerprint input)."""
+    def stage_params(self, name: str) -> object:
+        """The settings a stage's output depends on besides its input files (a fingerprint's
+        input): its section's params (`sitsflow.core.pipeline.Stage.settings`), or None."""
+        section = stage_named(name).settings
+        return None if section is None else getattr(self, section).to_params()
+
+    def rule_params(self, *names: str) -> dict[str, object]:
+        """The `params:` of a rule making the stages `names`: each one's settings section under
+        the section's name (`grid`, `search` ...), the values batch fingerprints digest."""
         return {
-            "bbox": self.grid.to_params(),
-            "search": self.search.to_params(),
-            "cube": self.cube.to_params(),
-            "quicklook": None,
-            "timeseries": self.timeseries.to_params(),
-        }[stage]
+            section: self.stage_params(name)
+            for name in names
+            if (section := stage_named(name).settings) is not None
+        }
 
 
 @dataclass
@@ -275,16 +270,18 @@ def stage_fingerprints(
     the feature's geometry and (cube, which records them) its attributes. Equal fingerprints
     mean the same inputs and parameters."""
     fingerprints: dict[str, str] = {}
-    for stage in STAGE_NAMES:
-        upstream = [fingerprints[name] for name in UPSTREAM[stage]]
-        source: object = wkt if stage == "bbox" else None
-        if stage == "cube" and attributes:  # none: the fingerprint of a run without them
+    for each in STAGES:
+        upstream = [fingerprints[name] for name in each.upstream]
+        source: object = wkt if "geometry" in each.feature_values else None
+        if "attributes" in each.feature_values and attributes:  # none: as a run without them
             source = dict(attributes)
-        fingerprints[stage] = _digest([stage, source, upstream, settings.stage_params(stage)])
+        fingerprints[each.name] = _digest(
+            [each.name, source, upstream, settings.stage_params(each.name)]
+        )
     return fingerprints
 
 
-def read_state(path: str | Path) -> dict[str, str]:
+def read_fingerprints(path: str | Path) -> dict[str, str]:
     """Stage -> fingerprint recorded for a feature (empty if none or unreadable)."""
     try:
         state = json.loads(Path(path).read_text())
@@ -294,7 +291,7 @@ def read_state(path: str | Path) -> dict[str, str]:
     return dict(fingerprints) if isinstance(fingerprints, dict) else {}
 
 
-def write_state(path: str | Path, fingerprints: Mapping[str, str]) -> None:
+def write_fingerprints(path: str | Path, fingerprints: Mapping[str, str]) -> None:
     atomic_write_text(path, json.dumps({"fingerprints": dict(fingerprints)}, sort_keys=True))
 
 
@@ -357,33 +354,21 @@ class BatchContext:
 
 
 StageRunner = Callable[[str, Feature, BatchContext], None]
+StageRunnerOfFeature = Callable[[Feature, BatchContext], None]
 
 
-def run_stage(stage: str, feature: Feature, context: BatchContext) -> None:
+def run_stage(name: str, feature: Feature, context: BatchContext) -> None:
     """Run one stage of one feature, reading its input files and writing its output: the
-    same functions (`sitsflow.workflow.stages`) the per-feature rule scripts call."""
-    fid, layout, settings = feature.fid, context.layout, context.settings
-    output = layout.path(stage, fid)
-    if stage == "bbox":
-        make_bbox(feature, settings.grid, output)
-    elif stage == "search":
-        feature_items(context.group_search, layout.path("bbox", fid), settings.search, output)
-    elif stage == "cube":
-        bbox, items = layout.path("bbox", fid), layout.path("search", fid)
-        build_cube(
-            bbox,
-            items,
-            settings.cube,
-            output,
-            loader=context.shared_loader(),
-            attributes=feature.labels,
-        )
-    elif stage == "quicklook":
-        render_quicklook_file(layout.path("cube", fid), output)
-    elif stage == "timeseries":
-        write_timeseries_file(layout.path("cube", fid), settings.timeseries, output)
-    else:
-        raise ValueError(f"unknown stage {stage!r}; stages: {STAGE_NAMES}")
+    stage's function (`sitsflow.core.pipeline.Stage.runner`, in `sitsflow.workflow.stages`,
+    which the per-feature rule scripts call too)."""
+    _runner(stage_named(name).runner)(feature, context)
+
+
+@functools.cache
+def _runner(reference: str) -> StageRunnerOfFeature:
+    """The function `module:function` names."""
+    module, function = reference.split(":")
+    return cast(StageRunnerOfFeature, getattr(importlib.import_module(module), function))
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,7 +393,7 @@ def process_feature(
     started = time.perf_counter()
     fid, layout, settings = feature.fid, context.layout, context.settings
     fingerprints = stage_fingerprints(feature.wkt, settings, feature.labels)
-    recorded = read_state(layout.state(fid))
+    recorded = read_fingerprints(layout.state(fid))
     outcome = outcome or FeatureOutcome(fid)
     if not outcome.ok:
         return outcome
@@ -420,7 +405,7 @@ def process_feature(
             continue
         _remove(layout.path(stage, fid))
         if recorded.pop(stage, None) is not None:
-            write_state(layout.state(fid), recorded)
+            write_fingerprints(layout.state(fid), recorded)
         try:
             with job_logging(layout.log(stage, fid), f"{stage} {fid}"):
                 stage_runner(stage, feature, context)
@@ -428,7 +413,7 @@ def process_feature(
             outcome.failed_stage, outcome.error = stage, f"{type(exc).__name__}: {exc}"
             break
         recorded[stage] = fingerprints[stage]
-        write_state(layout.state(fid), recorded)
+        write_fingerprints(layout.state(fid), recorded)
         outcome.ran.append(stage)
     outcome.seconds += time.perf_counter() - started
     return outcome
@@ -443,7 +428,7 @@ def stage_will_run(
     if any(name in outcome.ran for name in UPSTREAM[stage]):
         return True
     fingerprint = stage_fingerprints(feature.wkt, context.settings, feature.labels)[stage]
-    recorded = read_state(context.layout.state(feature.fid))
+    recorded = read_fingerprints(context.layout.state(feature.fid))
     return not stage_is_current(stage, feature.fid, context.layout, fingerprint, recorded)
 
 
@@ -472,14 +457,13 @@ def plan_rounds(
     into rounds; returns the rounds, each to be read together by `read_round`."""
     from sitsflow.catalog.search import read_item_collection
     from sitsflow.pixels.cube import read_request
-    from sitsflow.workflow.stages import read_bbox
 
     layout, settings = context.layout, context.settings
     planned: list[tuple[Feature, ReadRequest]] = []
     unplanned: list[Feature] = []
     for feature in members:
         try:
-            items, info = read_item_collection(layout.path("search", feature.fid))
+            items, info = read_item_collection(layout.path("items", feature.fid))
             record = read_bbox(layout.path("bbox", feature.fid))
             request, signs = read_request(record, items, info, settings.cube)
         except Exception as exc:  # its cube stage reports it, in its own log

@@ -1,8 +1,11 @@
-"""The per-feature stages as functions of input paths, settings and an output path.
+"""The per-feature stages as functions of input paths, settings and an output path, and the
+search job.
 
 The per-feature rule scripts (`scripts/bbox.py` ...) and batch mode (`sitsflow.workflow.batch`)
-both call these, so a feature's files are made by the same code whichever way the workflow runs.
-Heavy imports stay inside the functions: a batch imports only what its stages need.
+both call these, so a feature's files are made by the same code whichever way the workflow runs:
+each stage's `run_*` function (named by its declaration in `sitsflow.core.pipeline`) calls the
+same function as its rule script, on the batch's paths and settings. Heavy imports stay inside
+the functions: a batch imports only what its stages need.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
     from sitsflow.core.bbox import BboxRecord
     from sitsflow.pixels.read import Loader
+    from sitsflow.workflow.batch import BatchContext
 
 log = logging.getLogger(__name__)
 
@@ -376,3 +380,47 @@ def write_timeseries_file(
         write_timeseries_csv(table, temporary)
     log.info("wrote %s: %d rows (%s layout), %s", output, len(table), settings.layout, used)
     return table
+
+
+# --------------------------------------------------------------------------------------------
+# Each per-feature stage on a batch's paths and settings (`sitsflow.core.pipeline.Stage.runner`)
+
+
+def run_bbox(feature: Feature, context: BatchContext) -> None:
+    make_bbox(feature, context.settings.grid, context.layout.path("bbox", feature.fid))
+
+
+def run_items(feature: Feature, context: BatchContext) -> None:
+    layout = context.layout
+    feature_items(
+        context.group_search,
+        layout.path("bbox", feature.fid),
+        context.settings.search,
+        layout.path("items", feature.fid),
+    )
+
+
+def run_cube(feature: Feature, context: BatchContext) -> None:
+    layout = context.layout
+    build_cube(
+        layout.path("bbox", feature.fid),
+        layout.path("items", feature.fid),
+        context.settings.cube,
+        layout.path("cube", feature.fid),
+        loader=context.shared_loader(),
+        attributes=feature.labels,
+    )
+
+
+def run_quicklook(feature: Feature, context: BatchContext) -> None:
+    layout = context.layout
+    render_quicklook_file(layout.path("cube", feature.fid), layout.path("quicklook", feature.fid))
+
+
+def run_timeseries(feature: Feature, context: BatchContext) -> None:
+    layout = context.layout
+    write_timeseries_file(
+        layout.path("cube", feature.fid),
+        context.settings.timeseries,
+        layout.path("timeseries", feature.fid),
+    )
