@@ -1,5 +1,5 @@
-# Every feature's quicklook, in one job over the cubes (one job per feature and stage only in
-# per-feature mode; batch jobs draw their features' quicklooks).
+# Every feature's quicklook, in one job over all the cubes (per-feature mode; in batch mode each
+# batch job draws its own features' quicklooks).
 if not BATCHES:
 
     rule quicklooks:

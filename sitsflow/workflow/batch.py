@@ -1,9 +1,10 @@
 """Batch mode: many features per Snakemake job, still one set of files per feature.
 
-With one job per feature and stage, 10 000 features make 50 000 jobs: a dry run of that DAG took
-266 s and 1 GB (docs/scaling.md), Snakemake schedules trivial jobs at ~14 per second, and every
-job pays ~2 s of Python imports. In batch mode (config `batch_size`) one `batch` job runs a
-fixed group of features through every per-feature stage (bbox, search, cube, quicklook, time
+Per-feature jobs cost Snakemake per job: 10 000 features make 20 000 (a bbox and a cube job
+each; a dry run of the 50 000-job DAG they made when every stage was its own job took 266 s and
+1 GB, docs/scaling.md), Snakemake schedules trivial jobs at ~14 per second, and every job pays
+its start and imports. In batch mode (config `batch_size`) one `batch` job runs a
+fixed group of features through every per-feature stage (bbox, items, cube, quicklook, time
 series) in one process, and writes the same per-feature files and logs as the per-feature jobs
 would.
 
