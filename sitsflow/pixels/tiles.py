@@ -470,7 +470,7 @@ def cog_levels(tiff: TIFF) -> list[Level]:
                 height=ifd.image_height,
                 tile_width=ifd.tile_width,
                 tile_height=ifd.tile_height,
-                transform=transform * Affine.scale(scale_x, scale_y),
+                transform=transform @ Affine.scale(scale_x, scale_y),
                 epsg=epsg,
             )
         )
@@ -495,7 +495,7 @@ def georeference(ifd: ImageFileDirectory) -> tuple[Affine, int]:
         i, j, _, x, y, _ = tiepoint[:6]
         transform = Affine(scale[0], 0.0, x - i * scale[0], 0.0, -scale[1], y + j * scale[1])
     if keys is not None and keys.raster_type == PIXEL_IS_POINT:  # GDAL: the pixel's corner
-        transform = transform * Affine.translation(-0.5, -0.5)
+        transform = transform @ Affine.translation(-0.5, -0.5)
     return transform, int(epsg)
 
 
@@ -626,7 +626,7 @@ def _warped_indices(
         "count": 1,
         "dtype": "int32",
         "crs": f"EPSG:{level.epsg}",
-        "transform": level.transform * Affine.translation(left, top),
+        "transform": level.transform @ Affine.translation(left, top),
         "nodata": -1,
     }
     with rasterio.Env(GDAL_NUM_THREADS="1"), MemoryFile() as memory:
