@@ -62,3 +62,95 @@ def test_pixels_are_placed_from_their_tiles_edge_tiles_and_views_included():
     assert not view.flags.c_contiguous
     _place(view, pixels, level, tiles)
     np.testing.assert_array_equal(view, expected)
+
+
+# The facts of one file: its EPSG code and pixel size, its overviews' size factors (GDAL's
+# integers; the COG's levels are its width divided by them, rounded up as GDAL does), how the
+# overviews were made as a metadata item (domain, key, value) or None, and the read: class band,
+# read_overviews, the grid's EPSG code and resolution.
+FILE_FACTS = {
+    "reflectance, 20 m grid": (32632, 10.0, [2, 4], ("", "OVR_RESAMPLING_ALG", "average"),
+                               False, True, 32632, 20.0),
+    "reflectance, 40 m grid in another UTM zone": (
+        32632, 10.0, [2, 4], ("", "OVERVIEW_RESAMPLING", "AVERAGE"), False, True, 32633, 40.0),
+    "reflectance, resampling not recorded": (32632, 10.0, [2, 4], None, False, True, 32632, 20.0),
+    "file in degrees": (4326, 0.0001, [2, 4], ("", "OVR_RESAMPLING_ALG", "AVERAGE"),
+                        False, True, 32632, 20.0),
+    "grid in degrees": (32632, 10.0, [2, 4], ("", "OVR_RESAMPLING_ALG", "AVERAGE"),
+                        False, True, 4326, 0.0002),
+    "class band, averaged overviews": (32632, 20.0, [2, 4], ("", "OVR_RESAMPLING_ALG", "AVERAGE"),
+                                       True, True, 32632, 40.0),
+    "class band, nearest overviews": (
+        32632, 20.0, [2, 4], ("IMAGE_STRUCTURE", "OVERVIEW_RESAMPLING", "NEAREST"),
+        True, True, 32632, 40.0),
+    "class band, resampling not recorded": (32632, 20.0, [2, 4], None, True, True, 32632, 40.0),
+    "no overviews": (32632, 10.0, [], ("", "OVR_RESAMPLING_ALG", "AVERAGE"),
+                     False, True, 32632, 20.0),
+    "no overview fine enough": (32632, 10.0, [2, 4], ("", "OVR_RESAMPLING_ALG", "AVERAGE"),
+                                False, True, 32632, 15.0),
+    "read_overviews off": (32632, 10.0, [2, 4], ("", "OVR_RESAMPLING_ALG", "AVERAGE"),
+                           False, False, 32632, 20.0),
+}  # fmt: skip
+EXPECTED_LEVEL = {
+    "reflectance, 20 m grid": (0, "overview 1 (x2, AVERAGE)"),
+    "reflectance, 40 m grid in another UTM zone": (1, "overview 2 (x4, AVERAGE)"),
+    "reflectance, resampling not recorded": (0, "overview 1 (x2, resampling not recorded)"),
+    "class band, nearest overviews": (0, "overview 1 (x2, NEAREST)"),
+}
+
+
+@pytest.mark.parametrize("case", FILE_FACTS)
+def test_both_readers_choose_the_same_overview_and_say_it_in_the_same_words(case):
+    """sitsflow's reader (levels and the GDAL_METADATA tag, as async-tiff gives them) and the
+    stackstac reader (GDAL's overview factors and tags, as rasterio gives them) follow one rule
+    (sitsflow.pixels.overviews.choose_overview) and record the same words for the same file."""
+    from types import SimpleNamespace
+
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from sitsflow.core.grid import Grid
+    from sitsflow.pixels.load import OverviewReader
+    from sitsflow.pixels.tiles import Level, choose_level
+
+    epsg, native, factors, tag, class_band, read_overviews, grid_epsg, resolution = FILE_FACTS[case]
+    width = 1095  # odd: an overview's size ratio is not whole (1095 / 548), GDAL says x2
+    transform = Affine(native, 0.0, 300000.0, 0.0, -native, 5000000.0)
+    if epsg == 4326:
+        transform = Affine(native, 0.0, 9.0, 0.0, -native, 45.0)
+    levels = [
+        Level(index, -(-width // factor), -(-width // factor), 256, 256, transform, epsg)
+        for index, factor in enumerate([1, *factors])
+    ]
+    metadata = ""
+    if tag is not None:
+        domain, key, value = tag
+        where = f' domain="{domain}"' if domain else ""
+        metadata = f'<GDALMetadata><Item name="{key}"{where}>{value}</Item></GDALMetadata>'
+    grid = Grid(grid_epsg, resolution, (0.0, 0.0, 100 * resolution, 100 * resolution))
+    chosen, sitsflow_words = choose_level(
+        levels, SimpleNamespace(gdal_metadata=metadata), grid, class_band, read_overviews
+    )
+
+    class Dataset:  # what OverviewReader._level asks of a rasterio dataset
+        crs = CRS.from_epsg(epsg)
+        res = (native, native)
+
+        def overviews(self, band):
+            return factors
+
+        def tags(self, ns=None):
+            return {tag[1]: tag[2]} if tag is not None and tag[0] == (ns or "") else {}
+
+    href = "https://example.com/file.tif"
+    reader = SimpleNamespace(
+        read_overviews=read_overviews,
+        class_hrefs=frozenset({href} if class_band else ()),
+        url=f"{href}?token=1",
+        spec=SimpleNamespace(epsg=grid_epsg, resolutions_xy=(resolution, resolution)),
+    )
+    overview, stackstac_words = OverviewReader._level(reader, Dataset())
+
+    expected = EXPECTED_LEVEL.get(case, (None, "full resolution"))
+    assert (overview, stackstac_words) == expected
+    assert (chosen, sitsflow_words) == (0 if overview is None else overview + 1, stackstac_words)

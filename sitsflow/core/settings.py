@@ -21,7 +21,7 @@ Mode = Literal["image", "patch"]
 GapfillMethod = Literal["linear", "nearest", "none"]
 OnMissingAsset = Literal["error", "skip"]
 S3AccessMode = Literal["auto", "http"]
-Loader = Literal["sitsflow", "stackstac"]
+LoaderName = Literal["sitsflow", "stackstac"]
 CubeFormat = Literal["netcdf", "zarr"]
 TimeseriesMethod = Literal["pixel", "median"]
 PolygonMethod = Literal["median", "mean"]
@@ -262,7 +262,7 @@ class CubeSettings(StageSettings):
     s3_access: S3AccessMode
     s3_endpoint: str | None
     read_overviews: bool
-    loader: Loader
+    loader: LoaderName
     reads: ReadSettings
 
     @classmethod
@@ -286,7 +286,7 @@ class CubeSettings(StageSettings):
             s3_access=cast(S3AccessMode, config["s3_access"]),
             s3_endpoint=config["s3_endpoint"],
             read_overviews=bool(config["read_overviews"]),
-            loader=cast(Loader, config["loader"]),
+            loader=cast(LoaderName, config["loader"]),
             reads=ReadSettings.from_config(config),
         )
 

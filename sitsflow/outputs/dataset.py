@@ -157,7 +157,7 @@ def describe_cube(cube: xr.Dataset) -> dict[str, Any]:
     dtypes, attribute columns and the run's settings it records (`RUN_ATTRS`). Cubes stack
     only when these are equal, so that every feature of a store was made the same way."""
     return {
-        "settings": {key: _plain(cube.attrs[key]) for key in RUN_ATTRS if key in cube.attrs},
+        "settings": {key: _json_value(cube.attrs[key]) for key in RUN_ATTRS if key in cube.attrs},
         "time": [str(value) for value in cube["time"].values.astype("datetime64[s]")],
         "y": int(cube.sizes["y"]),
         "x": int(cube.sizes["x"]),
@@ -170,7 +170,7 @@ def describe_cube(cube: xr.Dataset) -> dict[str, Any]:
     }
 
 
-def _plain(value: Any) -> Any:
+def _json_value(value: Any) -> Any:
     """An attribute as read back (numpy scalars, arrays) as plain JSON data."""
     if isinstance(value, np.generic):
         return value.item()
@@ -258,7 +258,7 @@ def _encoding(slab: xr.Dataset) -> dict[str, dict[str, Any]]:
 # The store's record
 
 
-def read_state(store: Path) -> tuple[list[list[Any]], dict[str, Any]] | None:
+def read_store_record(store: Path) -> tuple[list[list[Any]], dict[str, Any]] | None:
     """The store's record and structure, or None when the store is missing, unreadable, or
     its arrays do not have as many features as the record (an interrupted append)."""
     import zarr
@@ -316,7 +316,7 @@ def update_dataset(cubes: Sequence[tuple[str, str | Path]], store: str | Path) -
     target = Path(store)
     paths = {fid: Path(path) for fid, path in cubes}
     fingerprints = {fid: cube_fingerprint(path) for fid, path in paths.items()}
-    state = read_state(target)
+    state = read_store_record(target)
     update = DatasetUpdate(features=len(paths))
     if state is None:
         update = _rebuild(paths, fingerprints, target, "no readable store")

@@ -9,12 +9,12 @@ class come from one item.
 Files are opened at the overview matching the grid's resolution (`read_overviews`), except for
 class bands (SCL): an overview made by averaging holds class numbers that are means (a mean
 of 5 and 9 is 7, "unclassified"), so a class band is read at full resolution unless the file
-says its overviews were made by nearest or mode resampling (`overview_resampling`).
+says its overviews were made by nearest or mode resampling (`overview_resampling`; the rule
+is `sitsflow.pixels.overviews.choose_overview`, which sitsflow's reader follows too).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -37,7 +37,7 @@ from sitsflow.core.bands import CLASSIFICATION_BANDS
 from sitsflow.core.errors import AssetError
 from sitsflow.core.grid import Grid
 from sitsflow.core.types import JsonObject, StacItem
-from sitsflow.pixels.overviews import overview_level
+from sitsflow.pixels.overviews import RESAMPLING_TAGS, choose_overview, resampling_from
 from sitsflow.pixels.stack import ItemStack
 
 if TYPE_CHECKING:
@@ -365,22 +365,14 @@ def _reader(
     return reader if failures is None else _failure_recording(reader, failures)
 
 
-# Overview resampling tags, in the order they are looked for: rio-cogeo < 6 (Earth Search's
-# sentinel-cogs), rio-cogeo >= 6, GDAL >= 3.12. GDAL before 3.12 records nothing.
-RESAMPLING_TAGS = (("", "OVR_RESAMPLING_ALG"), ("", "OVERVIEW_RESAMPLING"))
-RESAMPLING_STRUCTURE_TAG = ("IMAGE_STRUCTURE", "OVERVIEW_RESAMPLING")
-# Overviews a class band may be read from: each value is one of the full-resolution values.
-CLASS_SAFE_RESAMPLING = frozenset({"NEAREST", "MODE"})
-
-
 def overview_resampling(ds: Any) -> str | None:
-    """How the file's overviews were made, from its metadata tags (upper case); None if the file
-    does not say."""
-    for namespace, key in (*RESAMPLING_TAGS, RESAMPLING_STRUCTURE_TAG):
-        tags = ds.tags(ns=namespace) if namespace else ds.tags()
-        if tags.get(key):
-            return str(tags[key]).upper()
-    return None
+    """How the file's overviews were made, from its metadata tags (upper case; the tags
+    `sitsflow.pixels.overviews.resampling_from` reads); None if the file does not say."""
+    tags = {}
+    for namespace in dict.fromkeys(namespace for namespace, _ in RESAMPLING_TAGS):
+        domain = ds.tags(ns=namespace) if namespace else ds.tags()
+        tags.update({(namespace, key): value for key, value in domain.items()})
+    return resampling_from(tags)
 
 
 class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):  # type: ignore[misc]
@@ -443,35 +435,16 @@ class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):  # type: ignor
     def _level(self, ds: Any) -> tuple[int | None, str]:
         """The overview to read `ds` at for this grid (None: full resolution), and how to say
         so in the cube (`full resolution`, `overview 1 (x2, AVERAGE)`)."""
-        factors = ds.overviews(1)
-        if not self.read_overviews or not factors or ds.crs is None:
-            return None, FULL_RESOLUTION
-        source, target = _crs(ds.crs.to_wkt()), _crs(f"EPSG:{self.spec.epsg}")
-        if not (_in_metres(source) and _in_metres(target)):
-            return None, FULL_RESOLUTION  # degrees or feet do not compare with metres
-        level = overview_level(min(ds.res), factors, min(self.spec.resolutions_xy))
-        if level is None:
-            return None, FULL_RESOLUTION
-        resampling = overview_resampling(ds)
-        unsigned = self.url.split("?", 1)[0]
-        if unsigned in self.class_hrefs and resampling not in CLASS_SAFE_RESAMPLING:
-            return None, FULL_RESOLUTION
-        made_by = resampling or "resampling not recorded"
-        return level, f"overview {level + 1} (x{factors[level]}, {made_by})"
-
-
-FULL_RESOLUTION = "full resolution"
-
-
-@functools.lru_cache(maxsize=64)
-def _crs(text: str) -> Any:
-    from pyproj import CRS
-
-    return CRS.from_user_input(text)
-
-
-def _in_metres(crs: Any) -> bool:
-    return crs.is_projected and all(axis.unit_name in ("metre", "meter") for axis in crs.axis_info)
+        return choose_overview(
+            factors=ds.overviews(1),
+            native_resolution=min(ds.res),
+            source_crs=None if ds.crs is None else ds.crs.to_wkt(),
+            target_crs=self.spec.epsg,
+            target_resolution=min(self.spec.resolutions_xy),
+            resampling=overview_resampling(ds),
+            class_band=self.url.split("?", 1)[0] in self.class_hrefs,
+            read_overviews=self.read_overviews,
+        )
 
 
 def _failure_recording(base: type, failures: list[tuple[str, str]]) -> type:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
 import numpy as np
 
-from sitsflow.catalog.filters import parse_datetime
-from sitsflow.core.solar import solar_day
+from sitsflow.core.solar import acquisition_moment, solar_day
 
 MOSAIC_ORDER = (
     "window coverage (descending), eo:cloud_cover (ascending), datetime, id; per pixel the "
@@ -72,7 +71,9 @@ def mosaic_by_solar_day(
     """Mosaic per-item layers (`reflectance` (item, band, y, x), `classification` and `clear`
     (item, y, x)) into one time step per solar day at `longitude`."""
     n_bands, height, width = reflectance.shape[1:]
-    days = [solar_day(item["properties"]["datetime"], longitude) for item in items]
+    # each item's datetime parsed once: its solar day, and the time of a step it is first in
+    moments = [acquisition_moment(item["properties"]["datetime"]) for item in items]
+    days = [solar_day(moment, longitude) for moment in moments]
     groups: dict[Any, list[int]] = {}
     for index in sorted(
         range(len(items)), key=lambda i: (days[i], items[i]["properties"]["datetime"])
@@ -97,8 +98,10 @@ def mosaic_by_solar_day(
             take = here & observed
             mosaic.reflectance[step][:, take] = reflectance[index][:, take]
         mosaic.observed[step] = observed
-        first = items[members[0]]["properties"]["datetime"]
-        mosaic.times[step] = np.datetime64(parse_datetime(first).replace(tzinfo=None), "ns")
+        first = moments[members[0]]
+        if first.tzinfo is not None:  # in UTC; a datetime without an offset is UTC already
+            first = first.astimezone(UTC).replace(tzinfo=None)
+        mosaic.times[step] = np.datetime64(first, "ns")
         mosaic.step_items.append(
             [
                 {"id": items[index]["id"], "pixels": int((chosen == position).sum())}

@@ -2,7 +2,7 @@
 
 For every item and band: open the COG with async-tiff over a `RangeStore` (one request for the
 header, which for a COG also brings its coarsest overviews' tiles), choose the level the grid
-needs (the rule of `sitsflow.pixels.overviews`; class bands as in `sitsflow.pixels.load`),
+needs (the rule of `sitsflow.pixels.overviews`, which the stackstac reader follows too),
 fetch and decode only the tiles under the grid's pixels (async-tiff decodes in its own thread
 pool), and give each grid pixel the value of the source pixel under its centre.
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import threading
 import time
@@ -43,7 +42,7 @@ from sitsflow.core.errors import AssetError
 from sitsflow.core.grid import Grid
 from sitsflow.core.projection import transformer
 from sitsflow.core.types import StacItem
-from sitsflow.pixels.overviews import overview_level
+from sitsflow.pixels.overviews import choose_overview, resampling_from
 from sitsflow.pixels.stack import ItemStack
 
 if TYPE_CHECKING:
@@ -53,8 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-FULL_RESOLUTION = "full resolution"
-CLASS_SAFE_RESAMPLING = frozenset({"NEAREST", "MODE"})
 # GDAL's nearest neighbour floors source pixel coordinates with this tolerance (gdalwarpkernel:
 # a centre exactly on a pixel edge belongs to the pixel after it despite rounding).
 EDGE_TOLERANCE = 1e-10
@@ -473,7 +470,7 @@ def cog_levels(tiff: TIFF) -> list[Level]:
                 height=ifd.image_height,
                 tile_width=ifd.tile_width,
                 tile_height=ifd.tile_height,
-                transform=transform * Affine.scale(scale_x, scale_y),
+                transform=transform @ Affine.scale(scale_x, scale_y),
                 epsg=epsg,
             )
         )
@@ -498,13 +495,13 @@ def georeference(ifd: ImageFileDirectory) -> tuple[Affine, int]:
         i, j, _, x, y, _ = tiepoint[:6]
         transform = Affine(scale[0], 0.0, x - i * scale[0], 0.0, -scale[1], y + j * scale[1])
     if keys is not None and keys.raster_type == PIXEL_IS_POINT:  # GDAL: the pixel's corner
-        transform = transform * Affine.translation(-0.5, -0.5)
+        transform = transform @ Affine.translation(-0.5, -0.5)
     return transform, int(epsg)
 
 
 def overview_resampling(ifd: ImageFileDirectory) -> str | None:
-    """How the overviews were made, from the GDAL_METADATA tag (the items of
-    `sitsflow.pixels.load.overview_resampling`'s tags); None when the file does not say."""
+    """How the overviews were made, from the GDAL_METADATA tag (its items, read as
+    `sitsflow.pixels.overviews.resampling_from` says); None when the file does not say."""
     text = ifd.gdal_metadata
     if not text:
         return None
@@ -517,11 +514,7 @@ def overview_resampling(ifd: ImageFileDirectory) -> str | None:
         name, domain = element.get("name"), element.get("domain") or ""
         if element.get("sample") is None and name and element.text:
             found[(domain, name)] = element.text
-    for key in (("", "OVR_RESAMPLING_ALG"), ("", "OVERVIEW_RESAMPLING")):
-        if key in found:
-            return found[key].upper()
-    value = found.get(("IMAGE_STRUCTURE", "OVERVIEW_RESAMPLING"))
-    return value.upper() if value else None
+    return resampling_from(found)
 
 
 def choose_level(
@@ -531,8 +524,9 @@ def choose_level(
     class_band: bool,
     read_overviews: bool,
 ) -> tuple[int, str]:
-    """The position in `levels` to read for `grid`, and how the cube records it (the same
-    words as the stackstac reader: `overview 1 (x2, AVERAGE)`, `full resolution`)."""
+    """The position in `levels` to read for `grid`, and how the cube records it (the rule and
+    words of `sitsflow.pixels.overviews.choose_overview`: `overview 1 (x2, AVERAGE)`,
+    `full resolution`)."""
     return choose_level_for(levels, overview_resampling(first), grid, class_band, read_overviews)
 
 
@@ -544,29 +538,18 @@ def choose_level_for(
     read_overviews: bool,
 ) -> tuple[int, str]:
     """`choose_level` for a file whose overviews were made by `resampling` (GDAL's name)."""
-    if not read_overviews or len(levels) < 2:
-        return 0, FULL_RESOLUTION
-    if not (_in_metres(levels[0].epsg) and _in_metres(grid.epsg)):
-        return 0, FULL_RESOLUTION
-    native = abs(levels[0].transform.a)
-    factors = [levels[0].width / level.width for level in levels[1:]]
-    level = overview_level(native, factors, grid.resolution)
-    if level is None:
-        return 0, FULL_RESOLUTION
-    if class_band and resampling not in CLASS_SAFE_RESAMPLING:
-        return 0, FULL_RESOLUTION
-    # GDAL names the factor of an overview by its integer size ratio (x2 for 195 -> 97 px)
-    factor = round(factors[level])
-    made_by = resampling or "resampling not recorded"
-    return level + 1, f"overview {level + 1} (x{factor}, {made_by})"
-
-
-@functools.cache
-def _in_metres(epsg: int) -> bool:
-    crs = CRS.from_epsg(epsg)
-    return bool(crs.is_projected) and all(
-        axis.unit_name in ("metre", "meter") for axis in crs.axis_info
+    first = levels[0]
+    overview, description = choose_overview(
+        factors=[first.width / level.width for level in levels[1:]],
+        native_resolution=abs(first.transform.a),
+        source_crs=first.epsg,
+        target_crs=grid.epsg,
+        target_resolution=grid.resolution,
+        resampling=resampling,
+        class_band=class_band,
+        read_overviews=read_overviews,
     )
+    return (0 if overview is None else overview + 1), description
 
 
 # ---- pixels --------------------------------------------------------------------------------
@@ -643,7 +626,7 @@ def _warped_indices(
         "count": 1,
         "dtype": "int32",
         "crs": f"EPSG:{level.epsg}",
-        "transform": level.transform * Affine.translation(left, top),
+        "transform": level.transform @ Affine.translation(left, top),
         "nodata": -1,
     }
     with rasterio.Env(GDAL_NUM_THREADS="1"), MemoryFile() as memory:

@@ -268,7 +268,7 @@ def _tiles(
             height=round(height / probed_level.factor),
             tile_width=probed_level.tile_width,
             tile_height=probed_level.tile_height,
-            transform=transform * Affine.scale(probed_level.factor),
+            transform=transform @ Affine.scale(probed_level.factor),
             epsg=epsg,
         )
         for index, probed_level in enumerate(probed.levels)
