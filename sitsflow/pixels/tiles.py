@@ -566,11 +566,11 @@ def pixel_map(level: Level, grid: Grid) -> PixelMap:
     ones read through GDAL (stackstac).
     """
     cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
-    xs, ys = grid.transform * (cols, rows)
+    xs, ys = grid.transform @ (cols, rows)
     if level.epsg != grid.epsg:
         forward = transformer(CRS.from_epsg(grid.epsg), CRS.from_epsg(level.epsg))
         xs, ys = forward.transform(xs, ys)
-    source_cols, source_rows = ~level.transform * (np.asarray(xs), np.asarray(ys))
+    source_cols, source_rows = ~level.transform @ (np.asarray(xs), np.asarray(ys))
     col = np.floor(np.asarray(source_cols) + EDGE_TOLERANCE)
     row = np.floor(np.asarray(source_rows) + EDGE_TOLERANCE)
     finite = np.isfinite(col) & np.isfinite(row)

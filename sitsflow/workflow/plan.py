@@ -283,7 +283,7 @@ def _tiles(
                          np.full(11, maxy), miny + (maxy - miny) * steps])  # fmt: skip
     if epsg != grid.epsg:
         xs, ys = transformer(CRS.from_epsg(grid.epsg), CRS.from_epsg(epsg)).transform(xs, ys)
-    cols, rows = ~level.transform * (np.asarray(xs), np.asarray(ys))
+    cols, rows = ~level.transform @ (np.asarray(xs), np.asarray(ys))
     col0, col1 = max(0, int(np.floor(np.min(cols)))), min(level.width - 1, int(np.max(cols)))
     row0, row1 = max(0, int(np.floor(np.min(rows)))), min(level.height - 1, int(np.max(rows)))
     if col0 > col1 or row0 > row1:
