@@ -154,6 +154,9 @@ class RangeStore:
         self._slots: asyncio.Semaphore | None = None
         self._prefixes: dict[str, _Prefix] = {}
         self._paused_until = 0.0
+        # path -> why a request for it failed for good (after the retries): what a reader
+        # reports as unreachable, whatever its parser made of the error
+        self.failures: dict[str, str] = {}
 
     def __repr__(self) -> str:  # async-tiff formats its store: keep it short
         return f"RangeStore({len(self._prefixes)} files, {self.counters})"
@@ -231,10 +234,22 @@ class RangeStore:
 
     # ---- fetching -------------------------------------------------------------------------
 
+    def head(self, path: str) -> bytes | None:
+        """The first bytes of `path` fetched so far (its header), None before any."""
+        prefix = self._prefixes.get(path)
+        return None if prefix is None else prefix.data
+
     async def _fetch(self, path: str, start: int, stop: int) -> bytes:
-        if "://" not in path:
-            return await asyncio.to_thread(_read_file, path, start, stop)
-        return await self._fetch_http(path, start, stop)
+        try:
+            if "://" not in path:
+                try:
+                    return await asyncio.to_thread(_read_file, path, start, stop)
+                except OSError as exc:
+                    raise RangeError(path, f"{type(exc).__name__}: {exc.strerror}") from None
+            return await self._fetch_http(path, start, stop)
+        except RangeError as exc:
+            self.failures.setdefault(path, exc.reason)
+            raise
 
     async def _fetch_http(self, url: str, start: int, stop: int) -> bytes:
         import aiohttp

@@ -166,6 +166,8 @@ def make_cube_arrays(
         provider_detected_by=provider.detected_by,
         read_overviews=str(settings.read_overviews).lower(),
         loader=settings.loader,
+        # sitsflow's reader: the files it left to GDAL, item -> band -> why (none: it read all)
+        read_through_gdal=stack.through_gdal or None,
         search_datetime=search_info.get("datetime"),
         query=search_info.get("query"),
         filter=search_info.get("filter"),

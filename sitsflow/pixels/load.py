@@ -37,7 +37,7 @@ from sitsflow.core.bands import CLASSIFICATION_BANDS
 from sitsflow.core.errors import AssetError
 from sitsflow.core.grid import Grid
 from sitsflow.core.types import JsonObject, StacItem
-from sitsflow.pixels.overviews import RESAMPLING_TAGS, choose_overview, resampling_from
+from sitsflow.pixels.gdal_reads import dataset_level, gdal_options
 from sitsflow.pixels.stack import ItemStack
 
 if TYPE_CHECKING:
@@ -45,35 +45,6 @@ if TYPE_CHECKING:
     from stackstac.rio_reader import ThreadsafeRioDataset
 
 log = logging.getLogger(__name__)
-
-# GDAL settings for reading COGs over HTTP: no directory listings, merged ranges, a block cache,
-# and retries for transient 429/500/502/503/504 answers (GDAL's default retry codes, range
-# requests included; the delay grows about 2.4x per retry). An environment variable of the same
-# name overrides a value (e.g. GDAL_HTTP_MAX_RETRY=10 on a poor connection).
-# GDAL_HTTP_MULTIRANGE=SERIAL: the tiles of a window are read through /vsicurl/'s block cache,
-# so bytes that came with the open's read are not fetched again; the default (YES) bypasses
-# that cache and doubled requests and bytes (docs/performance.md).
-GDAL_HTTP_OPTIONS = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.TIF,.tiff,.TIFF",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "GDAL_HTTP_MULTIRANGE": "SERIAL",
-    "GDAL_HTTP_MAX_RETRY": "5",
-    "GDAL_HTTP_RETRY_DELAY": "1",
-    # A store that accepts connections and never answers would otherwise hold a read forever:
-    # 20 s per attempt, 6 attempts and their delays end such a read in about 3 minutes.
-    "GDAL_HTTP_TIMEOUT": "20",
-    "GDAL_HTTP_CONNECTTIMEOUT": "10",
-    # room for everything a job fetches: stackstac reopens each file in every reading thread
-    "CPL_VSIL_CURL_CACHE_SIZE": str(256 * 2**20),
-    # Fetch in 2 KB steps (GDAL: 16 KB) and 4 KB on open (S3 client: a single GET, which for a
-    # COG holds the header and the first overview tiles): a cube's window of a small file is
-    # then not fetched whole; a large file's tiles are far bigger than a step (README,
-    # Performance).
-    "CPL_VSIL_CURL_CHUNK_SIZE": "2048",
-    "GDAL_INGESTED_BYTES_AT_OPEN": "4096",
-}
-
 
 # Files opened at once by `prefetch_headers`, after PREFETCH_PROBES timed opens; it prefetches
 # only if an open waits at least PREFETCH_MIN_WAIT_S for the network (0.5 to 4 ms from a server
@@ -162,12 +133,6 @@ def prefetch_headers(
         return
     with ThreadPoolExecutor(PREFETCH_THREADS) as pool:
         list(pool.map(open_once, remote[PREFETCH_PROBES:]))
-
-
-def gdal_options() -> dict[str, str]:
-    """GDAL_HTTP_OPTIONS, with any of them set in the environment taking precedence."""
-    overrides = {key: os.environ[key] for key in GDAL_HTTP_OPTIONS if key in os.environ}
-    return {**GDAL_HTTP_OPTIONS, **overrides}
 
 
 def gdal_env(extra_options: dict[str, str] | None = None) -> stackstac.rio_env.LayeredEnv:
@@ -365,16 +330,6 @@ def _reader(
     return reader if failures is None else _failure_recording(reader, failures)
 
 
-def overview_resampling(ds: Any) -> str | None:
-    """How the file's overviews were made, from its metadata tags (upper case; the tags
-    `sitsflow.pixels.overviews.resampling_from` reads); None if the file does not say."""
-    tags = {}
-    for namespace in dict.fromkeys(namespace for namespace, _ in RESAMPLING_TAGS):
-        domain = ds.tags(ns=namespace) if namespace else ds.tags()
-        tags.update({(namespace, key): value for key, value in domain.items()})
-    return resampling_from(tags)
-
-
 class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):  # type: ignore[misc]
     """stackstac's reader, opening each file at the overview that matches the grid.
 
@@ -435,13 +390,10 @@ class OverviewReader(stackstac.rio_reader.AutoParallelRioReader):  # type: ignor
     def _level(self, ds: Any) -> tuple[int | None, str]:
         """The overview to read `ds` at for this grid (None: full resolution), and how to say
         so in the cube (`full resolution`, `overview 1 (x2, AVERAGE)`)."""
-        return choose_overview(
-            factors=ds.overviews(1),
-            native_resolution=min(ds.res),
-            source_crs=None if ds.crs is None else ds.crs.to_wkt(),
-            target_crs=self.spec.epsg,
-            target_resolution=min(self.spec.resolutions_xy),
-            resampling=overview_resampling(ds),
+        return dataset_level(
+            ds,
+            self.spec.epsg,
+            min(self.spec.resolutions_xy),
             class_band=self.url.split("?", 1)[0] in self.class_hrefs,
             read_overviews=self.read_overviews,
         )

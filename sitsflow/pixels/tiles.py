@@ -42,6 +42,7 @@ from sitsflow.core.errors import AssetError
 from sitsflow.core.grid import Grid
 from sitsflow.core.projection import transformer
 from sitsflow.core.types import StacItem
+from sitsflow.pixels.gdal_reads import GridTarget, read_file_with_gdal
 from sitsflow.pixels.overviews import choose_overview, resampling_from
 from sitsflow.pixels.stack import ItemStack
 
@@ -59,6 +60,49 @@ PIXEL_IS_POINT = 2  # GeoTIFF RasterType
 MAX_IN_FLIGHT = 64  # reads (files, then tiles) in progress at once
 # decoded tiles in memory at once: 24 full-size (1024 x 1024, 16-bit) tiles
 DECODE_BUDGET_BYTES = 48 * 2**20
+# What sitsflow's reader decodes itself (TIFF codes): anything else goes to GDAL.
+DECODED_COMPRESSIONS = {1: "none", 5: "LZW", 8: "DEFLATE", 32946: "DEFLATE", 50000: "ZSTD"}
+DECODED_PREDICTORS = (None, 1, 2)  # none, horizontal differencing
+DECODED_SAMPLES = {1: (8, 16, 32), 2: (8, 16, 32), 3: (32, 64)}  # format: bits (uint, int, float)
+BLACK_IS_ZERO = 1  # PhotometricInterpretation of a plain band
+
+
+class FileReadError(Exception):
+    """A file of an item could not be read; `what` says what happened, `remedy` what to do."""
+
+    what = "cannot be read"
+    remedy = ""
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.args[0]}. {self.remedy}"
+
+
+class FileUnreachable(FileReadError):
+    what = "unreachable"
+    remedy = (
+        "The file is missing or the store did not answer (after the retries): rerun later if "
+        "the provider had an outage; if it persists, the item is broken at the provider"
+    )
+
+
+class FileUnreadable(FileReadError):
+    what = "not a raster sitsflow or GDAL can read"
+    remedy = (
+        "Check the asset's href and type (config `assets` maps bands to asset keys); "
+        "`on_missing_asset: skip` reads the other items"
+    )
+
+
+class FileCorrupt(FileReadError):
+    what = "corrupt data"
+    remedy = (
+        "The file is damaged at the provider (a truncated or garbled block): report it to "
+        "them; `on_missing_asset: skip` reads the other items"
+    )
+
+
+class TileDecodeError(Exception):
+    """A tile that sitsflow's reader fetched but could not decode (GDAL gets the file)."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +116,18 @@ class Level:
     tile_height: int
     transform: Affine
     epsg: int
+
+    def geometry(self) -> tuple[Any, ...]:
+        """What a pixel map depends on: the level's georeferencing, size and tile size (not
+        its IFD index). Two files share a map only when these are equal."""
+        return (
+            self.epsg,
+            tuple(self.transform),
+            self.width,
+            self.height,
+            self.tile_width,
+            self.tile_height,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,6 +147,8 @@ class PixelMap:
 
     tiles: tuple[tuple[int, int], ...]
     by_tile: dict[tuple[int, int], TilePixels] = field(default_factory=dict, compare=False)
+    # the `Level.geometry` it was made for: placing it on another level's tiles is refused
+    made_for: tuple[Any, ...] = ()
 
 
 class ByteBudget:
@@ -135,17 +193,6 @@ class ReadRequest:
 
 
 @dataclass
-class _Target:
-    """Where one file's pixels go: a grid, its (y, x) array, and how to choose the level."""
-
-    grid: Grid
-    out: np.ndarray
-    class_band: bool
-    read_overviews: bool
-    description: str = ""
-
-
-@dataclass
 class TileReader:
     """Reads items onto grids; one per job, so that its connections serve every feature the
     job builds. Not thread-safe: one `read` (or `prefetch`) at a time.
@@ -170,7 +217,7 @@ class TileReader:
         self._budget = ByteBudget(self.decode_budget_bytes)
         # href -> why its prefetch failed (after the store's retries): a feature's own read
         # reports it without waiting for the same timeouts again
-        self._failed: dict[str, str] = {}
+        self._failed: dict[str, Exception] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self.tiles_decoded = 0
@@ -290,30 +337,31 @@ class TileReader:
         items, bands, grid = request.items, request.bands, request.grid
         data = np.full((len(items), len(bands), grid.height, grid.width), np.nan, np.float32)
         sources: dict[str, Counter[str]] = {band: Counter() for band in bands}
+        through_gdal: dict[str, dict[str, str]] = {}
         slots = asyncio.Semaphore(self.max_in_flight)
 
         async def one(index: int, band_index: int) -> tuple[int, str, str] | None:
             item, band = items[index], bands[band_index]
             href = item["assets"][band]["href"]
-            target = _Target(
+            target = GridTarget(
                 grid, data[index, band_index], band in request.class_bands, request.read_overviews
             )
             async with slots:
                 try:
                     if href in self._failed:
-                        raise OSError(self._failed[href])
+                        raise self._failed[href]
                     await self._read_asset(href, [target])
                 except Exception as exc:  # anything about this file: async-tiff wraps them
                     reason = without_query(str(exc))
                     if skipped is None:
                         raise AssetError(
                             f"cannot read asset {band!r} of item {item['id']!r} "
-                            f"({without_query(href)}): {reason}. The file is missing or "
-                            "unreachable: rerun later if the provider had an outage; if it "
-                            "persists, the item is broken at the provider"
+                            f"({without_query(href)}): {reason}"
                         ) from None
                     return index, band, reason
             sources[band][target.description] += 1
+            if target.gdal_reason is not None:
+                through_gdal.setdefault(item["id"], {})[band] = target.gdal_reason
             return None
 
         tasks = [
@@ -341,7 +389,9 @@ class TileReader:
                 log.warning("skipping item %s: asset %s unreadable (%s)", *entry.values())
             skipped.extend(failed[index] for index in sorted(failed))
             keep = [index for index in keep if index not in failed]
-        return ItemStack(data[keep], [items[i] for i in keep], list(bands), sources)
+        kept = [items[i] for i in keep]
+        gdal = {item["id"]: through_gdal[item["id"]] for item in kept if item["id"] in through_gdal}
+        return ItemStack(data[keep], kept, list(bands), sources, gdal)
 
     async def _prefetch(self, requests: list[ReadRequest]) -> list[ItemStack | None]:
         if self.store is None:
@@ -353,6 +403,7 @@ class TileReader:
         sources: list[dict[str, Counter[str]]] = [
             {band: Counter() for band in r.bands} for r in requests
         ]
+        through_gdal: list[dict[str, dict[str, str]]] = [{} for _ in requests]
         # href -> every (request, item, band) that reads it: features of one batch share files
         users: dict[str, list[tuple[int, int, int]]] = {}
         for number, request in enumerate(requests):
@@ -364,7 +415,7 @@ class TileReader:
 
         async def one(href: str, uses: list[tuple[int, int, int]]) -> None:
             targets = [
-                _Target(
+                GridTarget(
                     requests[n].grid,
                     arrays[n][i, b],
                     requests[n].bands[b] in requests[n].class_bands,
@@ -377,31 +428,88 @@ class TileReader:
                     await self._read_asset(href, targets)
                 except Exception as exc:
                     log.info("prefetch of %s failed: %s", without_query(href), exc)
-                    self._failed[href] = str(exc)
+                    self._failed[href] = exc
                     failed.update(n for n, _, _ in uses)
                     return
-            for (n, _, b), target in zip(uses, targets, strict=True):
-                sources[n][requests[n].bands[b]][target.description] += 1
+            for (n, i, b), target in zip(uses, targets, strict=True):
+                band = requests[n].bands[b]
+                sources[n][band][target.description] += 1
+                if target.gdal_reason is not None:
+                    item_id = requests[n].items[i]["id"]
+                    through_gdal[n].setdefault(item_id, {})[band] = target.gdal_reason
 
         await asyncio.gather(*(one(href, uses) for href, uses in users.items()))
         return [
             None
             if number in failed
-            else ItemStack(arrays[number], list(r.items), list(r.bands), sources[number])
+            else ItemStack(
+                arrays[number], list(r.items), list(r.bands), sources[number], through_gdal[number]
+            )
             for number, r in enumerate(requests)
         ]
 
-    async def _read_asset(self, href: str, targets: list[_Target]) -> None:
+    async def _read_asset(self, href: str, targets: list[GridTarget]) -> None:
         """Fill each target's array (grid-shaped, NaN) with the asset's pixels, fetching and
-        decoding each tile they need once; set each target's level description."""
+        decoding each tile they need once; set each target's level description.
+
+        A file this reader cannot read exactly (`gdal_reason`: not a GeoTIFF, striped, another
+        codec...) or whose header or tiles it fails to parse or decode is read through GDAL
+        instead (`read_file_with_gdal`: same overview rule, same nearest neighbour), and each
+        target says why (`gdal_reason`). Raises a `FileReadError` saying what happened."""
         from async_tiff import TIFF
 
         assert self.store is not None
         url = resolve_href(href, sign=self.sign, s3_endpoint=self.s3_endpoint)
-        tiff = await TIFF.open(url, store=self.store, prefetch=self.store.prefix_bytes)
+        try:
+            tiff = await TIFF.open(url, store=self.store, prefetch=self.store.prefix_bytes)
+        except Exception as exc:
+            self._raise_if_unreachable(url)
+            await self._read_through_gdal(url, targets, _not_read_reason(self.store, url, exc))
+            return
+        reason = gdal_reason(tiff)
+        if reason is None:
+            try:
+                await self._read_tiff(tiff, targets)
+                return
+            except (TileDecodeError, ValueError) as exc:
+                self._raise_if_unreachable(url)
+                reason = str(exc)
+            except Exception:
+                self._raise_if_unreachable(url)
+                raise
+        await self._read_through_gdal(url, targets, reason)
+
+    def _raise_if_unreachable(self, url: str) -> None:
+        assert self.store is not None
+        failure = self.store.failures.get(url)
+        if failure is not None:
+            raise FileUnreachable(failure)
+
+    async def _read_through_gdal(self, url: str, targets: list[GridTarget], reason: str) -> None:
+        """Read the file through GDAL for every target (in a thread: GDAL blocks)."""
+        for target in targets:
+            target.out[...] = np.nan  # whatever a failed attempt placed
+            target.gdal_reason = reason
+        started = time.perf_counter()
+        try:
+            await asyncio.to_thread(read_file_with_gdal, url, targets)
+        except Exception as exc:
+            message = f"{reason}; GDAL cannot read it either: {without_query(str(exc))}"
+            if reason.startswith(CORRUPT):
+                raise FileCorrupt(message) from None
+            raise FileUnreadable(message) from None
+        log.info(
+            "%s read through GDAL in %.2f s: %s",
+            without_query(url),
+            time.perf_counter() - started,
+            reason,
+        )
+
+    async def _read_tiff(self, tiff: TIFF, targets: list[GridTarget]) -> None:
+        """sitsflow's own read of a tiled GeoTIFF it decodes (`gdal_reason` is None)."""
         levels = cog_levels(tiff)
         resampling = overview_resampling(tiff.ifds[0])
-        by_level: dict[int, list[tuple[_Target, PixelMap]]] = {}
+        by_level: dict[int, list[tuple[GridTarget, PixelMap]]] = {}
         for target in targets:
             chosen, target.description = choose_level_for(
                 levels, resampling, target.grid, target.class_band, target.read_overviews
@@ -437,10 +545,81 @@ class TileReader:
                 target.out[target.out == value] = np.nan
 
     def _pixel_map(self, level: Level, grid: Grid) -> PixelMap:
-        key = (level.epsg, tuple(level.transform), level.width, level.height, grid)
+        key = (level.geometry(), grid)
         if key not in self._maps:
             self._maps[key] = pixel_map(level, grid)
         return self._maps[key]
+
+
+# ---- what this reader reads itself -------------------------------------------------------
+
+CORRUPT = "a tile does not decode"
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+OTHER_MAGIC = {
+    b"\x00\x00\x00\x0cjP  ": "JPEG 2000",
+    b"\xff\x4f\xff\x51": "a JPEG 2000 codestream",
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG": "PNG",
+    b"CDF": "netCDF",
+    b"\x89HDF": "HDF5",
+}
+
+
+def image_ifds(tiff: TIFF) -> list[ImageFileDirectory]:
+    """The IFDs of the image and its overviews (not masks, not other images)."""
+    ifds = tiff.ifds
+    return [
+        ifd
+        for index, ifd in enumerate(ifds)
+        if not index or ((ifd.new_subfile_type or 0) & 1 and not (ifd.new_subfile_type or 0) & 4)
+    ]
+
+
+def gdal_reason(tiff: TIFF) -> str | None:
+    """Why this reader leaves the file to GDAL (None: it reads it exactly itself): a layout
+    or codec it does not decode, in the image or any of its overviews."""
+    for ifd in image_ifds(tiff):
+        where = "the image" if ifd is tiff.ifds[0] else "an overview"
+        if ifd.tile_width is None or ifd.tile_height is None:
+            return f"a striped GeoTIFF ({where} has no tiles)"
+        compression = int(ifd.compression)
+        if compression not in DECODED_COMPRESSIONS:
+            return f"compression {_compression_name(compression)} in {where}"
+        predictor = None if ifd.predictor is None else int(ifd.predictor)
+        if predictor not in DECODED_PREDICTORS:
+            return f"predictor {predictor} in {where}"
+        if ifd.samples_per_pixel != 1:
+            return f"{ifd.samples_per_pixel} samples per pixel in {where} (interleaved bands)"
+        formats = [int(value) for value in ifd.sample_format or ()] or [1]  # none: unsigned
+        bits = [int(value) for value in ifd.bits_per_sample or ()]
+        if len(bits) != 1 or bits[0] not in DECODED_SAMPLES.get(formats[0], ()):
+            return f"samples of {bits} bits, format {formats}, in {where}"
+        photometric = ifd.photometric_interpretation
+        if photometric is not None and int(photometric) > BLACK_IS_ZERO:
+            return f"photometric interpretation {int(photometric)} in {where}"
+    return None
+
+
+def _compression_name(code: int) -> str:
+    from async_tiff.enums import Compression
+
+    names = {34887: "LERC", 34712: "JPEG 2000", 50001: "WebP", 34925: "LZMA"}
+    try:
+        return names.get(code) or Compression(code).name
+    except ValueError:
+        return f"TIFF code {code}"
+
+
+def _not_read_reason(store: RangeStore, url: str, exc: Exception) -> str:
+    """Why a file did not open as a GeoTIFF: its format by its first bytes, or the parser's
+    error."""
+    head = store.head(url)
+    if head is not None and not head.startswith(TIFF_MAGIC):
+        for magic, name in OTHER_MAGIC.items():
+            if head.startswith(magic):
+                return f"not a GeoTIFF: {name}"
+        return f"not a GeoTIFF (it starts with {head[:8]!r})"
+    return f"its GeoTIFF header does not parse ({without_query(str(exc))})"
 
 
 # ---- levels ----------------------------------------------------------------------------------
@@ -593,7 +772,7 @@ def pixel_map(level: Level, grid: Grid) -> PixelMap:
             grid_flat=(grid_rows[members] * grid.width + grid_cols[members]).astype(np.int32),
             tile_flat=(local_rows * level.tile_width + local_cols).astype(np.int32),
         )
-    return PixelMap(tiles=tuple(by_tile), by_tile=by_tile)
+    return PixelMap(tiles=tuple(by_tile), by_tile=by_tile, made_for=level.geometry())
 
 
 def _warped_indices(
@@ -651,9 +830,16 @@ def _warped_indices(
 
 
 async def _fetch(tiff: TIFF, level: Level, tiles: list[tuple[int, int]]) -> list[np.ndarray]:
-    """The decoded tiles (2-D arrays) of `level` at (col, row)."""
+    """The decoded tiles (2-D arrays) of `level` at (col, row); TileDecodeError naming the
+    first tile that does not decode."""
     fetched = await tiff.fetch_tiles(tiles, level.index)
-    decoded = await asyncio.gather(*(tile.decode() for tile in fetched))
+    decoded = await asyncio.gather(*(tile.decode() for tile in fetched), return_exceptions=True)
+    for (col, row), outcome in zip(tiles, decoded, strict=True):
+        if isinstance(outcome, BaseException):
+            where = "the image" if level.index == 0 else f"IFD {level.index} (an overview)"
+            raise TileDecodeError(
+                f"{CORRUPT}: tile column {col}, row {row} of {where}: {outcome}"
+            ) from outcome
     arrays = []
     for array in decoded:
         values = np.asarray(array)
@@ -672,6 +858,10 @@ def _place(
     """Copy the source pixel of every grid pixel inside the level from its tile into `out`
     (a tile the file lacks, sparse, stays NaN); returns the number of tiles used. Tile by
     tile, so no mosaic of the tiles is ever built."""
+    if pixels.made_for != level.geometry():
+        raise RuntimeError(
+            f"a pixel map made for {pixels.made_for} placed on a level {level.geometry()}"
+        )
     used = 0
     for key, tile in tiles.items():
         here = pixels.by_tile.get(key)
