@@ -123,9 +123,13 @@ def source_band(path: str | Path, size: int) -> tuple[np.ndarray, Any, int]:
 
 
 def class_band(values: np.ndarray) -> np.ndarray:
-    """A scene-classification-like band (uint8) from reflectance DNs: a class band whose
+    """A scene-classification-like band (uint8) from reflectance DNs, by their quartiles:
+    vegetation (4) and bare soil (5) for the lower three quarters, cloud (8, 9) above, so that
     averaged overviews would hold class numbers that are means (as Earth Search's SCL)."""
-    return np.select([values < 400, values < 800, values < 1500], [5, 4, 8], 9).astype(np.uint8)
+    half, three_quarters, ninety = np.quantile(values, [0.5, 0.75, 0.9])
+    return np.select(
+        [values < half, values < three_quarters, values < ninety], [4, 5, 8], 9
+    ).astype(np.uint8)
 
 
 def write_layout(
