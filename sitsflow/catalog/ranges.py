@@ -157,6 +157,9 @@ class RangeStore:
         # path -> why a request for it failed for good (after the retries): what a reader
         # reports as unreachable, whatever its parser made of the error
         self.failures: dict[str, str] = {}
+        # the requests under way (`abandon` ends them) and why they were abandoned
+        self._running: set[asyncio.Task[Any]] = set()
+        self._abandoned: str | None = None
 
     def __repr__(self) -> str:  # async-tiff formats its store: keep it short
         return f"RangeStore({len(self._prefixes)} files, {self.counters})"
@@ -239,7 +242,33 @@ class RangeStore:
         prefix = self._prefixes.get(path)
         return None if prefix is None else prefix.data
 
+    def abandon(self, reason: str) -> None:
+        """End every request under way and refuse new ones with `reason`, until `resume`.
+
+        A reader whose feature failed with one file abandons the reads of its other files
+        rather than cancelling them from outside: the TIFF parser drives them (async-tiff, in
+        Rust), and a task cancelled under it leaves coroutines of this store never awaited and
+        requests running on a session about to close. Abandoned, each request ends at once
+        with an error the parser passes on, and the reader waits for them all."""
+        self._abandoned = reason
+        for task in list(self._running):
+            task.cancel()
+
+    @property
+    def abandoned(self) -> str | None:
+        """Why the requests were abandoned (`abandon`), None while they are served."""
+        return self._abandoned
+
+    def resume(self) -> None:
+        """Serve requests again after `abandon`."""
+        self._abandoned = None
+
     async def _fetch(self, path: str, start: int, stop: int) -> bytes:
+        if self._abandoned is not None:
+            raise RangeError(path, self._abandoned)
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
             if "://" not in path:
                 try:
@@ -250,6 +279,13 @@ class RangeStore:
         except RangeError as exc:
             self.failures.setdefault(path, exc.reason)
             raise
+        except asyncio.CancelledError:
+            if self._abandoned is None:
+                raise
+            raise RangeError(path, self._abandoned) from None  # the parser passes it on
+        finally:
+            if task is not None:
+                self._running.discard(task)
 
     async def _fetch_http(self, url: str, start: int, stop: int) -> bytes:
         import aiohttp

@@ -370,12 +370,14 @@ class TileReader:
         try:
             outcomes = await asyncio.gather(*tasks)
         except BaseException:
-            # The feature fails with its first unreadable file: the reads still waiting (a
-            # store that stopped answering would hold each for its timeouts) are cancelled,
+            # The feature fails with its first unreadable file: the reads still under way (a
+            # store that stopped answering would hold each for its timeouts) are abandoned,
             # and ended before the error is raised, so no request is left behind in the loop.
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            self.store.abandon("abandoned: another file of the feature failed")
+            try:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                self.store.resume()
             raise
         failures = [outcome for outcome in outcomes if outcome is not None]
         keep = list(range(len(items)))
@@ -480,8 +482,10 @@ class TileReader:
         await self._read_through_gdal(url, targets, reason)
 
     def _raise_if_unreachable(self, url: str) -> None:
+        """A file whose bytes did not come (or whose read was abandoned) is not GDAL's to
+        read: GDAL would wait for the same store."""
         assert self.store is not None
-        failure = self.store.failures.get(url)
+        failure = self.store.failures.get(url) or self.store.abandoned
         if failure is not None:
             raise FileUnreachable(failure)
 
