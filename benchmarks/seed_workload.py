@@ -79,6 +79,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.workload import CONFIG, default_config  # noqa: E402
+from sitsflow.testing.stac_server import ServerProcess as StatsServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 VECTOR = REPO / "data" / "rand_pts.geojson"
@@ -211,39 +212,6 @@ class Run:
         """Largest peak RSS of one job (a Snakemake job, a reference loop or a seed worker)."""
         jobs = {k: v for k, v in self.peak_rss_by_job.items() if k != "snakemake (main)"}
         return max(jobs.values(), default=0)
-
-
-class StatsServer:
-    """`python -m sitsflow.testing.stac_server` in its own process, with its counters."""
-
-    def __init__(self, archive: Path, latency_ms: float) -> None:
-        command = [
-            sys.executable, "-m", "sitsflow.testing.stac_server", str(archive),
-            "--port", "0", "--latency-ms", str(latency_ms),
-        ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
-        assert self.process.stdout is not None
-        first = self.process.stdout.readline()
-        if not first.startswith("STAC API:"):
-            self.stop()
-            raise RuntimeError(f"stac_server did not start: {first!r}")
-        self.url = first.split(":", 1)[1].strip()
-
-    @property
-    def data_url(self) -> str:
-        return self.url.removesuffix("/api") + "/data"
-
-    def reset(self) -> dict:
-        from sitsflow.testing.stac_server import remote_stats
-
-        return remote_stats(self.url, reset=True)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def loopback_throughput(

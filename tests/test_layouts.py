@@ -296,3 +296,22 @@ def test_a_cube_from_every_layout_is_the_cube_gdal_reads(archive):
     through_gdal = json.loads(ours.attrs["read_through_gdal"])
     assert set(through_gdal) == {name for name, spec in LAYOUTS.items() if not spec.fast}
     assert "read_through_gdal" not in theirs.attrs
+
+
+def test_directories_after_the_data_go_to_gdal_beyond_the_limit(archive):
+    """async-tiff reads a file's directories as one run from its start: a directory far in
+    would cost every byte before it, so such a file is GDAL's (at any limit, values equal)."""
+    from sitsflow.pixels.tiles import directories_far_in
+
+    _, items, _ = archive
+    head = {
+        name: Path(item["assets"]["B04"]["href"]).read_bytes()[:4096]
+        for name, item in items.items()
+        if name != "jp2-lossless"
+    }
+    assert directories_far_in(head["cog"], limit=4096) is None
+    assert directories_far_in(head["bigtiff"], limit=4096) is None
+    for name in ("tiled-512-ifd-last", "tiled-512-ifd-last-overviews"):
+        assert "after the data" in directories_far_in(head[name], limit=4096)
+        assert directories_far_in(head[name]) is None  # within the first MB: read as a run
+    assert directories_far_in(b"\x00\x00\x00\x0cjP  \r\n") is None  # not a TIFF: the parser

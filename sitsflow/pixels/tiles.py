@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 from affine import Affine
@@ -65,6 +65,11 @@ DECODED_COMPRESSIONS = {1: "none", 5: "LZW", 8: "DEFLATE", 32946: "DEFLATE", 500
 DECODED_PREDICTORS = (None, 1, 2)  # none, horizontal differencing
 DECODED_SAMPLES = {1: (8, 16, 32), 2: (8, 16, 32), 3: (32, 64)}  # format: bits (uint, int, float)
 BLACK_IS_ZERO = 1  # PhotometricInterpretation of a plain band
+# async-tiff reads a file's directories (IFDs) as one run of bytes from its start: a directory
+# further in than this (written after the data, as plain GeoTIFFs and appended overviews are)
+# would cost every byte before it, so such a file goes to GDAL, which seeks. A COG keeps them
+# all in its first kilobytes (Earth Search's 10980 px files within the first 4 KB).
+DIRECTORY_LIMIT_BYTES = 2**20
 
 
 class FileReadError(Exception):
@@ -218,6 +223,8 @@ class TileReader:
         # href -> why its prefetch failed (after the store's retries): a feature's own read
         # reports it without waiting for the same timeouts again
         self._failed: dict[str, Exception] = {}
+        # href -> why GDAL reads that file: the next read of it goes there without a probe
+        self._gdal_files: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self.tiles_decoded = 0
@@ -462,11 +469,26 @@ class TileReader:
 
         assert self.store is not None
         url = resolve_href(href, sign=self.sign, s3_endpoint=self.s3_endpoint)
+        if href in self._gdal_files:
+            await self._read_through_gdal(url, targets, self._gdal_files[href])
+            return
+        try:
+            # the header, kept by the store for the parser: no request of its own
+            head = await self.store.get_range_async(url, start=0, end=self.store.prefix_bytes)
+        except Exception:
+            self._raise_if_unreachable(url)
+            raise
+        far = directories_far_in(head)
+        if far is not None:
+            self._gdal_files[href] = far
+            await self._read_through_gdal(url, targets, far)
+            return
         try:
             tiff = await TIFF.open(url, store=self.store, prefetch=self.store.prefix_bytes)
         except Exception as exc:
             self._raise_if_unreachable(url)
-            await self._read_through_gdal(url, targets, _not_read_reason(self.store, url, exc))
+            self._gdal_files[href] = _not_read_reason(self.store, url, exc)
+            await self._read_through_gdal(url, targets, self._gdal_files[href])
             return
         reason = gdal_reason(tiff)
         if reason is None:
@@ -479,6 +501,7 @@ class TileReader:
             except Exception:
                 self._raise_if_unreachable(url)
                 raise
+        self._gdal_files[href] = reason
         await self._read_through_gdal(url, targets, reason)
 
     def _raise_if_unreachable(self, url: str) -> None:
@@ -567,6 +590,36 @@ OTHER_MAGIC = {
     b"CDF": "netCDF",
     b"\x89HDF": "HDF5",
 }
+
+
+def directories_far_in(head: bytes, limit: int = DIRECTORY_LIMIT_BYTES) -> str | None:
+    """Why the file's directories are too far in for this reader (see DIRECTORY_LIMIT_BYTES),
+    from its first bytes: the chain of IFD offsets followed as far as `head` holds it. None for
+    a COG's header, or when `head` is not a TIFF (the parser says what it is)."""
+    if not head.startswith(TIFF_MAGIC):
+        return None
+    endian: Literal["little", "big"] = "little" if head[:2] == b"II" else "big"
+
+    def number(start: int, size: int) -> int | None:
+        return (
+            int.from_bytes(head[start : start + size], endian)
+            if start + size <= len(head)
+            else None
+        )
+
+    big = head[2:4] in (b"+\x00", b"\x00+")
+    count_size, entry_size, pointer_size = (8, 20, 8) if big else (2, 12, 4)
+    offset = number(8 if big else 4, pointer_size)
+    seen: set[int] = set()
+    while offset and offset not in seen:
+        if offset >= limit:
+            return f"its directory is {offset:,} bytes in, after the data (not cloud-optimised)"
+        seen.add(offset)
+        count = number(offset, count_size)
+        if count is None:
+            return None  # further than the header holds, within the limit: the parser reads it
+        offset = number(offset + count_size + count * entry_size, pointer_size)
+    return None
 
 
 def image_ifds(tiff: TIFF) -> list[ImageFileDirectory]:

@@ -29,8 +29,11 @@ class LayoutSpec:
     driver: str
     options: Mapping[str, Any]
     overviews: tuple[int, ...] = ()
+    # the directory rewritten at the end of the file (as editing a file's tags in place does)
+    directory_last: bool = False
     suffix: str = ".tif"
-    # what sitsflow's own reader is expected to do with it: read it, or hand it to GDAL
+    # whether sitsflow's own reader reads it (rather than GDAL), at any size: a directory
+    # after the data is read by it only within the first MB (`tiles.DIRECTORY_LIMIT_BYTES`)
     fast: bool = True
     notes: str = ""
 
@@ -44,12 +47,14 @@ LAYOUTS: dict[str, LayoutSpec] = {
     "tiled-512-ifd-last": LayoutSpec(
         "GTiff",
         {"TILED": "YES", "BLOCKXSIZE": 512, "BLOCKYSIZE": 512, "COMPRESS": "DEFLATE"},
-        notes="a plain tiled GeoTIFF: its directory written after the data",
+        directory_last=True,
+        notes="a plain tiled GeoTIFF whose directory was rewritten after the data",
     ),
     "tiled-512-ifd-last-overviews": LayoutSpec(
         "GTiff",
         {"TILED": "YES", "BLOCKXSIZE": 512, "BLOCKYSIZE": 512, "COMPRESS": "DEFLATE"},
         overviews=(2, 4),
+        directory_last=True,
         notes="the same, with overviews appended after the data",
     ),
     "lzw-predictor-256": LayoutSpec(
@@ -176,4 +181,7 @@ def write_layout(
     if spec.overviews:
         with rasterio.open(target, "r+") as output:
             output.build_overviews(list(spec.overviews), Resampling.average)
+    if spec.directory_last:  # a grown directory no longer fits where it was: GDAL appends it
+        with rasterio.open(target, "r+") as output:
+            output.update_tags(NOTE="directory rewritten after the data " * 200)
     return target

@@ -57,6 +57,8 @@ import posixpath
 import random
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -1346,6 +1348,48 @@ def remote_stats(server_url: str, *, reset: bool = False, timeout: float = 10.0)
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
+
+
+class ServerProcess:
+    """`python -m sitsflow.testing.stac_server` in its own process, with its counters: for
+    clients that read through GDAL, which holds the GIL in some calls (opening a file's
+    overviews) and so would wait on a server in its own process until it times out."""
+
+    def __init__(self, archive: Path, latency_ms: float = 0.0) -> None:
+        command = [
+            sys.executable, "-m", "sitsflow.testing.stac_server", str(archive),
+            "--port", "0", "--latency-ms", str(latency_ms),
+        ]  # fmt: skip
+        # from this checkout's root, so that the server is this checkout's
+        root = Path(__file__).resolve().parents[2]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=root)
+        assert self.process.stdout is not None
+        first = self.process.stdout.readline()
+        if not first.startswith("STAC API:"):
+            self.stop()
+            raise RuntimeError(f"stac_server did not start: {first!r}")
+        self.url = first.split(":", 1)[1].strip()
+
+    @property
+    def data_url(self) -> str:
+        return self.url.removesuffix("/api") + "/data"
+
+    def reset(self) -> dict[str, Any]:
+        """The counters until now (`StacServer.stats`), zeroed for what follows."""
+        return remote_stats(self.url, reset=True)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
