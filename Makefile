@@ -47,9 +47,10 @@ test-deps: $(STAMP)
 test: test-deps
 	$(PYTEST) $(PYTEST_ARGS)
 
-# Unit tests and small workflow runs; no system service, nothing marked slow or chaos.
+# Unit tests and small workflow runs; no system service, nothing marked slow or chaos. On CORES
+# processes (pytest-xdist): its workflow runs spend much of their time waiting on Snakemake.
 test-fast: $(STAMP)
-	$(PYTEST) -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+	$(PYTEST) -n $(CORES) -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -301,7 +301,12 @@ class BusyApi(BaseHTTPRequestHandler):
                     "https://api.stacspec.org/v1.0.0/item-search",
                 ],
                 "links": [
-                    {"rel": "search", "href": f"{root}/search", "method": "POST"},
+                    {
+                        "rel": "search",
+                        "type": "application/geo+json",
+                        "href": f"{root}/search",
+                        "method": "POST",
+                    },
                     {"rel": "self", "href": root},
                     {"rel": "root", "href": root},
                 ],

@@ -126,7 +126,10 @@ def test_ndvi_is_added_when_red_and_nir_exist(run):
 
 def test_many_time_steps_show_24_thumbnails(run):
     cube = load_cube(run, "p1")
-    long = xr.concat([cube] * 4, dim="time")
+    # xarray's present defaults, spelt out (its default for data_vars is changing)
+    long = xr.concat(
+        [cube] * 4, dim="time", data_vars="all", coords="different", compat="equals", join="outer"
+    )
     long["time"] = cube["time"].values[0] + np.arange(long.sizes["time"]) * np.timedelta64(1, "D")
     figure = quicklook_figure(long)
     thumbnails = next(axes for axes in figure.axes if axes.get_label() == "thumbnails")

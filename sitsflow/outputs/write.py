@@ -51,6 +51,15 @@ def _fill_value(dtype: np.dtype) -> np.float32 | None:
     return np.float32("nan") if dtype == np.float32 else None
 
 
+def _time_encoding(times: np.ndarray) -> dict[str, str]:
+    """TIME_ENCODING for times in whole milliseconds; otherwise the same in the finest units the
+    times need, as xarray names them (it would switch to them itself, with a warning)."""
+    if (times.astype("datetime64[ms]") == times).all():
+        return TIME_ENCODING
+    finest = "microseconds" if (times.astype("datetime64[us]") == times).all() else "nanoseconds"
+    return {**TIME_ENCODING, "units": f"{finest} since 1970-01-01"}
+
+
 def write_netcdf(dataset: xr.Dataset, path: str | Path) -> None:
     """Write with zlib compression and (time, y, x) chunks; rename into place when complete."""
     for name, chunks in _chunks(dataset).items():
@@ -61,7 +70,7 @@ def write_netcdf(dataset: xr.Dataset, path: str | Path) -> None:
         if chunks:
             encoding["chunksizes"] = chunks
         dataset[name].encoding.update(encoding)
-    dataset["time"].encoding.update(TIME_ENCODING)
+    dataset["time"].encoding.update(_time_encoding(dataset["time"].values))
     with atomic_path(path) as temporary:
         dataset.to_netcdf(temporary, engine="netcdf4", format="NETCDF4")
 
@@ -158,7 +167,7 @@ def write_zarr(dataset: xr.Dataset, path: str | Path) -> None:
         if chunks:
             encoding["chunks"] = chunks
         dataset[name].encoding = encoding
-    dataset["time"].encoding = dict(TIME_ENCODING)
+    dataset["time"].encoding = dict(_time_encoding(dataset["time"].values))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_for(target)
