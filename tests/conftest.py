@@ -9,6 +9,8 @@ the markers and the make targets.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -124,6 +126,26 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     }
 
 
+def shared_directory(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
+) -> Path:
+    """A directory made once for the whole test session by `build(directory)`, also when
+    pytest-xdist runs the tests in several worker processes (`make test-fast`): the first
+    worker to ask builds it under a lock, the others wait for it and use it as it is. Shared
+    directories must not be changed by a test (archives and runs: see their fixtures)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    target = root / f"shared-{name}"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".complete").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            build(target)
+            (target / ".complete").touch()
+    return target
+
+
 class ArchiveFactory:
     """Demo archives (sitsflow.demo.generate_archive), each generated once per session.
 
@@ -155,8 +177,12 @@ class ArchiveFactory:
             tuple(sorted(options.items())),
         )
         if key not in self._archives:
-            root = self._tmp.mktemp("archive")
-            generate_archive(pairs, root, start, end, **options)
+            digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+            root = shared_directory(
+                self._tmp,
+                f"archive-{digest}",
+                lambda directory: generate_archive(pairs, directory, start, end, **options),
+            )
             self._archives[key] = (root, _snapshot(root))
         root = self._archives[key][0]
         if not private:
@@ -175,7 +201,8 @@ class ArchiveFactory:
 
 @pytest.fixture(scope="session")
 def make_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArchiveFactory]:
-    """The factory of demo archives, shared by the whole session (see ArchiveFactory)."""
+    """The factory of demo archives, shared by the whole session and its workers (see
+    ArchiveFactory)."""
     factory = ArchiveFactory(tmp_path_factory)
     yield factory
     factory.check_unchanged()
@@ -248,27 +275,50 @@ def shared_run_config(items_json: Path) -> dict[str, object]:
     }  # fmt: skip
 
 
+def shared_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    snakemake: SnakemakeRunner,
+    name: str,
+    features: Mapping[str, FeatureGeometry],
+    **overrides: object,
+) -> Path:
+    """A completed run in a working directory shared by the session and its workers."""
+
+    def run(workdir: Path) -> None:
+        write_features(workdir / VECTOR_FILE, features)
+        config = {**default_config(), "vector": VECTOR_FILE, **overrides}
+        WorkdirFactory.write_config(workdir, config)
+        snakemake(workdir)
+
+    return shared_directory(tmp_path_factory, name, run)
+
+
 @pytest.fixture(scope="session")
 def netcdf_run(
-    make_workdir: WorkdirFactory, snakemake: SnakemakeRunner, demo_archive: Path
+    tmp_path_factory: pytest.TempPathFactory, snakemake: SnakemakeRunner, demo_archive: Path
 ) -> Path:
     """Working directory of a completed run on the shared archive, made once per session: the
     point, the polygon and the empty feature; netCDF cubes; pixel time series for points. The
     runs read the archive's local `items.json` (tests/test_workflow.py covers the HTTP API).
     Read-only: copy it (or `make_workdir.like` it) to change anything."""
     features = {**ARCHIVE_FEATURES, EMPTY_FEATURE[0]: EMPTY_FEATURE[1]}
-    workdir = make_workdir("results-netcdf", features, **shared_run_config(demo_archive))
-    snakemake(workdir)
-    return workdir
+    return shared_run(
+        tmp_path_factory, snakemake, "results-netcdf", features, **shared_run_config(demo_archive)
+    )
 
 
 @pytest.fixture(scope="session")
-def zarr_run(make_workdir: WorkdirFactory, snakemake: SnakemakeRunner, demo_archive: Path) -> Path:
+def zarr_run(
+    tmp_path_factory: pytest.TempPathFactory, snakemake: SnakemakeRunner, demo_archive: Path
+) -> Path:
     """Like `netcdf_run` with the point only, Zarr cubes and median time series (same archive
     and grid)."""
-    config = {**shared_run_config(demo_archive), "format": "zarr"}
-    workdir = make_workdir(
-        "results-zarr", {"p1": ARCHIVE_FEATURES["p1"]}, **config, timeseries={"method": "median"}
+    return shared_run(
+        tmp_path_factory,
+        snakemake,
+        "results-zarr",
+        {"p1": ARCHIVE_FEATURES["p1"]},
+        **shared_run_config(demo_archive),
+        format="zarr",
+        timeseries={"method": "median"},
     )
-    snakemake(workdir)
-    return workdir

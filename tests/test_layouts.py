@@ -262,7 +262,7 @@ def test_a_cube_from_every_layout_is_the_cube_gdal_reads(archive):
 
     _, items, epsg = archive
     dated = []
-    for day, (name, item) in enumerate(items.items(), start=1):
+    for day, item in enumerate(items.values(), start=1):
         item = json.loads(json.dumps(item))
         item["properties"].update(
             {
