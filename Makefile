@@ -50,7 +50,7 @@ test: test-deps
 # Unit tests and small workflow runs; no system service, nothing marked slow or chaos. On CORES
 # processes (pytest-xdist): its workflow runs spend much of their time waiting on Snakemake.
 test-fast: $(STAMP)
-	$(PYTEST) -n $(CORES) -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+	$(PYTEST) -n $(CORES) --dist loadfile -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -239,6 +239,7 @@ def test_appending_a_feature_writes_only_its_part_of_the_dataset(appended):
     assert_dataset_equals_cubes(workdir, [*FEATURES, NEW[0]], {**LABELS, NEW[0]: NEW[2]})
 
 
+@pytest.mark.slow  # 12 s on 2 cores: two more runs
 def test_relabelling_a_feature_rewrites_its_cube_and_its_region_only(
     run, snakemake, tmp_path_factory
 ):
@@ -298,6 +299,7 @@ def test_wide_layout_has_a_row_per_feature_and_date(run, snakemake, tmp_path_fac
     assert csv.shape == (6, len(wide.columns)) and csv[variables[0]].dtype == np.float32
 
 
+@pytest.mark.slow  # 15 s on 2 cores: a whole run in batch mode
 def test_batch_mode_makes_the_same_dataset_and_table(run, make_workdir, snakemake):
     workdir = make_workdir.like(run, "dataset-batches", batch_size=2)
     result = snakemake(workdir)
