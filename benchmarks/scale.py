@@ -258,8 +258,9 @@ def baseline(workdir: Path) -> dict[str, float]:
     from sitsflow.outputs.quicklook import overview_table, render_overview
     from sitsflow.outputs.summary import summarise, write_summary
     from sitsflow.outputs.timeseries import combine_timeseries
-    from sitsflow.workflow.batch import BatchContext, BatchSettings, run_stage
+    from sitsflow.workflow.batch import run_stage
     from sitsflow.workflow.config import load_config
+    from sitsflow.workflow.context import BatchContext, BatchSettings
     from sitsflow.workflow.stages import search_groups
 
     modules = (

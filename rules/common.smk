@@ -13,12 +13,12 @@ from sitsflow.core.atomic import sweep_temporaries
 from sitsflow.catalog.groups import plan_groups
 from sitsflow.core import layout
 from sitsflow.workflow.batch import (
-    BatchSettings,
     batch_generations,
     batch_group,
     plan_batches,
     resolve_batch_size,
 )
+from sitsflow.workflow.context import BatchSettings
 from sitsflow.workflow.config import (
     check_config,
     coerce_command_line,

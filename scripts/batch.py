@@ -1,7 +1,8 @@
 """Rule `batch`: every stage of a batch of features, one file set each
 (sitsflow/workflow/batch.py)."""
 
-from sitsflow.workflow.batch import BatchContext, BatchSettings, run_batch, write_batch_results
+from sitsflow.workflow.batch import run_batch, write_batch_results
+from sitsflow.workflow.context import BatchContext, BatchSettings
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 settings = BatchSettings.from_params(smk.params.settings)

@@ -26,9 +26,7 @@ from sitsflow.core.pipeline import STAGE_NAMES as STAGES
 from sitsflow.testing.settings import settings_for
 from sitsflow.workflow.batch import (
     AUTO_BATCH_SIZE,
-    BatchContext,
     BatchFailed,
-    BatchSettings,
     batch_generations,
     batch_group,
     plan_batches,
@@ -38,6 +36,7 @@ from sitsflow.workflow.batch import (
     run_batch,
     stage_fingerprints,
 )
+from sitsflow.workflow.context import BatchContext, BatchSettings
 from tests.conftest import VECTOR_FILE
 from tests.helpers import dry_run_jobs, jobs_run, write_features
 

@@ -15,7 +15,8 @@ from sitsflow.core.settings import Settings
 from sitsflow.outputs.summary import CHAIN
 from sitsflow.testing.settings import settings_for
 from sitsflow.workflow import batch
-from sitsflow.workflow.batch import BatchContext, BatchSettings, run_stage
+from sitsflow.workflow.batch import run_stage
+from sitsflow.workflow.context import BatchContext, BatchSettings
 
 SETTINGS = BatchSettings.from_settings(settings_for(buffer_m=100, crs="utm", resolution=20))
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from sitsflow.core.bbox import BboxRecord
     from sitsflow.pixels.read import Loader
-    from sitsflow.workflow.batch import BatchContext
+    from sitsflow.workflow.context import BatchContext
 
 log = logging.getLogger(__name__)
 

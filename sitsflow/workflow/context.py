@@ -1,0 +1,104 @@
+"""What a batch's per-feature stages share: every stage's settings (`BatchSettings`, also the
+rules' params) and the batch's context (`BatchContext`: settings, its group's search result, one
+loader). Apart from `sitsflow.workflow.batch`, which runs the stages, and
+`sitsflow.workflow.stages`, which defines them: both use these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sitsflow.core.layout import Layout
+from sitsflow.core.pipeline import STAGE_NAMES, stage_named
+from sitsflow.core.settings import (
+    CubeSettings,
+    GridSettings,
+    SearchSettings,
+    Settings,
+    TimeseriesSettings,
+)
+
+if TYPE_CHECKING:
+    from sitsflow.pixels.read import Loader
+    from sitsflow.pixels.tiles import ReadRequest
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Every stage's settings, as the per-feature rules get them in `params:`."""
+
+    grid: GridSettings
+    search: SearchSettings
+    cube: CubeSettings
+    timeseries: TimeseriesSettings
+    cube_extension: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BatchSettings:
+        return cls(
+            settings.grid,
+            settings.search,
+            settings.cube,
+            settings.timeseries,
+            settings.cube_extension,
+        )
+
+    def to_params(self) -> dict[str, Any]:
+        """The plain dict of the batch rule's `params:` (a change reruns the batches): every
+        stage's settings section, and the cube format's extension."""
+        return {**self.rule_params(*STAGE_NAMES), "cube_extension": self.cube_extension}
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> BatchSettings:
+        return cls(
+            grid=GridSettings.from_config(params["grid"]),
+            search=SearchSettings.from_config(params["search"]),
+            cube=CubeSettings.from_config(params["cube"]),
+            timeseries=TimeseriesSettings.from_config(params["timeseries"]),
+            cube_extension=str(params["cube_extension"]),
+        )
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.cube_extension)
+
+    def stage_params(self, name: str) -> object:
+        """The settings a stage's output depends on besides its input files (a fingerprint's
+        input): its section's params (`sitsflow.core.pipeline.Stage.settings`), or None."""
+        section = stage_named(name).settings
+        return None if section is None else getattr(self, section).to_params()
+
+    def rule_params(self, *names: str) -> dict[str, object]:
+        """The `params:` of a rule making the stages `names`: each one's settings section under
+        the section's name (`grid`, `search` ...), the values batch fingerprints digest."""
+        return {
+            section: self.stage_params(name)
+            for name in names
+            if (section := stage_named(name).settings) is not None
+        }
+
+
+@dataclass
+class BatchContext:
+    """What a batch's stages share: the settings, the search result of the batch's group, and
+    one loader for every cube (its connections, and the reads of features read together)."""
+
+    settings: BatchSettings
+    group_search: str
+    loader: Loader | None = None
+    requests: dict[str, ReadRequest] = field(default_factory=dict)
+    signs_hrefs: bool = False
+
+    @property
+    def layout(self) -> Layout:
+        return self.settings.layout
+
+    def shared_loader(self) -> Loader:
+        """The batch's loader, made on first use (with a disk cache of the tiles it fetched)."""
+        if self.loader is None:
+            from sitsflow.pixels.read import make_loader
+
+            self.loader = make_loader(self.settings.cube, batch=True)
+        return self.loader
