@@ -13,6 +13,7 @@ from sitsflow.catalog.providers import (
     check_provider_config,
     infer_asset_key,
     normalise_item,
+    processing_baseline,
     provider_from_items,
     radiometry,
     resolve_provider,
@@ -31,9 +32,20 @@ PC_PB0400 = "planetary-computer/search_s2l2a_limit10_2022-07-28_pb04.00.json"
 PC_PB0509 = "planetary-computer/search_s2l2a_limit10_2023-04-20_pb05.09.json"
 PC_PB0511 = "planetary-computer/itemcollection_s2l2a_13TDE_2024-08-23+25_pb05.11.json"
 PROJ_CODE = "stactools-sentinel2_expected_item_S2B_20220413_N0400_T33XWJ_projcode.json"
+CDSE_SEARCH = "cdse/xcube-stac_HEAD_search_FeatureCollection_4items.json"
+CDSE_N0500 = (
+    "cdse/xcube-stac_HEAD_item_S2A_MSIL2A_20200301T090901_N0500_R050_T35UPU_20230630T033416.json"  # noqa: E501
+)
+CDSE_N0511 = (
+    "cdse/xcube-stac_HEAD_item_S2A_MSIL2A_20241107T113311_N0511_R080_T32VKR_20241107T123948.json"  # noqa: E501
+)
+CDSE_N0510 = (
+    "cdse/eometadatatool_example_S2A_MSIL2A_20220217T183431_N0510_R027_T13VEK_20240516T022440.json"  # noqa: E501
+)
 
 ES_URL = "https://earth-search.aws.element84.com/v1"
 PC_URL = "https://planetarycomputer.microsoft.com/api/stac/v1"
+CDSE_URL = "https://stac.dataspace.copernicus.eu/v1"
 DN = 2500
 
 
@@ -70,6 +82,7 @@ def test_unknown_band_lists_valid_names():
         (ES_URL, "sentinel-2-c1-l2a", "earth-search-c1"),
         (ES_URL, "sentinel-2-pre-c1-l2a", "earth-search-c1"),
         (PC_URL, "sentinel-2-l2a", "planetary-computer"),
+        (CDSE_URL, "sentinel-2-l2a", "copernicus-data-space"),
     ],
 )
 def test_auto_detects_known_catalogs_by_url(catalog, collection, expected):
@@ -88,6 +101,9 @@ def test_auto_detects_known_catalogs_by_url(catalog, collection, expected):
         (PC_PB0400, "sentinel-2-l2a", "planetary-computer"),
         (PC_PB0212, "sentinel-2-l2a", "planetary-computer"),
         (PROJ_CODE, None, "generic"),  # stactools output: relative hrefs, no provider marks
+        (CDSE_SEARCH, "sentinel-2-l2a", "copernicus-data-space"),
+        (CDSE_N0511, "sentinel-2-l2a", "copernicus-data-space"),
+        (CDSE_N0510, "sentinel-2-l2a", "copernicus-data-space"),  # eometadatatool output
     ],
 )
 def test_auto_detects_unknown_catalogs_by_item_layout(fixture_items, fixture, collection, expected):
@@ -124,6 +140,35 @@ def test_asset_keys_per_provider(fixture_items):
     for item, name in ((es_v1, "earth-search-v1"), (es_c1, "earth-search-c1")):
         assert [resolve_provider(name).asset_key(item, b) for b in bands] == es_keys
     assert [resolve_provider("planetary-computer").asset_key(pc, b) for b in bands] == bands
+
+
+def test_copernicus_data_space_keys_each_band_at_its_native_resolution(fixture_items):
+    cdse = resolve_provider("copernicus-data-space")
+    expected = {
+        "B01": "B01_60m", "B02": "B02_10m", "B03": "B03_10m", "B04": "B04_10m",
+        "B05": "B05_20m", "B06": "B06_20m", "B07": "B07_20m", "B08": "B08_10m",
+        "B8A": "B8A_20m", "B09": "B09_60m", "B11": "B11_20m", "B12": "B12_20m",
+        "SCL": "SCL_20m",
+    }  # fmt: skip
+    for fixture in (CDSE_SEARCH, CDSE_N0500, CDSE_N0511, CDSE_N0510):
+        for item in fixture_items(fixture):
+            assert {band: cdse.asset_key(item, band) for band in expected} == expected
+            for band, key in expected.items():
+                asset = item["assets"][key]
+                assert asset["gsd"] == int(key[4:6]) and "sampling:original" in asset["roles"]
+                assert band in {b["name"] for b in asset.get("bands", [{"name": "SCL"}])}
+
+
+def test_copernicus_data_space_items_have_proj_code_per_asset_only(fixture_items):
+    item = fixture_items(CDSE_N0511)[0]
+    assert "proj:code" not in item["properties"] and "proj:epsg" not in item["properties"]
+    normalised = normalise_item(item, ["B04", "B8A", "SCL"], resolve_provider("auto", items=[item]))
+    for band in ("B04", "B8A", "SCL"):
+        asset = normalised["assets"][band]
+        assert asset["proj:epsg"] == 32632
+        assert asset["sitsflow:asset_key"] == {"B04": "B04_10m"}.get(band, f"{band}_20m")
+    assert normalised["assets"]["B04"]["proj:transform"][0] == 10
+    assert normalised["assets"]["B8A"]["proj:transform"][0] == 20
 
 
 def test_generic_provider_uses_the_assets_map(fixture_items):
@@ -195,6 +240,40 @@ def test_config_check_uses_the_provider():
         (PC_PB0511, "sentinel-2-l2a", "planetary-computer", "05.11", 0.15, "baseline 5.11"),
         # stactools (projection v2 item): declared raster:bands
         (PROJ_CODE, None, "generic", "04.00", 0.15, "raster:bands"),
+        # Copernicus Data Space: asset-level raster:scale 0.0001 / raster:offset -0.1 (raster
+        # v2), baseline only as processing:version
+        (
+            CDSE_SEARCH,
+            "sentinel-2-l2a",
+            "copernicus-data-space",
+            "05.00",
+            0.15,
+            "raster extension v2",
+        ),
+        (
+            CDSE_N0500,
+            "sentinel-2-l2a",
+            "copernicus-data-space",
+            "05.00",
+            0.15,
+            "raster extension v2",
+        ),
+        (
+            CDSE_N0511,
+            "sentinel-2-l2a",
+            "copernicus-data-space",
+            "05.11",
+            0.15,
+            "raster extension v2",
+        ),
+        (
+            CDSE_N0510,
+            "sentinel-2-l2a",
+            "copernicus-data-space",
+            "05.10",
+            0.15,
+            "raster extension v2",
+        ),
     ],
 )
 def test_dn_2500_to_reflectance_on_real_items(
@@ -205,7 +284,8 @@ def test_dn_2500_to_reflectance_on_real_items(
     chosen = resolve_provider("auto", catalog="file:///recorded", items=items)
     assert chosen.name == provider
     for item in items:
-        assert item["properties"]["s2:processing_baseline"] == baseline
+        props = item["properties"]
+        assert props.get("s2:processing_baseline", props.get("processing:version")) == baseline
         for band in ("B04", "B8A", "B11"):
             assert reflectance_of(item, band, chosen) == pytest.approx(expected), item["id"]
         assert rule in radiometry(item, chosen.asset_key(item, "B04")).rule
@@ -251,8 +331,54 @@ def test_baseline_not_date_decides_on_planetary_computer(fixture_items):
     assert reflectance_of(new, "B04", provider) == pytest.approx(0.25)
 
 
+def test_copernicus_data_space_declares_the_offset_per_asset(fixture_items):
+    item = fixture_items(CDSE_N0511)[0]
+    props = item["properties"]
+    assert "s2:processing_baseline" not in props and props["processing:version"] == "05.11"
+    assert "_N0511_" in item["id"]
+    for key in ("B04_10m", "B8A_20m", "B01_60m"):
+        asset = item["assets"][key]
+        assert "raster:bands" not in asset
+        assert (asset["raster:scale"], asset["raster:offset"], asset["nodata"]) == (1e-4, -0.1, 0)
+    for key in ("SCL_20m", "TCI_10m"):
+        assert "raster:scale" not in item["assets"][key]
+        assert "raster:offset" not in item["assets"][key]
+    assert processing_baseline(item) == 5.11
+
+
+def test_processing_version_alone_decides_the_offset(fixture_items):
+    # Constructed from a real CDSE item: its declared scale/offset removed, so that only
+    # `processing:version` (no `s2:processing_baseline`) is left to tell the baseline.
+    item = copy.deepcopy(fixture_items(CDSE_N0511)[0])
+    for asset in item["assets"].values():
+        asset.pop("raster:scale", None)
+        asset.pop("raster:offset", None)
+    provider = resolve_provider("copernicus-data-space")
+    assert reflectance_of(item, "B04", provider) == pytest.approx(0.15)
+    assert radiometry(item, "B04_10m").rule == "processing baseline 5.11"
+    item["properties"]["processing:version"] = "03.01"
+    assert reflectance_of(item, "B04", provider) == pytest.approx(0.25)
+    item["properties"]["s2:processing_baseline"] = "04.00"  # the S2 property wins
+    assert reflectance_of(item, "B04", provider) == pytest.approx(0.15)
+
+
+def test_asset_level_raster_scale_offset_for_any_provider(fixture_items):
+    # Constructed from a real Planetary Computer item (no raster extension): with raster v2
+    # fields on the asset, the declared values are used whatever the baseline says.
+    item = copy.deepcopy(fixture_items(PC_PB0212)[0])
+    item["assets"]["B04"].update({"raster:scale": 2e-4, "raster:offset": -0.2})
+    rule = radiometry(item, "B04")
+    assert (rule.scale, rule.offset) == (2e-4, -0.2)
+    assert "raster:scale/raster:offset (raster extension v2)" in rule.rule
+    assert reflectance_of(item, "B04", resolve_provider("planetary-computer")) == pytest.approx(0.3)
+
+
 def test_classification_band_is_not_scaled(fixture_items):
-    for fixture, name in ((PC_PB0400, "planetary-computer"), (ES_C1, "earth-search-c1")):
+    for fixture, name in (
+        (PC_PB0400, "planetary-computer"),
+        (ES_C1, "earth-search-c1"),
+        (CDSE_N0511, "copernicus-data-space"),
+    ):
         item = fixture_items(fixture)[0]
         scl = normalise_item(item, ["SCL"], resolve_provider(name))["assets"]["SCL"]
         assert "sitsflow:scale" not in scl and "sitsflow:offset" not in scl

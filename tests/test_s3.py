@@ -93,3 +93,93 @@ def test_bad_settings_name_the_key(settings, key):
         S3Access(**settings)
     assert error.value.key == key
     assert key in str(error.value)
+
+
+# ---- Copernicus Data Space: s3://eodata/ hrefs under its S3 endpoint -------------------------
+
+CDSE_ENDPOINT = "https://eodata.dataspace.copernicus.eu"
+CDSE_JP2 = "s3://eodata/Sentinel-2/MSI/L2A_N0500/2020/03/01/S2A_MSIL2A_20200301T090901_N0500_R050_T35UPU_20230630T033416.SAFE/GRANULE/L2A_T35UPU_A024500_20200301T090936/IMG_DATA/R10m/T35UPU_20200301T090901_B04_10m.jp2"  # noqa: E501
+
+
+def test_s3_hrefs_under_an_endpoint_are_read_from_it(monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_NO_SIGN_REQUEST"):
+        monkeypatch.delenv(name, raising=False)
+    items = load_items(
+        "cdse/xcube-stac_HEAD_item_S2A_MSIL2A_20200301T090901_N0500_R050_T35UPU_20230630T033416.json"
+    )
+    assert items[0]["assets"]["B04_10m"]["href"] == CDSE_JP2
+    access = S3Access(endpoint=CDSE_ENDPOINT)
+    location = access.locate(CDSE_JP2)
+    assert location is not None and location.bucket == "eodata"
+    assert location.gdal_path == "/vsis3/" + CDSE_JP2.removeprefix("s3://")
+    rewrites, options = access.plan([CDSE_JP2])
+    assert rewrites == {CDSE_JP2: CDSE_JP2}
+    assert options == {
+        "AWS_S3_ENDPOINT": "eodata.dataspace.copernicus.eu",
+        "AWS_HTTPS": "YES",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+        "AWS_REGION": "us-east-1",
+        "AWS_NO_SIGN_REQUEST": "YES",  # no credentials in the environment
+    }
+
+
+def test_credentials_sign_endpoint_reads_and_never_appear_in_the_options(monkeypatch):
+    monkeypatch.delenv("AWS_NO_SIGN_REQUEST", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "fake-access-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake-secret-access-key")
+    rewrites, options = S3Access(endpoint=CDSE_ENDPOINT).plan([CDSE_JP2])
+    assert options["AWS_NO_SIGN_REQUEST"] == "NO"
+    text = repr((rewrites, options))
+    assert "fake-access-key-id" not in text and "fake-secret-access-key" not in text
+    # AWS's own public buckets stay unsigned: the keys are for the endpoint
+    assert S3Access().plan([ES_V1])[1]["AWS_NO_SIGN_REQUEST"] == "YES"
+    monkeypatch.setenv("AWS_NO_SIGN_REQUEST", "YES")  # the user's setting wins
+    assert S3Access(endpoint=CDSE_ENDPOINT).plan([CDSE_JP2])[1]["AWS_NO_SIGN_REQUEST"] == "YES"
+
+
+def test_jpeg2000_under_an_endpoint_is_read_through_vsis3(tmp_path, monkeypatch):
+    """sitsflow's reader hands a JPEG 2000 file at an `s3://` href under `s3_endpoint` to
+    GDAL's S3 client (/vsis3/) without probing it over HTTP first; the values equal a direct
+    read of the file. The demo server is a path-style S3 endpoint (bucket `data`, unsigned)."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    from sitsflow.core.grid import Grid
+    from sitsflow.pixels.tiles import TileReader
+    from sitsflow.testing.stac_server import StacServer
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_NO_SIGN_REQUEST"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "items.json").write_text('{"type": "FeatureCollection", "features": []}')
+    path = tmp_path / "tiles" / "B04_10m.jp2"
+    path.parent.mkdir()
+    values = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 3000) + 1
+    transform = Affine(10, 0, 500000, 0, -10, 5000640)
+    profile = {"driver": "JP2OpenJPEG", "width": 64, "height": 64, "count": 1}
+    profile |= {"dtype": "uint16", "crs": "EPSG:32632", "transform": transform, "nodata": 0}
+    with rasterio.open(path, "w", QUALITY=100, REVERSIBLE="YES", **profile) as ds:
+        ds.write(values, 1)
+    item = {
+        "type": "Feature",
+        "id": "cdse-like",
+        "properties": {"datetime": "2024-11-07T11:33:11Z"},
+        "assets": {
+            "B04": {
+                "href": "s3://data/tiles/B04_10m.jp2",
+                "proj:epsg": 32632,
+                "proj:shape": [64, 64],
+                "proj:transform": list(transform)[:6],
+            }
+        },
+    }
+    grid = Grid(32632, 10.0, (500100.0, 5000100.0, 500500.0, 5000500.0))
+    with StacServer(tmp_path) as server:
+        endpoint = server.data_url.removesuffix("/data")
+        server.reset_stats()
+        with TileReader(s3_endpoint=endpoint, s3=S3Access(endpoint=endpoint)) as reader:
+            stack = reader.read([item], ["B04"], grid)
+        stats = server.reset_stats()
+    assert stats["head_requests"] == 0 and stats["data_requests"] > 0
+    assert "read through GDAL's S3 client" in stack.through_gdal["cdse-like"]["B04"]
+    np.testing.assert_array_equal(stack.data[0, 0], values[14:54, 10:50].astype(np.float32))

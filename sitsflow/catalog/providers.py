@@ -10,10 +10,15 @@ hrefs must be signed before reading:
   assets keyed by common name (`red`, `nir08`, `scl`);
 * `planetary-computer` (Microsoft `sentinel-2-l2a`): assets keyed by band (`B04`, `SCL`), hrefs
   signed at read time (`sitsflow.catalog.signing`);
+* `copernicus-data-space` (CDSE `sentinel-2-l2a`, https://stac.dataspace.copernicus.eu/v1):
+  assets keyed by band and resolution (`B04_10m`, `B8A_20m`, `B01_60m`: each band at its native
+  resolution), JPEG 2000 files at `s3://eodata/...` on CDSE's S3 endpoint (credentials needed,
+  `sitsflow.catalog.s3`);
 * `generic`: any STAC API, with the config's `assets` band -> asset key map.
 
 `auto` recognises the known catalogs by URL and collection, otherwise by what the items say
-about themselves (`earthsearch:*` properties, Azure blob storage hrefs); items that match none
+about themselves (`earthsearch:*` properties, Azure blob storage hrefs, `s3://eodata/` hrefs);
+items that match none
 are read as `generic` with keys inferred from band names, common names or `eo:bands`.
 
 Radiometry rules (reflectance = DN * scale + offset), decided per item from its metadata and
@@ -22,10 +27,12 @@ never from its acquisition date (Collection-1 reprocessing gives old scenes base
 * Earth Search v1 `sentinel-2-l2a` (has `earthsearch:boa_offset_applied`): Element84 already
   removed the +1000 DN offset when the flag is true, so its declared -0.1 offset must not be
   applied again. With the flag false and baseline >= 04.00 the pixels still carry +1000.
-* Items with `raster:bands` scale/offset (Earth Search `sentinel-2-c1-l2a`, stactools):
-  the declared scale/offset are right.
-* Items without the raster extension (Planetary Computer): DN / 10000, minus 0.1 where
-  `s2:processing_baseline` >= 04.00.
+* Assets with `raster:scale` / `raster:offset` (raster extension v2, CDSE) or `raster:bands`
+  scale/offset (raster v1: Earth Search `sentinel-2-c1-l2a`, stactools): the declared
+  scale/offset are right.
+* Items without the raster extension (Planetary Computer): DN / 10000, minus 0.1 where the
+  processing baseline (`s2:processing_baseline`, else the processing extension's
+  `processing:version`, as CDSE gives it) is >= 04.00.
 """
 
 from __future__ import annotations
@@ -67,13 +74,27 @@ def infer_asset_key(item: StacItem, band: str) -> str:
     )
 
 
-PROVIDERS = ("earth-search-v1", "earth-search-c1", "planetary-computer", "generic")
+PROVIDERS = (
+    "earth-search-v1",
+    "earth-search-c1",
+    "planetary-computer",
+    "copernicus-data-space",
+    "generic",
+)
 PROVIDER_SETTINGS = ("auto", *PROVIDERS)
 ALL_BANDS = (*S2_BANDS, *CLASSIFICATION_BANDS)
+# CDSE gives each band at several resolutions (`B04_10m`, `B04_20m`, `B04_60m`); the native one
+# is read (the 20 m and 60 m copies of a 10 m band are ESA's downsampled products).
+NATIVE_RESOLUTION_M = {
+    **dict.fromkeys(("B02", "B03", "B04", "B08"), 10),
+    **dict.fromkeys(("B05", "B06", "B07", "B8A", "B11", "B12", "SCL"), 20),
+    **dict.fromkeys(("B01", "B09"), 60),
+}
 PROVIDER_ASSET_KEYS: dict[str, dict[str, str]] = {
     "earth-search-v1": dict(EARTH_SEARCH_KEYS),
     "earth-search-c1": dict(EARTH_SEARCH_KEYS),
     "planetary-computer": {band: band for band in ALL_BANDS},
+    "copernicus-data-space": {band: f"{band}_{NATIVE_RESOLUTION_M[band]}m" for band in ALL_BANDS},
     "generic": {},
 }
 # (API host, collection) -> provider, for `provider: auto`.
@@ -83,8 +104,11 @@ KNOWN_CATALOGS = {
     # Element84: "baseline < 05.00, with data and metadata matching collection sentinel-2-c1-l2a"
     ("earth-search.aws.element84.com", "sentinel-2-pre-c1-l2a"): "earth-search-c1",
     ("planetarycomputer.microsoft.com", "sentinel-2-l2a"): "planetary-computer",
+    ("stac.dataspace.copernicus.eu", "sentinel-2-l2a"): "copernicus-data-space",
 }
 AZURE_BLOB_SUFFIX = ".blob.core.windows.net"
+# CDSE's S3 bucket (`s3://eodata/Sentinel-2/MSI/L2A...`): its items' hrefs point into it.
+CDSE_HREF_PREFIX = "s3://eodata/"
 
 
 @dataclass(frozen=True)
@@ -155,7 +179,8 @@ def provider_from_items(items: Iterable[StacItem]) -> str:
 
     Earth Search v1 items carry `earthsearch:boa_offset_applied`; Earth Search Collection-1
     items other `earthsearch:*` properties; Planetary Computer items hrefs on Azure blob
-    storage. Anything else (a private catalog, the demo archive) is read as `generic`.
+    storage; Copernicus Data Space items hrefs in CDSE's `eodata` bucket (`s3://eodata/`).
+    Anything else (a private catalog, the demo archive) is read as `generic`.
     """
     for item in items:
         props = item.get("properties", {})
@@ -168,6 +193,11 @@ def provider_from_items(items: Iterable[StacItem]) -> str:
         }
         if any(host.endswith(AZURE_BLOB_SUFFIX) for host in hosts):
             return "planetary-computer"
+        if any(
+            str(a.get("href", "")).startswith(CDSE_HREF_PREFIX)
+            for a in item.get("assets", {}).values()
+        ):
+            return "copernicus-data-space"
     return "generic"
 
 
@@ -230,10 +260,13 @@ def check_provider_config(config: Mapping[str, Any]) -> Provider:
 
 
 def processing_baseline(item: StacItem) -> float | None:
-    value = item.get("properties", {}).get("s2:processing_baseline")
+    """The item's Sentinel-2 processing baseline (`05.11` -> 5.11): `s2:processing_baseline`,
+    else the processing extension's `processing:version` (CDSE items have only that)."""
+    props = item.get("properties", {})
+    value = props.get("s2:processing_baseline", props.get("processing:version"))
     try:
         return float(value) if value is not None else None
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
@@ -258,6 +291,13 @@ def radiometry(item: StacItem, key: str) -> Radiometry:
             return Radiometry(scale, 0.0, "earth-search: boa offset already applied by provider")
         offset = -BASELINE_OFFSET_DN * scale if carries_offset else 0.0
         return Radiometry(scale, offset, f"earth-search: baseline {baseline}, offset not applied")
+    asset = item["assets"][key]
+    if "raster:scale" in asset or "raster:offset" in asset:
+        return Radiometry(
+            float(asset.get("raster:scale", DEFAULT_SCALE)),
+            float(asset.get("raster:offset", 0.0)),
+            "asset raster:scale/raster:offset (raster extension v2)",
+        )
     if "scale" in declared or "offset" in declared:
         return Radiometry(scale, float(declared.get("offset", 0.0)), "raster:bands scale/offset")
     offset = -BASELINE_OFFSET_DN * DEFAULT_SCALE if carries_offset else 0.0

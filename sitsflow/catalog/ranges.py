@@ -416,8 +416,10 @@ def resolve_href(
     """The URL (or local path) to fetch `href` from.
 
     `s3://BUCKET/KEY`: under `s3_endpoint` (path style) when set, else the bucket's public
-    HTTPS address (Earth Search's buckets are public; a private bucket needs the stackstac
-    loader, which signs with GDAL's S3 client). `sign` (Planetary Computer) adds the SAS token.
+    HTTPS address (Earth Search's buckets are public; a private bucket needs GDAL's S3 client,
+    which signs: the stackstac loader, or sitsflow's reader for files that are not TIFFs, such
+    as CDSE's JPEG 2000, `sitsflow.pixels.tiles`). `sign` (Planetary Computer) adds the SAS
+    token.
     """
     match = _S3.match(href)
     if match:

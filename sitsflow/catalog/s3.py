@@ -8,9 +8,15 @@ two per file (docs/performance.md), and providers throttle by request count.
 Which hrefs: AWS S3 URLs (`https://BUCKET.s3.REGION.amazonaws.com/KEY`, `s3://BUCKET/KEY`),
 which is how Earth Search publishes its COGs, and, with `s3_endpoint` set, path-style URLs
 under that S3-compatible endpoint (`ENDPOINT/BUCKET/KEY`: MinIO or Ceph on a cluster, the demo
-server). Signed URLs (with a query string) and everything else stay HTTP. The buckets are read
-unsigned (public open data, `AWS_NO_SIGN_REQUEST=YES`); set `AWS_NO_SIGN_REQUEST=NO` and the
-usual AWS variables for a private bucket.
+server) and `s3://BUCKET/KEY` hrefs, read from that endpoint (Copernicus Data Space:
+`s3://eodata/...` on `https://eodata.dataspace.copernicus.eu`). Signed URLs (with a query
+string) and everything else stay HTTP.
+
+Credentials: AWS buckets are read unsigned (public open data, `AWS_NO_SIGN_REQUEST=YES`); set
+`AWS_NO_SIGN_REQUEST=NO` and the usual AWS variables for a private bucket. Under `s3_endpoint`,
+requests are signed when `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are both set in the
+environment (CDSE hands out such keys), unsigned otherwise. GDAL reads the keys from the
+environment itself: they are never among the options returned here, so never logged or stored.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ _AWS_VIRTUAL_HOST = re.compile(
 DEFAULT_REGION = "us-east-1"
 # Environment variables that take precedence over the options `gdal_options` derives.
 USER_OVERRIDABLE = ("AWS_NO_SIGN_REQUEST", "AWS_REGION", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING")
+# With both set, reads under `s3_endpoint` are signed (GDAL takes the values from the environment).
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,11 @@ class S3Location:
     @property
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def gdal_path(self) -> str:
+        """What GDAL opens: `/vsis3/BUCKET/KEY`."""
+        return f"/vsis3/{self.bucket}/{self.key}"
 
 
 @dataclass(frozen=True)
@@ -75,10 +88,10 @@ class S3Access:
         parts = urlsplit(href)
         if parts.query or parts.fragment:
             return None  # a signed URL: its signature is for HTTP
-        if self.endpoint is not None:
-            return self._under_endpoint(href)
         if parts.scheme == "s3" and parts.netloc and parts.path.strip("/"):
             return S3Location(parts.netloc, parts.path.lstrip("/"))
+        if self.endpoint is not None:
+            return self._under_endpoint(href)
         if parts.scheme == "https" and (match := _AWS_VIRTUAL_HOST.match(parts.hostname or "")):
             key = parts.path.lstrip("/")
             if key:
@@ -114,6 +127,7 @@ class S3Access:
             region = max(sorted(set(regions)), key=regions.count)
             located = {h: loc for h, loc in located.items() if (loc.region or region) == region}
             options = {"AWS_REGION": region}
-        options["AWS_NO_SIGN_REQUEST"] = "YES"
+        signed = self.endpoint is not None and all(os.environ.get(v) for v in CREDENTIAL_VARIABLES)
+        options["AWS_NO_SIGN_REQUEST"] = "NO" if signed else "YES"
         overrides = {key: os.environ[key] for key in USER_OVERRIDABLE if key in os.environ}
         return {href: loc.url for href, loc in located.items()}, {**options, **overrides}

@@ -28,7 +28,12 @@ PolygonMethod = Literal["median", "mean"]
 TimeseriesLayout = Literal["long", "wide"]
 CompositeMethod = Literal["median", "first", "max_ndvi"]
 ProviderSetting = Literal[
-    "auto", "earth-search-v1", "earth-search-c1", "planetary-computer", "generic"
+    "auto",
+    "earth-search-v1",
+    "earth-search-c1",
+    "planetary-computer",
+    "copernicus-data-space",
+    "generic",
 ]
 DemoLayout = Literal["planetary-computer", "earth-search-c1"]
 

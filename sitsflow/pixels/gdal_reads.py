@@ -12,7 +12,7 @@ stackstac reads), so that the cube is the same whichever path read a file.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,22 +98,28 @@ def dataset_level(
 
 
 def gdal_path(url: str) -> str:
-    """What GDAL opens for a URL or a local path: /vsicurl/ for HTTP(S)."""
+    """What GDAL opens for a URL or a local path: /vsicurl/ for HTTP(S), /vsis3/ for s3://."""
     if url.startswith(("http://", "https://")):
         return f"/vsicurl/{url}"
+    if url.startswith("s3://"):
+        return "/vsis3/" + url.removeprefix("s3://")
     return url
 
 
-def read_file_with_gdal(url: str, targets: Sequence[GridTarget]) -> None:
+def read_file_with_gdal(
+    url: str, targets: Sequence[GridTarget], settings: Mapping[str, str] | None = None
+) -> None:
     """Fill each target's array with the file's first band on its grid, through GDAL: the level
     the overview rule chooses, then GDAL's nearest neighbour (a `WarpedVRT`); pixels the file
-    marks as no data, or does not cover, stay NaN. Raises what GDAL raises (rasterio errors)."""
+    marks as no data, or does not cover, stay NaN. `settings`: GDAL settings of this read on top
+    of `gdal_options()` (the S3 client's, `sitsflow.catalog.s3.S3Access.plan`). Raises what
+    GDAL raises (rasterio errors)."""
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
     path = gdal_path(url)
-    with rasterio.Env(**gdal_options()):
+    with rasterio.Env(**{**gdal_options(), **(settings or {})}):
         for target in targets:
             grid = target.grid
             with rasterio.open(path) as ds:

@@ -87,5 +87,8 @@ def make_loader(settings: CubeSettings, *, batch: bool = False) -> Loader:
         shared_pause=SharedPause(),
     )
     return TileReader(
-        s3_endpoint=settings.s3_endpoint, max_in_flight=reads.max_in_flight, store=store
+        s3_endpoint=settings.s3_endpoint,
+        s3=S3Access(settings.s3_access, settings.s3_endpoint),
+        max_in_flight=reads.max_in_flight,
+        store=store,
     )

@@ -28,21 +28,24 @@ import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 from affine import Affine
 from pyproj import CRS
 
 from sitsflow.catalog.ranges import Counters, RangeStore, resolve_href, without_query
+from sitsflow.catalog.s3 import S3Access
 from sitsflow.core.bands import CLASSIFICATION_BANDS
 from sitsflow.core.errors import AssetError
 from sitsflow.core.grid import Grid
 from sitsflow.core.projection import transformer
 from sitsflow.core.types import StacItem
-from sitsflow.pixels.gdal_reads import GridTarget, read_file_with_gdal
+from sitsflow.pixels.gdal_reads import GridTarget, gdal_path, read_file_with_gdal
 from sitsflow.pixels.overviews import choose_overview, resampling_from
 from sitsflow.pixels.stack import ItemStack
 
@@ -210,6 +213,9 @@ class TileReader:
 
     sign: Callable[[str], str] | None = None
     s3_endpoint: str | None = None
+    # config `s3_access` / `s3_endpoint`: a file that is not a TIFF (CDSE's JPEG 2000) at an
+    # href it reads through GDAL's S3 client goes straight to GDAL's /vsis3/, which signs.
+    s3: S3Access | None = None
     max_in_flight: int = MAX_IN_FLIGHT
     store: RangeStore | None = None
     decode_budget_bytes: int = DECODE_BUDGET_BYTES
@@ -468,6 +474,9 @@ class TileReader:
         from async_tiff import TIFF
 
         assert self.store is not None
+        if (through_s3 := self._not_tiff_on_s3(href, targets)) is not None:
+            await self._read_through_gdal(*through_s3)
+            return
         url = resolve_href(href, sign=self.sign, s3_endpoint=self.s3_endpoint)
         if href in self._gdal_files:
             await self._read_through_gdal(url, targets, self._gdal_files[href])
@@ -504,6 +513,23 @@ class TileReader:
         self._gdal_files[href] = reason
         await self._read_through_gdal(url, targets, reason)
 
+    def _not_tiff_on_s3(
+        self, href: str, targets: list[GridTarget]
+    ) -> tuple[str, list[GridTarget], str, dict[str, str]] | None:
+        """How GDAL reads `href` when it is not a TIFF and `s3` reads it through GDAL's S3 client
+        (its /vsis3/ path, the reason, the S3 options), else None: such a file is not probed
+        over plain HTTP first, which could not authenticate (CDSE's `s3://eodata/...jp2`)."""
+        if self.s3 is None:
+            return None
+        suffix = PurePosixPath(urlsplit(href).path).suffix.lower()
+        if suffix in TIFF_SUFFIXES:
+            return None
+        rewrites, options = self.s3.plan([href])
+        if href not in rewrites:
+            return None
+        reason = f"not a GeoTIFF ({suffix or 'no suffix'}): read through GDAL's S3 client"
+        return gdal_path(rewrites[href]), targets, reason, options
+
     def _raise_if_unreachable(self, url: str) -> None:
         """A file whose bytes did not come (or whose read was abandoned) is not GDAL's to
         read: GDAL would wait for the same store."""
@@ -512,14 +538,21 @@ class TileReader:
         if failure is not None:
             raise FileUnreachable(failure)
 
-    async def _read_through_gdal(self, url: str, targets: list[GridTarget], reason: str) -> None:
-        """Read the file through GDAL for every target (in a thread: GDAL blocks)."""
+    async def _read_through_gdal(
+        self,
+        url: str,
+        targets: list[GridTarget],
+        reason: str,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        """Read the file through GDAL for every target (in a thread: GDAL blocks); `options`:
+        extra GDAL settings (GDAL's S3 client's)."""
         for target in targets:
             target.out[...] = np.nan  # whatever a failed attempt placed
             target.gdal_reason = reason
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(read_file_with_gdal, url, targets)
+            await asyncio.to_thread(read_file_with_gdal, url, targets, options)
         except Exception as exc:
             message = f"{reason}; GDAL cannot read it either: {without_query(str(exc))}"
             if reason.startswith(CORRUPT):
@@ -582,6 +615,7 @@ class TileReader:
 
 CORRUPT = "a tile does not decode"
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+TIFF_SUFFIXES = (".tif", ".tiff")
 OTHER_MAGIC = {
     b"\x00\x00\x00\x0cjP  ": "JPEG 2000",
     b"\xff\x4f\xff\x51": "a JPEG 2000 codestream",
