@@ -18,8 +18,8 @@ hrefs must be signed before reading:
 
 `auto` recognises the known catalogs by URL and collection, otherwise by what the items say
 about themselves (`earthsearch:*` properties, Azure blob storage hrefs, `s3://eodata/` hrefs);
-items that match none
-are read as `generic` with keys inferred from band names, common names or `eo:bands`.
+items that match none are read as `generic` with keys inferred from band names, common names or
+`eo:bands`.
 
 Radiometry rules (reflectance = DN * scale + offset), decided per item from its metadata and
 never from its acquisition date (Collection-1 reprocessing gives old scenes baseline 05.xx):
