@@ -115,8 +115,6 @@ def read_file_with_gdal(
     of `gdal_options()` (the S3 client's, `sitsflow.catalog.s3.S3Access.plan`). Raises what
     GDAL raises (rasterio errors)."""
     import rasterio
-    from rasterio.enums import Resampling
-    from rasterio.vrt import WarpedVRT
 
     path = gdal_path(url)
     with rasterio.Env(**{**gdal_options(), **(settings or {})}):
@@ -133,15 +131,25 @@ def read_file_with_gdal(
             options = {} if level is None else {"OVERVIEW_LEVEL": level}
             with (
                 rasterio.open(path, **options) as ds,
-                WarpedVRT(
-                    ds,
-                    crs=f"EPSG:{grid.epsg}",
-                    transform=grid.transform,
-                    width=grid.width,
-                    height=grid.height,
-                    resampling=Resampling.nearest,
-                    add_alpha=ds.nodata is None,
-                ) as warped,
+                nearest_onto(ds, grid, add_alpha=ds.nodata is None) as warped,
             ):
                 values = warped.read(1, masked=True)
             target.out[...] = np.ma.filled(values.astype(np.float32), np.nan)
+
+
+def nearest_onto(dataset: Any, grid: Grid, **options: Any) -> Any:
+    """`dataset` warped onto `grid` by GDAL's nearest neighbour (a rasterio `WarpedVRT`, with
+    `options`): how GDAL reads a file onto a cube grid, and how sitsflow's reader learns GDAL's
+    choice of source pixel across CRSs (`sitsflow.pixels.tiles.pixel_map`)."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    return WarpedVRT(
+        dataset,
+        crs=f"EPSG:{grid.epsg}",
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=Resampling.nearest,
+        **options,
+    )

@@ -45,7 +45,7 @@ from sitsflow.core.errors import AssetError
 from sitsflow.core.grid import Grid
 from sitsflow.core.projection import transformer
 from sitsflow.core.types import StacItem
-from sitsflow.pixels.gdal_reads import GridTarget, gdal_path, read_file_with_gdal
+from sitsflow.pixels.gdal_reads import GridTarget, gdal_path, nearest_onto, read_file_with_gdal
 from sitsflow.pixels.overviews import choose_overview, resampling_from
 from sitsflow.pixels.stack import ItemStack
 
@@ -878,7 +878,6 @@ def _warped_indices(
     """
     import rasterio
     from rasterio.io import MemoryFile
-    from rasterio.vrt import WarpedVRT
 
     margin = 2
     top, left = max(int(rows.min()) - margin, 0), max(int(cols.min()) - margin, 0)
@@ -902,17 +901,7 @@ def _warped_indices(
     with rasterio.Env(GDAL_NUM_THREADS="1"), MemoryFile() as memory:
         with memory.open(**profile) as indices:
             indices.write(index, 1)
-        with (
-            memory.open() as indices,
-            WarpedVRT(
-                indices,
-                crs=f"EPSG:{grid.epsg}",
-                transform=grid.transform,
-                width=grid.width,
-                height=grid.height,
-                resampling=rasterio.enums.Resampling.nearest,
-            ) as warped,
-        ):
+        with memory.open() as indices, nearest_onto(indices, grid) as warped:
             chosen = warped.read(1).astype(np.int64)
     outside = chosen < 0
     row = np.where(outside, -1, chosen // width + top)
