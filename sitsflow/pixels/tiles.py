@@ -722,7 +722,7 @@ def cog_levels(tiff: TIFF) -> list[Level]:
     ifds = tiff.ifds
     first = ifds[0]
     if first.tile_width is None or first.tile_height is None:
-        raise ValueError("not a tiled GeoTIFF (a COG has tiles); read it with loader: stackstac")
+        raise ValueError("not a tiled GeoTIFF (a COG has tiles)")
     transform, epsg = georeference(first)
     levels = []
     for index, ifd in enumerate(ifds):
@@ -754,7 +754,7 @@ def georeference(ifd: ImageFileDirectory) -> tuple[Affine, int]:
     if keys is not None:
         epsg = keys.projected_type or keys.geographic_type
     if not epsg or epsg == 32767:
-        raise ValueError("the GeoTIFF has no EPSG code; read it with loader: stackstac")
+        raise ValueError("the GeoTIFF has no EPSG code")
     matrix = ifd.model_transformation
     if matrix:
         transform = Affine(matrix[0], matrix[1], matrix[3], matrix[4], matrix[5], matrix[7])
