@@ -557,10 +557,16 @@ def test_real_planetary_computer_items() -> None:
 def recorded_items() -> list[dict]:
     """The 71 real items of tests/fixtures/stac/ (Earth Search, Planetary Computer, stactools):
     Sentinel-1, Sentinel-2 L1C/L2A/C1-L2A and Landsat, two spellings of `platform`, items
-    without `eo:cloud_cover`."""
+    without `eo:cloud_cover`. Not the Copernicus Data Space items (cdse/, added later): the
+    expected counts below come from an evaluation that no longer exists, run on these 71."""
     paths = sorted(STAC_FIXTURES.rglob("*.json")) + sorted(STAC_FIXTURES.rglob("*.geojson"))
     relative = [str(path.relative_to(STAC_FIXTURES)) for path in paths]
-    return [item for name in relative if "collections" not in name for item in load_items(name)]
+    return [
+        item
+        for name in relative
+        if "collections" not in name and not name.startswith("cdse/")
+        for item in load_items(name)
+    ]
 
 
 ES_CQL2 = {"op": "<", "args": [{"property": "eo:cloud_cover"}, 10]}
