@@ -10,6 +10,7 @@ import pytest
 
 from sitsflow.catalog.s3 import S3Access, S3Location
 from sitsflow.core.errors import InputError
+from sitsflow.pixels.gdal_reads import gdal_path
 from tests.conftest import load_items
 
 ES_V1 = "https://sentinel-cogs.s3.us-west-2.amazonaws.com/sentinel-s2-l2a-cogs/24/M/VV/2025/7/S2B_24MVV_20250731_0_L2A/B04.tif"  # noqa: E501
@@ -111,7 +112,7 @@ def test_s3_hrefs_under_an_endpoint_are_read_from_it(monkeypatch):
     access = S3Access(endpoint=CDSE_ENDPOINT)
     location = access.locate(CDSE_JP2)
     assert location is not None and location.bucket == "eodata"
-    assert location.gdal_path == "/vsis3/" + CDSE_JP2.removeprefix("s3://")
+    assert gdal_path(location.url) == "/vsis3/" + CDSE_JP2.removeprefix("s3://")
     rewrites, options = access.plan([CDSE_JP2])
     assert rewrites == {CDSE_JP2: CDSE_JP2}
     assert options == {

@@ -53,11 +53,6 @@ class S3Location:
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
-    @property
-    def gdal_path(self) -> str:
-        """What GDAL opens: `/vsis3/BUCKET/KEY`."""
-        return f"/vsis3/{self.bucket}/{self.key}"
-
 
 @dataclass(frozen=True)
 class S3Access:

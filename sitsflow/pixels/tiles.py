@@ -45,7 +45,7 @@ from sitsflow.core.errors import AssetError
 from sitsflow.core.grid import Grid
 from sitsflow.core.projection import transformer
 from sitsflow.core.types import StacItem
-from sitsflow.pixels.gdal_reads import GridTarget, gdal_path, nearest_onto, read_file_with_gdal
+from sitsflow.pixels.gdal_reads import GridTarget, nearest_onto, read_file_with_gdal
 from sitsflow.pixels.overviews import choose_overview, resampling_from
 from sitsflow.pixels.stack import ItemStack
 
@@ -372,9 +372,7 @@ class TileReader:
                             f"({without_query(href)}): {reason}"
                         ) from None
                     return index, band, reason
-            sources[band][target.description] += 1
-            if target.gdal_reason is not None:
-                through_gdal.setdefault(item["id"], {})[band] = target.gdal_reason
+            _note_read(target, item["id"], band, sources, through_gdal)
             return None
 
         tasks = [
@@ -447,11 +445,8 @@ class TileReader:
                     failed.update(n for n, _, _ in uses)
                     return
             for (n, i, b), target in zip(uses, targets, strict=True):
-                band = requests[n].bands[b]
-                sources[n][band][target.description] += 1
-                if target.gdal_reason is not None:
-                    item_id = requests[n].items[i]["id"]
-                    through_gdal[n].setdefault(item_id, {})[band] = target.gdal_reason
+                item_id, band = requests[n].items[i]["id"], requests[n].bands[b]
+                _note_read(target, item_id, band, sources[n], through_gdal[n])
 
         await asyncio.gather(*(one(href, uses) for href, uses in users.items()))
         return [
@@ -474,12 +469,13 @@ class TileReader:
         from async_tiff import TIFF
 
         assert self.store is not None
-        if (through_s3 := self._not_tiff_on_s3(href, targets)) is not None:
-            await self._read_through_gdal(*through_s3)
+        if (through_s3 := self._not_tiff_on_s3(href)) is not None:
+            s3_url, s3_reason, options = through_s3
+            await self._read_through_gdal(s3_url, s3_reason, options, targets=targets)
             return
         url = resolve_href(href, sign=self.sign, s3_endpoint=self.s3_endpoint)
         if href in self._gdal_files:
-            await self._read_through_gdal(url, targets, self._gdal_files[href])
+            await self._read_through_gdal(url, self._gdal_files[href], targets=targets)
             return
         try:
             # the header, kept by the store for the parser: no request of its own
@@ -490,14 +486,14 @@ class TileReader:
         far = directories_far_in(head)
         if far is not None:
             self._gdal_files[href] = far
-            await self._read_through_gdal(url, targets, far)
+            await self._read_through_gdal(url, far, targets=targets)
             return
         try:
             tiff = await TIFF.open(url, store=self.store, prefetch=self.store.prefix_bytes)
         except Exception as exc:
             self._raise_if_unreachable(url)
             self._gdal_files[href] = _not_read_reason(self.store, url, exc)
-            await self._read_through_gdal(url, targets, self._gdal_files[href])
+            await self._read_through_gdal(url, self._gdal_files[href], targets=targets)
             return
         reason = gdal_reason(tiff)
         if reason is None:
@@ -511,14 +507,12 @@ class TileReader:
                 self._raise_if_unreachable(url)
                 raise
         self._gdal_files[href] = reason
-        await self._read_through_gdal(url, targets, reason)
+        await self._read_through_gdal(url, reason, targets=targets)
 
-    def _not_tiff_on_s3(
-        self, href: str, targets: list[GridTarget]
-    ) -> tuple[str, list[GridTarget], str, dict[str, str]] | None:
+    def _not_tiff_on_s3(self, href: str) -> tuple[str, str, dict[str, str]] | None:
         """How GDAL reads `href` when it is not a TIFF and `s3` reads it through GDAL's S3 client
-        (its /vsis3/ path, the reason, the S3 options), else None: such a file is not probed
-        over plain HTTP first, which could not authenticate (CDSE's `s3://eodata/...jp2`)."""
+        (its s3:// URL, the reason, the S3 options), else None: such a file is not probed over
+        plain HTTP first, which could not authenticate (CDSE's `s3://eodata/...jp2`)."""
         if self.s3 is None:
             return None
         suffix = PurePosixPath(urlsplit(href).path).suffix.lower()
@@ -528,7 +522,7 @@ class TileReader:
         if href not in rewrites:
             return None
         reason = f"not a GeoTIFF ({suffix or 'no suffix'}): read through GDAL's S3 client"
-        return gdal_path(rewrites[href]), targets, reason, options
+        return rewrites[href], reason, options
 
     def _raise_if_unreachable(self, url: str) -> None:
         """A file whose bytes did not come (or whose read was abandoned) is not GDAL's to
@@ -541,9 +535,10 @@ class TileReader:
     async def _read_through_gdal(
         self,
         url: str,
-        targets: list[GridTarget],
         reason: str,
         options: Mapping[str, str] | None = None,
+        *,
+        targets: list[GridTarget],
     ) -> None:
         """Read the file through GDAL for every target (in a thread: GDAL blocks); `options`:
         extra GDAL settings (GDAL's S3 client's)."""
@@ -609,6 +604,20 @@ class TileReader:
         if key not in self._maps:
             self._maps[key] = pixel_map(level, grid)
         return self._maps[key]
+
+
+def _note_read(
+    target: GridTarget,
+    item_id: str,
+    band: str,
+    sources: dict[str, Counter[str]],
+    through_gdal: dict[str, dict[str, str]],
+) -> None:
+    """Record for an `ItemStack` what one file's read was: the level it was read at, and
+    whether it went to GDAL and why."""
+    sources[band][target.description] += 1
+    if target.gdal_reason is not None:
+        through_gdal.setdefault(item_id, {})[band] = target.gdal_reason
 
 
 # ---- what this reader reads itself -------------------------------------------------------
