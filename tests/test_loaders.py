@@ -345,3 +345,51 @@ def test_a_pause_file_is_per_host_and_ends(tmp_path):
     assert pause.remaining("http://b.example/x.tif") == 0
     time.sleep(0.35)
     assert SharedPause(tmp_path).remaining("http://a.example:8000/z.tif") == 0
+
+
+class Stalled(BaseHTTPRequestHandler):
+    """A file server that holds every request for 5 s before answering nothing."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        time.sleep(5)
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_abandoned_requests_end_at_once_as_errors_not_as_failures_of_the_file():
+    """What a failed feature does to its other reads (`TileReader._read`): the store ends the
+    requests under way with an error the TIFF parser can pass on, refuses new ones, does not
+    count them as the files' own failures, and serves again after `resume`."""
+
+    async def scenario(url: str) -> tuple[list[BaseException], float, RangeStore]:
+        store = RangeStore(read_timeout_s=10, max_retries=0)
+        try:
+            reads = [
+                asyncio.ensure_future(store.get_range_async(f"{url}/{name}.tif", start=0, end=8))
+                for name in ("a", "b")
+            ]
+            await asyncio.sleep(0.3)  # both under way, held by the server
+            started = time.monotonic()
+            store.abandon("abandoned: another file of the feature failed")
+            outcomes = await asyncio.gather(*reads, return_exceptions=True)
+            seconds = time.monotonic() - started
+            with pytest.raises(RangeError, match="abandoned"):
+                await store.get_range_async(f"{url}/c.tif", start=0, end=8)
+            return outcomes, seconds, store
+        finally:
+            await store.close()
+
+    with local_http_server(Stalled) as url:
+        outcomes, seconds, store = asyncio.run(scenario(url))
+    assert all(isinstance(outcome, RangeError) for outcome in outcomes), outcomes
+    assert all("abandoned" in str(outcome) for outcome in outcomes)
+    assert seconds < 1.0
+    assert store.failures == {}  # nothing is said of the files themselves
+    store.resume()
+    assert store.abandoned is None
