@@ -5,7 +5,6 @@ from pathlib import Path
 
 from snakemake.io import report as in_report  # `report` itself reads as the directive
 from snakemake.logging import logger
-from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
@@ -19,12 +18,7 @@ from sitsflow.workflow.batch import (
     resolve_batch_size,
 )
 from sitsflow.workflow.context import BatchSettings
-from sitsflow.workflow.config import (
-    check_config,
-    coerce_command_line,
-    load_schema,
-    normalise_config,
-)
+from sitsflow.workflow.config import load_config
 from sitsflow.core.features import (
     area_of_use_warning,
     load_features,
@@ -34,15 +28,9 @@ from sitsflow.core.layout import Layout
 from sitsflow.core.settings import Settings
 from sitsflow.workflow.stages import dataset_generation, search_generation
 
-# `--config` values arrive as strings; type them by the schema before validating.
-coerce_command_line(config, workflow.config_settings.config, load_schema())
-normalise_config(config)
-
-
-validate(config, schema="../schemas/config.schema.yaml")
-
-
-check_config(config)
+# `--config` values arrive as strings: typed by the schema, then validated (the schema's
+# defaults filled in) and checked.
+config.update(load_config(config, workflow.config_settings.config))
 SETTINGS = Settings.from_config(config)
 LAYOUT = Layout(SETTINGS.cube_extension)
 # Feature ids are read when the workflow is parsed: the jobs are known before anything runs.

@@ -24,6 +24,9 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 from shapely.geometry import LineString, MultiPolygon, Point, box, mapping
+from snakemake.cli import parse_config as parse_command_line
+from snakemake.cli import update_config
+from snakemake.common.configfile import load_configfile
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -31,9 +34,10 @@ from sitsflow.catalog.search import search
 from sitsflow.core.bbox import make_aoi_record
 from sitsflow.core.errors import CatalogError, InputError
 from sitsflow.core.features import Feature, load_features, search_geometry
+from sitsflow.core.settings import Settings
 from sitsflow.testing.settings import grid_settings
 from sitsflow.testing.stac_server import StacServer
-from sitsflow.workflow.config import check_config, normalise_config
+from sitsflow.workflow.config import check_config, load_config, normalise_config
 from tests.conftest import REPO, VECTOR_FILE, default_config
 from tests.helpers import local_http_server
 
@@ -314,8 +318,21 @@ def test_bad_config_value_is_refused_when_parsed(case):
         parse_config(config)
 
 
-# Through Snakemake: the message reaches the user, the exit code is non-zero, nothing is written.
-SNAKEMAKE_CASES = {
+def parse_as_the_workflow(workdir: Path, *command_line: str) -> dict[str, Feature]:
+    """What rules/common.smk reads when Snakemake parses the workflow in `workdir` with
+    `--config *command_line`: the config file, the command-line values merged in as Snakemake
+    merges them, the checked config, the features."""
+    given = parse_command_line(list(command_line))
+    config = load_configfile(workdir / "config.yaml")
+    update_config(config, given)
+    settings = Settings.from_config(load_config(config, given))
+    features = load_features(workdir / settings.vector, settings.id_column, settings.attributes)
+    return {item.fid: item for item in features}
+
+
+# Parse-time errors: each case as the workflow parses it (in this process), and a sample through
+# Snakemake: the message reaches the user, the exit code is non-zero, nothing is written.
+PARSE_CASES = {
     "missing vector file": ({"vector": "nope.geojson"}, "nope.geojson", r"not found"),
     "unsafe ids": ({}, "../x", r"unusable as file names: \['\.\./x'\]"),
     "start after end": ({"start": "2024-06-01", "end": "2024-01-01"}, None, r"after end"),
@@ -336,11 +353,20 @@ SNAKEMAKE_CASES = {
         r"attribute column\(s\) \['label'\] not found.*available columns: \['id'\]",
     ),
 }
+THROUGH_SNAKEMAKE = ["unsafe ids", "unparsable filter"]
 
 
-@pytest.mark.parametrize("case", SNAKEMAKE_CASES)
+@pytest.mark.parametrize("case", PARSE_CASES)
+def test_parse_time_errors_are_raised_when_the_workflow_reads_its_input(make_workdir, case):
+    overrides, fid, message = PARSE_CASES[case]
+    workdir = make_workdir("parse-error", {fid or "ok": Point(8.5, 49.8)}, **overrides)
+    with pytest.raises((InputError, WorkflowError), match=message):
+        parse_as_the_workflow(workdir)
+
+
+@pytest.mark.parametrize("case", THROUGH_SNAKEMAKE)
 def test_parse_time_errors_stop_snakemake_before_anything_is_written(make_workdir, snakemake, case):
-    overrides, fid, message = SNAKEMAKE_CASES[case]
+    overrides, fid, message = PARSE_CASES[case]
     workdir = make_workdir("parse-error", {fid or "ok": Point(8.5, 49.8)}, **overrides)
     before = {p for p in workdir.rglob("*") if ".snakemake" not in p.parts}
     assert {p.name for p in before} == {"config.yaml", VECTOR_FILE}
@@ -366,11 +392,18 @@ COMMAND_LINE_CASES = {
 }
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("case", COMMAND_LINE_CASES)
-def test_command_line_values_take_the_schema_types(make_workdir, snakemake, case):
+def test_command_line_values_take_the_schema_types(make_workdir, case):
     workdir = make_workdir("command-line", {"ok": Point(8.5, 49.8)})
-    result = snakemake(workdir, "--dry-run", "--config", *COMMAND_LINE_CASES[case], check=False)
+    assert set(parse_as_the_workflow(workdir, *COMMAND_LINE_CASES[case])) == {"ok"}
+
+
+@pytest.mark.integration
+def test_snakemake_takes_command_line_values_by_the_schema_types(make_workdir, snakemake):
+    workdir = make_workdir("command-line", {"ok": Point(8.5, 49.8)})
+    values = [value for case in COMMAND_LINE_CASES.values() for value in case]
+    values.remove("time_step=null")
+    result = snakemake(workdir, "--dry-run", "--config", *values, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "is not of type" not in result.stderr
 

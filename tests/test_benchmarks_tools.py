@@ -284,6 +284,9 @@ def test_prefetch_headers_fills_gdal_cache_when_the_network_waits(
                            transform=UTM, blocksize=128, compress="DEFLATE") as dst:  # fmt: skip
             dst.write(np.full((200, 200), index + 1, dtype=np.uint16), 1)
     monkeypatch.setenv("GDAL_HTTP_TIMEOUT", "20")  # the server runs in this process
+    # The server shares this process's GIL: on a machine busy with other tests its opens wait
+    # several ms with no latency at all; 15 ms is still below what 20 ms per request costs.
+    monkeypatch.setattr(load, "PREFETCH_MIN_WAIT_S", 0.015)
     with StacServer(archive, latency_s=latency_s) as server:
         hrefs = [f"{server.data_url}/tiles/b{index}.tif" for index in range(5)]
         load.prefetch_headers([*hrefs, f"{server.data_url}/tiles/missing.tif", "/local.tif"])

@@ -1,13 +1,14 @@
 """The workflow config: command-line values typed by the schema, and the checks a JSON schema
 cannot express, with messages naming the key.
 
-The schema (`schemas/config.schema.yaml`) is the one place defaults live. The Snakefile runs
-`coerce_command_line`, Snakemake's `validate` (which fills in the defaults), then `check_config`;
-`load_config` does the same for code outside Snakemake (the demo script, tests, benchmarks).
+The schema (`schemas/config.schema.yaml`) is the one place defaults live. `load_config` runs
+`coerce_command_line`, Snakemake's `validate` (which fills in the defaults), then `check_config`,
+for the workflow (rules/common.smk) and for code outside Snakemake alike.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 from collections.abc import Mapping
@@ -141,12 +142,19 @@ def _assign(target: dict[str, Any], updates: Mapping[str, Any]) -> None:
             target[key] = value
 
 
-def load_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """`config` validated with the schema's defaults filled in, and checked (`check_config`):
-    what the Snakefile does, for code that runs outside Snakemake."""
+def load_config(
+    config: Mapping[str, Any], command_line: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A copy of `config` with its `--config` values (`command_line`) typed by the schema
+    (`coerce_command_line`), validated with the schema's defaults filled in, and checked
+    (`check_config`): what the workflow reads when it is parsed (rules/common.smk), and what
+    code outside Snakemake reads (the demo script, tests, benchmarks)."""
     from snakemake.utils import validate
 
-    validated = normalise_config(dict(config))
+    validated = copy.deepcopy(dict(config))
+    if command_line:
+        coerce_command_line(validated, command_line, load_schema())
+    normalise_config(validated)
     validate(validated, schema=str(SCHEMA_PATH))
     check_config(validated)
     return validated
