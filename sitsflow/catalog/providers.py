@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from sitsflow.core.bands import CLASSIFICATION_BANDS, COMMON_NAMES, S2_BANDS, canonical_band
+from sitsflow.core.bands import CLASSIFICATION_BANDS, COMMON_NAMES, S2_BANDS, SCL, canonical_band
 from sitsflow.core.errors import AssetError, InputError
 from sitsflow.core.types import JsonObject, StacAsset, StacItem
 
@@ -82,7 +82,7 @@ PROVIDERS = (
     "generic",
 )
 PROVIDER_SETTINGS = ("auto", *PROVIDERS)
-ALL_BANDS = (*S2_BANDS, *CLASSIFICATION_BANDS)
+ALL_BANDS = (*S2_BANDS, SCL)
 # CDSE gives each band at several resolutions (`B04_10m`, `B04_20m`, `B04_60m`); the native one
 # is read (the 20 m and 60 m copies of a 10 m band are ESA's downsampled products).
 NATIVE_RESOLUTION_M = {

@@ -27,6 +27,7 @@ TimeseriesMethod = Literal["pixel", "median"]
 PolygonMethod = Literal["median", "mean"]
 TimeseriesLayout = Literal["long", "wide"]
 CompositeMethod = Literal["median", "first", "max_ndvi"]
+Bandpass = Literal["none", "hls"]
 ProviderSetting = Literal[
     "auto",
     "earth-search-v1",
@@ -95,7 +96,8 @@ class SearchSettings(StageSettings):
     """The `search` stage: where and what to search."""
 
     catalog: str
-    collection: str
+    # One collection, or several read onto one time axis (`collections` lists them either way).
+    collection: str | tuple[str, ...]
     start: str
     end: str
     query: dict[str, Any] | None
@@ -107,12 +109,30 @@ class SearchSettings(StageSettings):
         query = config["query"]
         return cls(
             catalog=str(config["catalog"]),
-            collection=str(config["collection"]),
+            collection=collection_setting(config["collection"]),
             start=str(config["start"]),
             end=str(config["end"]),
             query=dict(query) if query is not None else None,
             filter=config["filter"],
         )
+
+
+    @property
+    def collections(self) -> tuple[str, ...]:
+        return collection_list(self.collection)
+
+
+def collection_setting(value: str | list[str] | tuple[str, ...]) -> str | tuple[str, ...]:
+    """Config `collection` as settings hold it: a string for one collection (as it always
+    was, so a run's params stay what they were), a tuple for several."""
+    if isinstance(value, str):
+        return value
+    names = tuple(str(name) for name in value)
+    return names[0] if len(names) == 1 else names
+
+
+def collection_list(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else value
 
 
 @dataclass(frozen=True)
@@ -171,6 +191,10 @@ class MaskSettings(StageSettings):
     band: str
     classes: tuple[int, ...]
     dilate_m: float
+    # Landsat items: the QA_PIXEL bits masked (`sitsflow.pixels.qa.QA_PIXEL_BITS`), and
+    # whether QA_RADSAT's saturated bands lose their value.
+    qa_pixel: tuple[str, ...]
+    radsat: bool
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MaskSettings:
@@ -181,6 +205,8 @@ class MaskSettings(StageSettings):
             band=canonical_band(mask["band"]),
             classes=tuple(mask["classes"]),
             dilate_m=mask["dilate_m"],
+            qa_pixel=tuple(mask["qa_pixel"]),
+            radsat=bool(mask["radsat"]),
         )
 
 
@@ -254,8 +280,10 @@ class CubeSettings(StageSettings):
     its items' search record (a change of either reruns the search and the cubes anyway).
     """
 
+    collection: str | tuple[str, ...]
     bands: tuple[str, ...]
     mask: MaskSettings
+    bandpass: Bandpass
     time_step: str | None
     composite: CompositeMethod | None
     gapfill: GapfillSettings
@@ -272,12 +300,16 @@ class CubeSettings(StageSettings):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CubeSettings:
-        from sitsflow.core.bands import canonical_band
+        from sitsflow.core.bands import LANDSAT, canonical_band, run_families
 
         time_step = config["time_step"]
+        collection = collection_setting(config["collection"])
+        landsat = LANDSAT in run_families(collection_list(collection))
         return cls(
-            bands=tuple(canonical_band(band) for band in config["bands"]),
+            collection=collection,
+            bands=tuple(canonical_band(band, landsat) for band in config["bands"]),
             mask=MaskSettings.from_config(config),
+            bandpass=cast(Bandpass, config["bandpass"]),
             time_step=str(time_step) if time_step is not None else None,
             composite=(
                 cast(CompositeMethod, config["composite"]) if time_step is not None else None
@@ -296,9 +328,30 @@ class CubeSettings(StageSettings):
         )
 
     @property
+    def families(self) -> tuple[str, ...]:
+        """The sensor families the run reads (`sentinel-2`, `landsat`), by its collections."""
+        from sitsflow.core.bands import run_families
+
+        return run_families(collection_list(self.collection))
+
+    @property
+    def class_bands(self) -> list[str]:
+        """The classification band of each family read: `SCL` (`mask.band`) for Sentinel-2,
+        `QA_PIXEL` for Landsat; the items of each are masked with their own."""
+        from sitsflow.core.bands import FAMILY_CLASS_BAND, SENTINEL_2
+
+        return [
+            self.mask.band if family == SENTINEL_2 else FAMILY_CLASS_BAND[family]
+            for family in self.families
+        ]
+
+    @property
     def reflectance_bands(self) -> list[str]:
-        """The bands written as reflectance (the mask band is kept as classes)."""
-        return [band for band in self.bands if band != self.mask.band]
+        """The bands written as values (the classification bands are kept as classes)."""
+        from sitsflow.core.bands import CLASSIFICATION_BANDS
+
+        skipped = {self.mask.band, *CLASSIFICATION_BANDS}
+        return [band for band in self.bands if band not in skipped]
 
 
 @dataclass(frozen=True)
