@@ -25,6 +25,10 @@ import xarray as xr
 from shapely.geometry import Point, box, mapping
 from shapely.geometry.base import BaseGeometry
 
+from sitsflow.catalog.providers import Provider
+from sitsflow.core.bands import SENTINEL_2
+from sitsflow.pixels.cube import ReadGroup
+
 # The shared small archive and the runs on it.
 START, END = "2022-01-10", "2022-03-10"
 BANDS = ["B02", "B03", "B04", "B08"]
@@ -211,3 +215,8 @@ def jobs_run(result: subprocess.CompletedProcess) -> dict[str, int]:
     """Rule -> number of jobs a (real) run started, from the job headers of its log."""
     headers = re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):$", result.stderr, re.M)
     return dict(collections.Counter(headers))
+
+
+def s2_group(items: list[dict], bands: list[str], class_band: str = "SCL") -> ReadGroup:
+    """Normalised Sentinel-2 `items` as the cube stage reads them: `bands` and the SCL."""
+    return ReadGroup(SENTINEL_2, Provider("generic"), items, [*bands, class_band], (class_band,))

@@ -31,7 +31,7 @@ from sitsflow.testing import stac_server
 from sitsflow.testing.settings import cube_settings, grid_settings
 from sitsflow.testing.stac_server import StacServer
 from tests.conftest import STAC_FIXTURES, load_items
-from tests.helpers import feature_items, search_alone
+from tests.helpers import feature_items, s2_group, search_alone
 
 ES_C1 = "es_c1l2a_itemcollection_13TDE_2024-03-31_to_04-22_10dates.json"
 ES_PAGE1 = "earth-search-v1/search_cql2_cloudcover_page1_2025-07-31.json"
@@ -354,7 +354,8 @@ def mosaic_of(normalised: list[dict], record: dict, longitude: float = ZONE_EDGE
     """Read, mask and mosaic the items as the cube stage does (default mask settings)."""
     mask = cube_settings(bands=[*BANDS, "SCL"]).mask
     with TileReader() as loader:
-        return read_and_mosaic(normalised, BANDS, mask, grid_of(record), longitude, loader)[2]
+        group = s2_group(normalised, BANDS)
+        return read_and_mosaic([group], BANDS, mask, grid_of(record), longitude, loader)[2]
 
 
 def absolute(item: dict, root: Path) -> dict:

@@ -50,7 +50,7 @@ def cube(
         bands=["B04"],
         reflectance=reflectance,
         classification=np.full((len(times), 2, width), 4.0, np.float32),
-        classification_band="SCL",
+        classification_bands=["SCL"],
         observed=observed,
         inside=np.ones((2, width), bool),
         attrs=attrs,

@@ -112,7 +112,7 @@ def test_features_read_together_decode_each_tile_once_and_give_the_same_cubes(ar
     items = {fid: feature_items(catalog, record, START, END) for fid, record in records.items()}
     alone = {fid: make_cube(records[fid], items[fid], {}, settings) for fid in near}
     with TileReader() as reader:
-        requests = [read_request(records[fid], items[fid], {}, settings)[0] for fid in near]
+        requests = [read_request(records[fid], items[fid], {}, settings)[0][0] for fid in near]
         assert reader.prefetch(requests) == len(near)
         assert len({request.key() for request in requests}) == 3
         decoded, placed = reader.tiles_decoded, reader.tiles_placed
@@ -139,7 +139,7 @@ def test_a_failing_file_leaves_that_feature_to_its_own_read(archives, tmp_path):
     items[1][0]["assets"]["B04"]["href"] = str(tmp_path / "gone.tif")
     with TileReader() as reader:
         requests = [
-            read_request(r, i, {}, settings)[0] for r, i in zip(records, items, strict=True)
+            read_request(r, i, {}, settings)[0][0] for r, i in zip(records, items, strict=True)
         ]
         assert reader.prefetch(requests) == 1
         make_cube(records[0], items[0], {}, settings, loader=reader)

@@ -22,7 +22,7 @@ from sitsflow.pixels.cube import make_cube, read_and_mosaic
 from sitsflow.pixels.load import read_items
 from sitsflow.pixels.tiles import TileReader
 from sitsflow.testing.settings import cube_settings, grid_settings
-from tests.helpers import feature_items
+from tests.helpers import feature_items, s2_group
 
 START, END = "2022-06-01", "2022-06-30"
 POINT = Point(8.491383, 49.854370)
@@ -113,9 +113,12 @@ def test_overlapping_tiles_each_pixel_comes_whole_from_one_clear_item(overlappin
     grid, lon = grid_of(record), record["properties"]["centroid_lonlat"][0]
     found = normalised(items)
     with TileReader() as loader:
-        _, _, mosaic = read_and_mosaic(found, BANDS, mask, grid, lon, loader)
+        _, _, mosaic = read_and_mosaic([s2_group(found, BANDS)], BANDS, mask, grid, lon, loader)
         alone = {
-            item["id"]: read_and_mosaic([item], BANDS, mask, grid, lon, loader)[2] for item in found
+            item["id"]: read_and_mosaic([s2_group([item], BANDS)], BANDS, mask, grid, lon, loader)[
+                2
+            ]
+            for item in found
         }
     by_day: dict[str, list[str]] = {}
     for item in found:  # sorted by time, as the mosaic's steps
@@ -183,7 +186,9 @@ def test_saturated_pixels_are_not_observed(make_archive):
     mask = cube_settings(bands=ALL_BANDS).mask
     lon = record["properties"]["centroid_lonlat"][0]
     with TileReader() as loader:
-        _, invalid, mosaic = read_and_mosaic(found, BANDS, mask, grid_of(record), lon, loader)
+        _, invalid, mosaic = read_and_mosaic(
+            [s2_group(found, BANDS)], BANDS, mask, grid_of(record), lon, loader
+        )
     assert not mosaic.observed[saturated].any()  # one item per day: steps are items
     assert np.nanmax(mosaic.reflectance) < 1.0  # no 6.45
     assert invalid["B04"] >= int((raw[:, 0] == 65535).sum())

@@ -123,7 +123,7 @@ def small_grid_cube(
         bands=["B04"],
         reflectance=values,
         classification=None,
-        classification_band="SCL",
+        classification_bands=["SCL"],
         observed=observed,
         inside=inside,
         attrs=provenance_attrs(feature_id="t", geometry_wkt=geometry_wkt),

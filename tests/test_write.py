@@ -52,7 +52,7 @@ def make_cube(
         classification=rng.integers(0, 12, (steps, GRID.height, GRID.width)).astype(np.float32)
         if classification
         else None,
-        classification_band="SCL",
+        classification_bands=["SCL"],
         observed=observed,
         inside=rng.random((GRID.height, GRID.width)) < 0.5,
         sources={"B04": "overview 1 (x2) (3 files)", "SCL": "full resolution (3 files)"},

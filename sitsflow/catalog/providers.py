@@ -39,11 +39,27 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from sitsflow.core.bands import CLASSIFICATION_BANDS, COMMON_NAMES, S2_BANDS, SCL, canonical_band
+from sitsflow.core.bands import (
+    CLASSIFICATION_BANDS,
+    COMMON_NAMES,
+    LANDSAT,
+    QA_PIXEL,
+    QA_RADSAT,
+    S2_BANDS,
+    SCL,
+    SENTINEL_2,
+    THERMAL_BANDS,
+    canonical_band,
+    item_family,
+    landsat_file_band,
+    landsat_instrument,
+    run_families,
+    s2_band,
+)
 from sitsflow.core.errors import AssetError, InputError
 from sitsflow.core.types import JsonObject, StacAsset, StacItem
 
@@ -79,6 +95,7 @@ PROVIDERS = (
     "earth-search-c1",
     "planetary-computer",
     "copernicus-data-space",
+    "usgs-landsat",
     "generic",
 )
 PROVIDER_SETTINGS = ("auto", *PROVIDERS)
@@ -95,8 +112,21 @@ PROVIDER_ASSET_KEYS: dict[str, dict[str, str]] = {
     "earth-search-c1": dict(EARTH_SEARCH_KEYS),
     "planetary-computer": {band: band for band in ALL_BANDS},
     "copernicus-data-space": {band: f"{band}_{NATIVE_RESOLUTION_M[band]}m" for band in ALL_BANDS},
+    "usgs-landsat": {},
     "generic": {},
 }
+# Landsat C2 L2 items (Planetary Computer's `landsat-c2-l2`, made by stactools-landsat; USGS's
+# `landsat-c2l2-sr`) key their assets by common name (`red`, `nir08`) and `qa_pixel`; TM and
+# ETM+ items call their thermal band `lwir`. Older USGS items key them by file (`SR_B4.TIF`).
+LANDSAT_QA_KEYS = {QA_PIXEL: "qa_pixel", QA_RADSAT: "qa_radsat"}
+LANDSAT_THERMAL_KEYS = ("lwir11", "lwir")
+# Landsat Collection 2 Level-2 product definition: SR and ST DN -> physical value, for items
+# that do not say (USGS items of STAC 0.x).
+LANDSAT_SR = (2.75e-05, -0.2)
+LANDSAT_ST = (0.00341802, 149.0)
+# USGS's requester-pays bucket, which the `alternate.s3` hrefs of USGS items point into.
+USGS_BUCKET_PREFIX = "s3://usgs-landsat/"
+USGS_HOST = "landsatlook.usgs.gov"
 # (API host, collection) -> provider, for `provider: auto`.
 KNOWN_CATALOGS = {
     ("earth-search.aws.element84.com", "sentinel-2-l2a"): "earth-search-v1",
@@ -105,6 +135,8 @@ KNOWN_CATALOGS = {
     ("earth-search.aws.element84.com", "sentinel-2-pre-c1-l2a"): "earth-search-c1",
     ("planetarycomputer.microsoft.com", "sentinel-2-l2a"): "planetary-computer",
     ("stac.dataspace.copernicus.eu", "sentinel-2-l2a"): "copernicus-data-space",
+    ("planetarycomputer.microsoft.com", "landsat-c2-l2"): "planetary-computer",
+    ("landsatlook.usgs.gov", "landsat-c2l2-sr"): "usgs-landsat",
 }
 AZURE_BLOB_SUFFIX = ".blob.core.windows.net"
 # CDSE's S3 bucket (`s3://eodata/Sentinel-2/MSI/L2A...`): its items' hrefs point into it.
@@ -122,6 +154,11 @@ class Provider:
     name: str
     asset_keys: Mapping[str, str] = field(default_factory=dict)
     detected_by: str = "config"
+    # The config's `assets` map for Landsat items (keyed by common name).
+    landsat_keys: Mapping[str, str] = field(default_factory=dict)
+    # Landsat items' `alternate.s3` hrefs (USGS's requester-pays bucket) are read instead of
+    # their https hrefs only when the user says they pay (config `requester_pays`).
+    requester_pays: bool = False
 
     @property
     def signs_hrefs(self) -> bool:
@@ -145,7 +182,11 @@ class Provider:
         return canonical
 
     def asset_key(self, item: StacItem, band: str) -> str:
-        """The key of `band` in `item`: the provider's map, or inferred from the item."""
+        """The key of `band` (a run band: `B04`, or `red` in a run with Landsat) in `item`:
+        the provider's map, or inferred from the item; a Landsat item's by its layout."""
+        if item_family(item) == LANDSAT:
+            return landsat_asset_key(item, band, self.landsat_keys)
+        band = s2_band(band)
         if not self.asset_keys:
             return infer_asset_key(item, band)
         self.check_bands([band])
@@ -161,6 +202,41 @@ class Provider:
     def describe(self) -> str:
         """Provenance string, e.g. `planetary-computer (catalog URL)`."""
         return f"{self.name} ({self.detected_by})"
+
+
+def landsat_asset_key(item: StacItem, band: str, overrides: Mapping[str, str]) -> str:
+    """The key of run band `band` (`red`, `QA_PIXEL`) in a Landsat item: the config's `assets`
+    map, the common-name key (`red`; `lwir11` or `lwir` for surface temperature), `qa_pixel`
+    and `qa_radsat`, the file band (`SR_B4`, `SR_B4.TIF`: older USGS items), or the single-band
+    asset whose `eo:bands` gives that common name. AssetError naming the item otherwise."""
+    assets: dict[str, StacAsset] = item.get("assets", {})
+    instrument = landsat_instrument(item)
+    native = landsat_file_band(band, instrument)
+    candidates = [
+        overrides.get(band),
+        LANDSAT_QA_KEYS.get(band),
+        *(LANDSAT_THERMAL_KEYS if band in THERMAL_BANDS else (band,)),
+        native,
+        f"{native}.TIF",
+        native.lower(),
+    ]
+    for key in candidates:
+        if key and key in assets:
+            return str(key)
+    listed = item.get("properties", {}).get("eo:bands", [])
+    for key, asset in assets.items():
+        entries = asset.get("eo:bands", [])
+        if len(entries) != 1:
+            continue
+        entry = entries[0]
+        if isinstance(entry, int) and 0 <= entry < len(listed):  # STAC 0.x: an index
+            entry = listed[entry]
+        if isinstance(entry, Mapping) and band in (entry.get("common_name"), entry.get("name")):
+            return key
+    raise AssetError(
+        f"Landsat item {item.get('id')!r} ({instrument.upper()}) has no asset for band "
+        f"{band!r} (file band {native}); its assets are {sorted(assets)}"
+    )
 
 
 def provider_for_catalog(catalog: str, collection: str) -> str | None:
@@ -184,6 +260,8 @@ def provider_from_items(items: Iterable[StacItem]) -> str:
     """
     for item in items:
         props = item.get("properties", {})
+        if _usgs_layout(item):
+            return "usgs-landsat"
         if "earthsearch:boa_offset_applied" in props:
             return "earth-search-v1"
         if any(name.startswith("earthsearch:") for name in props):
@@ -201,9 +279,32 @@ def provider_from_items(items: Iterable[StacItem]) -> str:
     return "generic"
 
 
-def _asset_overrides(assets: Mapping[str, str] | None) -> dict[str, str]:
-    """The config's `assets` map keyed by canonical band names (`{red: B04_10m}` -> `B04`)."""
-    return {canonical_band(band): str(key) for band, key in (assets or {}).items()}
+def _usgs_layout(item: StacItem) -> bool:
+    """A USGS Landsat item: hrefs on landsatlook.usgs.gov, or `alternate.s3` hrefs into the
+    requester-pays `usgs-landsat` bucket."""
+    for asset in item.get("assets", {}).values():
+        alternate = str(asset.get("alternate", {}).get("s3", {}).get("href", ""))
+        if alternate.startswith(USGS_BUCKET_PREFIX):
+            return True
+        if (urlsplit(str(asset.get("href", ""))).hostname or "") == USGS_HOST:
+            return True
+    return False
+
+
+def _asset_overrides(assets: Mapping[str, str] | None, landsat: bool) -> dict[str, str]:
+    """The config's `assets` map keyed by the band names of one family's items: Sentinel-2's
+    (`{red: B04_10m}` -> `B04`) or a run with Landsat's (`{B04: SR_B4}` -> `red`). Names that
+    do not apply to the family are left out; a name neither knows is an error."""
+    overrides = {}
+    for band, key in (assets or {}).items():
+        try:
+            overrides[canonical_band(band, landsat)] = str(key)
+        except InputError:
+            try:
+                canonical_band(band, not landsat)
+            except InputError:
+                canonical_band(band)  # raises, naming the valid names
+    return overrides
 
 
 def resolve_provider(
@@ -213,8 +314,10 @@ def resolve_provider(
     collection: str = "",
     assets: Mapping[str, str] | None = None,
     items: Iterable[StacItem] | None = None,
+    requester_pays: bool = False,
 ) -> Provider:
-    """The provider to read with: the configured one, or (`auto`) the detected one.
+    """The provider to read one collection's items with: the configured one, or (`auto`) the
+    detected one.
 
     `assets` (band -> asset key) overrides the provider's keys; it is required for `generic`.
     With `auto` and an unknown catalog, `items` decide (see `provider_from_items`); without
@@ -224,8 +327,9 @@ def resolve_provider(
         raise InputError(
             f"unknown provider {setting!r}; use one of {list(PROVIDER_SETTINGS)}", key="provider"
         )
-    overrides = _asset_overrides(assets)
-    if setting == "generic" and not overrides:
+    overrides = _asset_overrides(assets, landsat=False)
+    landsat_overrides = _asset_overrides(assets, landsat=True)
+    if setting == "generic" and not (overrides or landsat_overrides):
         raise InputError(
             "provider 'generic' needs an `assets` map from band names to the catalog's asset "
             "keys, e.g. {B04: red, SCL: scl}",
@@ -237,7 +341,13 @@ def resolve_provider(
         name, detected_by = known, "catalog URL"
     else:
         name, detected_by = provider_from_items(items or []), "item layout"
-    return Provider(name, {**PROVIDER_ASSET_KEYS[name], **overrides}, detected_by)
+    return Provider(
+        name,
+        {**PROVIDER_ASSET_KEYS[name], **overrides},
+        detected_by,
+        landsat_keys=landsat_overrides,
+        requester_pays=requester_pays,
+    )
 
 
 def check_provider_config(config: Mapping[str, Any]) -> Provider:
@@ -245,16 +355,35 @@ def check_provider_config(config: Mapping[str, Any]) -> Provider:
 
     With `auto` and an unknown catalog the provider is only known once items are found, so
     bands are then checked against every Sentinel-2 band name (again per item at cube time).
+    A run with Landsat checks its bands by their common names (`canonical_band`), and a
+    Sentinel-2 collection beside it each band against Sentinel-2's.
     """
+    collections = config.get("collection", "")
+    names = [collections] if isinstance(collections, str) else list(collections)
+    families = run_families(names)
     provider = resolve_provider(
         config.get("provider", "auto"),
         catalog=str(config.get("catalog", "")),
-        collection=str(config.get("collection", "")),
+        collection=names[0] if names else "",
         assets=config.get("assets") or {},
     )
     if provider.detected_by == "item layout":  # decided per item at cube time
-        provider = Provider("generic", {}, "item layout")
-    provider.check_bands(config["bands"], key="bands")
+        provider = replace(provider, name="generic", asset_keys={})
+    if LANDSAT in families:
+        bands = [canonical_band(band, landsat=True) for band in config["bands"]]
+        if SENTINEL_2 in families:
+            wanted = [band for band in bands if band not in CLASSIFICATION_BANDS]
+            for band in wanted:
+                try:
+                    s2_band(band)
+                except InputError as exc:
+                    raise InputError(
+                        f"{exc}: a run of {names} reads every band from both sensors",
+                        key="bands",
+                    ) from None
+            provider.check_bands([s2_band(band) for band in wanted], key="bands")
+    else:
+        provider.check_bands(config["bands"], key="bands")
     provider.check_bands([config["mask"]["band"]], key="mask.band")
     return provider
 
@@ -279,8 +408,11 @@ class Radiometry:
     rule: str
 
 
-def radiometry(item: StacItem, key: str) -> Radiometry:
-    """Scale and offset that turn this asset's DN into surface reflectance."""
+def radiometry(item: StacItem, key: str, band: str = "") -> Radiometry:
+    """Scale and offset that turn this asset's DN into surface reflectance (surface temperature
+    in kelvin for a Landsat thermal `band`)."""
+    if item_family(item) == LANDSAT:
+        return landsat_radiometry(item, key, band)
     props = item.get("properties", {})
     baseline = processing_baseline(item)
     carries_offset = baseline is not None and baseline >= BASELINE_WITH_OFFSET
@@ -302,6 +434,29 @@ def radiometry(item: StacItem, key: str) -> Radiometry:
         return Radiometry(scale, float(declared.get("offset", 0.0)), "raster:bands scale/offset")
     offset = -BASELINE_OFFSET_DN * DEFAULT_SCALE if carries_offset else 0.0
     return Radiometry(DEFAULT_SCALE, offset, f"processing baseline {baseline}")
+
+
+def landsat_radiometry(item: StacItem, key: str, band: str) -> Radiometry:
+    """A Landsat asset's scale and offset: as declared (`raster:bands`, or raster v2's asset
+    `raster:scale`/`raster:offset`), else the Collection 2 Level-2 product definition (SR:
+    DN * 2.75e-05 - 0.2; ST: DN * 0.00341802 + 149.0 kelvin)."""
+    asset = item["assets"][key]
+    declared = (asset.get("raster:bands") or [{}])[0]
+    if "raster:scale" in asset or "raster:offset" in asset:
+        return Radiometry(
+            float(asset.get("raster:scale", 1.0)),
+            float(asset.get("raster:offset", 0.0)),
+            "asset raster:scale/raster:offset (raster extension v2)",
+        )
+    if "scale" in declared or "offset" in declared:
+        return Radiometry(
+            float(declared.get("scale", 1.0)),
+            float(declared.get("offset", 0.0)),
+            "raster:bands scale/offset",
+        )
+    scale, offset = LANDSAT_ST if band in THERMAL_BANDS else LANDSAT_SR
+    product = "surface temperature (K)" if band in THERMAL_BANDS else "surface reflectance"
+    return Radiometry(scale, offset, f"Landsat Collection 2 Level-2 {product}")
 
 
 def item_epsg(item: StacItem) -> int | None:
@@ -339,8 +494,11 @@ def normalise_item(
         if "proj:epsg" not in asset and isinstance(code, str) and code.upper().startswith("EPSG:"):
             asset["proj:epsg"] = int(code.split(":", 1)[1])
         asset["sitsflow:asset_key"] = key
-        if band not in CLASSIFICATION_BANDS:
-            rule = radiometry(item, key)
+        alternate = str(asset.get("alternate", {}).get("s3", {}).get("href", ""))
+        if provider.requester_pays and alternate.startswith(USGS_BUCKET_PREFIX):
+            asset["href"] = alternate
+        if band not in (*CLASSIFICATION_BANDS, QA_RADSAT):
+            rule = radiometry(item, key, band)
             asset.update(
                 {
                     "sitsflow:scale": rule.scale,

@@ -12,6 +12,10 @@ server) and `s3://BUCKET/KEY` hrefs, read from that endpoint (Copernicus Data Sp
 `s3://eodata/...` on `https://eodata.dataspace.copernicus.eu`). Signed URLs (with a query
 string) and everything else stay HTTP.
 
+Requester-pays buckets (USGS's `s3://usgs-landsat`, which the `alternate.s3` hrefs of USGS Landsat
+items point into, read only with config `requester_pays: true`) are read signed, with
+`AWS_REQUEST_PAYER=requester`, in their own region.
+
 Credentials: AWS buckets are read unsigned (public open data, `AWS_NO_SIGN_REQUEST=YES`); set
 `AWS_NO_SIGN_REQUEST=NO` and the usual AWS variables for a private bucket. Under `s3_endpoint`,
 requests are signed when `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are both set in the
@@ -39,6 +43,9 @@ DEFAULT_REGION = "us-east-1"
 USER_OVERRIDABLE = ("AWS_NO_SIGN_REQUEST", "AWS_REGION", "AWS_HTTPS", "AWS_VIRTUAL_HOSTING")
 # With both set, reads under `s3_endpoint` are signed (GDAL takes the values from the environment).
 CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Requester-pays buckets (the reader pays the transfer; requests must be signed) -> region.
+# sitsflow points at them only when the user says they pay (config `requester_pays`).
+REQUESTER_PAYS_BUCKETS = {"usgs-landsat": "us-west-2"}
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,8 @@ class S3Access:
         if parts.query or parts.fragment:
             return None  # a signed URL: its signature is for HTTP
         if parts.scheme == "s3" and parts.netloc and parts.path.strip("/"):
-            return S3Location(parts.netloc, parts.path.lstrip("/"))
+            region = REQUESTER_PAYS_BUCKETS.get(parts.netloc)
+            return S3Location(parts.netloc, parts.path.lstrip("/"), region)
         if self.endpoint is not None:
             return self._under_endpoint(href)
         if parts.scheme == "https" and (match := _AWS_VIRTUAL_HOST.match(parts.hostname or "")):
@@ -123,6 +131,10 @@ class S3Access:
             located = {h: loc for h, loc in located.items() if (loc.region or region) == region}
             options = {"AWS_REGION": region}
         signed = self.endpoint is not None and all(os.environ.get(v) for v in CREDENTIAL_VARIABLES)
+        if any(loc.bucket in REQUESTER_PAYS_BUCKETS for loc in located.values()):
+            # GDAL signs with the environment's AWS credentials and says who pays
+            options["AWS_REQUEST_PAYER"] = "requester"
+            signed = True
         options["AWS_NO_SIGN_REQUEST"] = "NO" if signed else "YES"
         overrides = {key: os.environ[key] for key in USER_OVERRIDABLE if key in os.environ}
         return {href: loc.url for href, loc in located.items()}, {**options, **overrides}

@@ -116,7 +116,6 @@ class SearchSettings(StageSettings):
             filter=config["filter"],
         )
 
-
     @property
     def collections(self) -> tuple[str, ...]:
         return collection_list(self.collection)
@@ -294,6 +293,7 @@ class CubeSettings(StageSettings):
     on_missing_asset: OnMissingAsset
     s3_access: S3AccessMode
     s3_endpoint: str | None
+    requester_pays: bool
     read_overviews: bool
     loader: LoaderName
     reads: ReadSettings
@@ -322,6 +322,7 @@ class CubeSettings(StageSettings):
             on_missing_asset=cast(OnMissingAsset, config["on_missing_asset"]),
             s3_access=cast(S3AccessMode, config["s3_access"]),
             s3_endpoint=config["s3_endpoint"],
+            requester_pays=bool(config["requester_pays"]),
             read_overviews=bool(config["read_overviews"]),
             loader=cast(LoaderName, config["loader"]),
             reads=ReadSettings.from_config(config),

@@ -6,21 +6,35 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sitsflow.catalog.providers import Provider, normalise_items, resolve_provider
+from sitsflow.core.bands import (
+    LANDSAT,
+    QA_PIXEL,
+    QA_RADSAT,
+    SENTINEL_2,
+    collection_family,
+    item_family,
+    item_platform,
+    landsat_instrument,
+    s2_band,
+)
 from sitsflow.core.bbox import BboxRecord, grid_of
 from sitsflow.core.features import AREA_TYPES
 from sitsflow.core.grid import Grid, project_geometry
-from sitsflow.core.settings import CubeSettings, MaskSettings
+from sitsflow.core.settings import CubeSettings, MaskSettings, collection_list
 from sitsflow.core.types import StacItem
+from sitsflow.pixels.bandpass import HLS_SOURCE, adjust_to_oli
 from sitsflow.pixels.composite import composite_mosaic
-from sitsflow.pixels.cube_model import CubeArrays, cube_arrays, provenance_attrs
+from sitsflow.pixels.cube_model import QA_CLASS_OFFSET, CubeArrays, cube_arrays, provenance_attrs
 from sitsflow.pixels.gapfill import gapfill
 from sitsflow.pixels.mask import clear_pixels
 from sitsflow.pixels.mosaic import MOSAIC_ORDER, Mosaic, mosaic_by_solar_day
+from sitsflow.pixels.qa import fill_to_nan, qa_masked, saturated
 from sitsflow.pixels.read import Loader, make_loader
 from sitsflow.pixels.stack import ItemStack
 from sitsflow.pixels.timeaxis import TimeAxis, regular_axis
@@ -72,26 +86,25 @@ def make_cube_arrays(
     fid = record["properties"]["feature_id"]
     grid = grid_of(record)
     reflectance_bands = settings.reflectance_bands
-    mask_band = settings.mask.band
-    all_bands = [*reflectance_bands, mask_band]
     started = time.perf_counter()
     # on_missing_asset: skip -> items with an unreadable asset are left out and listed here
     skipped: list[dict[str, Any]] | None = [] if settings.on_missing_asset == "skip" else None
-    provider, normalised = _normalised(items, search_info, settings, skipped)
-    log.info("feature %s: provider %s", fid, provider.describe())
+    groups = read_groups(items, search_info, settings, skipped)
+    for group in groups:
+        log.info("feature %s: %s provider %s", fid, group.family, group.provider.describe())
     own_loader = loader is None
     loader = loader or make_loader(settings)
     try:
         stack, invalid, mosaic = read_and_mosaic(
-            normalised,
+            groups,
             reflectance_bands,
             settings.mask,
             grid,
             record["properties"]["centroid_lonlat"][0],
             loader,
-            sign_hrefs=provider.signs_hrefs,
             skipped=skipped,
             read_overviews=settings.read_overviews,
+            bandpass=settings.bandpass if len(settings.families) > 1 else "none",
         )
     finally:
         if own_loader:
@@ -162,8 +175,10 @@ def make_cube_arrays(
         aoi_wkt=_wkt(record),
         catalog=search_info.get("catalog"),
         collection=search_info.get("collection"),
-        provider=provider.name,
-        provider_detected_by=provider.detected_by,
+        provider=" + ".join(dict.fromkeys(group.provider.name for group in groups)),
+        provider_detected_by=" + ".join(
+            dict.fromkeys(group.provider.detected_by for group in groups)
+        ),
         read_overviews=str(settings.read_overviews).lower(),
         loader=settings.loader,
         # sitsflow's reader: the files it left to GDAL, item -> band -> why (none: it read all)
@@ -184,9 +199,15 @@ def make_cube_arrays(
         radiometry=_radiometry_summary(stack.items, reflectance_bands),
         invalid_values=invalid,
         bands=reflectance_bands,
-        mask_band=mask_band,
-        mask_classes=list(settings.mask.classes),
+        mask_band=" + ".join(settings.class_bands),
+        mask_classes=list(settings.mask.classes) if SENTINEL_2 in settings.families else None,
+        mask_qa_pixel=list(settings.mask.qa_pixel) if LANDSAT in settings.families else None,
+        mask_radsat=str(settings.mask.radsat).lower() if LANDSAT in settings.families else None,
         mask_dilate_m=settings.mask.dilate_m,
+        bandpass_adjustment=stack.bandpass,
+        platforms=sorted({item_platform(item) for item in stack.items})
+        if LANDSAT in settings.families
+        else None,
         gapfill_method=settings.gapfill.method,
         gapfill_max_gap_days=settings.gapfill.max_gap_days,
         gapfill_max_edge_days=settings.gapfill.max_edge_days,
@@ -203,11 +224,14 @@ def make_cube_arrays(
         bands=reflectance_bands,
         reflectance=filled,
         classification=classification,
-        classification_band=mask_band,
+        classification_bands=settings.class_bands,
         observed=observed,
         inside=inside,
-        sources={band: _describe(stack.sources[band]) for band in all_bands},
+        sources={band: _describe(counts) for band, counts in stack.sources.items()},
         attrs=attrs,
+        platforms=step_platforms(step_item_ids, stack.items)
+        if LANDSAT in settings.families
+        else None,
     )
     if axis is not None:
         cube.coords["time"].attrs["long_name"] = (
@@ -242,8 +266,37 @@ def describe_axis(axis: TimeAxis | None) -> str:
     )
 
 
+@dataclass
+class ReadGroup:
+    """The items of one sensor family, normalised by their provider, and the bands read from
+    each: the run's value bands, the family's classification band (and Landsat's QA_RADSAT)."""
+
+    family: str
+    provider: Provider
+    items: list[StacItem]
+    bands: list[str]
+    class_bands: tuple[str, ...]
+
+    def request(self, grid: Grid, read_overviews: bool) -> ReadRequest:
+        from sitsflow.pixels.tiles import ReadRequest
+
+        return ReadRequest(self.items, self.bands, grid, self.class_bands, read_overviews)
+
+
+@dataclass
+class ReadStacks:
+    """What the reads of a feature's groups gave, for the cube's provenance: the items read
+    (in group order), the levels read per band, the files left to GDAL, and which bandpass
+    adjustment was applied (None: none)."""
+
+    items: list[StacItem]
+    sources: dict[str, Counter[str]]
+    through_gdal: dict[str, dict[str, str]]
+    bandpass: str | None = None
+
+
 def read_and_mosaic(
-    items: list[dict[str, Any]],
+    groups: list[ReadGroup],
     reflectance_bands: list[str],
     mask: MaskSettings,
     grid: Grid,
@@ -252,47 +305,155 @@ def read_and_mosaic(
     *,
     read_overviews: bool = True,
     skipped: list[dict[str, Any]] | None = None,
-    sign_hrefs: bool = False,
-) -> tuple[ItemStack, dict[str, int], Mosaic]:
-    """Read normalised `items` (the reflectance bands and the mask band) with `loader`, set
-    invalid DNs to NaN, scale to reflectance, mask each item, mosaic per solar day at
-    `longitude`. Returns what was read, the invalid DNs per band and the mosaic."""
-    stack = loader.read(
-        items,
-        [*reflectance_bands, mask.band],
-        grid,
-        class_bands=[mask.band],
-        read_overviews=read_overviews,
-        skipped=skipped,
-        sign_hrefs=sign_hrefs,
-    )
-    invalid = mark_invalid(stack)
-    to_reflectance(stack, reflectance_bands)
-    reflectance, classification = stack.data[:, :-1], stack.data[:, -1]
-    clear = clear_pixels(classification, mask.classes, mask.dilate_m / grid.resolution)
-    clear &= np.isfinite(reflectance).all(axis=1)
-    mosaic = mosaic_by_solar_day(reflectance, classification, clear, stack.items, longitude)
-    return stack, invalid, mosaic
+    bandpass: str = "none",
+) -> tuple[ReadStacks, dict[str, int], Mosaic]:
+    """Read each group's items (their value bands and classification band) with `loader`, set
+    invalid DNs to NaN, scale to reflectance (kelvin for thermal bands), mask each item by its
+    family's classification, then mosaic the items of every group per solar day at
+    `longitude`. Returns what was read, the invalid DNs per band and the mosaic.
+
+    With several families, the classification layer holds each item's own band: Landsat's
+    QA_PIXEL values are shifted by QA_CLASS_OFFSET so that no value means two things, and the
+    cube splits them back (`sitsflow.pixels.cube_model`). `bandpass: hls` adjusts Sentinel-2
+    reflectance to OLI's bandpasses (`sitsflow.pixels.bandpass`)."""
+    several = len(groups) > 1 or any(group.family == LANDSAT for group in groups)
+    reflectance_parts, class_parts, clear_parts = [], [], []
+    summary = ReadStacks([], {}, {})
+    invalid: dict[str, int] = {}
+    adjusted: dict[str, str] = {}
+    for group in groups:
+        stack = loader.read(
+            group.items,
+            group.bands,
+            grid,
+            class_bands=group.class_bands,
+            read_overviews=read_overviews,
+            skipped=skipped,
+            sign_hrefs=group.provider.signs_hrefs,
+        )
+        for band, count in mark_invalid(stack).items():
+            invalid[band] = invalid.get(band, 0) + count
+        to_reflectance(stack, reflectance_bands)
+        values = len(reflectance_bands)
+        reflectance, classification = stack.data[:, :values], stack.data[:, values]
+        if group.family == LANDSAT:
+            clear = _landsat_clear(
+                stack, reflectance, classification, reflectance_bands, mask, grid
+            )
+            classification = classification + np.float32(QA_CLASS_OFFSET)
+        else:
+            clear = clear_pixels(classification, mask.classes, mask.dilate_m / grid.resolution)
+            if bandpass == "hls":
+                for index, item in enumerate(stack.items):
+                    platform = item_platform(item)
+                    used = adjust_to_oli(reflectance[index], reflectance_bands, platform)
+                    adjusted[platform or "unknown"] = used
+        clear &= np.isfinite(reflectance).all(axis=1)
+        reflectance_parts.append(reflectance)
+        class_parts.append(classification)
+        clear_parts.append(clear)
+        summary.items.extend(stack.items)
+        for band, counts in stack.sources.items():
+            summary.sources.setdefault(band, Counter()).update(counts)
+        summary.through_gdal.update(stack.through_gdal)
+    if adjusted:
+        summary.bandpass = f"{HLS_SOURCE}; coefficients: " + ", ".join(
+            f"{platform} <- {used}" for platform, used in sorted(adjusted.items())
+        )
+    if not several and len(groups) == 1:
+        reflectance, classification, clear = reflectance_parts[0], class_parts[0], clear_parts[0]
+    else:
+        reflectance = _concatenate(
+            reflectance_parts, (len(reflectance_bands), grid.height, grid.width)
+        )
+        classification = _concatenate(class_parts, (grid.height, grid.width))
+        clear = (
+            np.concatenate(clear_parts)
+            if clear_parts
+            else np.zeros((0, grid.height, grid.width), dtype=bool)
+        )
+    mosaic = mosaic_by_solar_day(reflectance, classification, clear, summary.items, longitude)
+    return summary, invalid, mosaic
 
 
-def _normalised(
+def _concatenate(parts: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    if not parts:
+        return np.zeros((0, *shape), dtype=np.float32)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _landsat_clear(
+    stack: ItemStack,
+    reflectance: np.ndarray,
+    qa_pixel: np.ndarray,
+    reflectance_bands: list[str],
+    mask: MaskSettings,
+    grid: Grid,
+) -> np.ndarray:
+    """Landsat items: fill is no data, saturated bands (QA_RADSAT) lose their value, and the
+    clear pixels are those `mask.qa_pixel` does not mask (`sitsflow.pixels.qa`). In place."""
+    fill_to_nan(qa_pixel)
+    if mask.radsat and QA_RADSAT in stack.bands:
+        radsat = stack.data[:, stack.bands.index(QA_RADSAT)]
+        for index, item in enumerate(stack.items):
+            instrument = landsat_instrument(item)
+            for band_index, band in enumerate(reflectance_bands):
+                layer = reflectance[index, band_index]
+                layer[saturated(radsat[index], band, instrument)] = np.nan
+    return ~qa_masked(qa_pixel, mask.qa_pixel, mask.dilate_m / grid.resolution)
+
+
+def read_groups(
     items: list[StacItem],
     search_info: dict[str, Any],
     settings: CubeSettings,
     skipped: list[dict[str, Any]] | None,
-) -> tuple[Provider, list[StacItem]]:
-    """The items' provider and the items with assets keyed by band (the bands and the mask
-    band), as the loader reads them."""
-    provider = resolve_provider(
-        settings.provider,
-        catalog=search_info.get("catalog", ""),
-        collection=search_info.get("collection", ""),
-        assets=settings.assets,
-        items=items,
-    )
-    all_bands = [*settings.reflectance_bands, settings.mask.band]
-    provider.check_bands(all_bands)
-    return provider, normalise_items(items, all_bands, provider, skipped)
+) -> list[ReadGroup]:
+    """The feature's items by sensor family (Sentinel-2 first), each normalised by its own
+    provider (resolved for the family's collection) with the bands its items are read with.
+    A Sentinel-2 run reads every item as Sentinel-2 (one group, as always)."""
+    if LANDSAT not in settings.families:
+        by_family = {SENTINEL_2: list(items)}
+    else:
+        by_family = {}
+        for item in items:
+            by_family.setdefault(item_family(item), []).append(item)
+    collections = collection_list(settings.collection)
+    groups = []
+    for family in (SENTINEL_2, LANDSAT):
+        if family not in by_family and not (family in settings.families and not items):
+            continue
+        members = by_family.get(family, [])
+        collection = next(
+            (name for name in collections if collection_family(name) == family),
+            str(search_info.get("collection", "")),
+        )
+        provider = resolve_provider(
+            settings.provider,
+            catalog=search_info.get("catalog", ""),
+            collection=collection,
+            assets=settings.assets,
+            items=members,
+            requester_pays=settings.requester_pays,
+        )
+        class_band = settings.mask.band if family == SENTINEL_2 else QA_PIXEL
+        bands = [*settings.reflectance_bands, class_band]
+        class_bands: tuple[str, ...] = (class_band,)
+        if family == LANDSAT and settings.mask.radsat:
+            bands.append(QA_RADSAT)
+            class_bands = (class_band, QA_RADSAT)
+        if family == SENTINEL_2:
+            provider.check_bands([s2_band(band) for band in bands])
+        groups.append(
+            ReadGroup(
+                family,
+                provider,
+                normalise_items(members, bands, provider, skipped),
+                bands,
+                class_bands,
+            )
+        )
+    return groups
 
 
 def read_request(
@@ -300,21 +461,23 @@ def read_request(
     items: list[StacItem],
     search_info: dict[str, Any],
     settings: CubeSettings,
-) -> tuple[ReadRequest, bool]:
-    """What `make_cube` will ask its loader to read for this feature, and whether hrefs are
-    signed: a batch reads several features' requests together beforehand
-    (`sitsflow.pixels.tiles.TileReader.prefetch`)."""
-    from sitsflow.pixels.tiles import ReadRequest
+) -> tuple[list[ReadRequest], bool]:
+    """What `make_cube` will ask its loader to read for this feature (a request per sensor
+    family), and whether hrefs are signed: a batch reads several features' requests together
+    beforehand (`sitsflow.pixels.tiles.TileReader.prefetch`)."""
+    groups = read_groups(items, search_info, settings, [])
+    requests = [group.request(grid_of(record), settings.read_overviews) for group in groups]
+    return requests, any(group.provider.signs_hrefs for group in groups)
 
-    provider, normalised = _normalised(items, search_info, settings, [])
-    request = ReadRequest(
-        normalised,
-        [*settings.reflectance_bands, settings.mask.band],
-        grid_of(record),
-        (settings.mask.band,),
-        settings.read_overviews,
-    )
-    return request, provider.signs_hrefs
+
+def step_platforms(step_item_ids: list[list[str]], items: list[StacItem]) -> list[str]:
+    """Each time step's platforms (`landsat-8`, `sentinel-2b+landsat-9`): those of the items it
+    took pixels from, in the order of first use; empty for a step without any."""
+    platform_of = {str(item["id"]): item_platform(item) or "unknown" for item in items}
+    return [
+        "+".join(dict.fromkeys(platform_of[i] for i in ids if i in platform_of))
+        for ids in step_item_ids
+    ]
 
 
 def inside_pixels(record: BboxRecord, grid: Grid, all_touched: bool) -> np.ndarray:

@@ -6,6 +6,7 @@ mapping and its provenance. The cube assembly (`sitsflow.pixels.cube`) builds it
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -13,8 +14,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from sitsflow.core.bands import QA_PIXEL, S2_BANDS, THERMAL_BANDS
 from sitsflow.core.grid import Grid
 from sitsflow.pixels.mask import SCL_CLASSES
+from sitsflow.pixels.qa import QA_PIXEL_BITS
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -104,43 +107,37 @@ def cube_arrays(
     bands: list[str],
     reflectance: np.ndarray,
     classification: np.ndarray | None,
-    classification_band: str,
+    classification_bands: Sequence[str],
     observed: np.ndarray,
     inside: np.ndarray | None = None,
     sources: dict[str, str] | None = None,
     attrs: dict[str, str | int | float],
+    platforms: Sequence[str] | None = None,
 ) -> CubeArrays:
     """Assemble a clean cube (no stackstac leftovers) with CF metadata and a grid mapping.
 
-    `inside` (y, x): the pixels a feature's statistics use (`sitsflow.pixels.cube`);
-    `sources`: per band, which level of the files was read (an attribute of the variable).
+    `classification` holds each pixel's class from the item it was taken from: SCL values,
+    and Landsat's QA_PIXEL values shifted by QA_CLASS_OFFSET; each of `classification_bands`
+    (`SCL`, `QA_PIXEL`) becomes its own variable. `inside` (y, x): the pixels a feature's
+    statistics use (`sitsflow.pixels.cube`); `sources`: per band, which level of the files
+    was read (an attribute of the variable); `platforms`: each time step's platforms (a
+    coordinate along time, for runs that read Landsat).
     """
     res = grid.resolution
     dims = ("time", "y", "x")
     sources = sources or {}
     variables = {}
     for index, band in enumerate(bands):
-        band_attrs = {
-            "long_name": f"Sentinel-2 {band} surface reflectance",
-            "standard_name": "surface_bidirectional_reflectance",
-            "units": "1",
-            "ancillary_variables": "observed",
-        }
+        band_attrs = value_attrs(band)
         if band in sources:
             band_attrs["source_level"] = sources[band]
         variables[band] = CubeVariable(dims, reflectance[:, index].astype(np.float32), band_attrs)
     if classification is not None:
-        classes = np.where(np.isfinite(classification), classification, 0).astype(np.uint8)
-        class_attrs = {
-            "long_name": "Sentinel-2 scene classification of the item each pixel was taken "
-            "from (not masked, not gap-filled)",
-            "standard_name": "status_flag",
-            "flag_values": np.array(sorted(SCL_CLASSES), dtype=np.uint8),
-            "flag_meanings": " ".join(SCL_CLASSES[k] for k in sorted(SCL_CLASSES)),
-        }
-        if classification_band in sources:
-            class_attrs["source_level"] = sources[classification_band]
-        variables[classification_band] = CubeVariable(dims, classes, class_attrs)
+        for band in classification_bands:
+            variable = class_variable(band, classification, dims)
+            if band in sources:
+                variable.attrs["source_level"] = sources[band]
+            variables[band] = variable
     variables["observed"] = observed_variable(dims, observed)
     if inside is not None:
         variables["inside"] = CubeVariable(
@@ -157,11 +154,81 @@ def cube_arrays(
     time_attrs = {"standard_name": "time", "long_name": "acquisition time (UTC)"}
     coords = {
         "time": CubeVariable(("time",), np.asarray(times, dtype="datetime64[ns]"), time_attrs),
+        **(
+            {
+                "platform": CubeVariable(
+                    ("time",),
+                    np.asarray(list(platforms), dtype=str),
+                    {"long_name": "platforms of the items each time step took pixels from"},
+                )
+            }
+            if platforms is not None
+            else {}
+        ),
         "y": CubeVariable(("y",), grid.bounds[3] - res * (np.arange(grid.height) + 0.5)),
         "x": CubeVariable(("x",), grid.bounds[0] + res * (np.arange(grid.width) + 0.5)),
     }
     add_grid_mapping(coords, grid)
     return CubeArrays(variables, coords, dict(attrs))
+
+
+# Landsat's QA_PIXEL values in a classification layer shared with SCL: shifted past every
+# 16-bit value (float32 holds the sums exactly), so that no value means two things.
+QA_CLASS_OFFSET = 1 << 16
+
+
+def value_attrs(band: str) -> dict[str, Any]:
+    """A value band's CF attributes: surface reflectance, or surface temperature in kelvin
+    for the thermal band (`lwir11`); Sentinel-2's names (`B04`) say their sensor."""
+    if band in THERMAL_BANDS:
+        return {
+            "long_name": f"{band} surface temperature",
+            "standard_name": "surface_temperature",
+            "units": "K",
+            "ancillary_variables": "observed",
+        }
+    sensor = "Sentinel-2 " if band in S2_BANDS else ""
+    return {
+        "long_name": f"{sensor}{band} surface reflectance",
+        "standard_name": "surface_bidirectional_reflectance",
+        "units": "1",
+        "ancillary_variables": "observed",
+    }
+
+
+def class_variable(band: str, classification: np.ndarray, dims: tuple[str, ...]) -> CubeVariable:
+    """The `SCL` or `QA_PIXEL` variable from the shared classification layer: each pixel's
+    class where it was taken from an item of that band's sensor, no data (SCL 0, QA_PIXEL 1
+    = fill) elsewhere."""
+    finite = np.isfinite(classification)
+    landsat = finite & (classification >= QA_CLASS_OFFSET)
+    if band == QA_PIXEL:
+        values = np.where(landsat, classification - QA_CLASS_OFFSET, 1).astype(np.uint16)
+        return CubeVariable(
+            dims,
+            values,
+            {
+                "long_name": "Landsat QA_PIXEL of the item each pixel was taken from (not "
+                "masked, not gap-filled; 1 = fill where no Landsat item gave the pixel)",
+                "standard_name": "status_flag",
+                "flag_masks": np.array(
+                    [1 << bit for bit in QA_PIXEL_BITS.values()], dtype=np.uint16
+                ),
+                "flag_meanings": " ".join(QA_PIXEL_BITS),
+            },
+        )
+    classes = np.where(finite & ~landsat, classification, 0).astype(np.uint8)
+    return CubeVariable(
+        dims,
+        classes,
+        {
+            "long_name": "Sentinel-2 scene classification of the item each pixel was taken "
+            "from (not masked, not gap-filled)",
+            "standard_name": "status_flag",
+            "flag_values": np.array(sorted(SCL_CLASSES), dtype=np.uint8),
+            "flag_meanings": " ".join(SCL_CLASSES[k] for k in sorted(SCL_CLASSES)),
+        },
+    )
 
 
 def observed_variable(dims: tuple[str, ...], observed: np.ndarray) -> CubeVariable:

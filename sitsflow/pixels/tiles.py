@@ -39,7 +39,7 @@ from affine import Affine
 from pyproj import CRS
 
 from sitsflow.catalog.ranges import Counters, RangeStore, resolve_href, without_query
-from sitsflow.catalog.s3 import S3Access
+from sitsflow.catalog.s3 import REQUESTER_PAYS_BUCKETS, S3Access
 from sitsflow.core.bands import CLASSIFICATION_BANDS
 from sitsflow.core.errors import AssetError
 from sitsflow.core.grid import Grid
@@ -515,13 +515,18 @@ class TileReader:
         plain HTTP first, which could not authenticate (CDSE's `s3://eodata/...jp2`)."""
         if self.s3 is None:
             return None
-        suffix = PurePosixPath(urlsplit(href).path).suffix.lower()
-        if suffix in TIFF_SUFFIXES:
+        parts = urlsplit(href)
+        suffix = PurePosixPath(parts.path).suffix.lower()
+        requester_pays = parts.scheme == "s3" and parts.netloc in REQUESTER_PAYS_BUCKETS
+        if suffix in TIFF_SUFFIXES and not requester_pays:
             return None
         rewrites, options = self.s3.plan([href])
         if href not in rewrites:
             return None
-        reason = f"not a GeoTIFF ({suffix or 'no suffix'}): read through GDAL's S3 client"
+        if requester_pays:
+            reason = "in a requester-pays bucket: read through GDAL's S3 client, which signs"
+        else:
+            reason = f"not a GeoTIFF ({suffix or 'no suffix'}): read through GDAL's S3 client"
         return rewrites[href], reason, options
 
     def _raise_if_unreachable(self, url: str) -> None:

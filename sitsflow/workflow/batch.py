@@ -380,15 +380,20 @@ def plan_rounds(
         try:
             items, info = read_item_collection(layout.path("items", feature.fid))
             record = read_bbox(layout.path("bbox", feature.fid))
-            request, signs = read_request(record, items, info, settings.cube)
+            requests, signs = read_request(record, items, info, settings.cube)
         except Exception as exc:  # its cube stage reports it, in its own log
             batch_log.info("%s: not read with the others (%s)", feature.fid, exc)
             unplanned.append(feature)
             continue
         context.signs_hrefs = context.signs_hrefs or signs
-        planned.append((feature, request))
-    rounds = [[feature for feature, _ in chunk] for chunk in read_rounds(planned)]
-    context.requests = {feature.fid: request for feature, request in planned}
+        planned.extend((feature, request) for request in requests)
+    rounds = [
+        list({feature.fid: feature for feature, _ in chunk}.values())
+        for chunk in read_rounds(planned)
+    ]
+    context.requests = {}
+    for feature, request in planned:
+        context.requests.setdefault(feature.fid, []).append(request)
     return rounds + [[feature] for feature in unplanned]
 
 
@@ -397,7 +402,7 @@ def read_round(
 ) -> None:
     """Read the cubes of `round_members` together into the batch's loader, when it can
     (sitsflow's reader); each member's cube stage then takes its share."""
-    requests = [context.requests[f.fid] for f in round_members if f.fid in context.requests]
+    requests = [r for f in round_members for r in context.requests.get(f.fid, [])]
     if len(requests) < 2:
         return
     loader = context.shared_loader()

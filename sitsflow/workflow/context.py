@@ -88,7 +88,8 @@ class BatchContext:
     settings: BatchSettings
     group_search: str
     loader: Loader | None = None
-    requests: dict[str, ReadRequest] = field(default_factory=dict)
+    # each feature's reads, one per sensor family (`sitsflow.pixels.cube.read_request`)
+    requests: dict[str, list[ReadRequest]] = field(default_factory=dict)
     signs_hrefs: bool = False
 
     @property

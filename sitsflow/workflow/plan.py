@@ -94,13 +94,12 @@ def plan_run(
 ) -> JsonObject:
     """The run's estimate from the group searches the search job wrote (`plan.json`'s
     content)."""
-    from sitsflow.catalog.providers import normalise_items, resolve_provider
     from sitsflow.catalog.search import read_item_collection
     from sitsflow.core.bbox import grid_of, make_aoi_record
+    from sitsflow.pixels.cube import read_groups
     from sitsflow.workflow.stages import items_of_feature
 
     started = time.perf_counter()
-    bands = [*cube_settings.reflectance_bands, cube_settings.mask.band]
     probes: dict[str, Probe] = {}
     tiles_cache: dict[tuple[Any, ...], tuple[int, set[tuple[int, int]], int]] = {}
     totals = Totals()
@@ -120,46 +119,51 @@ def plan_run(
             totals.items_per_feature.append(len(items))
             if not items:
                 continue
-            provider = resolve_provider(
-                cube_settings.provider,
-                catalog=search_settings.catalog,
-                collection=search_settings.collection,
-                assets=cube_settings.assets,
-                items=items,
-            )
             grid = grid_of(record)
-            for item in normalise_items(items, bands, provider, skipped=[]):
-                totals.items += 1
-                totals.distinct_items.add(item["id"])
-                for band in bands:
-                    asset = item["assets"][band]
-                    href = asset["href"]
-                    if band not in probes:
-                        probes[band] = probe(href, sign=provider.signs_hrefs)
-                        log.info("probed %s: %s", band, describe_probe(probes[band]))
-                    level, tiles, rows = needed_tiles(
-                        asset,
-                        item,
-                        probes[band],
-                        grid,
-                        class_band=band == cube_settings.mask.band,
-                        read_overviews=cube_settings.read_overviews,
-                        cache=tiles_cache,
-                    )
-                    mean = probes[band].levels[level].mean_tile_bytes
-                    totals.files += 1
-                    totals.tiles += len(tiles)
-                    totals.bytes += len(tiles) * mean + probes[band].header_bytes
-                    totals.requests += probes[band].header_requests + rows
-                    if href not in totals.distinct_files:
-                        totals.distinct_files.add(href)
-                        totals.distinct_bytes += probes[band].header_bytes
-                    for col, row in tiles:
-                        key = (href, level, col, row)
-                        if key not in totals.distinct_tiles:
-                            totals.distinct_tiles.add(key)
-                            totals.distinct_bytes += mean
+            search_info = {"catalog": search_settings.catalog}
+            read_groups_ = read_groups(items, search_info, cube_settings, skipped=[])
+            for read_group in read_groups_:
+                for item in read_group.items:
+                    totals.items += 1
+                    totals.distinct_items.add(item["id"])
+                    for band in read_group.bands:
+                        asset = item["assets"][band]
+                        href = asset["href"]
+                        # a band of two sensors is two kinds of file
+                        name = band if len(read_groups_) == 1 else f"{band} ({read_group.family})"
+                        if name not in probes:
+                            probes[name] = probe(href, sign=read_group.provider.signs_hrefs)
+                            log.info("probed %s: %s", name, describe_probe(probes[name]))
+                        level, tiles, rows = needed_tiles(
+                            asset,
+                            item,
+                            probes[name],
+                            grid,
+                            class_band=band in read_group.class_bands,
+                            read_overviews=cube_settings.read_overviews,
+                            cache=tiles_cache,
+                        )
+                        count_tiles(totals, probes[name], href, level, tiles, rows)
     return _summary(totals, probes, len(groups), time.perf_counter() - started)
+
+
+def count_tiles(
+    totals: Totals, probed: Probe, href: str, level: int, tiles: set[tuple[int, int]], rows: int
+) -> None:
+    """Add one file's share of a feature's read to `totals`."""
+    mean = probed.levels[level].mean_tile_bytes
+    totals.files += 1
+    totals.tiles += len(tiles)
+    totals.bytes += len(tiles) * mean + probed.header_bytes
+    totals.requests += probed.header_requests + rows
+    if href not in totals.distinct_files:
+        totals.distinct_files.add(href)
+        totals.distinct_bytes += probed.header_bytes
+    for col, row in tiles:
+        key = (href, level, col, row)
+        if key not in totals.distinct_tiles:
+            totals.distinct_tiles.add(key)
+            totals.distinct_bytes += mean
 
 
 def probe(href: str, *, sign: bool = False) -> Probe:

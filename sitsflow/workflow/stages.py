@@ -99,7 +99,10 @@ def search_groups(
         connect_timeout_s=stac.connect_timeout_s,
         page_size=stac.page_size,
     )
-    catalog = Catalog(search_settings.catalog, search_settings.collection, limits)
+    # one search per collection; their items go to the group's one result
+    catalogs = [
+        Catalog(search_settings.catalog, name, limits) for name in search_settings.collections
+    ]
     record = {
         "catalog": search_settings.catalog,
         "collection": search_settings.collection,
@@ -116,13 +119,17 @@ def search_groups(
         else:
             started = time.perf_counter()
             try:
-                items = catalog.search(
-                    windows[group],
-                    first,
-                    last,
-                    search_settings.query,
-                    search_settings.filter,
-                )
+                items = [
+                    item
+                    for catalog in catalogs
+                    for item in catalog.search(
+                        windows[group],
+                        first,
+                        last,
+                        search_settings.query,
+                        search_settings.filter,
+                    )
+                ]
             except Exception as exc:  # the group's features fail with it, the others go on
                 log.error("group %s: search failed: %s", group, exc)
                 error = {
@@ -148,8 +155,8 @@ def search_groups(
         "searched": searched,
         "cached": sum(1 for info in outcomes.values() if info.get("cached")),
         "failed": failed,
-        "requests": catalog.requests,
-        "retries": catalog.retries,
+        "requests": sum(catalog.requests for catalog in catalogs),
+        "retries": sum(catalog.retries for catalog in catalogs),
         "seconds": round(time.perf_counter() - started, 3),
         "groups": outcomes,
     }
@@ -163,8 +170,8 @@ def search_groups(
         searched,
         index["cached"],
         len(failed),
-        catalog.requests,
-        catalog.retries,
+        index["requests"],
+        index["retries"],
         index["seconds"],
     )
     return index
