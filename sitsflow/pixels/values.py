@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from sitsflow.core.bands import CLASSIFICATION_BANDS
+from sitsflow.core.bands import CLASSIFICATION_BANDS, QA_RADSAT
 from sitsflow.pixels.stack import ItemStack
 
 NODATA_DN = 0
@@ -24,8 +24,14 @@ RESERVED_DNS = (NODATA_DN, SATURATED_DN)
 
 def invalid_values(asset: dict[str, Any], band: str) -> list[float]:
     """The values of `band`'s file that are no data: L2A's reserved DNs (reflectance bands),
-    no data 0 (class bands), and the `nodata` the asset's `raster:bands` declares."""
-    values: set[float] = {NODATA_DN} if band in CLASSIFICATION_BANDS else set(RESERVED_DNS)
+    no data 0 (class bands; Landsat's QA_RADSAT 0 means nothing saturated), and the `nodata`
+    the asset's `raster:bands` declares (QA_PIXEL: 1, fill)."""
+    if band == QA_RADSAT:  # 0: nothing saturated
+        values: set[float] = set()
+    elif band in CLASSIFICATION_BANDS:
+        values = {NODATA_DN}
+    else:
+        values = set(RESERVED_DNS)
     for declared in asset.get("raster:bands") or []:
         nodata = declared.get("nodata") if isinstance(declared, dict) else None
         if isinstance(nodata, (int, float)) and np.isfinite(nodata):
