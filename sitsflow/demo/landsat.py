@@ -11,7 +11,8 @@ real layout:
   Sentinel-2 generator writes part of a tile; pixels of the window outside the scene footprint
   are fill. Each feature lies in the overlap of two rows of a path (R and R + 1, both acquired
   in the same pass: two items of the same day, each with its own sky, so different QA on the
-  overlap) and in the sidelap of the next path west (P + 1, one row, 7 days later).
+  overlap; the edge of one of them crosses the feature's window) and in the sidelap of the
+  next path west (P + 1, one row, 7 days later).
 * Dates: 16 days per platform on each path, two platforms 8 days apart: Landsat 8 and 9 (from
   2021-11), Landsat 8 and 7 (2013-04 .. 2021-10), Landsat 5 and 7 before (Landsat 5 until
   2011-11). Landsat 7 scenes after 2003-05-31 have the SLC-off gaps: diagonal stripes of fill,
@@ -191,8 +192,9 @@ def wrs_path_row(lon: float, lat: float) -> tuple[int, int]:
 def plan_scenes(tile: FeatureSpec, path: int, row: int) -> LandsatSpec:
     """The scenes covering a feature (its tile's centre) with path/row labels `path`, `row`.
 
-    The feature lies in the overlap of rows `row` and `row + 1` of `path` (jittered up to 7 km
-    along track from the middle of the overlap) and in the sidelap of `path + 1`, west.
+    The feature lies in the overlap of rows `row` and `row + 1` of `path`, near the end of one
+    of them (whose edge crosses the window: part of that item is fill), and in the sidelap of
+    `path + 1`, west.
     """
     across, along = _axes()
     minx, miny, maxx, maxy = tile.bounds
@@ -200,7 +202,8 @@ def plan_scenes(tile: FeatureSpec, path: int, row: int) -> LandsatSpec:
     rng = seeded_rng("landsat-scenes", tile.seed, tile.fid)
     spacing = PATH_SPACING_EQUATOR_M * math.cos(math.radians(tile.lat))
     jitter_across = rng.uniform(-5000, 5000)
-    jitter_along = rng.uniform(-7000, 7000)
+    # near one row's end: that row's edge crosses the feature's window (0.2 to 1.5 km from it)
+    jitter_along = rng.uniform(8500, 9800) * rng.choice((-1.0, 1.0))
     next_along = rng.uniform(-50_000, 50_000)
     centre = feature + (spacing / 2 - jitter_across) * across
     middle = centre + jitter_along * along
