@@ -10,7 +10,8 @@ or take the inputs from the workflow configuration (what `make demo` does):
 reads `vector`, `id_column`, `start`, `end`, `collection`, `demo.layout`, `demo.seed`, and
 writes the archive into the directory of `catalog` (its `items.json`); with a Landsat
 collection (`landsat-c2-l2`) among `collection` the archive also has Landsat scenes. Options
-given explicitly win over the config. Rerunning only generates what changed (see `sitsflow.demo.generate_archive`).
+given explicitly win over the config. Rerunning only generates what changed (see
+`sitsflow.demo.generate_archive`).
 
 Options for archives that differ from the kind default where real archives do (issue 12), all
 off by default: --overview-resampling, --scl-overview-resampling, --scl-pattern,
