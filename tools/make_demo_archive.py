@@ -7,9 +7,11 @@ or take the inputs from the workflow configuration (what `make demo` does):
 
     python tools/make_demo_archive.py --configfile config/config.yaml --workers 2
 
-reads `vector`, `id_column`, `start`, `end`, `demo.layout`, `demo.seed`, and writes the archive
-into the directory of `catalog` (its `items.json`). Options given explicitly win over the
-config. Rerunning only generates what changed (see `sitsflow.demo.generate_archive`).
+reads `vector`, `id_column`, `start`, `end`, `collection`, `demo.layout`, `demo.seed`, and
+writes the archive into the directory of `catalog` (its `items.json`); with a Landsat
+collection (`landsat-c2-l2`) among `collection` the archive also has Landsat scenes. Options
+given explicitly win over the config. Rerunning only generates what changed (see
+`sitsflow.demo.generate_archive`).
 
 Options for archives that differ from the kind default where real archives do (issue 12), all
 off by default: --overview-resampling, --scl-overview-resampling, --scl-pattern,
@@ -60,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--start", help="first acquisition day, YYYY-MM-DD")
     parser.add_argument("--end", help="last acquisition day (included), YYYY-MM-DD")
     parser.add_argument("--layout", choices=LAYOUTS)
+    parser.add_argument(
+        "--collection",
+        dest="collections",
+        action="append",
+        help="collection to write (repeat; landsat-c2-l2 adds Landsat scenes)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--revisit-days", type=int)
     parser.add_argument("--margin-m", type=float, help="tile margin around each feature (m)")
@@ -107,6 +115,7 @@ def schema_defaults() -> dict:
         "id_column": properties["id_column"]["default"],
         "layout": demo["layout"]["default"],
         "seed": demo["seed"]["default"],
+        "collections": [properties["collection"]["default"]],
     }
 
 
@@ -127,6 +136,7 @@ def settings_from_config(path: Path) -> dict:
         "end": settings.search.end,
         "layout": settings.demo.layout,
         "seed": settings.demo.seed,
+        "collections": list(settings.search.collections),
     }
     catalog = settings.search.catalog
     if "://" not in catalog:
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         nodata_tag=bool(settings["nodata_tag"]),
         swath_edge=bool(settings["swath_edge"]),
         saturated_fraction=float(settings["saturated_fraction"]),
+        collections=list(settings["collections"]),
     )
     seconds = time.perf_counter() - started
     items = json.loads(items_path.read_text())["features"]

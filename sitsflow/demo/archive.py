@@ -24,20 +24,24 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from shapely import wkt as shapely_wkt
 from shapely.geometry.base import BaseGeometry
 
 from sitsflow.core.atomic import atomic_write_text
+from sitsflow.core.bands import LANDSAT, collection_family
 from sitsflow.core.types import JsonObject, StacItem
 from sitsflow.demo.bands import NODATA, REFLECTANCE_BANDS, SCL_NAME
 from sitsflow.demo.catalog import LAYOUTS, build_item, item_id
 from sitsflow.demo.cogs import cog_bytes, write_bytes_atomic
+from sitsflow.demo.landsat import LandsatSpec, plan_scenes, wrs_path_row
+from sitsflow.demo.landsat import acquisitions as landsat_acquisitions
 from sitsflow.demo.landscape import Landscape, make_landscape
 from sitsflow.demo.options import ArchiveOptions
 from sitsflow.demo.scene import render
@@ -60,6 +64,12 @@ GENERATOR_VERSION = 1
 ITEMS_FILE = "items.json"
 MANIFEST_FILE = "manifest.json"
 FEATURE_ITEMS_FILE = "feature-items.json"
+# Landsat scenes (only when a Landsat collection is asked for): their own manifest section, so
+# that an archive without them keeps the manifest it always had.
+LANDSAT_DIR = "landsat"
+LANDSAT_MANIFEST_KEY = "landsat"
+LANDSAT_GENERATOR_VERSION = 1
+DEFAULT_COLLECTIONS = ("sentinel-2-l2a",)
 
 
 def _generate_item(spec: FeatureSpec, landscape: Landscape, day: date, out_dir: Path) -> StacItem:
@@ -88,6 +98,17 @@ def _generate_chunk(spec: FeatureSpec, days: Sequence[date], out_dir: str) -> li
     """Worker entry point: the items of `days` for one tile of a feature (landscape built once)."""
     landscape = make_landscape(spec)
     return [_generate_item(spec, landscape, day, Path(out_dir)) for day in days]
+
+
+def _generate_landsat_chunk(
+    spec: LandsatSpec, chunk: Sequence[Any], out_dir: str
+) -> list[StacItem]:
+    """Worker entry point: the Landsat items of `chunk` (acquisitions) of one feature."""
+    from sitsflow.demo.landsat_items import write_item
+
+    landscape = make_landscape(spec.tile)
+    folder = f"{LANDSAT_DIR}/{spec.path:03d}{spec.row:03d}"
+    return [write_item(spec, landscape, acq, Path(out_dir), folder) for acq in chunk]
 
 
 def _feature_params(
@@ -172,7 +193,7 @@ def _check_arguments(
             raise ValueError(f"feature {fid!r} has an empty geometry")
 
 
-def _chunks(days: list[date], workers: int) -> list[list[date]]:
+def _chunks(days: list[Any], workers: int) -> list[list[Any]]:
     """Split a feature's dates so that a few features still keep all workers busy."""
     if workers == 1:
         return [days]
@@ -247,18 +268,24 @@ def _start_method() -> str:
     return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
+ChunkFunction = Callable[[Any, Sequence[Any], str], list[StacItem]]
+
+
 def _run_chunks(
-    tasks: list[tuple[FeatureSpec, list[date]]], out_dir: Path, workers: int
-) -> Iterator[tuple[FeatureSpec, list[StacItem]]]:
+    tasks: list[tuple[Any, list[Any]]],
+    out_dir: Path,
+    workers: int,
+    function: ChunkFunction = _generate_chunk,
+) -> Iterator[tuple[Any, list[StacItem]]]:
     """Yield (spec, items) per finished chunk: inline for one worker, else in a process pool."""
     if workers == 1:
         for spec, days in tasks:
-            yield spec, _generate_chunk(spec, days, str(out_dir))
+            yield spec, function(spec, days, str(out_dir))
         return
     context = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: dict[Future[list[StacItem]], FeatureSpec] = {
-            pool.submit(_generate_chunk, spec, days, str(out_dir)): spec for spec, days in tasks
+        pending: dict[Future[list[StacItem]], Any] = {
+            pool.submit(function, spec, days, str(out_dir)): spec for spec, days in tasks
         }
         try:
             while pending:
@@ -278,10 +305,19 @@ def _generate_features(
     Items are sorted by datetime, then id: the two tiles of a feature with overlapping tiles
     share their datetimes, and chunks finish in any order.
     """
-    tasks = [(spec, chunk) for spec in specs for chunk in _chunks(days, workers)]
+    tasks: list[tuple[Any, list[Any]]] = [
+        (spec, chunk) for spec in specs for chunk in _chunks(days, workers)
+    ]
+    return _collect(tasks, out_dir, workers, _generate_chunk)
+
+
+def _collect(
+    tasks: list[tuple[Any, list[Any]]], out_dir: Path, workers: int, function: ChunkFunction
+) -> Iterator[tuple[str, list[StacItem]]]:
+    """Run the chunks; yield (feature id, its items by datetime then id) once all are done."""
     remaining = collections.Counter(spec.fid for spec, _ in tasks)
     collected: dict[str, list[StacItem]] = collections.defaultdict(list)
-    for spec, items in _run_chunks(tasks, out_dir, workers):
+    for spec, items in _run_chunks(tasks, out_dir, workers, function):
         collected[spec.fid].extend(items)
         remaining[spec.fid] -= 1
         if remaining[spec.fid] == 0:
@@ -322,13 +358,21 @@ def _tile_specs(plan: _Plan, base: FeatureSpec) -> list[FeatureSpec]:
     ]
 
 
-def _write_manifest(out_dir: Path, entries: dict[str, JsonObject], order: list[str]) -> None:
-    """Write the manifest: the entry of every listed feature done so far, in input order."""
-    document = {
+def _write_manifest(
+    out_dir: Path,
+    entries: dict[str, JsonObject],
+    order: list[str],
+    landsat: dict[str, JsonObject] | None = None,
+) -> None:
+    """Write the manifest: the entry of every listed feature done so far, in input order, and
+    the Landsat section when Landsat scenes are asked for (`landsat` not None)."""
+    document: JsonObject = {
         "generator": "sitsflow.demo",
         "generator_version": GENERATOR_VERSION,
         "features": {fid: entries[fid] for fid in order if fid in entries},
     }
+    if landsat is not None:
+        document[LANDSAT_MANIFEST_KEY] = {fid: landsat[fid] for fid in order if fid in landsat}
     atomic_write_text(out_dir / MANIFEST_FILE, json.dumps(document, indent=1))
 
 
@@ -351,6 +395,7 @@ def generate_archive(
     nodata_tag: bool = True,
     swath_edge: bool = False,
     saturated_fraction: float = 0.0,
+    collections: Sequence[str] = DEFAULT_COLLECTIONS,
 ) -> Path:
     """Write (or update) a synthetic Sentinel-2 L2A archive; return the path of its items.json.
 
@@ -386,6 +431,11 @@ def generate_archive(
       leaving it out. With `nodata_tag=False` nothing in the files says these 0 are no data.
     * `saturated_fraction`: that share of each reflectance band's data pixels (not flagged in
       the SCL, which never has class 1 here) set to DN 65535, as L2A saturation.
+
+    `collections` are the run's collections (config `collection`): with a Landsat one
+    (`landsat-c2-l2`) each feature also gets the Landsat Collection 2 Level-2 scenes covering
+    it (`sitsflow.demo.landsat`), in the Planetary Computer layout, whatever `layout`; with
+    only Landsat ones, no Sentinel-2 tile is written. The options above are Sentinel-2's.
     """
     options = ArchiveOptions(
         overview_resampling=overview_resampling,
@@ -404,7 +454,14 @@ def generate_archive(
     days = acquisition_days(first, last, revisit_days)
     if not days:
         raise ValueError(f"no acquisition between {first} and {last}")
-    previous: dict[str, JsonObject] = (_read_json(out / MANIFEST_FILE) or {}).get("features", {})
+    manifest = _read_json(out / MANIFEST_FILE) or {}
+    previous: dict[str, JsonObject] = manifest.get("features", {})
+    families = {collection_family(str(name)) for name in collections}
+    with_landsat = LANDSAT in families
+    with_s2 = families != {LANDSAT}
+    previous_landsat: dict[str, JsonObject] | None = (
+        dict(manifest.get(LANDSAT_MANIFEST_KEY, {})) if with_landsat else None
+    )
 
     plans = []
     for fid, geometry in features:
@@ -412,14 +469,16 @@ def generate_archive(
             geometry, first, last, revisit_days, layout, seed, margin_m, clear_fraction, options
         )
         plan = _plan(str(fid), geometry, params, margin_m)
-        plan.items = _reusable_items(out, previous.get(plan.fid), params)
-        if plan.items is not None:
+        plan.items = _reusable_items(out, previous.get(plan.fid), params) if with_s2 else []
+        if not with_s2:
+            plan.reused = True  # nothing to generate, no manifest entry
+        elif plan.items is not None:
             entry = previous[plan.fid]
             plan.reused, plan.tile = True, entry["tile"]
             plan.neighbour = entry.get("neighbour_tile", "")
         plans.append(plan)
     _assign_tiles(plans, previous, options.overlapping_tiles)
-    entries = {plan.fid: previous[plan.fid] for plan in plans if plan.reused}
+    entries = {plan.fid: previous[plan.fid] for plan in plans if plan.reused and with_s2}
     todo = {plan.fid: plan for plan in plans if not plan.reused}
     log.info(
         "demo archive %s: %d features (%d reused, %d to generate) x %d dates, layout %s",
@@ -458,7 +517,8 @@ def generate_archive(
         plan = todo[fid]
         plan.items = items
         entries[plan.fid] = _save_feature(out, plan, items)
-        _write_manifest(out, entries, order)  # progress survives an interruption
+        # progress survives an interruption
+        _write_manifest(out, entries, order, previous_landsat)
         log.info(
             "feature %s done (%d/%d): tile %s, %d items, %.1f s",
             plan.fid,
@@ -468,15 +528,127 @@ def generate_archive(
             len(items),
             time.perf_counter() - started,
         )
-    _write_manifest(out, entries, order)
+    landsat_items: dict[str, list[StacItem]] = {}
+    if previous_landsat is not None:
+        landsat_entries = _generate_landsat(
+            out, plans, previous_landsat, (first, last), workers, entries, order, landsat_items
+        )
+        _write_manifest(out, entries, order, landsat_entries)
+    else:
+        _write_manifest(out, entries, order)
     items_path = out / ITEMS_FILE
     document = {
         "type": "FeatureCollection",
-        "features": [item for plan in plans for item in plan.items or []],
+        "features": [
+            item
+            for plan in plans
+            for item in [*(plan.items or []), *landsat_items.get(plan.fid, [])]
+        ],
         "links": [],
     }
     atomic_write_text(items_path, json.dumps(document))
     return items_path
+
+
+def _landsat_params(plan: _Plan) -> JsonObject:
+    """What determines a feature's Landsat items (none of the Sentinel-2 options)."""
+    keys = ("geometry_wkt", "start", "end", "seed", "margin_m", "clear_fraction")
+    return {
+        **{key: plan.params[key] for key in keys},
+        "landsat_generator_version": LANDSAT_GENERATOR_VERSION,
+    }
+
+
+def _landsat_claims(path: int, row: int) -> set[tuple[int, int]]:
+    """The (path, row) pairs a feature's scenes use (the next path may take either row)."""
+    return {(path, row), (path, row + 1), (path % 233 + 1, row), (path % 233 + 1, row + 1)}
+
+
+def _landsat_candidates(lon: float, lat: float) -> Iterator[tuple[int, int]]:
+    """The feature's WRS-2-like (path, row), then others nearby for a feature whose scenes
+    another feature already uses (item ids contain path, row and date: they must differ)."""
+    path, row = wrs_path_row(lon, lat)
+    for salt in itertools.count():
+        shift, rows = salt % 116, salt // 116
+        yield (path - 1 + 2 * shift) % 233 + 1, min(row + 2 * rows, 247)
+
+
+def _generate_landsat(
+    out: Path,
+    plans: list[_Plan],
+    previous: dict[str, JsonObject],
+    period: tuple[date, date],
+    workers: int,
+    entries: dict[str, JsonObject],
+    order: list[str],
+    found: dict[str, list[StacItem]],
+) -> dict[str, JsonObject]:
+    """Reuse or write every feature's Landsat items (into `found`); return their entries."""
+    landsat: dict[str, JsonObject] = {}
+    taken: set[tuple[int, int]] = set()
+    todo: list[tuple[_Plan, JsonObject]] = []
+    for plan in plans:
+        params = _landsat_params(plan)
+        entry = previous.get(plan.fid)
+        items = _reusable_items(out, entry, params)
+        if items is not None and entry is not None:
+            landsat[plan.fid] = entry
+            found[plan.fid] = items
+            taken |= _landsat_claims(int(entry["path"]), int(entry["row"]))
+        else:
+            todo.append((plan, params))
+    tasks: list[tuple[Any, list[Any]]] = []
+    specs: dict[str, tuple[LandsatSpec, JsonObject]] = {}
+    for plan, params in todo:
+        path, row = next(
+            (p, r)
+            for p, r in _landsat_candidates(plan.lon, plan.lat)
+            if taken.isdisjoint(_landsat_claims(p, r))
+        )
+        taken |= _landsat_claims(path, row)
+        tile = FeatureSpec(
+            fid=plan.fid,
+            tile=plan.tile,
+            epsg=plan.epsg,
+            bounds=plan.bounds,
+            lon=plan.lon,
+            lat=plan.lat,
+            layout="planetary-computer",
+            seed=int(params["seed"]),
+            revisit_days=5,
+            clear_fraction=float(params["clear_fraction"]),
+            options=ArchiveOptions(),
+            landscape_bounds=plan.bounds,
+        )
+        spec = plan_scenes(tile, path, row)
+        specs[plan.fid] = (spec, params)
+        dates = landsat_acquisitions(spec, *period)
+        tasks.extend((spec, chunk) for chunk in _chunks(dates, workers) if chunk)
+        if not dates:
+            found[plan.fid] = []
+    for fid, items in _collect(tasks, out, workers, _generate_landsat_chunk):
+        found[fid] = items
+    for fid, (spec, params) in specs.items():
+        items = found.get(fid, [])
+        folder = f"{LANDSAT_DIR}/{spec.path:03d}{spec.row:03d}"
+        items_file = f"{folder}/{FEATURE_ITEMS_FILE}"
+        document = {"type": "FeatureCollection", "features": items}
+        atomic_write_text(out / items_file, json.dumps(document))
+        landsat[fid] = {
+            "params": params,
+            "path": spec.path,
+            "row": spec.row,
+            "items_file": items_file,
+            "items": [item["id"] for item in items],
+        }
+        _write_manifest(out, entries, order, landsat)
+    log.info(
+        "landsat: %d features (%d reused), %d items",
+        len(plans),
+        len(plans) - len(todo),
+        sum(len(items) for items in found.values()),
+    )
+    return landsat
 
 
 # --------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ def cog_bytes(
     epsg: int,
     resampling: str,
     nodata: int | None = NODATA,
+    blocksize: int = BLOCKSIZE,
 ) -> bytes:
     """A single-band Cloud-Optimized GeoTIFF (128 px tiles, DEFLATE, overviews, nodata 0).
 
@@ -71,9 +72,9 @@ def cog_bytes(
         "dtype": array.dtype.name,
         "crs": _crs(epsg),
         "transform": transform,
-        "BLOCKSIZE": BLOCKSIZE,
+        "BLOCKSIZE": blocksize,
         "COMPRESS": "DEFLATE",
-        "OVERVIEW_COUNT": overview_count(height, width),
+        "OVERVIEW_COUNT": overview_count(height, width, blocksize),
         "OVERVIEW_RESAMPLING": resampling,
     }
     if nodata is not None:
@@ -83,6 +84,33 @@ def cog_bytes(
             dataset.write(array, 1)
             if resampling != "NEAREST":
                 dataset.update_tags(**{OVERVIEW_RESAMPLING_TAG: resampling})
+        data: bytes = memfile.read()
+        return data
+
+
+def striped_bytes(
+    array: np.ndarray, transform: Affine, epsg: int, nodata: int | None, rows_per_strip: int = 8
+) -> bytes:
+    """A single-band striped GeoTIFF (`rows_per_strip` rows per strip, LZW, no overview), as
+    many files of real archives are although their items call them cloud-optimized."""
+    height, width = array.shape
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": array.dtype.name,
+        "crs": _crs(epsg),
+        "transform": transform,
+        "tiled": False,
+        "blockysize": rows_per_strip,
+        "compress": "lzw",
+    }
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with MemoryFile() as memfile:
+        with memfile.open(**profile) as dataset:
+            dataset.write(array, 1)
         data: bytes = memfile.read()
         return data
 
