@@ -279,3 +279,46 @@ def test_band_names_of_a_run_with_landsat():
             ["coastal"],
             resolve_provider(),
         )
+
+
+@pytest.mark.integration
+def test_a_run_of_sentinel_2_and_landsat_gives_one_cube_with_both_platforms(
+    tmp_path, make_workdir, snakemake
+):
+    """Both collections of the demo archive onto one axis: one cube per feature, steps from
+    both sensors, the SCL and QA_PIXEL variables, each step's platforms."""
+    from shapely.geometry import Point
+
+    from sitsflow.demo.archive import generate_archive
+    from sitsflow.outputs.write import open_cube
+
+    point = Point(8.5, 49.8)
+    items = generate_archive(
+        [("p", point)],
+        tmp_path / "archive",
+        "2024-05-01",
+        "2024-05-31",
+        collections=["sentinel-2-l2a", "landsat-c2-l2"],
+    )
+    workdir = make_workdir(
+        "landsat",
+        {"p": point},
+        catalog=str(items),
+        collection=["sentinel-2-l2a", "landsat-c2-l2"],
+        start="2024-05-01",
+        end="2024-05-31",
+        bands=["green", "red"],
+        resolution=30,
+        crs="utm",
+        query=None,
+    )
+    snakemake(workdir)
+    with open_cube(workdir / "results" / "cubes" / "p.nc") as opened:
+        cube = opened.load()
+    platforms = {name for step in cube["platform"].values for name in str(step).split("+")}
+    assert any(name.startswith("landsat") for name in platforms)
+    assert any(name.startswith("sentinel-2") for name in platforms)
+    assert {"green", "red", "SCL", "QA_PIXEL"} <= set(cube.data_vars)
+    from_landsat = cube["QA_PIXEL"].values != 1
+    assert (cube["SCL"].values[from_landsat] == 0).all()  # a pixel comes from one item
+    assert cube.attrs["status"] == "ok" and 0 < cube.attrs["valid_fraction"] <= 1

@@ -78,11 +78,13 @@ def write_netcdf(dataset: xr.Dataset, path: str | Path) -> None:
 def write_netcdf_arrays(cube: CubeArrays, path: str | Path) -> None:
     """Write `cube` with netCDF4 itself: the file `write_netcdf(cube.to_dataset(), path)` writes
     (same variables, attributes, types, chunks and compression, in the same order), without
-    xarray. Times that are not whole milliseconds (xarray would pick finer units) and variables
-    off the grid go through xarray."""
+    xarray. Times that are not whole milliseconds (xarray would pick finer units), variables
+    off the grid and coordinates besides the grid's (a run with Landsat's `platform`) go
+    through xarray."""
     times = cube.coords["time"].data
     milliseconds = times.astype("datetime64[ms]")
     off_grid = any(entry.dims not in GRIDDED_DIMS for entry in cube.variables.values())
+    off_grid |= bool(set(cube.coords) - {"time", "y", "x", GRID_MAPPING})  # `platform`
     if off_grid or (milliseconds != times).any():
         write_netcdf(cube.to_dataset(), path)
         return
