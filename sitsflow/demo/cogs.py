@@ -65,20 +65,13 @@ def cog_bytes(
     """
     height, width = array.shape
     profile = {
+        **_single_band(array, transform, epsg, nodata),
         "driver": "COG",
-        "width": width,
-        "height": height,
-        "count": 1,
-        "dtype": array.dtype.name,
-        "crs": _crs(epsg),
-        "transform": transform,
         "BLOCKSIZE": blocksize,
         "COMPRESS": "DEFLATE",
         "OVERVIEW_COUNT": overview_count(height, width, blocksize),
         "OVERVIEW_RESAMPLING": resampling,
     }
-    if nodata is not None:
-        profile["nodata"] = nodata
     with MemoryFile() as memfile:
         with memfile.open(**profile) as dataset:
             dataset.write(array, 1)
@@ -93,26 +86,36 @@ def striped_bytes(
 ) -> bytes:
     """A single-band striped GeoTIFF (`rows_per_strip` rows per strip, LZW, no overview), as
     many files of real archives are although their items call them cloud-optimized."""
-    height, width = array.shape
     profile = {
+        **_single_band(array, transform, epsg, nodata),
         "driver": "GTiff",
+        "tiled": False,
+        "blockysize": rows_per_strip,
+        "compress": "lzw",
+    }
+    with MemoryFile() as memfile:
+        with memfile.open(**profile) as dataset:
+            dataset.write(array, 1)
+        data: bytes = memfile.read()
+        return data
+
+
+def _single_band(
+    array: np.ndarray, transform: Affine, epsg: int, nodata: int | None
+) -> dict[str, object]:
+    """The profile every demo file shares: one band of `array` on its grid, `nodata` if any."""
+    height, width = array.shape
+    profile: dict[str, object] = {
         "width": width,
         "height": height,
         "count": 1,
         "dtype": array.dtype.name,
         "crs": _crs(epsg),
         "transform": transform,
-        "tiled": False,
-        "blockysize": rows_per_strip,
-        "compress": "lzw",
     }
     if nodata is not None:
         profile["nodata"] = nodata
-    with MemoryFile() as memfile:
-        with memfile.open(**profile) as dataset:
-            dataset.write(array, 1)
-        data: bytes = memfile.read()
-        return data
+    return profile
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
