@@ -32,7 +32,7 @@ run: demo
 
 # What a run on CONFIG will read (items, files, bytes, requests), from its searches alone.
 plan: demo
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile "$(CONFIG)" plan
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake plan --cores $(CORES) --configfile "$(CONFIG)"
 	@cat results/plan.txt
 
 # System services the tests run for real: Chromium (report rendering), PostgreSQL + pgstac

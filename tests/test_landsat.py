@@ -322,3 +322,15 @@ def test_a_run_of_sentinel_2_and_landsat_gives_one_cube_with_both_platforms(
     from_landsat = cube["QA_PIXEL"].values != 1
     assert (cube["SCL"].values[from_landsat] == 0).all()  # a pixel comes from one item
     assert cube.attrs["status"] == "ok" and 0 < cube.attrs["valid_fraction"] <= 1
+
+
+def test_the_plan_counts_a_striped_file_by_its_strips():
+    """`make plan` probes each band's layout; a striped file (GDAL reads it strip by strip)
+    is one level whose tiles are its strips."""
+    from sitsflow.workflow.plan import probe
+
+    striped = probe(str(FIXTURES / SCENES[1] / f"{SCENES[1]}_SR_B4.TIF"))
+    assert [(level.tile_width, level.tile_height) for level in striped.levels] == [(512, 8)]
+    assert striped.levels[0].mean_tile_bytes == pytest.approx(512 * 8 * 2, rel=0.01)
+    tiled = probe(str(FIXTURES / SCENES[0] / f"{SCENES[0]}_SR_B4.TIF"))
+    assert [(level.tile_width, level.tile_height) for level in tiled.levels] == [(512, 512)]

@@ -64,6 +64,24 @@ def test_pixels_are_placed_from_their_tiles_edge_tiles_and_views_included():
     np.testing.assert_array_equal(view, expected)
 
 
+def test_a_file_beside_the_grid_needs_no_tile():
+    """An item whose footprint meets the feature but whose raster does not cover its grid (a
+    partial scene, a footprint drawn generously): no tile, nothing placed, no error (it was
+    `zip() argument 2 is longer than argument 1`, and the file went to GDAL)."""
+    from affine import Affine
+
+    from sitsflow.core.grid import Grid
+    from sitsflow.pixels.tiles import Level, _place, pixel_map
+
+    level = Level(0, 10, 7, 4, 4, Affine(10.0, 0.0, 0.0, 0.0, -10.0, 70.0), 32632)
+    grid = Grid(32632, 10.0, (200.0, 0.0, 260.0, 60.0))  # east of the file
+    pixels = pixel_map(level, grid)
+    assert pixels.tiles == () and pixels.by_tile == {}
+    out = np.full((grid.height, grid.width), np.nan, np.float32)
+    assert _place(out, pixels, level, {}) == 0
+    assert np.isnan(out).all()
+
+
 # The facts of one file: its EPSG code and pixel size, its overviews' size factors (GDAL's
 # integers; the COG's levels are its width divided by them, rounded up as GDAL does), how the
 # overviews were made as a metadata item (domain, key, value) or None, and the read: class band,

@@ -869,7 +869,10 @@ def pixel_map(level: Level, grid: Grid) -> PixelMap:
     order = np.argsort(tile_ids, kind="stable")
     ids, starts = np.unique(tile_ids[order], return_index=True)
     by_tile = {}
-    for tile_id, members in zip(ids, np.split(order, starts[1:]), strict=True):
+    # no pixel inside (a file whose item footprint meets the grid but whose raster does not):
+    # no tile; np.split would give one empty group for no id
+    groups = np.split(order, starts[1:]) if len(ids) else []
+    for tile_id, members in zip(ids, groups, strict=True):
         tile_col, tile_row = int(tile_id % (1 << 32)), int(tile_id // (1 << 32))
         local_rows = source_rows[members] - tile_row * level.tile_height
         local_cols = source_cols[members] - tile_col * level.tile_width

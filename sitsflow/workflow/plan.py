@@ -173,7 +173,7 @@ def probe(href: str, *, sign: bool = False) -> Probe:
     async def read() -> Probe:
         from async_tiff import TIFF
 
-        from sitsflow.pixels.tiles import cog_levels, overview_resampling
+        from sitsflow.pixels.tiles import overview_resampling
 
         signer = None
         if sign:
@@ -183,13 +183,13 @@ def probe(href: str, *, sign: bool = False) -> Probe:
         async with RangeStore() as store:
             url = resolve_href(href, sign=signer)
             tiff = await TIFF.open(url, store=store, prefetch=store.prefix_bytes)
-            levels = cog_levels(tiff)
+            levels = file_levels(tiff)
             header_bytes = max(store.prefix_bytes, store.counters.bytes)
             probed = []
             for level in levels:
                 ifd = tiff.ifds[level.index]
-                counts = list(ifd.tile_byte_counts or [])
-                offsets = list(ifd.tile_offsets or [])
+                counts = list(ifd.tile_byte_counts or ifd.strip_byte_counts or [])
+                offsets = list(ifd.tile_offsets or ifd.strip_offsets or [])
                 sizes = [c for c in counts if c > 0]
                 probed.append(
                     ProbedLevel(
@@ -218,6 +218,30 @@ def probe(href: str, *, sign: bool = False) -> Probe:
             )
 
     return asyncio.run(read())
+
+
+def file_levels(tiff: Any) -> list[Any]:
+    """The levels a read of the file fetches from: a COG's (`cog_levels`); a striped GeoTIFF's
+    full resolution with each strip as a tile as wide as the image (GDAL reads such a file,
+    strip by strip, without overviews)."""
+    from sitsflow.pixels.tiles import Level, cog_levels, georeference
+
+    first = tiff.ifds[0]
+    if first.tile_width is not None and first.tile_height is not None:
+        return cog_levels(tiff)
+    transform, epsg = georeference(first)
+    rows = first.rows_per_strip or first.image_height
+    return [
+        Level(
+            index=0,
+            width=first.image_width,
+            height=first.image_height,
+            tile_width=first.image_width,
+            tile_height=min(rows, first.image_height),
+            transform=transform,
+            epsg=epsg,
+        )
+    ]
 
 
 def needed_tiles(
