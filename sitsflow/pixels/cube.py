@@ -182,7 +182,10 @@ def make_cube_arrays(
         read_overviews=str(settings.read_overviews).lower(),
         loader=settings.loader,
         # sitsflow's reader: the files it left to GDAL, item -> band -> why (none: it read all)
-        read_through_gdal=stack.through_gdal or None,
+        read_through_gdal={
+            item: dict(sorted(bands.items())) for item, bands in sorted(stack.through_gdal.items())
+        }
+        or None,
         search_datetime=search_info.get("datetime"),
         query=search_info.get("query"),
         filter=search_info.get("filter"),
