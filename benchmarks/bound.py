@@ -119,7 +119,8 @@ def batches_of(features: list[Any], group_degrees: float = 2) -> dict[str, str]:
     from sitsflow.workflow.batch import plan_batches, resolve_batch_size
 
     groups = plan_groups(features, group_degrees)
-    plan = plan_batches(groups, resolve_batch_size("auto", len(features)))
+    by_id = {feature.fid: feature for feature in features}
+    plan = plan_batches(groups, resolve_batch_size("auto", len(features)), by_id, group_degrees)
     if not plan:
         return {feature.fid: feature.fid for feature in features}
     return {fid: batch for batch, members in plan.items() for fid in members}

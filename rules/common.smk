@@ -49,8 +49,14 @@ GROUPS = plan_groups(FEATURES.values(), SETTINGS.stac.group_degrees)
 GROUP_OF = {fid: group for group, members in GROUPS.items() for fid in members}
 SEARCH_GENERATION = search_generation()
 # Batch mode (config `batch_size`, rules/batch.smk): batch id -> member ids, the features of
-# one group in runs of `batch_size`; empty when every feature runs as its own jobs.
-BATCHES = plan_batches(GROUPS, resolve_batch_size(SETTINGS.batch_size, len(FEATURES)))
+# one group cut by where they lie into cells of at most `batch_size` (sitsflow.workflow.batch);
+# empty when every feature runs as its own jobs.
+BATCHES = plan_batches(
+    GROUPS,
+    resolve_batch_size(SETTINGS.batch_size, len(FEATURES)),
+    FEATURES,
+    SETTINGS.stac.group_degrees,
+)
 # Every per-feature stage's settings: the rules' params and the batch fingerprints alike.
 STAGE_SETTINGS = BatchSettings.from_settings(SETTINGS)
 BATCH_GENERATIONS = batch_generations(
@@ -62,7 +68,7 @@ DATASET_GENERATION = dataset_generation(layout.DATASET_MANIFEST, layout.DATASET)
 
 wildcard_constraints:
     fid=r"[A-Za-z0-9][A-Za-z0-9._-]*",
-    batch=r"[a-z0-9.-]+-\d\d\d\d",
+    batch=r"[a-z0-9.-]+-q[0-3]*(-c\d\d\d\d)?",
 
 
 def per_feature(stage):

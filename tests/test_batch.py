@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
@@ -63,29 +65,57 @@ LAYOUT = Layout()
 # Planning
 
 
-def test_batches_are_runs_of_each_groups_features_in_file_order():
-    groups = {"e008n48": [f"f{i}" for i in range(7)], "w002n40": ["g0"]}
-    assert plan_batches(groups, 3) == {
-        "e008n48-0000": ["f0", "f1", "f2"],
-        "e008n48-0001": ["f3", "f4", "f5"],
-        "e008n48-0002": ["f6"],
-        "w002n40-0000": ["g0"],
+def features_at(points: dict[str, tuple[float, float]]) -> dict[str, Feature]:
+    return {fid: Feature(fid, Point(x, y)) for fid, (x, y) in points.items()}
+
+
+BATCH_WILDCARD = re.compile(r"[a-z0-9.-]+-q[0-3]*(-c\d\d\d\d)?")  # rules/common.smk
+
+
+def test_batches_cut_each_group_by_where_its_features_lie():
+    rng = np.random.default_rng(1)
+    west = {f"w{i}": (8.2 + rng.uniform(0, 0.05), 48.2 + rng.uniform(0, 0.05)) for i in range(7)}
+    east = {f"e{i}": (9.7 + rng.uniform(0, 0.05), 49.7 + rng.uniform(0, 0.05)) for i in range(3)}
+    mixed = dict(sorted({**west, **east}.items(), key=lambda entry: rng.uniform()))
+    features = features_at({**mixed, "g0": (-1.5, 40.5)})
+    groups = {"e008n48": list(mixed), "w002n40": ["g0"]}
+    plan = plan_batches(groups, 3, features, 2.0)
+    assert plan["w002n40-q"] == ["g0"]
+    assert sorted(fid for members in plan.values() for fid in members) == sorted(features)
+    for batch, members in plan.items():
+        assert 1 <= len(members) <= 3
+        assert len({fid[0] for fid in members}) == 1, f"{batch} mixes the clusters: {members}"
+        assert members == [fid for fid in [*groups["e008n48"], "g0"] if fid in members]
+        assert BATCH_WILDCARD.fullmatch(batch) and batch_group(batch) in groups
+    assert plan_batches(groups, 0, features, 2.0) == {}
+    assert (
+        batch_group("f-a-q1-b-q0312") == "f-a-q1-b" and batch_group("e008n48-q-c0001") == "e008n48"
+    )
+
+
+def test_features_at_one_spot_are_cut_in_file_order():
+    features = features_at({f"f{i}": (8.5, 48.5) for i in range(7)})
+    plan = plan_batches({"e008n48": list(features)}, 3, features, 2.0)
+    assert list(plan.values()) == [["f0", "f1", "f2"], ["f3", "f4", "f5"], ["f6"]]
+    assert all(BATCH_WILDCARD.fullmatch(batch) for batch in plan)
+
+
+def test_appending_or_editing_a_feature_changes_only_the_batch_of_its_cell():
+    rng = np.random.default_rng(7)
+    points = {
+        f"f{i:03d}": (8 + rng.uniform(0, 2) ** 2 / 2, 48 + rng.uniform(0, 2)) for i in range(300)
     }
-    assert plan_batches(groups, 0) == {}
-    assert batch_group("e008n48-0002") == "e008n48" and batch_group("f-a-b-0000") == "f-a-b"
-
-
-def test_appending_features_keeps_every_full_batch_and_other_groups():
-    before = plan_batches({"a": [f"f{i}" for i in range(10)], "b": ["g0", "g1"]}, 4)
-    after = plan_batches({"a": [f"f{i}" for i in range(13)], "b": ["g0", "g1"]}, 4)
-    kept = ("a-0000", "a-0001", "b-0000")
-    assert {batch: after[batch] for batch in kept} == {batch: before[batch] for batch in kept}
-    assert after["a-0002"] == ["f8", "f9", "f10", "f11"] and after["a-0003"] == ["f12"]
-
-
-def test_batch_ids_sort_like_the_file_within_a_group():
-    batches = list(plan_batches({"a": [f"f{i}" for i in range(19_998)]}, 2))
-    assert batches == sorted(batches) and batches[-1] == "a-9998"
+    features = features_at(points)
+    before = plan_batches({"e008n48": list(points)}, 10, features, 2.0)
+    for change in ({"new": (8.9, 49.1)}, {"f010": (9.9, 48.1)}):
+        changed = features_at({**points, **change})
+        after = plan_batches({"e008n48": list(changed)}, 10, changed, 2.0)
+        gone = {batch for batch in before if after.get(batch) != before[batch]}
+        came = {batch for batch in after if before.get(batch) != after[batch]}
+        # only the cells the feature left or entered change (the one it enters may split)
+        assert 1 <= len(gone) <= 2 and len(came) <= 5
+        left = {fid for batch in gone for fid in before[batch]} - set(change)
+        assert left == {fid for batch in came for fid in after[batch]} - set(change)
 
 
 def test_a_batch_that_lost_a_file_gets_a_new_generation_once(in_tmp):
@@ -318,7 +348,7 @@ def test_batch_mode_makes_the_same_files_as_per_feature_jobs(batch_run, netcdf_r
     pd.testing.assert_frame_equal(*tables)
     manifests = sorted(p.name for p in (batch_run / "results" / "batches").glob("*.json"))
     # one batch per search group here: p1, poly and nowhere lie 2 degrees apart or more
-    assert manifests == ["e008n48-0000.json", "e010n50-0000.json", "w030n40-0000.json"]
+    assert manifests == ["e008n48-q.json", "e010n50-q.json", "w030n40-q.json"]
     assert "Nothing to be done" in snakemake(batch_run, "--dry-run").stdout
 
 
@@ -350,7 +380,7 @@ def test_a_deleted_file_is_remade_alone_and_once(batch_copy, snakemake):
     manifests = {p: p.read_bytes() for p in (batch_copy / "results" / "batches").glob("*.json")}
     dry_run = snakemake(batch_copy, "--dry-run")
     said = dry_run.stdout + dry_run.stderr
-    batch = "e010n50-0000"
+    batch = "e010n50-q"
     assert f"batch {batch}: results/quicklooks/poly.png missing; the batch runs again" in said
     assert dry_run_jobs(dry_run) == {"batch": 1, **AGGREGATES}
     # parsing (dry run included) changes no file
@@ -374,7 +404,7 @@ def test_a_failing_feature_fails_the_run_but_not_its_batch_mates(batch_copy, sna
     rows = summary.set_index("feature_id")
     assert rows.loc["huge", "status"] == "failed" and "max_pixels" in rows.loc["huge", "error"]
     assert set(rows.drop(index="huge")["status"]) <= {"ok", "no_items"}
-    assert not (batch_copy / "results" / "batches" / "e010n50-0000.json").exists()
+    assert not (batch_copy / "results" / "batches" / "e010n50-q.json").exists()
 
     write_features(batch_copy / VECTOR_FILE, {**vector(batch_copy), "huge": NEW_POINT})
     snakemake(batch_copy)

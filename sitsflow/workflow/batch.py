@@ -51,6 +51,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,28 +120,85 @@ def resolve_batch_size(setting: int | str, n_features: int) -> int:
     return size
 
 
-def plan_batches(groups: Mapping[str, Sequence[str]], batch_size: int) -> dict[str, list[str]]:
-    """Batch id -> member ids: the features of each search group (`sitsflow.catalog.groups`),
-    in file order, in runs of `batch_size`: `e008n48-0000`, `e008n48-0001`, ...
+# Quadtree depth below a search group's cell at which crowded features are cut in file order
+# instead (2 degree cells: 2 / 2**16 degrees, about 3 m: only features at one spot get there).
+MAX_SPLIT_DEPTH = 16
+BATCH_ID = re.compile(r"-q[0-3]*(-c\d{4})?$")
 
-    A batch's members depend only on its group's features before and in it: appending features
-    changes only the last batch of their groups, or adds new ones. A batch's features search in
-    one group's result and lie close together, so they share the tiles they read.
+
+def plan_batches(
+    groups: Mapping[str, Sequence[str]],
+    batch_size: int,
+    features: Mapping[str, Feature],
+    degrees: float,
+) -> dict[str, list[str]]:
+    """Batch id -> member ids: each search group's features (`sitsflow.catalog.groups`) cut by
+    where they lie, so that neighbours, which read the same tiles and blocks, share a batch.
+
+    A group's features are split by a quadtree over their lon/lat centroids,
+    rooted at the group's own cell (`degrees` on a side, `stac.group_degrees`, fixed whatever
+    the features): a cell with more than `batch_size` features is cut into four, until every
+    cell holds at most `batch_size`; each such cell is one batch, its id the group and the
+    cell's path
+    (`e008n48-q`, `e008n48-q0312`; `-c0001` for features at one spot cut in file order), its
+    members in file order. A feature's batch thus follows from its own position and its
+    cell's other features: appending or editing a feature changes only the batch of the cell
+    it lands in (which may split in four), never a batch elsewhere.
     """
     if batch_size <= 0:
         return {}
-    batches = {}
+    batches: dict[str, list[str]] = {}
     for group, members in groups.items():
-        for index in range(math.ceil(len(members) / batch_size)):
-            batches[f"{group}-{index:04d}"] = list(
-                members[index * batch_size : (index + 1) * batch_size]
-            )
-    return batches
+        points = {
+            fid: (features[fid].geometry.centroid.x, features[fid].geometry.centroid.y)
+            for fid in members
+        }
+        x, y = next(iter(points.values()))
+        if degrees > 0:
+            west, south = math.floor(x / degrees) * degrees, math.floor(y / degrees) * degrees
+            bounds = (west, south, west + degrees, south + degrees)
+        else:  # one feature per group
+            bounds = (x, y, x, y)
+        for path, cell in _quadtree(points, bounds, batch_size, "q", 0).items():
+            batches[f"{group}-{path}"] = cell
+    return dict(sorted(batches.items()))
+
+
+def _quadtree(
+    points: Mapping[str, tuple[float, float]],
+    bounds: tuple[float, float, float, float],
+    batch_size: int,
+    path: str,
+    depth: int,
+) -> dict[str, list[str]]:
+    """Cells of at most `batch_size` of `points` (file order kept), by their quadtree path."""
+    fids = list(points)
+    if len(fids) <= batch_size:
+        return {path: fids}
+    if depth >= MAX_SPLIT_DEPTH:
+        chunks = range(0, len(fids), batch_size)
+        return {f"{path}-c{n:04d}": fids[i : i + batch_size] for n, i in enumerate(chunks)}
+    minx, miny, maxx, maxy = bounds
+    midx, midy = (minx + maxx) / 2, (miny + maxy) / 2
+    quadrants: dict[int, dict[str, tuple[float, float]]] = {}
+    for fid, (x, y) in points.items():
+        quadrants.setdefault(int(x >= midx) + 2 * int(y >= midy), {})[fid] = (x, y)
+    cells = {}
+    for quadrant, members in sorted(quadrants.items()):
+        east, north = quadrant % 2, quadrant // 2
+        child = (
+            midx if east else minx,
+            midy if north else miny,
+            maxx if east else midx,
+            maxy if north else midy,
+        )
+        cells.update(_quadtree(members, child, batch_size, f"{path}{quadrant}", depth + 1))
+    return cells
 
 
 def batch_group(batch: str) -> str:
-    """The search group of a batch (its id without the run number)."""
-    return batch.rsplit("-", 1)[0]
+    """The search group of a batch (its id without the cell path)."""
+    return BATCH_ID.sub("", batch)
 
 
 def existing_files(layout: Layout) -> set[str]:
