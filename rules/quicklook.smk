@@ -1,20 +1,25 @@
-# Every feature's quicklook, in one job over all the cubes (per-feature mode; in batch mode each
-# batch job draws its own features' quicklooks).
+# Each feature's quicklook from its own cube (per-feature mode; in batch mode each batch job
+# draws its own features' quicklooks): a new or changed feature redraws its quicklook only.
 if not BATCHES:
 
-    rule quicklooks:
+    rule quicklook:
         input:
-            per_feature("cube"),
+            cube=cube_of,
         output:
-            quicklook_outputs(),
+            quicklook=report(
+                LAYOUT.pattern("quicklook"),
+                caption="../report/quicklook.rst",
+                category="Quicklooks",
+                subcategory=feature_kind,
+                labels=feature_label,
+            ),
         log:
-            layout.RUN_LOG.format(rule="quicklooks"),
+            LAYOUT.log_pattern("quicklook"),
         conda:
             "../envs/sitsflow.yaml"
-        # the last job of a run: it draws in as many processes as the run has cores
-        threads: workflow.cores
+        threads: 1
         resources:
-            mem_mb=2000,
-            runtime=30,
+            mem_mb=1000,
+            runtime=10,
         script:
-            "../scripts/quicklooks.py"
+            "../scripts/quicklook.py"
