@@ -30,13 +30,12 @@ include: "rules/plan.smk"
 rule all:
     default_target: True
     input:
-        # Per-feature mode: a `bbox`, a `cube` (items and cube), a `quicklook` and a
-        # `timeseries` job per feature, then the run-wide tables. In batch mode (config
+        # Per-feature mode: a `bbox` and a `cube` job (items and cube) per feature, then one
+        # `quicklooks` and one `timeseries` job over all features. In batch mode (config
         # `batch_size`) the `batch` jobs make every per-feature file, and `all` asks for the
         # batches instead.
         cubes=per_feature("cube"),
         quicklooks=per_feature("quicklook"),
-        timeseries=per_feature("timeseries"),
         batches=LAYOUT.manifests(BATCHES),
         summary=layout.SUMMARY,
         timeseries_table=layout.TIMESERIES_TABLE,

@@ -91,30 +91,30 @@ def group_search_of(wildcards):
     return ancient(LAYOUT.group_search(GROUP_OF[wildcards.fid]))
 
 
-def cube_of(wildcards):
-    """The feature's cube, asked for after the search checkpoint: before the search runs every
-    cube job may rerun (its group's result may change), and a job on a cube is only judged
-    again, once the search ran and its cube job turned out not to run, when it depends on the
-    checkpoint itself (otherwise every feature's quicklook and CSV would be redone)."""
-    checkpoints.search.get()
-    return LAYOUT.path("cube", wildcards.fid)
-
-
 def batch_group_search(wildcards):
     """The search result of the batch's group (ancient, as `group_search_of`)."""
     checkpoints.search.get()
     return ancient(LAYOUT.group_search(batch_group(wildcards.batch)))
 
 
-def feature_kind(wildcards):
+def feature_kind(fid):
     """Report subcategory of a feature: `Points` or `Polygons` (by its geometry type)."""
-    geometry_type = FEATURES[wildcards.fid].geometry.geom_type
+    geometry_type = FEATURES[fid].geometry.geom_type
     return "Points" if geometry_type in ("Point", "MultiPoint") else "Polygons"
 
 
-def feature_label(wildcards):
-    """The report label of a feature's quicklook: its id."""
-    return {"feature": wildcards.fid}
+def quicklook_outputs():
+    """Every feature's quicklook, each flagged for the report with its feature's label."""
+    return [
+        in_report(
+            path,
+            caption="../report/quicklook.rst",
+            category="Quicklooks",
+            subcategory=feature_kind(fid),
+            labels={"feature": fid},
+        )
+        for fid, path in zip(FEATURES, LAYOUT.paths("quicklook", FEATURES))
+    ]
 
 
 def feature_wkt(wildcards):
@@ -154,9 +154,9 @@ def summary_input(wildcards):
 
 
 def timeseries_input(wildcards):
-    """The per-feature CSVs (one job per feature) or the batches' time-series tables."""
+    """The cubes (one job per feature) or the batches' time-series tables."""
     return {
-        "tables": per_feature("timeseries"),
+        "cubes": per_feature("cube"),
         "batch_tables": LAYOUT.batch_timeseries(BATCHES),
     }
 

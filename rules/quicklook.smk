@@ -1,25 +1,20 @@
-# Each feature's quicklook from its own cube (per-feature mode; in batch mode each batch job
-# draws its own features' quicklooks): a new or changed feature redraws its quicklook only.
+# Every feature's quicklook, in one job over all the cubes (per-feature mode; in batch mode each
+# batch job draws its own features' quicklooks).
 if not BATCHES:
 
-    rule quicklook:
+    rule quicklooks:
         input:
-            cube=cube_of,
+            per_feature("cube"),
         output:
-            quicklook=report(
-                LAYOUT.pattern("quicklook"),
-                caption="../report/quicklook.rst",
-                category="Quicklooks",
-                subcategory=feature_kind,
-                labels=feature_label,
-            ),
+            quicklook_outputs(),
         log:
-            LAYOUT.log_pattern("quicklook"),
+            layout.RUN_LOG.format(rule="quicklooks"),
         conda:
             "../envs/sitsflow.yaml"
-        threads: 1
+        # the last job of a run: it draws in as many processes as the run has cores
+        threads: workflow.cores
         resources:
-            mem_mb=1000,
-            runtime=10,
+            mem_mb=2000,
+            runtime=30,
         script:
-            "../scripts/quicklook.py"
+            "../scripts/quicklooks.py"

@@ -1,39 +1,20 @@
-# Each feature's time-series CSV from its own cube (per-feature mode; in batch mode the batch
-# jobs write them), then every feature's rows in one Parquet table, rebuilt from the per-feature
-# CSVs or the batches' tables: a new or changed feature rewrites its own CSV only.
-if not BATCHES:
-
-    rule timeseries:
-        input:
-            cube=cube_of,
-        output:
-            table=LAYOUT.pattern("timeseries"),
-        log:
-            LAYOUT.log_pattern("timeseries"),
-        conda:
-            "../envs/sitsflow.yaml"
-        threads: 1
-        resources:
-            mem_mb=1000,
-            runtime=10,
-        params:
-            **STAGE_SETTINGS.rule_params("timeseries"),
-        script:
-            "../scripts/timeseries.py"
-
-
-rule timeseries_table:
+# Every feature's time series: the CSVs from the cubes and the combined table (per-feature
+# mode), or the combined table from the batches' tables (batch mode, whose jobs write the CSVs).
+rule timeseries:
     input:
         unpack(timeseries_input),
     output:
+        tables=per_feature("timeseries"),
         table=layout.TIMESERIES_TABLE,
     log:
-        layout.RUN_LOG.format(rule="timeseries_table"),
+        layout.RUN_LOG.format(rule="timeseries"),
     conda:
         "../envs/sitsflow.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        **STAGE_SETTINGS.rule_params("timeseries"),
     script:
-        "../scripts/timeseries_table.py"
+        "../scripts/timeseries.py"

@@ -315,7 +315,7 @@ def batch_copy(batch_run, tmp_path) -> Path:
 
 AGGREGATES = {
     "summary": 1,
-    "timeseries_table": 1,
+    "timeseries": 1,
     "all": 1,
 }
 # An edit of the vector file reruns the search job, which searches only the edited group again.
