@@ -311,6 +311,7 @@ def test_a_run_of_sentinel_2_and_landsat_gives_one_cube_with_both_platforms(
         resolution=30,
         crs="utm",
         query=None,
+        bandpass="hls",
     )
     snakemake(workdir)
     with open_cube(workdir / "results" / "cubes" / "p.nc") as opened:
@@ -322,6 +323,8 @@ def test_a_run_of_sentinel_2_and_landsat_gives_one_cube_with_both_platforms(
     from_landsat = cube["QA_PIXEL"].values != 1
     assert (cube["SCL"].values[from_landsat] == 0).all()  # a pixel comes from one item
     assert cube.attrs["status"] == "ok" and 0 < cube.attrs["valid_fraction"] <= 1
+    assert cube.attrs["bandpass_adjustment"].startswith("HLS v2.0 bandpass adjustment")
+    assert "sentinel-2" in cube.attrs["bandpass_adjustment"].split("coefficients:")[1]
 
 
 def test_the_plan_counts_a_striped_file_by_its_strips():
@@ -334,3 +337,25 @@ def test_the_plan_counts_a_striped_file_by_its_strips():
     assert striped.levels[0].mean_tile_bytes == pytest.approx(512 * 8 * 2, rel=0.01)
     tiled = probe(str(FIXTURES / SCENES[0] / f"{SCENES[0]}_SR_B4.TIF"))
     assert [(level.tile_width, level.tile_height) for level in tiled.levels] == [(512, 512)]
+
+
+def test_hls_bandpass_adjustment_per_sentinel_2_platform():
+    """OLI = slope * MSI + offset with HLS v2.0's coefficients, 2A's and 2B's apart; a platform
+    HLS does not list takes 2B's and says so; bands without coefficients stay as they were."""
+    from sitsflow.pixels.bandpass import HLS_COEFFICIENTS, adjust_to_oli
+
+    msi = np.full((3, 2, 2), 0.3, np.float32)
+    for platform, expected_platform in [
+        ("sentinel-2a", "sentinel-2a"),
+        ("sentinel-2b", "sentinel-2b"),
+        ("sentinel-2c", "sentinel-2b"),
+    ]:
+        values = msi.copy()
+        used = adjust_to_oli(values, ["red", "nir08", "lwir11"], platform)
+        assert used == expected_platform
+        for index, band in enumerate(["red", "nir08"]):
+            slope, offset = HLS_COEFFICIENTS[expected_platform][band]
+            np.testing.assert_allclose(values[index], 0.3 * slope + offset, rtol=1e-6)
+        np.testing.assert_array_equal(values[2], msi[2])
+    assert HLS_COEFFICIENTS["sentinel-2a"]["red"] == (0.9765, 0.0009)
+    assert HLS_COEFFICIENTS["sentinel-2b"]["swir22"] == (0.9867, 0.0004)
