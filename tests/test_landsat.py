@@ -359,3 +359,31 @@ def test_hls_bandpass_adjustment_per_sentinel_2_platform():
         np.testing.assert_array_equal(values[2], msi[2])
     assert HLS_COEFFICIENTS["sentinel-2a"]["red"] == (0.9765, 0.0009)
     assert HLS_COEFFICIENTS["sentinel-2b"]["swir22"] == (0.9867, 0.0004)
+
+
+def test_a_run_with_landsat_checks_and_computes_by_common_name():
+    """Parse-time checks and the NDVI-based products speak the run's band names."""
+    from sitsflow.pixels.indices import check_indices, compute_index
+    from sitsflow.testing.settings import config_for
+
+    config = config_for(
+        collection=["sentinel-2-l2a", "landsat-c2-l2"],
+        bands=["red", "nir08", "swir16"],
+        indices=["NDVI", "NDMI"],
+        time_step="P16D",
+        composite="max_ndvi",
+        attributes=[],
+    )
+    assert config["bands"] == ["red", "nir08", "swir16"]
+    with pytest.raises(InputError, match="'lwir11' is not measured by Sentinel-2.*both sensors"):
+        config_for(collection=["sentinel-2-l2a", "landsat-c2-l2"], bands=["red", "lwir11"])
+    assert config_for(collection="landsat-c2-l2", bands=["red", "lwir11"])["bands"]
+    with pytest.raises(InputError, match=r"from red and nir08; add \['nir08'\]"):
+        config_for(
+            collection="landsat-c2-l2", bands=["red"], time_step="P16D", composite="max_ndvi"
+        )
+    with pytest.raises(InputError, match="NDWI.*add nir08"):
+        check_indices(["NDWI"], ["green"], landsat=True)
+    red, nir = np.array([0.1], np.float32), np.array([0.5], np.float32)
+    ndvi = compute_index("NDVI", {"red": red, "nir08": nir}, landsat=True)
+    np.testing.assert_allclose(ndvi, (0.5 - 0.1) / (0.5 + 0.1), rtol=1e-6)

@@ -77,6 +77,11 @@ LANDSAT_ALIASES = {
 }
 # The Sentinel-2 band of each common name of a run with Landsat (what a Sentinel-2 item reads).
 S2_BAND_OF = {name: band for band, name in LANDSAT_ALIASES.items() if band in S2_BANDS}
+# What a run with Landsat reads for a formula written with Sentinel-2 bands (spectral indices,
+# NDVI): the band of that common name, and for B08 the near infrared there is (nir08).
+LANDSAT_RUN_BAND = {**{band: name for name, band in S2_BAND_OF.items()}, "B08": "nir08"}
+# NDVI's red and near-infrared bands, by the names a run gives them.
+NDVI_BANDS = {False: ("B04", "B08"), True: ("red", "nir08")}
 # Landsat platforms (STAC `platform`, lower case) -> instrument.
 LANDSAT_PLATFORMS = {
     "landsat-4": "tm",

@@ -38,6 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
+from sitsflow.core.bands import NDVI_BANDS
 from sitsflow.core.layout import Layout
 from sitsflow.outputs.timeseries import observed_share, value_variables, window_medians
 
@@ -83,10 +84,13 @@ class Display:
 def choose_display(bands: Sequence[str]) -> Display:
     """True colour if B04/B03/B02 are there, else false colour B08/B04/B03, else greyscale."""
     present = set(bands)
-    if {"B04", "B03", "B02"} <= present:
-        return Display("true colour B04/B03/B02", ("B04", "B03", "B02"))
-    if {"B08", "B04", "B03"} <= present:
-        return Display("false colour B08/B04/B03", ("B08", "B04", "B03"))
+    # Sentinel-2 names, or the common names of a run with Landsat
+    for true, false in ((("B04", "B03", "B02"), ("B08", "B04", "B03")),
+                        (("red", "green", "blue"), ("nir08", "red", "green"))):  # fmt: skip
+        if set(true) <= present:
+            return Display(f"true colour {'/'.join(true)}", true)
+        if set(false) <= present:
+            return Display(f"false colour {'/'.join(false)}", false)
     return Display(f"greyscale {bands[0]}", (bands[0],))
 
 
@@ -160,8 +164,10 @@ def date_statistics(cube: xr.Dataset) -> pd.DataFrame:
     bands = reflectance_bands(cube)
     indices = cube_indices(cube)
     table = pd.DataFrame(window_medians(cube, bands + indices), index=cube["time"].values)
-    if "NDVI" not in indices and {"B04", "B08"} <= set(bands):
-        red, nir = cube["B04"].values.astype(np.float64), cube["B08"].values.astype(np.float64)
+    red_name, nir_name = NDVI_BANDS["red" in bands]
+    if "NDVI" not in indices and {red_name, nir_name} <= set(bands):
+        red = cube[red_name].values.astype(np.float64)
+        nir = cube[nir_name].values.astype(np.float64)
         with np.errstate(all="ignore"):
             ndvi = (nir - red) / (nir + red)
         ndvi_cube = cube.assign(NDVI=(("time", "y", "x"), ndvi))

@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from sitsflow.core.bands import NDVI_BANDS
 from sitsflow.core.settings import CompositeMethod
 from sitsflow.pixels.mosaic import Mosaic
 from sitsflow.pixels.timeaxis import TimeAxis
 
 METHODS: tuple[CompositeMethod, ...] = ("median", "first", "max_ndvi")
-NDVI_BANDS = ("B04", "B08")  # red, near infrared
 
 
 @dataclass
@@ -143,7 +143,7 @@ def composite_mosaic(
 ) -> Composite:
     """The mosaic's solar-day steps composited onto `axis`, every interval present (an
     interval without acquisitions has no value and a count of 0). `bands` name the mosaic's
-    reflectance bands, in order (`max_ndvi` finds B04 and B08 among them)."""
+    reflectance bands, in order (`max_ndvi` finds B04 and B08, or red and nir08, among them)."""
     n_bands, height, width = mosaic.reflectance.shape[1:]
     intervals = len(axis.starts)
     result = Composite(
@@ -153,11 +153,11 @@ def composite_mosaic(
         times=axis.times,
         step_items=[],
     )
-    ndvi_bands = (
-        (list(bands).index(NDVI_BANDS[0]), list(bands).index(NDVI_BANDS[1]))
-        if method == "max_ndvi"
-        else None
-    )
+    ndvi_bands = None
+    if method == "max_ndvi":
+        # B04/B08, or red/nir08 in a run with Landsat
+        red, nir = NDVI_BANDS["red" in bands]
+        ndvi_bands = (list(bands).index(red), list(bands).index(nir))
     where = axis.index_of(mosaic.days)
     for interval in range(intervals):
         members = np.flatnonzero(where == interval)

@@ -65,7 +65,7 @@ def make_cube(
     # extra variables from the gap-filled reflectance.
     from sitsflow.pixels.indices import add_indices
 
-    return add_indices(dataset, list(settings.indices))
+    return add_indices(dataset, list(settings.indices), LANDSAT in settings.families)
 
 
 def make_cube_arrays(

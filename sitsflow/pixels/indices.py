@@ -23,7 +23,7 @@ import numpy as np
 import spyndex
 import xarray as xr
 
-from sitsflow.core.bands import CLASSIFICATION_BANDS, canonical_band
+from sitsflow.core.bands import CLASSIFICATION_BANDS, LANDSAT_RUN_BAND, canonical_band
 from sitsflow.core.errors import InputError
 
 CONFIG_KEY = "indices"
@@ -116,9 +116,17 @@ def _unknown_index_message(name: str) -> str:
     )
 
 
-def check_indices(indices: Sequence[str], bands: Sequence[str]) -> None:
+def run_bands(recipe: IndexRecipe, landsat: bool) -> dict[str, str]:
+    """The recipe's letter -> band, in the run's names: Sentinel-2's (`B04`), or in a run with
+    Landsat the common names (`red`; `N` -> `nir08`); a band Landsat lacks keeps its name."""
+    if not landsat:
+        return dict(recipe.bands)
+    return {letter: LANDSAT_RUN_BAND.get(band, band) for letter, band in recipe.bands.items()}
+
+
+def check_indices(indices: Sequence[str], bands: Sequence[str], landsat: bool = False) -> None:
     """Raise InputError naming the index and what it lacks (bands to add, inputs unsupported)."""
-    available = {canonical_band(b) for b in bands} - set(CLASSIFICATION_BANDS)
+    available = {canonical_band(b, landsat) for b in bands} - set(CLASSIFICATION_BANDS)
     for name in indices:
         recipe = index_recipe(name)
         if recipe.unsupported:
@@ -128,7 +136,11 @@ def check_indices(indices: Sequence[str], bands: Sequence[str]) -> None:
                 "without a default); remove it from indices",
                 key=CONFIG_KEY,
             )
-        missing = {letter: band for letter, band in recipe.bands.items() if band not in available}
+        missing = {
+            letter: band
+            for letter, band in run_bands(recipe, landsat).items()
+            if band not in available
+        }
         if missing:
             letters = sorted(missing)
             s2_bands = sorted(set(missing.values()))
@@ -139,12 +151,15 @@ def check_indices(indices: Sequence[str], bands: Sequence[str]) -> None:
             )
 
 
-def compute_index(name: str, reflectance: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Index `name` from reflectance arrays keyed by S2 band; float32, NaN where undefined."""
+def compute_index(
+    name: str, reflectance: Mapping[str, np.ndarray], landsat: bool = False
+) -> np.ndarray:
+    """Index `name` from reflectance arrays keyed by the run's band names (`run_bands`);
+    float32, NaN where undefined."""
     recipe = index_recipe(name)
     params: dict[str, np.ndarray | float] = {
         letter: np.asarray(reflectance[band], dtype=np.float64)
-        for letter, band in recipe.bands.items()
+        for letter, band in run_bands(recipe, landsat).items()
     }
     params.update(recipe.constants)
     with np.errstate(all="ignore"):  # x/0 and negative ** fractional give NaN, not warnings
@@ -153,8 +168,9 @@ def compute_index(name: str, reflectance: Mapping[str, np.ndarray]) -> np.ndarra
     return values.astype(np.float32)
 
 
-def add_indices(dataset: xr.Dataset, indices: Sequence[str]) -> xr.Dataset:
-    """`dataset` with one float32 (time, y, x) variable per index, from its reflectance bands.
+def add_indices(dataset: xr.Dataset, indices: Sequence[str], landsat: bool = False) -> xr.Dataset:
+    """`dataset` with one float32 (time, y, x) variable per index, from its reflectance bands
+    (named by common name in a run with Landsat: `landsat`).
 
     The variables share the bands' grid mapping; `observed` applies to them unchanged. The
     dataset's `indices` attribute lists them (JSON), so readers can tell indices from bands.
@@ -168,13 +184,16 @@ def add_indices(dataset: xr.Dataset, indices: Sequence[str]) -> xr.Dataset:
     grid_mapping = dataset[template].attrs.get("grid_mapping")
     for name in indices:
         recipe = index_recipe(name)
-        values = compute_index(name, {band: dataset[band].values for band in recipe.bands.values()})
+        inputs = run_bands(recipe, landsat)
+        values = compute_index(
+            name, {band: dataset[band].values for band in inputs.values()}, landsat
+        )
         attrs = {
             "long_name": recipe.long_name,
             "units": "1",
             "ancillary_variables": "observed",
             "formula": recipe.formula,
-            "formula_inputs": json.dumps({**recipe.bands, **recipe.constants}),
+            "formula_inputs": json.dumps({**inputs, **recipe.constants}),
             "reference": recipe.reference,
             "source": f"spyndex {spyndex.__version__} (Awesome Spectral Indices), from the "
             "gap-filled reflectance",

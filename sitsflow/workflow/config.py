@@ -21,7 +21,7 @@ from pyproj.exceptions import CRSError
 
 from sitsflow.catalog.filters import parse_filter
 from sitsflow.catalog.providers import check_provider_config
-from sitsflow.core.bands import canonical_band
+from sitsflow.core.bands import LANDSAT, NDVI_BANDS, canonical_band, run_families
 from sitsflow.core.errors import InputError
 from sitsflow.pixels.timeaxis import parse_duration
 
@@ -160,6 +160,14 @@ def load_config(
     return validated
 
 
+def runs_landsat(config: Mapping[str, Any]) -> bool:
+    """Whether the config's collections include a Landsat one (its bands then go by common
+    name: `sitsflow.core.bands.canonical_band`)."""
+    collection = config.get("collection", "")
+    names = [collection] if isinstance(collection, str) else list(collection)
+    return LANDSAT in run_families(names)
+
+
 def check_config(config: Mapping[str, Any]) -> None:
     """Raise InputError for values the schema accepts but the workflow cannot use."""
     dates = {}
@@ -172,10 +180,11 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise InputError(
             f"start {dates['start']} is after end {dates['end']}; swap them", key="start"
         )
+    landsat = runs_landsat(config)
     for band in config["bands"]:
-        canonical_band(band)
+        canonical_band(band, landsat)
     try:
-        canonical_band(config["mask"]["band"])
+        canonical_band(config["mask"]["band"], landsat)
     except InputError as exc:
         raise InputError(exc.message, key="mask.band") from None
     check_provider_config(config)
@@ -188,7 +197,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         # spyndex brings xarray and dask: 0.5 s of every run's parse without indices
         from sitsflow.pixels.indices import check_indices
 
-        check_indices(config["indices"], config["bands"])
+        check_indices(config["indices"], config["bands"], runs_landsat(config))
     crs = str(config["crs"])
     if crs.lower() != "utm":
         try:
@@ -230,12 +239,14 @@ def check_time_axis(config: Mapping[str, Any]) -> None:
     except ValueError as exc:
         raise InputError(f"{exc}; or null for the acquisition dates", key="time_step") from None
     if config["composite"] == "max_ndvi":
-        bands = {canonical_band(band) for band in config["bands"]}
-        missing = [band for band in ("B04", "B08") if band not in bands]
+        landsat = runs_landsat(config)
+        bands = {canonical_band(band, landsat) for band in config["bands"]}
+        red, nir = NDVI_BANDS[landsat]
+        missing = [band for band in (red, nir) if band not in bands]
         if missing:
             raise InputError(
-                f"composite max_ndvi picks the observation with the highest NDVI, from B04 and "
-                f"B08; add {missing} to bands, or use composite median or first",
+                f"composite max_ndvi picks the observation with the highest NDVI, from {red} "
+                f"and {nir}; add {missing} to bands, or use composite median or first",
                 key="composite",
             )
 
@@ -263,8 +274,9 @@ def check_dataset(config: Mapping[str, Any]) -> None:
 
 def check_attribute_names(config: Mapping[str, Any]) -> None:
     """Attribute columns must not clash with the columns and coordinates sitsflow writes."""
-    taken = RESERVED_COLUMNS | {canonical_band(band) for band in config["bands"]}
-    taken |= set(config["indices"]) | {canonical_band(config["mask"]["band"])}
+    landsat = runs_landsat(config)
+    taken = RESERVED_COLUMNS | {canonical_band(band, landsat) for band in config["bands"]}
+    taken |= set(config["indices"]) | {canonical_band(config["mask"]["band"], landsat)}
     clashing = [name for name in config["attributes"] if name in taken]
     if config["id_column"] in config["attributes"]:
         raise InputError(
