@@ -209,6 +209,7 @@ def appended(run, snakemake, tmp_path_factory):
     return workdir, before, chunk_files(store), result
 
 
+@pytest.mark.slow  # 12 s on 2 cores: its fixture reruns the workflow with one more feature
 def test_appending_a_feature_writes_only_its_part_of_the_dataset(appended):
     workdir, before, after, result = appended
     store = workdir / "results" / "dataset.zarr"
