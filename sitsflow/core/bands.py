@@ -126,7 +126,7 @@ def item_family(item: Mapping[str, Any]) -> str:
 
 def landsat_instrument(item: Mapping[str, Any]) -> str:
     """`tm`, `etm` or `oli` for a Landsat item, from its platform (or its id's `LC08`/`LE07`
-    /`LT05` prefix); AssetError-free InputError naming the item otherwise."""
+    /`LT05` prefix); InputError naming the item otherwise."""
     platform = item_platform(item)
     if platform in LANDSAT_PLATFORMS:
         return LANDSAT_PLATFORMS[platform]
