@@ -26,7 +26,11 @@ from sitsflow.core.features import (
 )
 from sitsflow.core.layout import Layout
 from sitsflow.core.settings import Settings
-from sitsflow.workflow.stages import dataset_generation, search_generation
+from sitsflow.workflow.stages import (
+    dataset_generation,
+    search_generation,
+    timeseries_generation,
+)
 
 # `--config` values arrive as strings: typed by the schema, then validated (the schema's
 # defaults filled in) and checked.
@@ -77,6 +81,12 @@ def per_feature(stage):
     return [] if BATCHES else LAYOUT.paths(stage, FEATURES)
 
 
+# Per-feature mode: grows when a time-series CSV was deleted by hand (rules/timeseries.smk).
+TIMESERIES_GENERATION = timeseries_generation(
+    per_feature("cube"), per_feature("timeseries")
+)
+
+
 def group_search_of(wildcards):
     """The search result of the feature's group. Ancient: another feature joining the group
     reruns the search job, which rewrites every group's file, but reruns no other cube.
@@ -97,24 +107,15 @@ def batch_group_search(wildcards):
     return ancient(LAYOUT.group_search(batch_group(wildcards.batch)))
 
 
-def feature_kind(fid):
+def feature_kind(wildcards):
     """Report subcategory of a feature: `Points` or `Polygons` (by its geometry type)."""
-    geometry_type = FEATURES[fid].geometry.geom_type
+    geometry_type = FEATURES[wildcards.fid].geometry.geom_type
     return "Points" if geometry_type in ("Point", "MultiPoint") else "Polygons"
 
 
-def quicklook_outputs():
-    """Every feature's quicklook, each flagged for the report with its feature's label."""
-    return [
-        in_report(
-            path,
-            caption="../report/quicklook.rst",
-            category="Quicklooks",
-            subcategory=feature_kind(fid),
-            labels={"feature": fid},
-        )
-        for fid, path in zip(FEATURES, LAYOUT.paths("quicklook", FEATURES))
-    ]
+def feature_label(wildcards):
+    """The report label of a feature's quicklook: its id."""
+    return {"feature": wildcards.fid}
 
 
 def feature_wkt(wildcards):

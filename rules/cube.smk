@@ -1,4 +1,5 @@
-# The feature's items from its group's search result, then its cube.
+# The feature's items from its group's search result, then its cube and its quicklook (drawn
+# here, so that a new feature's job draws its own and no other).
 rule cube:
     input:
         bbox=LAYOUT.pattern("bbox"),
@@ -10,6 +11,13 @@ rule cube:
             directory(LAYOUT.pattern("cube"))
             if SETTINGS.format == "zarr"
             else LAYOUT.pattern("cube")
+        ),
+        quicklook=report(
+            LAYOUT.pattern("quicklook"),
+            caption="../report/quicklook.rst",
+            category="Quicklooks",
+            subcategory=feature_kind,
+            labels=feature_label,
         ),
     log:
         LAYOUT.log_pattern("cube"),

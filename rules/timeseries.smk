@@ -1,10 +1,11 @@
-# Every feature's time series: the CSVs from the cubes and the combined table (per-feature
-# mode), or the combined table from the batches' tables (batch mode, whose jobs write the CSVs).
+# Every feature's time series in one Parquet table, rebuilt from the cubes (per-feature mode,
+# where this job also writes each feature's CSV when it is stale: missing, older than its cube or
+# made with other settings) or from the batches' tables (batch mode, whose jobs write the CSVs).
+# The CSVs are not outputs of this job: Snakemake would remove every one before it runs.
 rule timeseries:
     input:
         unpack(timeseries_input),
     output:
-        tables=per_feature("timeseries"),
         table=layout.TIMESERIES_TABLE,
     log:
         layout.RUN_LOG.format(rule="timeseries"),
@@ -16,5 +17,8 @@ rule timeseries:
         runtime=30,
     params:
         **STAGE_SETTINGS.rule_params("timeseries"),
+        tables=per_feature("timeseries"),
+        # grows when a CSV was deleted by hand (sitsflow.workflow.stages.timeseries_generation)
+        generation=TIMESERIES_GENERATION,
     script:
         "../scripts/timeseries.py"

@@ -1,5 +1,5 @@
-"""Rule `timeseries`: every feature's time-series CSV from its cube (per-feature mode), and all
-of them in one Parquet table, from the same tables or from the batches' tables (batch mode)."""
+"""Rule `timeseries`: every feature's time series in one Parquet table, from the cubes
+(per-feature mode: each CSV rewritten only when stale) or the batches' tables (batch mode)."""
 
 import pandas as pd
 
@@ -7,16 +7,13 @@ from sitsflow.core.atomic import atomic_path
 from sitsflow.core.logs import job_logging
 from sitsflow.core.settings import TimeseriesSettings
 from sitsflow.outputs.timeseries import combine_tables
-from sitsflow.workflow.stages import write_timeseries_file
+from sitsflow.workflow.stages import refresh_timeseries
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "timeseries") as log:
     settings = TimeseriesSettings.from_config(smk.params.timeseries)
-    csvs = list(smk.output.tables)
-    tables = [
-        write_timeseries_file(cube, settings, csv)
-        for cube, csv in zip(smk.input.cubes, csvs, strict=True)
-    ]
+    pairs = list(zip(smk.input.cubes, smk.params.tables, strict=True))
+    tables = refresh_timeseries(pairs, settings, smk.params.generation) if pairs else []
     tables += [pd.read_parquet(path) for path in smk.input.batch_tables]
     table = combine_tables(tables)
     with atomic_path(smk.output.table) as temporary:

@@ -19,10 +19,14 @@ import xarray as xr
 import yaml
 from shapely.geometry import Point
 
+from sitsflow.core.layout import Layout
+from sitsflow.core.pipeline import STAGE_NAMES
 from sitsflow.testing.settings import settings_for
 from sitsflow.testing.stac_server import StacServer
 from tests.conftest import VECTOR_FILE
 from tests.helpers import expected_cube, jobs_run, write_features
+
+LAYOUT = Layout()
 
 pytestmark = pytest.mark.slow  # and `integration`, as they request `snakemake`
 
@@ -92,8 +96,8 @@ def test_cubes_match_the_archive(run, archive):
 def test_job_logs_have_timings_and_no_warnings(run):
     workdir, _ = run
     logs = sorted((workdir / "logs").rglob("*.log"))
-    # per feature: bbox, cube; once: search, quicklooks, timeseries, summary
-    assert len(logs) == 2 * len(POINTS) + 4
+    # per feature: bbox, cube (and its quicklook); once: search, timeseries, summary
+    assert len(logs) == 2 * len(POINTS) + 3
     for log in logs:
         text = log.read_text()
         assert "done in" in text, log
@@ -135,7 +139,7 @@ def test_second_run_does_nothing(run, snakemake):
 # searches only the feature's group again).
 PER_FEATURE_JOBS = {
     **{rule: 1 for rule in ("bbox", "cube")},
-    **{rule: 1 for rule in ("search", "quicklooks", "timeseries", "summary", "all")},
+    **{rule: 1 for rule in ("search", "timeseries", "summary", "all")},
 }
 
 
@@ -145,7 +149,42 @@ def test_appending_a_feature_adds_exactly_its_jobs(run, snakemake, tmp_path):
     shutil.copytree(workdir, copy, symlinks=True)
     points = {**POINTS, "extra": (11.176778, 50.013801)}
     write_features(copy / VECTOR_FILE, points)
+    before = feature_files(copy, POINTS)
     assert jobs_run(snakemake(copy)) == PER_FEATURE_JOBS
+    assert feature_files(copy, POINTS) == before  # no other feature's file was rewritten
+    assert set(feature_files(copy, ["extra"])) == {
+        LAYOUT.path(stage, "extra") for stage in STAGE_NAMES
+    }
+
+
+def test_a_deleted_time_series_is_written_again_alone_and_once(run, snakemake, tmp_path):
+    workdir, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    (copy / LAYOUT.path("timeseries", "p1")).unlink()
+    before = feature_files(copy, POINTS)
+    assert jobs_run(snakemake(copy)) == {"timeseries": 1, "all": 1}
+    after = feature_files(copy, POINTS)
+    assert {path for path in after if after[path] != before.get(path)} == {
+        LAYOUT.path("timeseries", "p1")
+    }
+    assert (copy / LAYOUT.path("timeseries", "p1")).read_bytes() == (
+        workdir / LAYOUT.path("timeseries", "p1")
+    ).read_bytes()
+    assert "Nothing to be done" in snakemake(copy, "--dry-run").stdout
+
+
+def feature_files(workdir: Path, fids) -> dict[str, tuple[int, int]]:
+    """Every per-feature file of `fids` (bbox, items, cube, quicklook, time series) -> its
+    modification time and size."""
+    found = {}
+    for fid in fids:
+        for stage in STAGE_NAMES:
+            path = workdir / LAYOUT.path(stage, fid)
+            if path.exists():
+                stat = path.stat()
+                found[LAYOUT.path(stage, fid)] = (stat.st_mtime_ns, stat.st_size)
+    return found
 
 
 def test_editing_one_feature_reruns_only_it(run, snakemake, tmp_path):

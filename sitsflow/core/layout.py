@@ -23,6 +23,9 @@ SEARCH_CACHE = "results/searches/cache"
 SUMMARY = "results/summary.csv"
 SUMMARY_HTML = "results/summary.html"
 TIMESERIES_TABLE = "results/timeseries.parquet"
+# per-feature mode: the settings each time-series CSV was written with, and the generation of
+# the `timeseries` job (sitsflow.workflow.stages.refresh_timeseries)
+TIMESERIES_STATE = "results/timeseries.state.json"
 OVERVIEW = "results/overview.png"
 # `dataset: true` (sitsflow/outputs/dataset.py): every cube stacked along `feature`, updated in
 # place, and the `dataset` job's manifest (its declared output: rules/dataset.smk says why).

@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 from sitsflow.core.layout import Layout
 from sitsflow.core.pipeline import STAGE_NAMES, STAGES, UPSTREAM, stage_named
 from sitsflow.workflow.context import BatchContext, BatchSettings
-from sitsflow.workflow.stages import cube_timeseries, read_bbox
+from sitsflow.workflow.stages import cube_timeseries, modification_time, read_bbox
 
 log = logging.getLogger(__name__)
 
@@ -292,13 +292,6 @@ def write_fingerprints(path: str | Path, fingerprints: Mapping[str, str]) -> Non
     atomic_write_text(path, json.dumps({"fingerprints": dict(fingerprints)}, sort_keys=True))
 
 
-def _mtime(path: str | Path) -> float | None:
-    try:
-        return os.stat(path).st_mtime
-    except FileNotFoundError:
-        return None
-
-
 def _remove(path: str | Path) -> None:
     """Remove a stage's output file or Zarr directory, as Snakemake does before a job runs."""
     target = Path(path)
@@ -319,10 +312,10 @@ def stage_is_current(
 ) -> bool:
     """True if the stage's output exists, was made with `fingerprint`, and is not older than
     any of its input files (Snakemake's mtime rule)."""
-    made = _mtime(layout.path(stage, fid))
+    made = modification_time(layout.path(stage, fid))
     if made is None or recorded.get(stage) != fingerprint:
         return False
-    inputs = [_mtime(layout.path(name, fid)) for name in UPSTREAM[stage]]
+    inputs = [modification_time(layout.path(name, fid)) for name in UPSTREAM[stage]]
     return all(when is not None and when <= made for when in inputs)
 
 

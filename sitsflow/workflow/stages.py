@@ -10,6 +10,7 @@ the functions: a batch imports only what its stages need.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,12 +18,12 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sitsflow.catalog.search import write_item_collection
 from sitsflow.core.atomic import atomic_path, atomic_write_text
 from sitsflow.core.features import AttributeValue, Feature
-from sitsflow.core.layout import SEARCH_CACHE, SEARCH_INDEX, Layout
+from sitsflow.core.layout import SEARCH_CACHE, SEARCH_INDEX, TIMESERIES_STATE, Layout
 from sitsflow.core.projection import area_of_interest
 from sitsflow.core.settings import (
     CubeSettings,
@@ -339,29 +340,6 @@ def render_quicklook_file(cube_path: str, output: str) -> None:
     log.info("wrote %s from %s (%d time steps)", output, cube_path, cube.sizes["time"])
 
 
-def render_quicklook_files(pairs: Sequence[tuple[str, str]], workers: int) -> None:
-    """`render_quicklook_file` for every (cube, PNG) pair, in `workers` processes (forked
-    after matplotlib is imported, so each pays no import): the quicklooks of a run are drawn
-    in one job, after the last cube, and would otherwise be drawn one after the other."""
-    import sitsflow.outputs.quicklook  # noqa: F401 (imported once, before the fork)
-
-    if workers <= 1 or len(pairs) <= 1:
-        for cube, output in pairs:
-            render_quicklook_file(cube, output)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(min(workers, len(pairs)), mp_context=context) as pool:
-        for _ in pool.map(_render_pair, pairs, chunksize=max(1, len(pairs) // (4 * workers))):
-            pass
-
-
-def _render_pair(pair: tuple[str, str]) -> None:
-    render_quicklook_file(*pair)
-
-
 def cube_timeseries(cube_path: str, settings: TimeseriesSettings) -> pd.DataFrame:
     """The cube's time-series table (`timeseries.layout`), with the feature's attributes."""
     from sitsflow.outputs.timeseries import feature_timeseries
@@ -387,6 +365,77 @@ def write_timeseries_file(
         write_timeseries_csv(table, temporary)
     log.info("wrote %s: %d rows (%s layout), %s", output, len(table), settings.layout, used)
     return table
+
+
+def refresh_timeseries(
+    pairs: Sequence[tuple[str, str]],
+    settings: TimeseriesSettings,
+    generation: int,
+    state_path: str = TIMESERIES_STATE,
+) -> list[pd.DataFrame]:
+    """Every (cube, CSV) pair's time-series table, for the run-wide Parquet table (which keeps
+    the attribute columns' types a CSV loses); a CSV is written only when it is stale: missing,
+    older than its cube, or written with other `timeseries` settings. So a run that adds one
+    feature rewrites that feature's CSV only. The state file records each CSV's settings and the
+    job's `generation` (`timeseries_generation`)."""
+    from sitsflow.outputs.timeseries import feature_timeseries, method_used, write_timeseries_csv
+    from sitsflow.outputs.write import open_cube
+
+    fingerprint = hashlib.sha256(
+        json.dumps(settings.to_params(), sort_keys=True).encode()
+    ).hexdigest()[:16]
+    written = _read_state(state_path).get("written", {})
+    tables, rewritten = [], 0
+    for cube_path, csv in pairs:
+        with open_cube(cube_path) as cube:
+            loaded = cube.load()
+            table = feature_timeseries(loaded, settings)
+            used = method_used(loaded, settings)
+        tables.append(table)
+        csv_time, cube_time = modification_time(csv), modification_time(cube_path)
+        fresh = csv_time is not None and cube_time is not None and csv_time >= cube_time
+        if fresh and written.get(csv) == fingerprint:
+            continue
+        with atomic_path(csv) as temporary:
+            write_timeseries_csv(table, temporary)
+        written[csv] = fingerprint
+        rewritten += 1
+        log.info("wrote %s: %d rows (%s layout), %s", csv, len(table), settings.layout, used)
+    kept = {csv for _, csv in pairs}
+    state = {"generation": generation, "written": {k: v for k, v in written.items() if k in kept}}
+    atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
+    log.info("%d time-series CSVs up to date, %d written", len(pairs) - rewritten, rewritten)
+    return tables
+
+
+def timeseries_generation(
+    cubes: Sequence[str], csvs: Sequence[str], state_path: str = TIMESERIES_STATE
+) -> int:
+    """The `timeseries` job's generation, a `params:` value read when the workflow is parsed:
+    the recorded one, plus one when a feature's CSV is missing beside its cube (deleted by hand:
+    the CSVs are not Snakemake outputs, so only this reruns the job, which rewrites them)."""
+    recorded = int(_read_state(state_path).get("generation", 0))
+    missing = any(
+        os.path.exists(cube) and not os.path.exists(csv)
+        for cube, csv in zip(cubes, csvs, strict=True)
+    )
+    return recorded + 1 if missing else recorded
+
+
+def _read_state(path: str) -> dict[str, Any]:
+    try:
+        state = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def modification_time(path: str | Path) -> float | None:
+    """The file's (or directory's) modification time, None if it does not exist."""
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------
