@@ -19,6 +19,7 @@ include: "rules/common.smk"
 include: "rules/bbox.smk"
 include: "rules/search.smk"
 include: "rules/cube.smk"
+include: "rules/quicklook.smk"
 include: "rules/timeseries.smk"
 include: "rules/batch.smk"
 include: "rules/summary.smk"
@@ -29,9 +30,9 @@ include: "rules/plan.smk"
 rule all:
     default_target: True
     input:
-        # Per-feature mode: a `bbox` and a `cube` job (items, cube, quicklook) per feature,
-        # then one `timeseries` job over all features (each feature's CSV when stale, and the
-        # Parquet table). In batch mode (config
+        # Per-feature mode: a `bbox` and a `cube` job (items and cube) per feature, then one
+        # `quicklooks` job and one `timeseries` job (each feature's CSV when stale, and the
+        # Parquet table) over all features. In batch mode (config
         # `batch_size`) the `batch` jobs make every per-feature file, and `all` asks for the
         # batches instead.
         cubes=per_feature("cube"),

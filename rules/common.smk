@@ -107,15 +107,24 @@ def batch_group_search(wildcards):
     return ancient(LAYOUT.group_search(batch_group(wildcards.batch)))
 
 
-def feature_kind(wildcards):
+def feature_kind(fid):
     """Report subcategory of a feature: `Points` or `Polygons` (by its geometry type)."""
-    geometry_type = FEATURES[wildcards.fid].geometry.geom_type
+    geometry_type = FEATURES[fid].geometry.geom_type
     return "Points" if geometry_type in ("Point", "MultiPoint") else "Polygons"
 
 
-def feature_label(wildcards):
-    """The report label of a feature's quicklook: its id."""
-    return {"feature": wildcards.fid}
+def quicklook_outputs():
+    """Every feature's quicklook, each flagged for the report with its feature's label."""
+    return [
+        in_report(
+            path,
+            caption="../report/quicklook.rst",
+            category="Quicklooks",
+            subcategory=feature_kind(fid),
+            labels={"feature": fid},
+        )
+        for fid, path in zip(FEATURES, LAYOUT.paths("quicklook", FEATURES))
+    ]
 
 
 def feature_wkt(wildcards):

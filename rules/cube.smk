@@ -1,5 +1,4 @@
-# The feature's items from its group's search result, then its cube and its quicklook (drawn
-# here, so that a new feature's job draws its own and no other).
+# The feature's items from its group's search result, then its cube.
 rule cube:
     input:
         bbox=LAYOUT.pattern("bbox"),
@@ -11,13 +10,6 @@ rule cube:
             directory(LAYOUT.pattern("cube"))
             if SETTINGS.format == "zarr"
             else LAYOUT.pattern("cube")
-        ),
-        quicklook=report(
-            LAYOUT.pattern("quicklook"),
-            caption="../report/quicklook.rst",
-            category="Quicklooks",
-            subcategory=feature_kind,
-            labels=feature_label,
         ),
     log:
         LAYOUT.log_pattern("cube"),

@@ -1,9 +1,9 @@
 """Rule `cube`: the feature's items from its group's search result, then its cube: load, mask,
-gap-fill and write (netCDF or Zarr); then its quicklook."""
+gap-fill and write (netCDF or Zarr)."""
 
 from sitsflow.core.logs import job_logging
 from sitsflow.core.settings import CubeSettings, SearchSettings
-from sitsflow.workflow.stages import build_cube, feature_items, render_quicklook_file
+from sitsflow.workflow.stages import build_cube, feature_items
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], f"cube {smk.wildcards.fid}"):
@@ -18,4 +18,3 @@ with job_logging(smk.log[0], f"cube {smk.wildcards.fid}"):
         smk.output.cube,
         attributes=smk.params.attributes,
     )
-    render_quicklook_file(smk.output.cube, smk.output.quicklook)

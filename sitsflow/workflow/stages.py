@@ -340,6 +340,29 @@ def render_quicklook_file(cube_path: str, output: str) -> None:
     log.info("wrote %s from %s (%d time steps)", output, cube_path, cube.sizes["time"])
 
 
+def render_quicklook_files(pairs: Sequence[tuple[str, str]], workers: int) -> None:
+    """`render_quicklook_file` for every (cube, PNG) pair, in `workers` processes (forked
+    after matplotlib is imported, so each pays no import): the quicklooks of a run are drawn
+    in one job, after the last cube, and would otherwise be drawn one after the other."""
+    import sitsflow.outputs.quicklook  # noqa: F401 (imported once, before the fork)
+
+    if workers <= 1 or len(pairs) <= 1:
+        for cube, output in pairs:
+            render_quicklook_file(cube, output)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(min(workers, len(pairs)), mp_context=context) as pool:
+        for _ in pool.map(_render_pair, pairs, chunksize=max(1, len(pairs) // (4 * workers))):
+            pass
+
+
+def _render_pair(pair: tuple[str, str]) -> None:
+    render_quicklook_file(*pair)
+
+
 def cube_timeseries(cube_path: str, settings: TimeseriesSettings) -> pd.DataFrame:
     """The cube's time-series table (`timeseries.layout`), with the feature's attributes."""
     from sitsflow.outputs.timeseries import feature_timeseries
