@@ -219,6 +219,30 @@ class _Plan:
     items: list[StacItem] | None = None
     reused: bool = False
 
+    def spec(
+        self,
+        layout: str,
+        seed: int,
+        revisit_days: int,
+        clear_fraction: float,
+        options: ArchiveOptions,
+    ) -> FeatureSpec:
+        """The feature's tile spec: its tile and grid, the landscape over its own bounds."""
+        return FeatureSpec(
+            fid=self.fid,
+            tile=self.tile,
+            epsg=self.epsg,
+            bounds=self.bounds,
+            lon=self.lon,
+            lat=self.lat,
+            layout=layout,
+            seed=seed,
+            revisit_days=revisit_days,
+            clear_fraction=clear_fraction,
+            options=options,
+            landscape_bounds=self.bounds,
+        )
+
 
 def _plan(fid: str, geometry: BaseGeometry, params: JsonObject, margin_m: float) -> _Plan:
     """A feature's plan: its tile bounds and centroid (its tile name comes later)."""
@@ -495,20 +519,7 @@ def generate_archive(
         for plan in todo.values()
         for spec in _tile_specs(
             plan,
-            FeatureSpec(
-                fid=plan.fid,
-                tile=plan.tile,
-                epsg=plan.epsg,
-                bounds=plan.bounds,
-                lon=plan.lon,
-                lat=plan.lat,
-                layout=layout,
-                seed=int(seed),
-                revisit_days=int(revisit_days),
-                clear_fraction=float(clear_fraction),
-                options=options,
-                landscape_bounds=plan.bounds,
-            ),
+            plan.spec(layout, int(seed), int(revisit_days), float(clear_fraction), options),
         )
     ]
     order = [plan.fid for plan in plans]
@@ -606,20 +617,8 @@ def _generate_landsat(
             if taken.isdisjoint(_landsat_claims(p, r))
         )
         taken |= _landsat_claims(path, row)
-        tile = FeatureSpec(
-            fid=plan.fid,
-            tile=plan.tile,
-            epsg=plan.epsg,
-            bounds=plan.bounds,
-            lon=plan.lon,
-            lat=plan.lat,
-            layout="planetary-computer",
-            seed=int(params["seed"]),
-            revisit_days=5,
-            clear_fraction=float(params["clear_fraction"]),
-            options=ArchiveOptions(),
-            landscape_bounds=plan.bounds,
-        )
+        seed, clear_fraction = int(params["seed"]), float(params["clear_fraction"])
+        tile = plan.spec("planetary-computer", seed, 5, clear_fraction, ArchiveOptions())
         spec = plan_scenes(tile, path, row)
         specs[plan.fid] = (spec, params)
         dates = landsat_acquisitions(spec, *period)
