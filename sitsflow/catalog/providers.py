@@ -61,6 +61,7 @@ from sitsflow.core.bands import (
     s2_band,
 )
 from sitsflow.core.errors import AssetError, InputError
+from sitsflow.core.settings import collection_list
 from sitsflow.core.types import JsonObject, StacAsset, StacItem
 
 # Earth Search v1 keys its assets by common name.
@@ -358,8 +359,7 @@ def check_provider_config(config: Mapping[str, Any]) -> Provider:
     A run with Landsat checks its bands by their common names (`canonical_band`), and a
     Sentinel-2 collection beside it each band against Sentinel-2's.
     """
-    collections = config.get("collection", "")
-    names = [collections] if isinstance(collections, str) else list(collections)
+    names = collection_list(config.get("collection", ""))
     families = run_families(names)
     provider = resolve_provider(
         config.get("provider", "auto"),
@@ -378,7 +378,7 @@ def check_provider_config(config: Mapping[str, Any]) -> Provider:
                     s2_band(band)
                 except InputError as exc:
                     raise InputError(
-                        f"{exc}: a run of {names} reads every band from both sensors",
+                        f"{exc}: a run of {list(names)} reads every band from both sensors",
                         key="bands",
                     ) from None
             provider.check_bands([s2_band(band) for band in wanted], key="bands")

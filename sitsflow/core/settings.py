@@ -13,7 +13,7 @@ wrote them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
 
@@ -130,8 +130,9 @@ def collection_setting(value: str | list[str] | tuple[str, ...]) -> str | tuple[
     return names[0] if len(names) == 1 else names
 
 
-def collection_list(value: str | tuple[str, ...]) -> tuple[str, ...]:
-    return (value,) if isinstance(value, str) else value
+def collection_list(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The collections of a `collection` value (config or settings): always a tuple."""
+    return (value,) if isinstance(value, str) else tuple(str(name) for name in value)
 
 
 @dataclass(frozen=True)

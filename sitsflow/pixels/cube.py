@@ -319,7 +319,6 @@ def read_and_mosaic(
     QA_PIXEL values are shifted by QA_CLASS_OFFSET so that no value means two things, and the
     cube splits them back (`sitsflow.pixels.cube_model`). `bandpass: hls` adjusts Sentinel-2
     reflectance to OLI's bandpasses (`sitsflow.pixels.bandpass`)."""
-    several = len(groups) > 1 or any(group.family == LANDSAT for group in groups)
     reflectance_parts, class_parts, clear_parts = [], [], []
     summary = ReadStacks([], {}, {})
     invalid: dict[str, int] = {}
@@ -363,7 +362,7 @@ def read_and_mosaic(
         summary.bandpass = f"{HLS_SOURCE}; coefficients: " + ", ".join(
             f"{platform} <- {used}" for platform, used in sorted(adjusted.items())
         )
-    if not several and len(groups) == 1:
+    if len(groups) == 1:  # no copy
         reflectance, classification, clear = reflectance_parts[0], class_parts[0], clear_parts[0]
     else:
         reflectance = _concatenate(

@@ -23,6 +23,7 @@ from sitsflow.catalog.filters import parse_filter
 from sitsflow.catalog.providers import check_provider_config
 from sitsflow.core.bands import LANDSAT, NDVI_BANDS, canonical_band, run_families
 from sitsflow.core.errors import InputError
+from sitsflow.core.settings import collection_list
 from sitsflow.pixels.timeaxis import parse_duration
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
@@ -163,9 +164,7 @@ def load_config(
 def runs_landsat(config: Mapping[str, Any]) -> bool:
     """Whether the config's collections include a Landsat one (its bands then go by common
     name: `sitsflow.core.bands.canonical_band`)."""
-    collection = config.get("collection", "")
-    names = [collection] if isinstance(collection, str) else list(collection)
-    return LANDSAT in run_families(names)
+    return LANDSAT in run_families(collection_list(config.get("collection", "")))
 
 
 def check_config(config: Mapping[str, Any]) -> None:
