@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine with Python 3.11:
 #   make run    set up .venv, write the demo archive, run the workflow (snakemake --cores 2)
 #   make test   set up .venv and the system services, run the whole test suite
-# While working, `make test-fast` (under 2 minutes on 2 cores) runs the unit and small workflow tests; see
+# While working, `make test-fast` (about 2 minutes on 2 cores) runs the unit and small workflow tests; see
 # docs/testing.md. PYTEST_ARGS go to pytest: make test-fast PYTEST_ARGS="tests/test_zarr.py -x"
 PYTHON ?= python3
 VENV ?= .venv
