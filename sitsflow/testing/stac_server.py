@@ -718,6 +718,8 @@ class StacServer:
         self._base_url = ""
         self._features: list[bytes] = []
         self._collections: dict[str, JsonObject] = {}
+        # set by `stop`: a stalled request ends then, so that stopping does not wait its stall
+        self._stopping = threading.Event()
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -772,6 +774,7 @@ class StacServer:
         httpd, thread = self._httpd, self._thread
         if httpd is None:
             return
+        self._stopping.set()
         httpd.shutdown()
         httpd.server_close()
         httpd.close_all()
@@ -779,6 +782,7 @@ class StacServer:
             thread.join(5.0)
         self._httpd = self._thread = None
         self._base_url = ""
+        self._stopping.clear()
 
     def __enter__(self) -> StacServer:
         return self.start()
@@ -962,8 +966,9 @@ class StacServer:
                 self._count(data_requests=1)
                 if self._throttled(handler, "data", method):
                     return
-                if self.stall_data_s > 0 and self.stall_data_match in path:
-                    time.sleep(self.stall_data_s)
+                stalls = self.stall_data_s > 0 and self.stall_data_match in path
+                if stalls and self._stopping.wait(self.stall_data_s):
+                    return  # stopped while stalling
                 self._handle_data(handler, method, path[len("/data/") :], split.query)
             else:
                 self._send_error(handler, 404, f"no such path {path!r}", method)
