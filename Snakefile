@@ -48,9 +48,17 @@ rule all:
     localrule: True
 
 
-# Once every job has finished: remove temporary files that killed jobs left in results/.
+# The run-wide cache of fetched byte ranges (config `range_cache`) holds only what this run
+# fetched: one left by an interrupted run goes first.
+onstart:
+    remove_range_cache(SETTINGS.range_cache.directory)
+
+
+# Once every job has finished: remove temporary files that killed jobs left in results/, and
+# the range cache.
 onsuccess:
     sweep_temporaries()
+    remove_range_cache(SETTINGS.range_cache.directory)
 
 
 # A failed job (keep-going lets the other features finish) stops the `summary` rule; write
@@ -59,4 +67,5 @@ onerror:
     # imported here: xarray, rioxarray and dask would otherwise load with every parse (0.3 s)
     from sitsflow.outputs.summary import summarise_failed_run
 
+    remove_range_cache(SETTINGS.range_cache.directory)
     logger.error(summarise_failed_run(list(FEATURES), LAYOUT))

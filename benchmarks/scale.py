@@ -273,7 +273,7 @@ def baseline(workdir: Path) -> dict[str, float]:
         importlib.import_module(module)  # the loop below pays no import
     os.chdir(workdir)
     run = Settings.from_config(load_config(yaml.safe_load(Path("config.yaml").read_text())))
-    settings, layout = BatchSettings.from_settings(run), Layout(run.cube_extension)
+    settings, layout = BatchSettings.from_settings(run, batch_mode=True), Layout(run.cube_extension)
     cpu_before = time.process_time()
     started = time.perf_counter()
     features = load_features(run.vector, run.id_column)

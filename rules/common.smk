@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from sitsflow.core.atomic import sweep_temporaries
 from sitsflow.catalog.groups import plan_groups
+from sitsflow.catalog.range_cache import remove_range_cache
 from sitsflow.core import layout
 from sitsflow.workflow.batch import (
     batch_generations,
@@ -61,10 +62,14 @@ BATCHES = plan_batches(
     FEATURES,
     SETTINGS.stac.group_degrees,
 )
-# Every per-feature stage's settings: the rules' params and the batch fingerprints alike.
-STAGE_SETTINGS = BatchSettings.from_settings(SETTINGS)
+# Every per-feature stage's settings: the rules' params and the batch fingerprints alike; and
+# the stages the run makes (the quicklook only when drawn: config `quicklooks`).
+STAGE_SETTINGS = BatchSettings.from_settings(SETTINGS, batch_mode=bool(BATCHES))
 BATCH_GENERATIONS = batch_generations(
-    BATCHES, LAYOUT, warn=logger.warning if workflow.is_main_process else None
+    BATCHES,
+    LAYOUT,
+    warn=logger.warning if workflow.is_main_process else None,
+    stages=STAGE_SETTINGS.stages,
 )
 # `dataset: true` (rules/dataset.smk): grows when results/dataset.zarr was deleted by hand.
 DATASET_GENERATION = dataset_generation(layout.DATASET_MANIFEST, layout.DATASET)
@@ -77,8 +82,11 @@ wildcard_constraints:
 
 def per_feature(stage):
     """Every feature's file of `stage` when features run as their own jobs; none in batch mode,
-    where the batch jobs make them and the run-wide rules read the batches instead."""
-    return [] if BATCHES else LAYOUT.paths(stage, FEATURES)
+    where the batch jobs make them and the run-wide rules read the batches instead, nor for a
+    stage the run does not make."""
+    if BATCHES or stage not in STAGE_SETTINGS.stages:
+        return []
+    return LAYOUT.paths(stage, FEATURES)
 
 
 # Per-feature mode: grows when a time-series CSV was deleted by hand (rules/timeseries.smk).

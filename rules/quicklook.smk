@@ -1,6 +1,6 @@
 # Every feature's quicklook, in one job over all the cubes (per-feature mode; in batch mode each
-# batch job draws its own features' quicklooks).
-if not BATCHES:
+# batch job draws its own features' quicklooks, when config `quicklooks` asks for them).
+if per_feature("quicklook"):
 
     rule quicklooks:
         input:

@@ -1,13 +1,16 @@
 """Rule `batch`: every stage of a batch of features, one file set each
 (sitsflow/workflow/batch.py)."""
 
+from sitsflow.core.settings import RangeCacheSettings
 from sitsflow.workflow.batch import run_batch, write_batch_results
 from sitsflow.workflow.context import BatchContext, BatchSettings
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 settings = BatchSettings.from_params(smk.params.settings)
 batch = smk.wildcards.batch
-context = BatchContext(settings, group_search=smk.input[0])
+# the run's disk cache of byte ranges: from the config, not params (it changes no value)
+range_cache = RangeCacheSettings.from_config(smk.config)
+context = BatchContext(settings, group_search=smk.input[0], range_cache=range_cache)
 try:
     outcomes = run_batch(
         batch, smk.params.members, context, smk.log[0], attributes=smk.params.attributes

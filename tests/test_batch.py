@@ -46,7 +46,7 @@ from tests.helpers import dry_run_jobs, jobs_run, write_features
 def batch_settings(**config: object) -> BatchSettings:
     """The settings of a small test run, with the config values `config` changed."""
     base = {"buffer_m": 100, "crs": "utm", "resolution": 20, "bands": ["B04"]}
-    return BatchSettings.from_settings(settings_for(**{**base, **config}))
+    return BatchSettings.from_settings(settings_for(**{**base, **config}), batch_mode=True)
 
 
 SETTINGS = batch_settings()
@@ -255,20 +255,39 @@ def test_a_failed_stage_leaves_no_output_and_is_retried_next_time(in_tmp):
     assert retry.ok and retry.ran == ["cube", "quicklook", "timeseries"]
 
 
+def test_a_quicklook_not_drawn_any_more_goes_when_its_cube_is_redone(in_tmp):
+    members = {"f1": POINT.geometry.wkt}
+    drawing = batch_settings(quicklooks=True)
+    run_batch("g-q", members, in_context(drawing), "batch.log", FakeStages())
+    assert Path(LAYOUT.path("quicklook", "f1")).exists()
+    # quicklooks off: an up-to-date feature keeps its quicklook (it shows its cube) ...
+    run_batch("g-q", members, in_context(SETTINGS), "batch.log", FakeStages())
+    assert Path(LAYOUT.path("quicklook", "f1")).exists()
+    # ... until its cube is redone: then the quicklook would show another cube
+    later = batch_settings(end="2024-11-30")
+    stages = FakeStages()
+    run_batch("g-q", members, in_context(later), "batch.log", stages)
+    assert stages.stages_of("f1") == ["items", "cube", "timeseries"]
+    assert not Path(LAYOUT.path("quicklook", "f1")).exists()
+    assert "quicklook" not in read_fingerprints(LAYOUT.state("f1"))
+
+
 def test_a_batch_processes_every_feature_and_fails_if_one_failed(in_tmp):
     members = {fid: Point(8.49 + i / 100, 49.85).wkt for i, fid in enumerate(["a", "b", "c"])}
     stages = FakeStages(failing={("b", "items")})
     with pytest.raises(BatchFailed, match=r"1 of 3 features of batch g-0007 failed: b \(items"):
         run_batch("g-0007", members, in_context(SETTINGS), "batch.log", stages)
-    assert stages.stages_of("a") == list(STAGES) and stages.stages_of("c") == list(STAGES)
+    made = list(SETTINGS.stages)  # every stage but the quicklook, in batch mode by default
+    assert made == [stage for stage in STAGES if stage != "quicklook"]
+    assert stages.stages_of("a") == made and stages.stages_of("c") == made
     log_text = Path("batch.log").read_text()
     assert "b: items failed" in log_text and "a: ran bbox" in log_text
 
     stages = FakeStages()
     outcomes = run_batch("g-0007", members, in_context(SETTINGS), None, stages)
     assert [o.fid for o in outcomes if o.ran] == ["b"]
-    assert stages.stages_of("b") == ["items", "cube", "quicklook", "timeseries"]
-    assert outcomes[0].up_to_date == list(STAGES)
+    assert stages.stages_of("b") == ["items", "cube", "timeseries"]
+    assert outcomes[0].up_to_date == made
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,8 +318,9 @@ def vector(workdir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def batch_run(netcdf_run, make_workdir, snakemake) -> Path:
-    """The features and config of the shared netCDF run, in batches of two."""
-    workdir = make_workdir.like(netcdf_run, "batch-run", batch_size=BATCH_SIZE)
+    """The features and config of the shared netCDF run, in batches of two, with quicklooks
+    (batch mode draws none unless asked: config `quicklooks`)."""
+    workdir = make_workdir.like(netcdf_run, "batch-run", batch_size=BATCH_SIZE, quicklooks=True)
     snakemake(workdir)
     return workdir
 

@@ -14,7 +14,8 @@ import xarray as xr
 from shapely.geometry import Point, box
 
 from sitsflow.catalog.pauses import SharedPause
-from sitsflow.catalog.ranges import RangeCache, RangeError, RangeStore, merge_ranges, retry_after
+from sitsflow.catalog.range_cache import RangeCache
+from sitsflow.catalog.ranges import RangeError, RangeStore, merge_ranges, retry_after
 from sitsflow.core.bbox import make_aoi_record
 from sitsflow.core.errors import AssetError
 from sitsflow.core.features import Feature
@@ -296,9 +297,11 @@ def test_a_busy_store_is_waited_for_beyond_the_failure_retries(monkeypatch, stat
     assert Busy.answered == (refusals + 1 if read else 3)
 
 
-def test_tile_ranges_kept_on_disk_are_not_fetched_again(tmp_path):
+def test_tile_ranges_kept_on_disk_are_not_fetched_again():
+    cache = RangeCache()  # a batch job's own (the run-wide one: tests/test_range_cache.py)
+
     async def scenario(url: str) -> tuple[list[bytes], list[bytes], RangeStore]:
-        store = RangeStore(prefix_bytes=16, cache=RangeCache(tmp_path / "ranges"))
+        store = RangeStore(prefix_bytes=16, cache=cache)
         first = await store.get_ranges_async(f"{url}/a.tif", starts=[3000, 4000], ends=[3100, 4050])
         again = await store.get_ranges_async(f"{url}/a.tif", starts=[4000, 3000], ends=[4050, 3100])
         await store.close()
@@ -310,7 +313,7 @@ def test_tile_ranges_kept_on_disk_are_not_fetched_again(tmp_path):
     body = Throttled.body
     assert first == [body[3000:3100], body[4000:4050]] and again == first[::-1]
     assert store.counters.requests == 2 and store.counters.from_disk == 2
-    assert not (tmp_path / "ranges").exists()  # removed with the store
+    assert not cache.directory.exists()  # removed with the store
 
 
 def test_a_throttled_store_pauses_every_job_of_the_run(tmp_path):

@@ -10,7 +10,7 @@ from shapely.geometry import Point
 
 from sitsflow.core.features import Feature
 from sitsflow.core.layout import Layout
-from sitsflow.core.pipeline import STAGES, chain_to, stage_named
+from sitsflow.core.pipeline import STAGE_NAMES, STAGES, chain_to, stage_named
 from sitsflow.core.settings import Settings
 from sitsflow.outputs.summary import CHAIN
 from sitsflow.testing.settings import settings_for
@@ -18,7 +18,9 @@ from sitsflow.workflow import batch
 from sitsflow.workflow.batch import run_stage
 from sitsflow.workflow.context import BatchContext, BatchSettings
 
-SETTINGS = BatchSettings.from_settings(settings_for(buffer_m=100, crs="utm", resolution=20))
+SETTINGS = BatchSettings.from_settings(
+    settings_for(buffer_m=100, crs="utm", resolution=20), batch_mode=True
+)
 
 
 def test_stages_come_after_their_upstream_stages_and_name_real_settings():
@@ -66,10 +68,18 @@ def test_rule_params_are_what_batch_fingerprints_digest():
     for stage in STAGES:
         expected = SETTINGS.rule_params(stage.name).get(stage.settings or "")
         assert SETTINGS.stage_params(stage.name) == expected
-    # the batch rule's params: every section once, and the cube format
+    # the batch rule's params: every section once, the cube format and the stages made
     params = SETTINGS.to_params()
-    assert set(params) == {"grid", "search", "cube", "timeseries", "cube_extension"}
+    assert set(params) == {"grid", "search", "cube", "timeseries", "cube_extension", "stages"}
     assert BatchSettings.from_params(json.loads(json.dumps(params))) == SETTINGS
+
+
+def test_quicklooks_are_drawn_outside_batch_mode_unless_asked_otherwise():
+    every, without = STAGE_NAMES, tuple(name for name in STAGE_NAMES if name != "quicklook")
+    assert settings_for().stages(batch_mode=False) == every
+    assert settings_for().stages(batch_mode=True) == without
+    assert settings_for(quicklooks=True).stages(batch_mode=True) == every
+    assert settings_for(quicklooks=False).stages(batch_mode=False) == without
 
 
 def test_run_stage_runs_the_declared_function(tmp_path, monkeypatch):

@@ -14,9 +14,12 @@ every job of the run: the pause is kept run-wide (`sitsflow.catalog.pauses.Share
 every request to that host, in every job, waits it out. Errors name the URL without its query
 string (a signed URL's token never reaches a message).
 
-A batch job's store also keeps the tile ranges it fetched on local disk (`RangeCache`): its
-features read together in rounds (`sitsflow.pixels.tiles.TileReader.prefetch`), and a tile a
-later round needs again is read from disk, not fetched again.
+With a `RangeCache` (`sitsflow.catalog.range_cache`: the run-wide one of config
+`range_cache`, or a batch job's own) the store takes a remote file's header and tiles from
+local disk when a job of the run fetched them before, and keeps what it fetches there: a
+batch's later rounds and the run's other jobs find it. Every answer of the server is checked
+against the file's cached version (size, ETag), so bytes of two versions of one file are
+never mixed.
 
 Hrefs are turned into URLs once (`resolve_href`): `s3://BUCKET/KEY` into the bucket's public
 HTTPS address, Planetary Computer's blobs signed with a SAS token (`sitsflow.catalog.signing`).
@@ -26,17 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hashlib
 import logging
 import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sitsflow.catalog.range_cache import FileVersion, RangeCache
 
 if TYPE_CHECKING:
     import aiohttp
@@ -93,40 +94,6 @@ class _Prefix:
     size: int | None = None
 
 
-class RangeCache:
-    """Byte ranges of files kept on local disk, by URL (without its query) and range, in a
-    temporary directory removed by `close`."""
-
-    def __init__(self, directory: str | Path | None = None) -> None:
-        self.directory = Path(directory or tempfile.mkdtemp(prefix="sitsflow-ranges-"))
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.bytes = 0
-
-    def _path(self, url: str, start: int, stop: int) -> Path:
-        key = hashlib.sha1(f"{without_query(url)} {start} {stop}".encode()).hexdigest()
-        return self.directory / key[:2] / key
-
-    def get(self, url: str, start: int, stop: int) -> bytes | None:
-        try:
-            return self._path(url, start, stop).read_bytes()
-        except OSError:
-            return None
-
-    def put(self, url: str, start: int, stop: int, data: bytes) -> None:
-        path = self._path(url, start, stop)
-        try:
-            path.parent.mkdir(exist_ok=True)
-            temporary = path.with_suffix(f".{os.getpid()}.part")
-            temporary.write_bytes(data)
-            os.replace(temporary, path)
-            self.bytes += len(data)
-        except OSError as exc:  # a full disk: the range is fetched again when needed
-            log.info("range cache: cannot keep %d bytes (%s)", len(data), exc)
-
-    def close(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
 class RangeStore:
     """An obspec-style store (`get_range_async`, `get_ranges_async`) over HTTP(S) and local
     files; paths are URLs or file paths."""
@@ -160,6 +127,10 @@ class RangeStore:
         # the requests under way (`abandon` ends them) and why they were abandoned
         self._running: set[asyncio.Task[Any]] = set()
         self._abandoned: str | None = None
+        # URL (without query) -> the file's version its answers reported in this job, and the
+        # files some of whose bytes came from the cache
+        self._versions: dict[str, FileVersion] = {}
+        self._used_cached: set[str] = set()
 
     def __repr__(self) -> str:  # async-tiff formats its store: keep it short
         return f"RangeStore({len(self._prefixes)} files, {self.counters})"
@@ -177,7 +148,7 @@ class RangeStore:
         self.close_cache()
 
     def close_cache(self) -> None:
-        """Remove the disk cache of ranges, if any."""
+        """Let go of the disk cache of ranges (a private one is removed)."""
         if self.cache is not None:
             self.cache.close()
             self.cache = None
@@ -191,7 +162,10 @@ class RangeStore:
         prefix = self._prefixes.get(path)
         if prefix is None and start == 0:
             # the file's first request: the header and whatever follows it up to prefix_bytes
-            data = await self._fetch(path, 0, max(stop, self.prefix_bytes))
+            data = self._cached(path, None, None)
+            if data is None or self.prefix_bytes <= len(data) < stop:
+                data = await self._fetch(path, 0, max(stop, self.prefix_bytes))
+                self._keep(path, None, None, data)
             self._prefixes[path] = _Prefix(data)
             return data[:stop]
         if prefix is not None and start < len(prefix.data):
@@ -200,7 +174,11 @@ class RangeStore:
             if stop <= len(prefix.data) or len(prefix.data) < self.prefix_bytes:
                 return known  # all of it was there (or the file ends there)
             return known + await self._fetch(path, len(prefix.data), stop)
-        return await self._fetch(path, start, stop)
+        data = self._cached(path, start, stop)
+        if data is None:
+            data = await self._fetch(path, start, stop)
+            self._keep(path, start, stop, data)
+        return data
 
     async def get_ranges_async(
         self,
@@ -215,12 +193,10 @@ class RangeStore:
         stops = list(ends)
         wanted = list(zip(starts, stops, strict=True))
         known: dict[tuple[int, int], bytes] = {}
-        if self.cache is not None:
-            for start, stop in wanted:
-                data = self.cache.get(path, start, stop)
-                if data is not None:
-                    known[(start, stop)] = data
-                    self.counters.from_disk += 1
+        for start, stop in wanted:
+            data = self._cached(path, start, stop)
+            if data is not None:
+                known[(start, stop)] = data
         missing = [(start, stop) for start, stop in wanted if (start, stop) not in known]
         merged = merge_ranges(missing)
         fetched = await asyncio.gather(
@@ -230,10 +206,58 @@ class RangeStore:
             for (low, high), data in zip(merged, fetched, strict=True):
                 if low <= start and stop <= high:
                     known[(start, stop)] = data[start - low : stop - low]
-                    if self.cache is not None:
-                        self.cache.put(path, start, stop, known[(start, stop)])
+                    self._keep(path, start, stop, known[(start, stop)])
                     break
         return [known[(start, stop)] for start, stop in wanted]
+
+    # ---- the disk cache -------------------------------------------------------------------
+
+    def _cached(self, path: str, start: int | None, stop: int | None) -> bytes | None:
+        """Bytes `start:stop` of a remote `path` (its prefix without a range) from the disk
+        cache, if they are there and of the version this job has seen of the file."""
+        if self.cache is None or "://" not in path:
+            return None
+        cached = self.cache.version(path)
+        seen = self._versions.get(without_query(path))
+        if cached is None or (seen is not None and not seen.same_as(cached)):
+            return None
+        data = self.cache.get(path, start, stop)
+        if data is not None:
+            self._used_cached.add(without_query(path))
+            self.counters.from_disk += 1
+        return data
+
+    def _keep(self, path: str, start: int | None, stop: int | None, data: bytes) -> None:
+        """Put fetched bytes of a remote `path` in the disk cache, under its version."""
+        version = self._versions.get(without_query(path))
+        if self.cache is None or version is None:
+            return
+        recorded = self.cache.version(path) or self.cache.record(path, version)
+        if recorded.same_as(version):
+            self.cache.put(path, start, stop, data)
+
+    def _check_version(self, url: str, version: FileVersion) -> None:
+        """Compare the version of `url` an answer reports with the one this job saw before
+        and the one whose bytes the cache holds: a file that changed during the job fails its
+        read; cached bytes of another version are dropped, and fail the read when the job
+        used some of them."""
+        key = without_query(url)
+        seen = self._versions.setdefault(key, version)
+        if not seen.same_as(version):
+            raise RangeError(
+                url,
+                f"the file changed while it was read ({seen.describe()}, now {version.describe()})",
+            )
+        cached = self.cache.version(url) if self.cache is not None else None
+        if self.cache is None or cached is None or cached.same_as(version):
+            return
+        self.cache.forget(url)
+        if key in self._used_cached:
+            raise RangeError(
+                url,
+                f"the file changed during the run: bytes cached from it were of another version "
+                f"({cached.describe()}, now {version.describe()}); a new attempt reads it afresh",
+            )
 
     # ---- fetching -------------------------------------------------------------------------
 
@@ -305,6 +329,7 @@ class RangeStore:
                     if response.status in (200, 206):
                         data = await response.read()
                         self.counters.bytes += len(data)
+                        self._check_version(url, _answer_version(response, len(data)))
                         # a server ignoring Range answers 200 with the whole file
                         return data[start:stop] if response.status == 200 else data
                     if response.status == 416:  # past the end: what there is, which is nothing
@@ -360,6 +385,20 @@ class RangeStore:
             )
             self._slots = asyncio.Semaphore(self.max_in_flight)
         return self._session
+
+
+_CONTENT_RANGE_SIZE = re.compile(r"/(\d+)\s*$")
+
+
+def _answer_version(response: aiohttp.ClientResponse, length: int) -> FileVersion:
+    """The file's version as an answer reports it: its size (`Content-Range`, or the body of
+    a whole-file answer) and its ETag, else its Last-Modified."""
+    size: int | None = length if response.status == 200 else None
+    match = _CONTENT_RANGE_SIZE.search(response.headers.get("Content-Range", ""))
+    if match:
+        size = int(match.group(1))
+    tag = response.headers.get("ETag") or response.headers.get("Last-Modified")
+    return FileVersion(size, tag)
 
 
 def _read_file(path: str, start: int, stop: int) -> bytes:

@@ -182,6 +182,21 @@ class ReadSettings(StageSettings):
 
 
 @dataclass(frozen=True)
+class RangeCacheSettings:
+    """The run-wide disk cache of fetched byte ranges (`sitsflow.catalog.range_cache`): where,
+    and how large it may grow (`max_bytes` 0: no cache). Not a stage's setting: it changes
+    what is fetched, never a value, so it reruns nothing."""
+
+    directory: str
+    max_bytes: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> RangeCacheSettings:
+        cache = config["range_cache"]
+        return cls(directory=str(cache["directory"]), max_bytes=int(cache["max_gb"] * 1e9))
+
+
+@dataclass(frozen=True)
 class MaskSettings(StageSettings):
     """Cloud masking: the classification band, the classes that are masked (presets:
     `sitsflow.pixels.mask.MASK_PRESETS`), and how far clouds are grown."""
@@ -388,7 +403,10 @@ class Settings:
     # results/dataset.zarr: every cube stacked along `feature` (sitsflow.outputs.dataset)
     dataset: bool
     batch_size: int | Literal["auto"]
+    # each feature's quicklook PNG: always, never, or `auto`: in per-feature mode only
+    quicklooks: bool | Literal["auto"]
     demo: DemoSettings
+    range_cache: RangeCacheSettings
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -405,9 +423,20 @@ class Settings:
             format=cast(CubeFormat, config["format"]),
             dataset=bool(config["dataset"]),
             batch_size="auto" if batch_size == "auto" else int(batch_size),
+            quicklooks="auto" if config["quicklooks"] == "auto" else bool(config["quicklooks"]),
             demo=DemoSettings.from_config(config),
+            range_cache=RangeCacheSettings.from_config(config),
         )
 
     @property
     def cube_extension(self) -> str:
         return CUBE_EXTENSIONS[self.format]
+
+    def stages(self, batch_mode: bool) -> tuple[str, ...]:
+        """The per-feature stages the run makes (`sitsflow.core.pipeline`): all of them, but
+        the quicklook only when drawn (`quicklooks`; `auto`: outside batch mode, as a
+        quicklook costs more CPU than the rest of a feature's stages together)."""
+        from sitsflow.core.pipeline import STAGE_NAMES
+
+        draws = not batch_mode if self.quicklooks == "auto" else self.quicklooks
+        return tuple(name for name in STAGE_NAMES if draws or name != "quicklook")

@@ -5,12 +5,13 @@ the same `ItemStack`, value for value (tested on the demo archive).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sitsflow.catalog.s3 import S3Access
 from sitsflow.core.grid import Grid
-from sitsflow.core.settings import CubeSettings
+from sitsflow.core.settings import CubeSettings, RangeCacheSettings
 from sitsflow.core.types import StacItem
 from sitsflow.pixels.stack import ItemStack
 
@@ -67,23 +68,35 @@ class StackstacLoader:
         return None
 
 
-def make_loader(settings: CubeSettings, *, batch: bool = False) -> Loader:
+def make_loader(
+    settings: CubeSettings,
+    *,
+    range_cache: RangeCacheSettings | None = None,
+    batch: bool = False,
+) -> Loader:
     """The loader `settings.loader` names; one per job, so that a batch shares its
     connections. sitsflow's reader keeps a throttled store's pause run-wide
-    (`sitsflow.catalog.pauses`), and in a `batch` job the tile ranges it fetched on local
-    disk, for the batch's later reads."""
+    (`sitsflow.catalog.pauses`) and the byte ranges it fetches in `range_cache`, the run's
+    disk cache (`sitsflow.catalog.range_cache`); without one, a `batch` job keeps them in a
+    cache of its own, for the batch's later reads."""
     if settings.loader == "stackstac":
         return StackstacLoader(S3Access(settings.s3_access, settings.s3_endpoint))
     from sitsflow.catalog.pauses import SharedPause
-    from sitsflow.catalog.ranges import RangeCache, RangeStore
+    from sitsflow.catalog.range_cache import RangeCache
+    from sitsflow.catalog.ranges import RangeStore
     from sitsflow.pixels.tiles import TileReader
 
     reads = settings.reads
+    cache = None
+    if range_cache is not None and range_cache.max_bytes > 0:
+        cache = RangeCache(os.path.expandvars(range_cache.directory), range_cache.max_bytes)
+    elif batch:
+        cache = RangeCache()
     store = RangeStore(
         max_in_flight=reads.max_in_flight,
         read_timeout_s=reads.timeout_s,
         max_retries=reads.retries,
-        cache=RangeCache() if batch else None,
+        cache=cache,
         shared_pause=SharedPause(),
     )
     return TileReader(

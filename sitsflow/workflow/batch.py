@@ -201,11 +201,11 @@ def batch_group(batch: str) -> str:
     return BATCH_ID.sub("", batch)
 
 
-def existing_files(layout: Layout) -> set[str]:
-    """Every per-feature file that exists: one directory listing per stage, not one `stat`
-    per feature and stage (100 000 features have 500 000 files)."""
+def existing_files(layout: Layout, stages: Sequence[str] = STAGE_NAMES) -> set[str]:
+    """Every per-feature file of `stages` that exists: one directory listing per stage, not
+    one `stat` per feature and stage (100 000 features have 500 000 files)."""
     found: set[str] = set()
-    for stage in STAGE_NAMES:
+    for stage in stages:
         directory = os.path.dirname(layout.pattern(stage))
         try:
             with os.scandir(directory) as entries:
@@ -219,13 +219,15 @@ def batch_generations(
     batches: Mapping[str, Sequence[str]],
     layout: Layout,
     warn: Callable[[str], object] | None = None,
+    stages: Sequence[str] = STAGE_NAMES,
 ) -> dict[str, int]:
     """Each batch's generation, a `params:` value of its job, read when the workflow is parsed.
 
     It is the generation the batch's manifest records, plus one when a member's file is
     missing (deleted by hand after the batch ran): the params change, so Snakemake reruns the
     batch, which redoes just the missing files and records the new generation. The next run
-    reads that generation back and finds the batch complete: nothing runs again. (The
+    reads that generation back and finds the batch complete: nothing runs again. Only the
+    files of `stages`, those the run makes, are looked for. (The
     per-feature files are not Snakemake outputs of the batch, so Snakemake cannot see that one
     is missing; parsing never deletes or writes files.) `warn` gets one line per such batch.
     """
@@ -237,11 +239,11 @@ def batch_generations(
             generations[batch] = 0
             continue
         if existing is None:
-            existing = existing_files(layout)
+            existing = existing_files(layout, stages)
         missing = [
             path
             for fid in batches[batch]
-            for stage in STAGE_NAMES
+            for stage in stages
             if (path := layout.path(stage, fid)) not in existing
         ]
         generations[batch] = recorded + 1 if missing else recorded
@@ -383,6 +385,22 @@ def process_feature(
         outcome.ran.append(stage)
     outcome.seconds += time.perf_counter() - started
     return outcome
+
+
+def drop_stages_not_made(fid: str, context: BatchContext, outcome: FeatureOutcome) -> None:
+    """Remove the file and fingerprint of a stage the run does not make (a quicklook, with
+    `quicklooks` off) once a stage it depends on was redone: it would show another cube."""
+    layout = context.layout
+    recorded: dict[str, str] | None = None
+    for stage in STAGE_NAMES:
+        if stage in context.settings.stages:
+            continue
+        if not any(name in outcome.ran for name in UPSTREAM[stage]):
+            continue
+        _remove(layout.path(stage, fid))
+        recorded = recorded if recorded is not None else read_fingerprints(layout.state(fid))
+        if recorded.pop(stage, None) is not None:
+            write_fingerprints(layout.state(fid), recorded)
 
 
 def stage_will_run(
@@ -547,10 +565,9 @@ def run_batch(
         for fid, geometry in members.items()
     ]
     # bbox and items of every member first, then the cubes read round by round (see module)
-    split = STAGE_NAMES.index("cube")
-    progress = {
-        f.fid: process_feature(f, context, stage_runner, STAGE_NAMES[:split]) for f in features
-    }
+    stages = context.settings.stages
+    split = stages.index("cube")
+    progress = {f.fid: process_feature(f, context, stage_runner, stages[:split]) for f in features}
     reading = [f for f in features if stage_will_run("cube", f, context, progress[f.fid])]
     rounds = plan_rounds(reading, context, batch_log) if len(reading) > 1 else []
     in_rounds = {f.fid for chunk in rounds for f in chunk}
@@ -558,8 +575,9 @@ def run_batch(
         read_round(chunk, context, batch_log)
         for feature in chunk:
             progress[feature.fid] = process_feature(
-                feature, context, stage_runner, STAGE_NAMES[split:], progress[feature.fid]
+                feature, context, stage_runner, stages[split:], progress[feature.fid]
             )
+            drop_stages_not_made(feature.fid, context, progress[feature.fid])
         release_freed_memory()
     outcomes = [progress[fid] for fid in members]
     for outcome in outcomes:

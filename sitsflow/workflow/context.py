@@ -15,6 +15,7 @@ from sitsflow.core.pipeline import STAGE_NAMES, stage_named
 from sitsflow.core.settings import (
     CubeSettings,
     GridSettings,
+    RangeCacheSettings,
     SearchSettings,
     Settings,
     TimeseriesSettings,
@@ -34,21 +35,28 @@ class BatchSettings:
     cube: CubeSettings
     timeseries: TimeseriesSettings
     cube_extension: str
+    # the stages the run makes (`Settings.stages`): every one, or all but the quicklook
+    stages: tuple[str, ...] = STAGE_NAMES
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> BatchSettings:
+    def from_settings(cls, settings: Settings, batch_mode: bool) -> BatchSettings:
         return cls(
             settings.grid,
             settings.search,
             settings.cube,
             settings.timeseries,
             settings.cube_extension,
+            settings.stages(batch_mode),
         )
 
     def to_params(self) -> dict[str, Any]:
         """The plain dict of the batch rule's `params:` (a change reruns the batches): every
-        stage's settings section, and the cube format's extension."""
-        return {**self.rule_params(*STAGE_NAMES), "cube_extension": self.cube_extension}
+        stage's settings section, the cube format's extension and the stages made."""
+        return {
+            **self.rule_params(*STAGE_NAMES),
+            "cube_extension": self.cube_extension,
+            "stages": list(self.stages),
+        }
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> BatchSettings:
@@ -58,6 +66,7 @@ class BatchSettings:
             cube=CubeSettings.from_config(params["cube"]),
             timeseries=TimeseriesSettings.from_config(params["timeseries"]),
             cube_extension=str(params["cube_extension"]),
+            stages=tuple(params["stages"]),
         )
 
     @property
@@ -87,6 +96,8 @@ class BatchContext:
 
     settings: BatchSettings
     group_search: str
+    # the run's disk cache of fetched byte ranges (config `range_cache`; not a stage setting)
+    range_cache: RangeCacheSettings | None = None
     loader: Loader | None = None
     # each feature's reads, one per sensor family (`sitsflow.pixels.cube.read_request`)
     requests: dict[str, list[ReadRequest]] = field(default_factory=dict)
@@ -97,9 +108,10 @@ class BatchContext:
         return self.settings.layout
 
     def shared_loader(self) -> Loader:
-        """The batch's loader, made on first use (with a disk cache of the tiles it fetched)."""
+        """The batch's loader, made on first use (with a disk cache of the tiles it fetched:
+        the run's, or one of its own)."""
         if self.loader is None:
             from sitsflow.pixels.read import make_loader
 
-            self.loader = make_loader(self.settings.cube, batch=True)
+            self.loader = make_loader(self.settings.cube, range_cache=self.range_cache, batch=True)
         return self.loader

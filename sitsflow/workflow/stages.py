@@ -28,6 +28,7 @@ from sitsflow.core.projection import area_of_interest
 from sitsflow.core.settings import (
     CubeSettings,
     GridSettings,
+    RangeCacheSettings,
     SearchSettings,
     StacSettings,
     TimeseriesSettings,
@@ -308,24 +309,33 @@ def build_cube(
     output: str,
     loader: Loader | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
+    range_cache: RangeCacheSettings | None = None,
 ) -> None:
     """Load, mask, composite, gap-fill and write the cube (netCDF or Zarr, by `output`'s
-    suffix); `loader` (a batch's, shared by its cubes) reads the files, by default a new one.
-    `attributes`: the feature's vector-file columns, recorded in the cube."""
+    suffix); `loader` (a batch's, shared by its cubes) reads the files, by default a new one
+    keeping what it fetches in `range_cache`, the run's disk cache. `attributes`: the
+    feature's vector-file columns, recorded in the cube."""
     from sitsflow.catalog.search import read_item_collection
     from sitsflow.outputs.write import write_cube
     from sitsflow.pixels.cube import make_cube, make_cube_arrays
     from sitsflow.pixels.cube_model import CubeArrays
+    from sitsflow.pixels.read import make_loader
 
     items, search_info = read_item_collection(items_path)
     record = read_bbox(bbox_path)
     labels = dict(attributes or {})
     # spectral indices are computed on an xarray Dataset; without them none is built
     build = make_cube if settings.indices else make_cube_arrays
-    with area_of_interest(record["properties"]["search_bbox_wgs84"]):
-        cube: CubeArrays | xr.Dataset = build(
-            record, items, search_info, settings, loader=loader, attributes=labels
-        )
+    own_loader = loader is None
+    loader = loader or make_loader(settings, range_cache=range_cache)
+    try:
+        with area_of_interest(record["properties"]["search_bbox_wgs84"]):
+            cube: CubeArrays | xr.Dataset = build(
+                record, items, search_info, settings, loader=loader, attributes=labels
+            )
+    finally:
+        if own_loader:
+            loader.close()
     write_cube(cube, output)
     log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
 

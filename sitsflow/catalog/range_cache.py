@@ -1,0 +1,225 @@
+"""Byte ranges of remote files kept on local disk, for every job of a run (config `range_cache`).
+
+Neighbouring features read the same tiles of the same files: inside a batch they are decoded
+once for all members (`sitsflow.pixels.tiles.TileReader.prefetch`), and across batches and
+per-feature jobs this cache serves a tile (and a file's header) that another job of the run
+already fetched, from local disk instead of the network.
+
+Layout: `DIRECTORY/<k[:2]>/<k>/` per file, `k` the SHA-1 of its URL without the query string
+(a signed URL's token changes, the file does not), holding
+
+* `version.json`: the file's size and ETag (or Last-Modified) as the server reported them
+  with the bytes that were cached. A job that fetches a byte of the file compares what the
+  server reports now: a file that changed since loses its cached ranges, and a job that had
+  already used cached bytes of it fails that read, saying so (it would otherwise mix two
+  versions of one file);
+* `prefix`: the file's first bytes, as its first request fetched them (the COG header);
+* `<start>-<stop>`: one byte range each, as the reader asked for it (a tile).
+
+Every file is written under a temporary name and renamed, so concurrent jobs never read half a
+range; two jobs needing one range at the same moment may both fetch it. `DIRECTORY/usage`
+holds the bytes kept and the peak, updated under a lock (`fcntl.flock`): above `max_bytes` the
+least recently used ranges are removed down to 80 % of it. Local files are never cached.
+
+The workflow removes the directory when a run starts and when it ends (`Snakefile`), so a
+cached range is trusted only within the run that fetched it; `RangeCache()` without a
+directory is a private one, removed by `close` (a batch job's, with the run-wide cache off).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+USAGE_FILE = "usage"
+VERSION_FILE = "version.json"
+PREFIX_FILE = "prefix"
+_BOOKKEEPING = (USAGE_FILE, f"{USAGE_FILE}.lock", VERSION_FILE)
+# When the cache outgrows its bound, the oldest ranges go until it holds this share of it.
+EVICT_TO = 0.8
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """What identifies a version of a remote file: its size and its ETag (or Last-Modified)."""
+
+    size: int | None
+    tag: str | None
+
+    def same_as(self, other: FileVersion) -> bool:
+        """Equal in every field both know (a server that sends no ETag is judged by size)."""
+        if self.size is not None and other.size is not None and self.size != other.size:
+            return False
+        return not (self.tag and other.tag and self.tag != other.tag)
+
+    def describe(self) -> str:
+        return f"{self.size} bytes" + (f", {self.tag}" if self.tag else "")
+
+
+class RangeCache:
+    """Byte ranges of files on local disk, shared by the processes that open one directory."""
+
+    def __init__(self, directory: str | Path | None = None, max_bytes: int | None = None) -> None:
+        self.owned = directory is None
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="sitsflow-ranges-"))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.bytes = 0  # written by this process
+
+    # ---- a file's version -----------------------------------------------------------------
+
+    def _file_directory(self, url: str) -> Path:
+        key = hashlib.sha1(url.split("?", 1)[0].encode()).hexdigest()
+        return self.directory / key[:2] / key
+
+    def version(self, url: str) -> FileVersion | None:
+        """The version of `url` whose bytes are cached, None when none are."""
+        try:
+            data = json.loads((self._file_directory(url) / VERSION_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return FileVersion(data.get("size"), data.get("tag"))
+
+    def record(self, url: str, version: FileVersion) -> FileVersion:
+        """Make `version` the cached version of `url` unless one is recorded; return the one
+        recorded (another job's may have come first)."""
+        directory = self._file_directory(url)
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = directory / f"{VERSION_FILE}.{os.getpid()}.part"
+        temporary.write_text(json.dumps({"size": version.size, "tag": version.tag}))
+        try:
+            os.link(temporary, directory / VERSION_FILE)  # fails if a version is recorded
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
+        return self.version(url) or version
+
+    def forget(self, url: str) -> None:
+        """Remove every cached byte of `url` (it changed)."""
+        directory = self._file_directory(url)
+
+        def remove() -> int:
+            freed = sum(entry.stat().st_size for entry in _entries(directory))
+            shutil.rmtree(directory, ignore_errors=True)
+            return -freed
+
+        self._update(remove)
+
+    # ---- ranges ---------------------------------------------------------------------------
+
+    def _range_path(self, url: str, start: int | None, stop: int | None) -> Path:
+        name = PREFIX_FILE if start is None else f"{start}-{stop}"
+        return self._file_directory(url) / name
+
+    def get(self, url: str, start: int | None = None, stop: int | None = None) -> bytes | None:
+        """Bytes `start:stop` of `url` (its prefix without a range), None when not cached."""
+        path = self._range_path(url, start, stop)
+        try:
+            data = path.read_bytes()
+            os.utime(path)  # recently used: evicted last
+        except OSError:
+            return None
+        return data
+
+    def put(self, url: str, start: int | None, stop: int | None, data: bytes) -> None:
+        """Keep bytes `start:stop` of `url` (its prefix with `start` None)."""
+        path = self._range_path(url, start, stop)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_bytes(data)
+        except OSError as exc:  # a full disk: the range is fetched again when needed
+            log.info("range cache: cannot keep %d bytes (%s)", len(data), exc)
+            temporary.unlink(missing_ok=True)
+            return
+
+        def replace() -> int:
+            replaced = path.stat().st_size if path.exists() else 0
+            os.replace(temporary, path)
+            return len(data) - replaced
+
+        self._update(replace)
+        self.bytes += len(data)
+
+    # ---- size -----------------------------------------------------------------------------
+
+    def usage(self) -> tuple[int, int]:
+        """The bytes the cache holds and the most it held."""
+        try:
+            held, peak = (int(n) for n in (self.directory / USAGE_FILE).read_text().split())
+        except (OSError, ValueError):
+            return 0, 0
+        return held, peak
+
+    def _update(self, change: Callable[[], int]) -> None:
+        """Run `change` (a file operation returning the bytes it added) under the usage lock,
+        so that concurrent jobs count each byte once, and evict above the bound."""
+        with _locked(self.directory / f"{USAGE_FILE}.lock"):
+            held, peak = self.usage()
+            held = max(0, held + change())
+            if self.max_bytes is not None and held > self.max_bytes:
+                held = self._evict(int(self.max_bytes * EVICT_TO))
+            peak = max(peak, held)
+            temporary = self.directory / f"{USAGE_FILE}.{os.getpid()}.part"
+            temporary.write_text(f"{held} {peak}")
+            os.replace(temporary, self.directory / USAGE_FILE)
+
+    def _evict(self, target: int) -> int:
+        """Remove the least recently used ranges until at most `target` bytes are left; return
+        what is left."""
+        entries = []
+        for entry in _entries(self.directory):
+            with contextlib.suppress(OSError):
+                status = entry.stat()
+                entries.append((status.st_mtime_ns, status.st_size, entry.path))
+        held = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if held <= target:
+                break
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                held -= size
+        log.info("range cache: over its bound, %d MB left", held // 1_000_000)
+        return held
+
+    def close(self) -> None:
+        """Remove a private cache (a run-wide one stays for the run's other jobs)."""
+        if self.owned:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def remove_range_cache(directory: str | Path) -> None:
+    """Remove a run-wide cache (the workflow does, when a run starts and ends)."""
+    shutil.rmtree(Path(os.path.expandvars(str(directory))), ignore_errors=True)
+
+
+def _entries(directory: Path) -> Iterator[os.DirEntry[str]]:
+    """The cached ranges and prefixes under `directory` (a cache or one file's directory)."""
+    try:
+        top = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in top:
+        if entry.is_dir():
+            yield from _entries(Path(entry.path))
+        elif entry.name not in _BOOKKEEPING and not entry.name.endswith(".part"):
+            yield entry
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
