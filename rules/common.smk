@@ -77,7 +77,7 @@ DATASET_GENERATION = dataset_generation(layout.DATASET_MANIFEST, layout.DATASET)
 
 wildcard_constraints:
     fid=r"[A-Za-z0-9][A-Za-z0-9._-]*",
-    batch=r"[a-z0-9.-]+-q[0-3]*(-c\d\d\d\d)?",
+    batch=r"[a-z0-9.-]+-q[0-3]*r?(-c\d\d\d\d)?",
 
 
 def per_feature(stage):

@@ -25,4 +25,5 @@ write_batch_results(
     settings,
     smk.output.manifest,
     smk.output.timeseries,
+    written=context.tables,
 )

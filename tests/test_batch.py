@@ -28,6 +28,7 @@ from sitsflow.core.pipeline import STAGE_NAMES as STAGES
 from sitsflow.testing.settings import settings_for
 from sitsflow.workflow.batch import (
     AUTO_BATCH_SIZE,
+    AUTO_PER_FEATURE,
     BatchFailed,
     batch_generations,
     batch_group,
@@ -69,7 +70,7 @@ def features_at(points: dict[str, tuple[float, float]]) -> dict[str, Feature]:
     return {fid: Feature(fid, Point(x, y)) for fid, (x, y) in points.items()}
 
 
-BATCH_WILDCARD = re.compile(r"[a-z0-9.-]+-q[0-3]*(-c\d\d\d\d)?")  # rules/common.smk
+BATCH_WILDCARD = re.compile(r"[a-z0-9.-]+-q[0-3]*r?(-c\d\d\d\d)?")  # rules/common.smk
 
 
 def test_batches_cut_each_group_by_where_its_features_lie():
@@ -91,6 +92,24 @@ def test_batches_cut_each_group_by_where_its_features_lie():
     assert (
         batch_group("f-a-q1-b-q0312") == "f-a-q1-b" and batch_group("e008n48-q-c0001") == "e008n48"
     )
+
+
+def test_the_sparse_quarters_of_a_cut_cell_form_one_batch():
+    dense = {f"d{i}": (8.2 + i / 1000, 48.2) for i in range(7)}  # the south-west quarter
+    sparse = {"s1": (9.5, 48.5), "s2": (8.5, 49.5), "s3": (9.5, 49.5)}  # one in each other
+
+    def plan(points: dict[str, tuple[float, float]]) -> dict[str, list[str]]:
+        return plan_batches({"e008n48": list(points)}, 8, features_at(points), 2.0)
+
+    before = plan({**dense, **sparse})
+    assert before == {"e008n48-q0": list(dense), "e008n48-qr": ["s1", "s2", "s3"]}
+    assert all(BATCH_WILDCARD.fullmatch(b) and batch_group(b) == "e008n48" for b in before)
+    # a feature joining a sparse quarter changes the rest only ...
+    joined = plan({**dense, **sparse, "s4": (9.6, 48.6)})
+    assert joined == {**before, "e008n48-qr": ["s1", "s2", "s3", "s4"]}
+    # ... until the quarter holds more than a quarter of the batch size: a batch of its own
+    grown = plan({**dense, **sparse, "s4": (9.6, 48.6), "s5": (9.7, 48.7)})
+    assert grown == {**before, "e008n48-q1": ["s1", "s4", "s5"], "e008n48-qr": ["s2", "s3"]}
 
 
 def test_features_at_one_spot_are_cut_in_file_order():
@@ -143,8 +162,8 @@ def test_a_batch_that_lost_a_file_gets_a_new_generation_once(in_tmp):
 
 
 def test_auto_batch_size_keeps_per_feature_jobs_for_small_inputs():
-    assert resolve_batch_size("auto", AUTO_BATCH_SIZE) == 0
-    assert resolve_batch_size("auto", AUTO_BATCH_SIZE + 1) == AUTO_BATCH_SIZE
+    assert resolve_batch_size("auto", AUTO_PER_FEATURE) == 0
+    assert resolve_batch_size("auto", AUTO_PER_FEATURE + 1) == AUTO_BATCH_SIZE
     assert resolve_batch_size(0, 10_000) == 0
     assert resolve_batch_size(7, 3) == 7
     with pytest.raises(ValueError, match="batch_size"):

@@ -481,8 +481,9 @@ def normalise_item(
     (default: inferred from the item). Raises AssetError when the item lacks a band's asset.
     """
     provider = provider or Provider("generic", {}, "item layout")
-    out = copy.deepcopy({k: v for k, v in item.items() if k != "assets"})
-    props = out.setdefault("properties", {})
+    # a copy of what changes (the properties, the assets); the rest is shared with `item`
+    out = {k: v for k, v in item.items() if k != "assets"}
+    props = out["properties"] = dict(item.get("properties", {}))
     epsg = item_epsg(item)
     if epsg is not None:
         props["proj:epsg"] = epsg

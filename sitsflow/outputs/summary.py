@@ -58,22 +58,27 @@ _EXCEPTION_LINE = re.compile(
 def summarise_cube(path: str | Path) -> dict[str, Any]:
     """The summary row of one cube, from its attributes and dimensions."""
     with xr.open_dataset(path, decode_coords="all") as cube:
-        times = cube["time"].values
-        return {
-            "feature_id": cube.attrs["feature_id"],
-            "status": cube.attrs.get("status", "ok"),
-            "n_items": int(cube.attrs.get("n_items", 0)),
-            "n_time_steps": int(cube.sizes["time"]),
-            "valid_fraction": float(cube.attrs.get("valid_fraction", 0.0)),
-            "first_date": str(times.min())[:10] if len(times) else "",
-            "last_date": str(times.max())[:10] if len(times) else "",
-            "width": int(cube.sizes["x"]),
-            "height": int(cube.sizes["y"]),
-            "crs": cube.rio.crs.to_string() if cube.rio.crs else "",
-            "cube": str(path),
-            "error": "",
-            "log": "",
-        }
+        return cube_summary_row(cube, path)
+
+
+def cube_summary_row(cube: xr.Dataset, path: str | Path) -> dict[str, Any]:
+    """The summary row of the cube written at `path`, opened (with `decode_coords="all"`)."""
+    times = cube["time"].values
+    return {
+        "feature_id": cube.attrs["feature_id"],
+        "status": cube.attrs.get("status", "ok"),
+        "n_items": int(cube.attrs.get("n_items", 0)),
+        "n_time_steps": int(cube.sizes["time"]),
+        "valid_fraction": float(cube.attrs.get("valid_fraction", 0.0)),
+        "first_date": str(times.min())[:10] if len(times) else "",
+        "last_date": str(times.max())[:10] if len(times) else "",
+        "width": int(cube.sizes["x"]),
+        "height": int(cube.sizes["y"]),
+        "crs": cube.rio.crs.to_string() if cube.rio.crs else "",
+        "cube": str(path),
+        "error": "",
+        "log": "",
+    }
 
 
 def summarise(

@@ -65,6 +65,8 @@ from sitsflow.core.features import AttributeValue, Feature
 from sitsflow.core.logs import job_logging
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sitsflow.pixels.tiles import ReadRequest
 from sitsflow.core.layout import Layout
 from sitsflow.core.pipeline import STAGE_NAMES, STAGES, UPSTREAM, stage_named
@@ -73,8 +75,13 @@ from sitsflow.workflow.stages import cube_timeseries, modification_time, read_bb
 
 log = logging.getLogger(__name__)
 
-# `batch_size: auto`: per-feature jobs up to this many features, batches of this size above.
-AUTO_BATCH_SIZE = 50
+# `batch_size: auto`: per-feature jobs up to AUTO_PER_FEATURE features; above, batches of at
+# most AUTO_BATCH_SIZE neighbours. The quadtree's cells hold a third to a half of their bound
+# on average (clustered points: 1 000 in 11 batches of 91 on average with 200, 48 of 21 with
+# 50), and each batch job pays about 1.5 s of CPU to start and decodes again the blocks its
+# neighbours share: a larger bound than the per-feature limit.
+AUTO_PER_FEATURE = 50
+AUTO_BATCH_SIZE = 200
 # Pixels (float32) of the features a batch reads together: a round's stacks are all in memory.
 # On the full-size archive (1 000 clustered points, 50 per batch) 128 MB peaked at 553 MB per
 # batch job, 64 MB with few heap arenas at 460 MB; the tiles rounds share come from the disk
@@ -110,10 +117,10 @@ def resolve_batch_size(setting: int | str, n_features: int) -> int:
     """The batch size for `batch_size` (`auto`, 0 or a size); 0 means one job per feature.
 
     `auto` keeps per-feature jobs for small inputs (their per-stage jobs and logs are easiest
-    to follow) and batches of AUTO_BATCH_SIZE features above that.
+    to follow) and batches of at most AUTO_BATCH_SIZE features above AUTO_PER_FEATURE.
     """
     if setting == "auto":
-        return 0 if n_features <= AUTO_BATCH_SIZE else AUTO_BATCH_SIZE
+        return 0 if n_features <= AUTO_PER_FEATURE else AUTO_BATCH_SIZE
     size = int(setting)
     if size < 0:
         raise ValueError(f"batch_size must be 'auto', 0 or a positive number, got {setting!r}")
@@ -123,7 +130,7 @@ def resolve_batch_size(setting: int | str, n_features: int) -> int:
 # Quadtree depth below a search group's cell at which crowded features are cut in file order
 # instead (2 degree cells: 2 / 2**16 degrees, about 3 m: only features at one spot get there).
 MAX_SPLIT_DEPTH = 16
-BATCH_ID = re.compile(r"-q[0-3]*(-c\d{4})?$")
+BATCH_ID = re.compile(r"-q[0-3]*r?(-c\d{4})?$")
 
 
 def plan_batches(
@@ -141,9 +148,13 @@ def plan_batches(
     cell holds at most `batch_size`; each such cell is one batch, its id the group and the
     cell's path
     (`e008n48-q`, `e008n48-q0312`; `-c0001` for features at one spot cut in file order), its
-    members in file order. A feature's batch thus follows from its own position and its
-    cell's other features: appending or editing a feature changes only the batch of the cell
-    it lands in (which may split in four), never a batch elsewhere.
+    members in file order. The quarters of a cut cell that hold at most a quarter of
+    `batch_size` are not batches of their own: their features form one batch together, the
+    cell's rest (`e008n48-q03r`), so that the sparse edges of a cluster do not make many
+    small batches (each pays a job's start). A feature's batch thus follows from its own
+    position and its cell's other features: appending or editing a feature changes only the
+    batch it lands in, which may split in four or leave its cell's rest (then the rest
+    changes too), and the one a moved feature left; never a batch elsewhere.
     """
     if batch_size <= 0:
         return {}
@@ -171,7 +182,8 @@ def _quadtree(
     path: str,
     depth: int,
 ) -> dict[str, list[str]]:
-    """Cells of at most `batch_size` of `points` (file order kept), by their quadtree path."""
+    """Cells of at most `batch_size` of `points` (file order kept), by their quadtree path; a
+    cut cell's sparse quarters pooled as its rest (`plan_batches`)."""
     fids = list(points)
     if len(fids) <= batch_size:
         return {path: fids}
@@ -184,7 +196,11 @@ def _quadtree(
     for fid, (x, y) in points.items():
         quadrants.setdefault(int(x >= midx) + 2 * int(y >= midy), {})[fid] = (x, y)
     cells = {}
+    rest: set[str] = set()
     for quadrant, members in sorted(quadrants.items()):
+        if len(members) <= batch_size // 4:
+            rest.update(members)
+            continue
         east, north = quadrant % 2, quadrant // 2
         child = (
             midx if east else minx,
@@ -193,6 +209,8 @@ def _quadtree(
             maxy if north else midy,
         )
         cells.update(_quadtree(members, child, batch_size, f"{path}{quadrant}", depth + 1))
+    if rest:  # at most 3 quarters of at most batch_size // 4: at most batch_size
+        cells[f"{path}r"] = [fid for fid in fids if fid in rest]
     return cells
 
 
@@ -620,19 +638,26 @@ def write_batch_results(
     settings: BatchSettings,
     manifest: str | Path,
     timeseries_table: str | Path,
+    written: Mapping[str, tuple[pd.DataFrame, dict[str, Any]]] | None = None,
 ) -> None:
     """The batch's share of the run-wide tables, so that those never reread every feature:
     its members' summary rows (in the manifest, with what each member ran) and their time
     series in one Parquet file. Only batches that run recompute theirs. `generation` is the
-    batch's (see `batch_generations`)."""
+    batch's (see `batch_generations`). `written`: the table and summary row of each feature
+    whose time series this job wrote (`BatchContext.tables`); the others' cubes are read."""
     from sitsflow.outputs.summary import summarise_cube
     from sitsflow.outputs.timeseries import combine_tables
 
     fids = [outcome.fid for outcome in outcomes]
     cubes = settings.layout.paths("cube", fids)
-    rows = [summarise_cube(path) for path in cubes]
-    # from the cubes, as the per-feature `timeseries` job does: the CSVs lose attribute types
-    table = combine_tables([cube_timeseries(path, settings.timeseries) for path in cubes])
+    known = written or {}
+    rows, tables = [], []
+    for fid, path in zip(fids, cubes, strict=True):
+        # from the cubes, as the per-feature `timeseries` job does: the CSVs lose attribute types
+        table, row = known.get(fid) or (cube_timeseries(path, settings.timeseries), None)
+        rows.append(row or summarise_cube(path))
+        tables.append(table)
+    table = combine_tables(tables)
     with atomic_path(timeseries_table) as temporary:
         table.to_parquet(temporary, engine="pyarrow", index=False)
     members = {

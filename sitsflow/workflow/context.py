@@ -22,6 +22,8 @@ from sitsflow.core.settings import (
 )
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sitsflow.pixels.read import Loader
     from sitsflow.pixels.tiles import ReadRequest
 
@@ -102,6 +104,9 @@ class BatchContext:
     # each feature's reads, one per sensor family (`sitsflow.pixels.cube.read_request`)
     requests: dict[str, list[ReadRequest]] = field(default_factory=dict)
     signs_hrefs: bool = False
+    # each feature whose time series this job wrote: its table and its cube's summary row,
+    # the batch's share of the run-wide tables (`write_batch_results`)
+    tables: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def layout(self) -> Layout:

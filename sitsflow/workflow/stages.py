@@ -10,6 +10,7 @@ the functions: a batch imports only what its stages need.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from sitsflow.core.settings import (
     StacSettings,
     TimeseriesSettings,
 )
-from sitsflow.core.types import JsonObject
+from sitsflow.core.types import JsonObject, StacItem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -241,16 +242,25 @@ def dataset_generation(manifest: str | Path, store: str | Path) -> int:
     return recorded if (Path(store) / ".zmetadata").is_file() else recorded + 1
 
 
+@functools.lru_cache(maxsize=2)
+def _group_result(path: str, mtime_ns: int, size: int) -> tuple[list[StacItem], JsonObject]:
+    """A group's search result, parsed once for all the members of a batch (read only), keyed
+    by the file's modification time and size as well as its path."""
+    from sitsflow.catalog.search import read_item_collection
+
+    return read_item_collection(path)
+
+
 def feature_items(
     group_path: str, bbox_path: str, search_settings: SearchSettings, output: str
 ) -> None:
     """The feature's search result from its group's (`items_of_feature`), written to `output`
     with a record of the search; the same items as a search of its own window."""
-    from sitsflow.catalog.search import read_item_collection
     from sitsflow.core.errors import CatalogError
 
     record = read_bbox(bbox_path)
-    found, group_info = read_item_collection(group_path)
+    status = os.stat(group_path)
+    found, group_info = _group_result(group_path, status.st_mtime_ns, status.st_size)
     if group_info.get("error"):
         raise CatalogError(
             f"the search of its group {Path(group_path).stem} failed: {group_info['error']}",
@@ -384,9 +394,11 @@ def cube_timeseries(cube_path: str, settings: TimeseriesSettings) -> pd.DataFram
 
 def write_timeseries_file(
     cube_path: str, settings: TimeseriesSettings, output: str
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Write the cube's time-series CSV; returns its table (for the run-wide Parquet file,
-    which keeps the attribute columns' types that a CSV loses)."""
+    which keeps the attribute columns' types that a CSV loses) and the cube's summary row,
+    both from this one opening of the cube."""
+    from sitsflow.outputs.summary import cube_summary_row
     from sitsflow.outputs.timeseries import feature_timeseries, method_used, write_timeseries_csv
     from sitsflow.outputs.write import open_cube
 
@@ -394,10 +406,11 @@ def write_timeseries_file(
         loaded = cube.load()
         table = feature_timeseries(loaded, settings)
         used = method_used(loaded, settings)
+        row = cube_summary_row(cube, cube_path)
     with atomic_path(output) as temporary:
         write_timeseries_csv(table, temporary)
     log.info("wrote %s: %d rows (%s layout), %s", output, len(table), settings.layout, used)
-    return table
+    return table, row
 
 
 def refresh_timeseries(
@@ -508,7 +521,7 @@ def run_quicklook(feature: Feature, context: BatchContext) -> None:
 
 def run_timeseries(feature: Feature, context: BatchContext) -> None:
     layout = context.layout
-    write_timeseries_file(
+    context.tables[feature.fid] = write_timeseries_file(
         layout.path("cube", feature.fid),
         context.settings.timeseries,
         layout.path("timeseries", feature.fid),
