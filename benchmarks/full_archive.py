@@ -25,9 +25,13 @@ archive for the tiles that a vector file's features fall in:
   file). About `--clear-fraction` of the dates have an `eo:cloud_cover` under 10 (the SCL's
   own share of cloud classes), the others 20 to 95 %;
 * the feature sets: `--vector` (rand_pts: 24 points over Europe, one tile each) and
-  ``clustered_pts.geojson``, `--clustered` points (field plots) in two clusters around the
-  first two features of `--vector` (Gaussian, sigma 3 km, at least 3 km inside their tile),
-  one cluster after the other in the file, written deterministically (`--seed`).
+  ``clustered_pts.geojson``, `--clustered` points (field plots) in `--clusters` (2) clusters
+  around the first features of `--vector` (Gaussian, sigma `--cluster-sigma-m` 3 km, at least
+  3 km inside their tile), one cluster after the other in the file, written deterministically
+  (`--seed`).
+
+Layouts the defaults were not tuned on, for held-out runs: other tiles (another `--vector`),
+other cluster counts and widths, and `--block-size` (512: four times the blocks of a file).
 
 Generation takes about 35 s per tile on 2 cores (most of it GDAL compressing ~210 MB per 10 m
 band) and ~17 GB for rand_pts' 24 tiles; files already written with the same parameters are
@@ -194,9 +198,17 @@ def scene_classes(red: np.ndarray, nir: np.ndarray, tile: Tile, seed: int) -> np
     return scl
 
 
-def write_cog(path: Path, array: np.ndarray, tile: Tile, gsd: int, resampling: str) -> None:
-    """One COG as Earth Search writes them: 1024 px blocks, DEFLATE + predictor 2, 4 overviews
-    (`resampling`, recorded as OVR_RESAMPLING_ALG unless nearest), nodata 0; atomically."""
+def write_cog(
+    path: Path,
+    array: np.ndarray,
+    tile: Tile,
+    gsd: int,
+    resampling: str,
+    block_size: int = BLOCKSIZE,
+) -> None:
+    """One COG as Earth Search writes them: 1024 px blocks (`block_size`), DEFLATE + predictor
+    2, 4 overviews (`resampling`, recorded as OVR_RESAMPLING_ALG unless nearest), nodata 0;
+    atomically."""
     import rasterio
 
     from sitsflow.demo.cogs import OVERVIEW_RESAMPLING_TAG
@@ -210,7 +222,7 @@ def write_cog(path: Path, array: np.ndarray, tile: Tile, gsd: int, resampling: s
         "crs": f"EPSG:{tile.epsg}",
         "transform": tile.transform(gsd),
         "nodata": 0,
-        "BLOCKSIZE": BLOCKSIZE,
+        "BLOCKSIZE": block_size,
         "COMPRESS": "DEFLATE",
         "PREDICTOR": 2,
         "OVERVIEW_COUNT": OVERVIEW_COUNT,
@@ -226,19 +238,19 @@ def write_cog(path: Path, array: np.ndarray, tile: Tile, gsd: int, resampling: s
     os.replace(temporary, path)
 
 
-def write_tile_files(out: Path, tile: Tile, seed: int) -> np.ndarray:
+def write_tile_files(out: Path, tile: Tile, seed: int, block_size: int = BLOCKSIZE) -> np.ndarray:
     """The tile's four COGs; returns a decimated SCL (for the items' class percentages)."""
     arrays = {}
     for band in REFLECTANCE:
         patches = bigearthnet_patches(band)
         data = texture(patches, cell_layout(tile, seed, len(patches)), tile.size(10))
-        write_cog(out / tile.file(band), data, tile, 10, "AVERAGE")
+        write_cog(out / tile.file(band), data, tile, 10, "AVERAGE", block_size)
         if band in ("B04", "B08"):
             arrays[band] = data
         del data
     scl = scene_classes(arrays["B04"], arrays["B08"], tile, seed)
     del arrays
-    write_cog(out / tile.file(SCL), scl, tile, 20, "NEAREST")
+    write_cog(out / tile.file(SCL), scl, tile, 20, "NEAREST", block_size)
     return scl[::10, ::10].copy()
 
 
@@ -310,9 +322,10 @@ def tile_items(
 
 
 def clustered_points(
-    centres: list[tuple[float, float]], n: int, seed: int
+    centres: list[tuple[float, float]], n: int, seed: int, sigma_m: float = CLUSTER_SIGMA_M
 ) -> list[tuple[float, float]]:
-    """`n` points (lon, lat) in len(centres) Gaussian clusters, each inside its centre's tile."""
+    """`n` points (lon, lat) in len(centres) Gaussian clusters of `sigma_m`, each inside its
+    centre's tile."""
     from sitsflow.demo.fields import seeded_rng
 
     points: list[tuple[float, float]] = []
@@ -324,8 +337,8 @@ def clustered_points(
         high = (right - CLUSTER_MARGIN_M, top - CLUSTER_MARGIN_M)
         rng = seeded_rng("full-archive-cluster", seed, index)
         count = n // len(centres) + (1 if index < n % len(centres) else 0)
-        xs = np.clip(rng.normal(x0, CLUSTER_SIGMA_M, count), low[0], high[0])
-        ys = np.clip(rng.normal(y0, CLUSTER_SIGMA_M, count), low[1], high[1])
+        xs = np.clip(rng.normal(x0, sigma_m, count), low[0], high[0])
+        ys = np.clip(rng.normal(y0, sigma_m, count), low[1], high[1])
         points += [
             reproject_point(float(x), float(y), tile.epsg, 4326)
             for x, y in zip(xs, ys, strict=True)
@@ -368,6 +381,12 @@ class Parameters:
     seed: int
     tile: Tile
 
+    def record(self, block_size: int) -> dict[str, Any]:
+        """As the manifest keeps it; the block size only when not Earth Search's, so that
+        archives written before the option keep their files."""
+        recorded = asdict(self)
+        return recorded if block_size == BLOCKSIZE else {**recorded, "block_size": block_size}
+
 
 def generate(
     out: Path,
@@ -378,8 +397,14 @@ def generate(
     revisit_days: int = 5,
     clear_fraction: float = 0.35,
     seed: int = 0,
+    *,
+    clusters: int = 2,
+    cluster_sigma_m: float = CLUSTER_SIGMA_M,
+    block_size: int = BLOCKSIZE,
 ) -> dict[str, Any]:
-    """Write (or complete) the archive in `out`; return a summary."""
+    """Write (or complete) the archive in `out`; return a summary. The clustered points lie
+    around the first `clusters` features of `vector`, Gaussian with `cluster_sigma_m`; the
+    COGs have `block_size` blocks (variants of the layout, for held-out benchmarks)."""
     from sitsflow.core.atomic import atomic_write_text
     from sitsflow.demo.tiles import acquisition_days
 
@@ -397,13 +422,13 @@ def generate(
     written = 0
     started = time.perf_counter()
     for number, tile in enumerate(tiles.values(), start=1):
-        parameters = asdict(Parameters(GENERATOR_VERSION, seed, tile))
+        parameters = Parameters(GENERATOR_VERSION, seed, tile).record(block_size)
         complete = all((out / tile.file(band)).exists() for band in (*REFLECTANCE, SCL))
         if manifest.get(tile.name) == parameters and complete:
             scl_sample = read_scl_sample(out, tile)
         else:
             tile_started = time.perf_counter()
-            scl_sample = write_tile_files(out, tile, seed)
+            scl_sample = write_tile_files(out, tile, seed, block_size)
             manifest[tile.name] = parameters
             atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
             written += 1
@@ -417,8 +442,8 @@ def generate(
         items += tile_items_
         aliases.update(tile_aliases)
     collection = {"type": "FeatureCollection", "features": items}
-    centres = [(lon, lat) for _, lon, lat in features[:2]]
-    geojson = points_geojson(clustered_points(centres, clustered, seed))
+    centres = [(lon, lat) for _, lon, lat in features[:clusters]]
+    geojson = points_geojson(clustered_points(centres, clustered, seed, cluster_sigma_m))
     for name, text in (
         (ITEMS_FILE, json.dumps(collection)),
         (ALIASES_FILE, json.dumps(aliases, indent=0)),
@@ -447,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--revisit-days", type=int, default=5)
     parser.add_argument("--clear-fraction", type=float, default=0.35)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clusters", type=int, default=2, help="clusters, around features 1..")
+    parser.add_argument("--cluster-sigma-m", type=float, default=CLUSTER_SIGMA_M)
+    parser.add_argument("--block-size", type=int, default=BLOCKSIZE, help="COG block size")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     summary = generate(
@@ -456,6 +484,9 @@ def main(argv: list[str] | None = None) -> int:
         revisit_days=args.revisit_days,
         clear_fraction=args.clear_fraction,
         seed=args.seed,
+        clusters=args.clusters,
+        cluster_sigma_m=args.cluster_sigma_m,
+        block_size=args.block_size,
     )
     print(json.dumps(summary))
     return 0

@@ -157,6 +157,7 @@ def cached_lower_bound(archive: Path, vector: Path, cache: Path, *, decode: bool
     """`benchmarks.bound.lower_bound` (+ decode CPU with `decode`), reused from `cache`
     while the archive's items.json, the vector file and the config match."""
     from benchmarks.bound import BOUND_VERSION, decode_seconds, lower_bound
+    from sitsflow.workflow.batch import AUTO_BATCH_SIZE, AUTO_PER_FEATURE
 
     items, points = (archive / "items.json").stat(), vector.stat()
     key = {
@@ -166,6 +167,7 @@ def cached_lower_bound(archive: Path, vector: Path, cache: Path, *, decode: bool
         "config": default_config(),
         "decode": decode,
         "version": BOUND_VERSION,
+        "batching": [AUTO_PER_FEATURE, AUTO_BATCH_SIZE],  # the bound's batches are sitsflow's
     }
     stored = json.loads(cache.read_text()) if cache.exists() else {}
     entries = [entry for entry in stored.get("entries", []) if entry["key"] != key]
@@ -206,6 +208,8 @@ class Run:
     outputs: dict = field(default_factory=dict)
     throughput: float = 0.0  # full-size archive: the loopback bytes/s of this run's server
     read_cpu_ms_per_file: float | None = None  # sitsflow: from its reader's log lines
+    tiles_decoded: int | None = None  # sitsflow: from its reader's log lines
+    cache_peak_mb: float | None = None  # sitsflow: the run-wide range cache's largest size
 
     @property
     def peak_rss_per_job(self) -> int:
@@ -418,6 +422,9 @@ def run_tool(spec: RunSpec, server: StatsServer, latency_ms: float, repeat: int)
         error = "" if result.returncode == 0 else (result.stdout[-2000:] + result.stderr[-4000:])
         outputs = check_outputs(spec.tool, workdir) if result.returncode == 0 else {}
         read_cpu = read_cpu_per_file(workdir / "logs") if spec.tool == "sitsflow" else None
+        decoded, cache_peak = (
+            reader_totals(workdir / "logs") if spec.tool == "sitsflow" else (None, None)
+        )
         return Run(
             tool=spec.tool,
             latency_ms=latency_ms,
@@ -436,10 +443,28 @@ def run_tool(spec: RunSpec, server: StatsServer, latency_ms: float, repeat: int)
             layout=spec.layout,
             outputs=outputs,
             read_cpu_ms_per_file=read_cpu,
+            tiles_decoded=decoded,
+            cache_peak_mb=cache_peak,
         )
 
 
 READ_LINE = re.compile(r"read (\d+) files[^\n]*? in [\d.]+ s, ([\d.]+) ms CPU per file")
+
+
+DECODED_LINE = re.compile(r"(\d+) tiles decoded")
+CACHE_LINE = re.compile(r"range cache: .*?at most ([\d.]+) MB so far")
+
+
+def reader_totals(logs: Path) -> tuple[int, float | None]:
+    """The tiles the run decoded and the largest size its range cache reached (MB; None
+    without a cache), from the reader's log lines."""
+    decoded, peak = 0, None
+    for log in logs.rglob("*.log"):
+        text = log.read_text(errors="replace")
+        decoded += sum(int(n) for n in DECODED_LINE.findall(text))
+        for size in CACHE_LINE.findall(text):
+            peak = max(peak or 0.0, float(size))
+    return decoded, peak
 
 
 def read_cpu_per_file(logs: Path) -> float | None:

@@ -25,6 +25,7 @@ from benchmarks.seed_workload import check_outputs, job_name
 from benchmarks.workload import default_config
 from sitsflow.core.features import Feature
 from sitsflow.testing.stac_server import StacServer, load_aliases
+from sitsflow.workflow.batch import AUTO_BATCH_SIZE
 
 # ---- (s): the seed's URL patch ----------------------------------------------------------------
 
@@ -174,16 +175,16 @@ def test_batches_follow_sitsflow_batch_size_and_groups() -> None:
 
     few = points(50, 5.0)
     assert batches_of(few) == {f.fid: f.fid for f in few}  # one job per feature: no sharing
-    many = points(100, 5.0) + points(20, 9.0)  # two 2-degree groups
+    many = points(300, 5.0) + points(20, 9.0)  # two 2-degree groups
     batch_of = batches_of(many)
     members: dict[str, list[str]] = {}
     for fid, batch in batch_of.items():
         members.setdefault(batch, []).append(fid)
-    # batches of at most 50 neighbours, each within one group
-    assert all(len(fids) <= 50 for fids in members.values()) and len(members) >= 3
+    # batches of at most AUTO_BATCH_SIZE neighbours, each within one group
+    assert all(len(fids) <= AUTO_BATCH_SIZE for fids in members.values()) and len(members) >= 3
     assert len({fid.split("-")[0] for fids in members.values() for fid in fids[:1]}) == 2
     assert all(len({fid.split("-")[0] for fid in fids}) == 1 for fids in members.values())
-    assert batch_of["f9-0"] == batch_of["f9-19"] != batch_of["f5-99"]
+    assert batch_of["f9-0"] == batch_of["f9-19"] != batch_of["f5-299"]
     assert batch_of["f5-0"] == batch_of["f5-1"]  # neighbours share a batch
 
 

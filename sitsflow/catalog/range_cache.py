@@ -195,7 +195,16 @@ class RangeCache:
         return held
 
     def close(self) -> None:
-        """Remove a private cache (a run-wide one stays for the run's other jobs)."""
+        """Remove a private cache (a run-wide one stays for the run's other jobs); log what the
+        cache holds."""
+        held, peak = self.usage()
+        log.info(
+            "range cache: this job kept %.1f MB; it holds %.1f MB, at most %.1f MB so far%s",
+            self.bytes / 1e6,
+            held / 1e6,
+            peak / 1e6,
+            f" (bound {self.max_bytes / 1e6:.0f} MB)" if self.max_bytes else "",
+        )
         if self.owned:
             shutil.rmtree(self.directory, ignore_errors=True)
 

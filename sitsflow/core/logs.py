@@ -14,8 +14,12 @@ from pathlib import Path
 def job_logging(log_path: str | Path | None, job: str) -> Iterator[logging.Logger]:
     """Log to `log_path` (warnings also to stderr), with the job's start, end, duration, errors.
 
-    The console stays readable with thousands of jobs; the per-job log has the details.
+    The console stays readable with thousands of jobs; the per-job log has the details. On
+    exit the root logger gets its earlier handlers back: a batch job runs one such context per
+    feature and stage, and what it logs between them must not land in the last stage's log.
     """
+    root = logging.getLogger()
+    previous = list(root.handlers)
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING)
     handlers: list[logging.Handler] = [console]
@@ -37,4 +41,25 @@ def job_logging(log_path: str | Path | None, job: str) -> Iterator[logging.Logge
     except Exception:
         logger.exception("%s: failed after %.2f s", job, time.perf_counter() - started)
         raise
-    logger.info("%s: done in %.2f s", job, time.perf_counter() - started)
+    else:
+        logger.info("%s: done in %.2f s", job, time.perf_counter() - started)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in previous:
+            root.addHandler(handler)
+
+
+@contextlib.contextmanager
+def logged_to(handlers: list[logging.Handler], name: str = "sitsflow") -> Iterator[None]:
+    """Send what logger `name` logs to `handlers` too, for the block (a batch job's reads of
+    several features, to the batch's own log)."""
+    logger = logging.getLogger(name)
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)

@@ -62,7 +62,7 @@ from sitsflow.core.atomic import atomic_path, atomic_write_text
 from sitsflow.core.batch_manifest import recorded_generation, write_batch_manifest
 from sitsflow.core.errors import SitsflowError
 from sitsflow.core.features import AttributeValue, Feature
-from sitsflow.core.logs import job_logging
+from sitsflow.core.logs import job_logging, logged_to
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -497,7 +497,8 @@ def read_round(
     if prefetch is None:
         return
     started = time.perf_counter()
-    kept = prefetch(requests, sign_hrefs=context.signs_hrefs)
+    with logged_to(batch_log.handlers):  # what the reader read: in the batch's log
+        kept = prefetch(requests, sign_hrefs=context.signs_hrefs)
     release_freed_memory()  # the tiles decoded for the round
     batch_log.info(
         "read the files of %d features together in %.2f s (%d kept)",
