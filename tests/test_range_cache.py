@@ -10,6 +10,7 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler
 
+import numpy as np
 import pytest
 from shapely.geometry import Point
 
@@ -121,6 +122,31 @@ def test_a_job_that_used_nothing_cached_replaces_an_old_version(tmp_path, server
     assert cache.get(url, 4000, 5000) == FILE[4000:5000]
 
 
+def test_a_decoded_tile_is_kept_as_decoded_and_only_for_its_file_version(server, tmp_path):
+    url = f"{server}/T31UFS/B04.tif"
+    tile = np.arange(64, dtype=np.uint16).reshape(8, 8)
+
+    async def job(keep: bool, first: int = 0) -> tuple[np.ndarray | None, RangeStore]:
+        store = RangeStore(prefix_bytes=1024, cache=RangeCache(tmp_path / "cache"))
+        await store.get_range_async(url, start=first, end=first + 16)  # the header, or other
+        if keep:
+            store.keep_tile(url, 4000, 5000, tile)
+        found = store.cached_tile(url, 4000, 5000)
+        await store.close()
+        return found, store
+
+    asyncio.run(job(keep=True))
+    again, store = asyncio.run(job(keep=False))
+    assert again is not None and again.dtype == np.uint16 and (again == tile).all()
+    assert store.counters.tiles_from_disk == 1
+    Files.body, Files.etag = bytes(reversed(FILE)), '"v2"'
+    # the file changed: a job whose first request (not cached) says so finds no tile of the
+    # old version (within a run, a file is not fetched again only to see whether it changed)
+    stale, _ = asyncio.run(job(keep=False, first=8000))
+    assert stale is None and RangeCache(tmp_path / "cache").version(url) is not None
+    assert RangeCache(tmp_path / "cache").version(url) == FileVersion(len(FILE), '"v2"')
+
+
 def test_versions_differ_only_in_what_both_know():
     assert FileVersion(10, '"a"').same_as(FileVersion(10, None))
     assert FileVersion(None, None).same_as(FileVersion(10, '"a"'))
@@ -227,7 +253,7 @@ def test_jobs_of_a_run_fetch_shared_tiles_once_and_make_the_same_cubes(
         assert not (workdir / ".sitsflow" / "range-cache").exists()
     batches = results["batches"][0]
     logs = "".join(p.read_text() for p in (batches / "logs" / "cube").iterdir())
-    assert re.search(r"[1-9]\d* ranges from the disk cache", logs), logs[-2000:]
+    assert re.search(r"[1-9]\d* decoded tiles from the disk cache", logs), logs[-2000:]
     # batch mode draws no quicklook by default (config `quicklooks`), and misses none
     assert not (batches / "results" / "quicklooks").exists()
     assert dry_run_jobs(snakemake(batches, "--dry-run")) == {}

@@ -14,7 +14,11 @@ Layout: `DIRECTORY/<k[:2]>/<k>/` per file, `k` the SHA-1 of its URL without the 
   already used cached bytes of it fails that read, saying so (it would otherwise mix two
   versions of one file);
 * `prefix`: the file's first bytes, as its first request fetched them (the COG header);
-* `<start>-<stop>`: one byte range each, as the reader asked for it (a tile).
+* `<start>-<stop>`: one byte range each, as the reader asked for it (an IFD beyond the
+  prefix, a tile GDAL-free readers fetch whole);
+* `<start>-<stop>.npy`: the tile stored in bytes `start:stop`, decoded (sitsflow's reader):
+  neither fetched nor decoded again. A 1024 x 1024 tile of 16-bit DNs is 2 MB decoded against
+  1 to 2 MB compressed, and decoding it costs about 7 ms of CPU, reading it back 0.3 ms.
 
 Every file is written under a temporary name and renamed, so concurrent jobs never read half a
 range; two jobs needing one range at the same moment may both fetch it. `DIRECTORY/usage`
@@ -39,10 +43,15 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
 USAGE_FILE = "usage"
+DECODED_SUFFIX = ".npy"
 VERSION_FILE = "version.json"
 PREFIX_FILE = "prefix"
 _BOOKKEEPING = (USAGE_FILE, f"{USAGE_FILE}.lock", VERSION_FILE)
@@ -152,6 +161,45 @@ class RangeCache:
 
         self._update(replace)
         self.bytes += len(data)
+
+    # ---- decoded tiles --------------------------------------------------------------------
+
+    def get_array(self, url: str, start: int, stop: int) -> np.ndarray | None:
+        """The decoded tile stored in bytes `start:stop` of `url`, None when not cached."""
+        import numpy as np
+
+        path = self._range_path(url, start, stop).with_suffix(DECODED_SUFFIX)
+        try:
+            with open(path, "rb") as handle:
+                array = np.load(handle, allow_pickle=False)
+            os.utime(path)
+        except (OSError, ValueError):
+            return None
+        return cast("np.ndarray", array)
+
+    def put_array(self, url: str, start: int, stop: int, array: np.ndarray) -> None:
+        """Keep the tile decoded from bytes `start:stop` of `url`: a tile needed again (by a
+        later round of a batch, another batch, another job) is not decoded again."""
+        import numpy as np
+
+        path = self._range_path(url, start, stop).with_suffix(DECODED_SUFFIX)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(temporary, "wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+        except OSError as exc:
+            log.info("range cache: cannot keep a decoded tile (%s)", exc)
+            temporary.unlink(missing_ok=True)
+            return
+
+        def replace() -> int:
+            replaced = path.stat().st_size if path.exists() else 0
+            os.replace(temporary, path)
+            return path.stat().st_size - replaced
+
+        self._update(replace)
+        self.bytes += array.nbytes
 
     # ---- size -----------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from sitsflow.catalog.range_cache import FileVersion, RangeCache
 
 if TYPE_CHECKING:
     import aiohttp
+    import numpy as np
 
     from sitsflow.catalog.pauses import SharedPause
 
@@ -83,6 +84,7 @@ class Counters:
     retries: int = 0
     from_memory: int = 0
     from_disk: int = 0
+    tiles_from_disk: int = 0
     waited_s: float = 0.0
 
 
@@ -111,6 +113,9 @@ class RangeStore:
     ) -> None:
         self.max_in_flight = max_in_flight
         self.cache = cache
+        # tile ranges (`get_ranges_async`) kept in the cache as fetched; sitsflow's reader
+        # keeps them decoded instead (`keep_tile`) and turns this off
+        self.keep_tile_ranges = True
         self.shared_pause = shared_pause
         self.prefix_bytes = prefix_bytes
         self.connect_timeout_s = connect_timeout_s
@@ -206,22 +211,54 @@ class RangeStore:
             for (low, high), data in zip(merged, fetched, strict=True):
                 if low <= start and stop <= high:
                     known[(start, stop)] = data[start - low : stop - low]
-                    self._keep(path, start, stop, known[(start, stop)])
+                    if self.keep_tile_ranges:
+                        self._keep(path, start, stop, known[(start, stop)])
                     break
         return [known[(start, stop)] for start, stop in wanted]
 
     # ---- the disk cache -------------------------------------------------------------------
 
-    def _cached(self, path: str, start: int | None, stop: int | None) -> bytes | None:
-        """Bytes `start:stop` of a remote `path` (its prefix without a range) from the disk
-        cache, if they are there and of the version this job has seen of the file."""
+    def cached_tile(self, path: str, start: int, stop: int) -> np.ndarray | None:
+        """The tile stored in bytes `start:stop` of `path`, decoded, from the disk cache (see
+        `_cached`)."""
+        cache = self._usable_cache(path)
+        array = cache.get_array(path, start, stop) if cache is not None else None
+        if array is not None:
+            self._used_cached.add(without_query(path))
+            self.counters.tiles_from_disk += 1
+        return array
+
+    def keep_tile(self, path: str, start: int, stop: int, array: np.ndarray) -> None:
+        """Put a tile decoded from bytes `start:stop` of `path` in the disk cache."""
+        cache = self._recording_cache(path)
+        if cache is not None:
+            cache.put_array(path, start, stop, array)
+
+    def _usable_cache(self, path: str) -> RangeCache | None:
+        """The disk cache, when it holds bytes of a remote `path` of the version this job has
+        seen of the file (any, before the job fetched any of it)."""
         if self.cache is None or "://" not in path:
             return None
         cached = self.cache.version(path)
         seen = self._versions.get(without_query(path))
         if cached is None or (seen is not None and not seen.same_as(cached)):
             return None
-        data = self.cache.get(path, start, stop)
+        return self.cache
+
+    def _recording_cache(self, path: str) -> RangeCache | None:
+        """The disk cache, with the version of `path` this job fetched recorded in it; None
+        when another version is recorded there (or the bytes are local, or no cache)."""
+        version = self._versions.get(without_query(path))
+        if self.cache is None or version is None:
+            return None
+        recorded = self.cache.version(path) or self.cache.record(path, version)
+        return self.cache if recorded.same_as(version) else None
+
+    def _cached(self, path: str, start: int | None, stop: int | None) -> bytes | None:
+        """Bytes `start:stop` of a remote `path` (its prefix without a range) from the disk
+        cache, if they are there and of the version this job has seen of the file."""
+        cache = self._usable_cache(path)
+        data = cache.get(path, start, stop) if cache is not None else None
         if data is not None:
             self._used_cached.add(without_query(path))
             self.counters.from_disk += 1
@@ -229,12 +266,9 @@ class RangeStore:
 
     def _keep(self, path: str, start: int | None, stop: int | None, data: bytes) -> None:
         """Put fetched bytes of a remote `path` in the disk cache, under its version."""
-        version = self._versions.get(without_query(path))
-        if self.cache is None or version is None:
-            return
-        recorded = self.cache.version(path) or self.cache.record(path, version)
-        if recorded.same_as(version):
-            self.cache.put(path, start, stop, data)
+        cache = self._recording_cache(path)
+        if cache is not None:
+            cache.put(path, start, stop, data)
 
     def _check_version(self, url: str, version: FileVersion) -> None:
         """Compare the version of `url` an answer reports with the one this job saw before

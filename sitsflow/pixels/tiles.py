@@ -235,6 +235,8 @@ class TileReader:
         self._lock = threading.Lock()
         self.tiles_decoded = 0
         self.tiles_placed = 0
+        if self.store is not None:  # its disk cache keeps the tiles decoded (`_tiles`)
+            self.store.keep_tile_ranges = False
 
     def read(
         self,
@@ -314,14 +316,20 @@ class TileReader:
     def _measure(self, files: int, what: str = "") -> Iterator[None]:
         """Log the files read, the wall and CPU time per file, and what the store did."""
         counters = self.store.counters if self.store else Counters()
-        before = (counters.requests, counters.bytes, counters.from_disk, self.tiles_decoded)
+        before = (
+            counters.requests,
+            counters.bytes,
+            counters.from_disk,
+            counters.tiles_from_disk,
+            self.tiles_decoded,
+        )
         wall, cpu = time.perf_counter(), time.process_time()
         yield
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         counters = self.store.counters if self.store else counters
         log.info(
             "read %d files%s in %.2f s, %.2f ms CPU per file: %d requests, %.2f MB, %d ranges "
-            "from the disk cache, %d tiles decoded",
+            "and %d decoded tiles from the disk cache, %d tiles decoded",
             files,
             f" {what}" if what else "",
             wall,
@@ -329,7 +337,8 @@ class TileReader:
             counters.requests - before[0],
             (counters.bytes - before[1]) / 1e6,
             counters.from_disk - before[2],
-            self.tiles_decoded - before[3],
+            counters.tiles_from_disk - before[3],
+            self.tiles_decoded - before[4],
         )
 
     def _use_signing(self, sign_hrefs: bool) -> None:
@@ -498,7 +507,7 @@ class TileReader:
         reason = gdal_reason(tiff)
         if reason is None:
             try:
-                await self._read_tiff(tiff, targets)
+                await self._read_tiff(tiff, url, targets)
                 return
             except (TileDecodeError, ValueError) as exc:
                 self._raise_if_unreachable(url)
@@ -565,7 +574,7 @@ class TileReader:
             reason,
         )
 
-    async def _read_tiff(self, tiff: TIFF, targets: list[GridTarget]) -> None:
+    async def _read_tiff(self, tiff: TIFF, url: str, targets: list[GridTarget]) -> None:
         """sitsflow's own read of a tiled GeoTIFF it decodes (`gdal_reason` is None)."""
         levels = cog_levels(tiff)
         resampling = overview_resampling(tiff.ifds[0])
@@ -593,8 +602,7 @@ class TileReader:
             size = len(wanted) * level.tile_width * level.tile_height * 2
             held = await self._budget.acquire(size)
             try:
-                found = dict(zip(wanted, await _fetch(tiff, level, wanted), strict=True))
-                self.tiles_decoded += len(found)
+                found = await self._tiles(tiff, url, level, wanted)
                 for target, pixels in placements:
                     self.tiles_placed += _place(target.out, pixels, level, found)
             finally:
@@ -603,6 +611,36 @@ class TileReader:
             value = np.float32(float(nodata))
             for target in targets:
                 target.out[target.out == value] = np.nan
+
+    async def _tiles(
+        self, tiff: TIFF, url: str, level: Level, wanted: list[tuple[int, int]]
+    ) -> dict[tuple[int, int], np.ndarray]:
+        """The decoded tiles of `level` at (col, row): from the disk cache when a job of the
+        run decoded them before (keyed by the file and each tile's byte range, the file's
+        version checked by the store), else fetched and decoded, and kept there."""
+        assert self.store is not None
+        ifd = tiff.ifds[level.index]
+        offsets, counts = ifd.tile_offsets or [], ifd.tile_byte_counts or []
+        across = -(-level.width // level.tile_width)
+        ranges = {}
+        for col, row in wanted:
+            index = row * across + col
+            if index < len(offsets) and index < len(counts):
+                ranges[(col, row)] = (int(offsets[index]), int(offsets[index] + counts[index]))
+        found = {
+            tile: array
+            for tile, (start, stop) in ranges.items()
+            if (array := self.store.cached_tile(url, start, stop)) is not None
+        }
+        missing = [tile for tile in wanted if tile not in found]
+        if missing:
+            decoded = await _fetch(tiff, level, missing)
+            self.tiles_decoded += len(missing)
+            for tile, array in zip(missing, decoded, strict=True):
+                found[tile] = array
+                if tile in ranges:
+                    self.store.keep_tile(url, *ranges[tile], array)
+        return found
 
     def _pixel_map(self, level: Level, grid: Grid) -> PixelMap:
         key = (level.geometry(), grid)
