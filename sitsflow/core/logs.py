@@ -56,6 +56,8 @@ def logged_to(handlers: list[logging.Handler], name: str = "sitsflow") -> Iterat
     """Send what logger `name` logs to `handlers` too, for the block (a batch job's reads of
     several features, to the batch's own log)."""
     logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.INFO)
     for handler in handlers:
         logger.addHandler(handler)
     try:
@@ -63,3 +65,4 @@ def logged_to(handlers: list[logging.Handler], name: str = "sitsflow") -> Iterat
     finally:
         for handler in handlers:
             logger.removeHandler(handler)
+        logger.setLevel(level)

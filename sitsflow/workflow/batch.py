@@ -572,10 +572,28 @@ def run_batch(
     `attributes`: feature id -> its vector-file attributes (config `attributes`).
 
     Every member is processed even after a failure. The batch log gets one line per member.
+    The context's loader is closed at the end.
     """
+    batch_log = batch_logger(log_path)
+    try:
+        return _run_batch(batch, members, context, batch_log, stage_runner, attributes)
+    finally:
+        if context.loader is not None:  # what its reads and the range cache did: in its log
+            with logged_to(batch_log.handlers):
+                context.loader.close()
+            context.loader = None
+
+
+def _run_batch(
+    batch: str,
+    members: Mapping[str, str],
+    context: BatchContext,
+    batch_log: logging.Logger,
+    stage_runner: StageRunner,
+    attributes: Mapping[str, Mapping[str, AttributeValue]] | None,
+) -> list[FeatureOutcome]:
     from shapely import wkt as shapely_wkt
 
-    batch_log = batch_logger(log_path)
     started = time.perf_counter()
     batch_log.info("batch %s: %d features", batch, len(members))
     limit_heap_arenas()
