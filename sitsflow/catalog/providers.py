@@ -37,7 +37,6 @@ never from its acquisition date (Collection-1 reprocessing gives old scenes base
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -490,7 +489,7 @@ def normalise_item(
     out["assets"] = {}
     for band in bands:
         key = provider.asset_key(item, band)
-        asset = copy.deepcopy(item["assets"][key])
+        asset = dict(item["assets"][key])  # its own keys change, nothing nested
         code = asset.get("proj:code")
         if "proj:epsg" not in asset and isinstance(code, str) and code.upper().startswith("EPSG:"):
             asset["proj:epsg"] = int(code.split(":", 1)[1])

@@ -1,9 +1,10 @@
 """Write files so that a killed job leaves either the old file, no file, or the complete new one.
 
 Writers put their output at a temporary name beside the target, `.{name}.tmp-{pid}`, and rename
-it into place when complete. A killed writer leaves that temporary behind; it is removed the
-next time the same target is written (`atomic_path`) and at the end of every run
-(`sweep_temporaries`, called from the Snakefile's `onsuccess`/`onerror`).
+it into place when complete. A killed writer leaves that temporary behind; it is removed when a
+process first writes into the same directory (`atomic_path`: once per directory and process, as
+listing a directory of 10 000 cubes costs 6 ms, too much for every write of a batch job) and at
+the end of every run (`sweep_temporaries`, called from the Snakefile's `onsuccess`/`onerror`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 TEMPORARY_SUFFIX = ".tmp-"
+# the directories this process has written into, and so swept (`atomic_path`)
+_SWEPT: set[Path] = set()
 
 
 def temporary_for(target: Path) -> Path:
@@ -27,7 +30,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target.parent, f".{target.name}{TEMPORARY_SUFFIX}*")
+    if target.parent not in _SWEPT:
+        remove_stale_temporaries(target.parent, f".*{TEMPORARY_SUFFIX}*")
+        _SWEPT.add(target.parent)
     temporary = temporary_for(target)
     try:
         yield temporary

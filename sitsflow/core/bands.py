@@ -115,13 +115,12 @@ def item_family(item: Mapping[str, Any]) -> str:
     """`landsat` for an item of a Landsat platform or collection (or with `landsat:*`
     properties), else `sentinel-2`."""
     props = item.get("properties", {})
-    if (
-        item_platform(item).startswith("landsat")
-        or any(str(name).startswith("landsat:") for name in props)
-        or "landsat" in str(item.get("collection", "")).lower()
-    ):
+    platform = item_platform(item)
+    if platform.startswith("landsat") or "landsat" in str(item.get("collection", "")).lower():
         return LANDSAT
-    return SENTINEL_2
+    if platform.startswith("sentinel-2"):  # no need to look through every property
+        return SENTINEL_2
+    return LANDSAT if any(str(name).startswith("landsat:") for name in props) else SENTINEL_2
 
 
 def landsat_instrument(item: Mapping[str, Any]) -> str:

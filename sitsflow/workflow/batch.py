@@ -383,6 +383,7 @@ def process_feature(
     outcome = outcome or FeatureOutcome(fid)
     if not outcome.ok:
         return outcome
+    changed = False
     for stage in stages:
         upstream_redone = any(name in outcome.ran for name in UPSTREAM[stage])
         current = stage_is_current(stage, fid, layout, fingerprints[stage], recorded)
@@ -390,8 +391,8 @@ def process_feature(
             outcome.up_to_date.append(stage)
             continue
         _remove(layout.path(stage, fid))
-        if recorded.pop(stage, None) is not None:
-            write_fingerprints(layout.state(fid), recorded)
+        recorded.pop(stage, None)
+        changed = True
         try:
             with job_logging(layout.log(stage, fid), f"{stage} {fid}"):
                 stage_runner(stage, feature, context)
@@ -399,8 +400,12 @@ def process_feature(
             outcome.failed_stage, outcome.error = stage, f"{type(exc).__name__}: {exc}"
             break
         recorded[stage] = fingerprints[stage]
-        write_fingerprints(layout.state(fid), recorded)
         outcome.ran.append(stage)
+    # Once for the stages run here. A job killed before this keeps the record of before, which
+    # cannot pass off a file as current: a removed file is missing, a remade one is newer than
+    # what reads it, and a changed setting changed its fingerprint.
+    if changed:
+        write_fingerprints(layout.state(fid), recorded)
     outcome.seconds += time.perf_counter() - started
     return outcome
 
