@@ -113,13 +113,14 @@ def test_a_file_that_changed_is_never_read_from_two_versions(server, tmp_path):
 def test_a_job_that_used_nothing_cached_replaces_an_old_version(tmp_path, server):
     url = f"{server}/a.tif"
     cache = RangeCache(tmp_path / "cache")
-    cache.record(url, FileVersion(len(FILE), '"v0"'))
-    cache.put(url, 4000, 5000, b"old bytes")
+    old = cache.record(url, FileVersion(len(FILE), '"v0"'))
+    cache.put(url, 4000, 5000, b"old bytes", version=old)
     # its header is not cached: fetched, the old version's tiles dropped, nothing mixed
     store = read_as_a_job(url, RangeCache(tmp_path / "cache"), [(4000, 5000)])
     assert store.counters.from_disk == 0
     assert cache.version(url) == FileVersion(len(FILE), '"v1"')
-    assert cache.get(url, 4000, 5000) == FILE[4000:5000]
+    assert cache.get(url, 4000, 5000, version=FileVersion(len(FILE), '"v1"')) == FILE[4000:5000]
+    assert cache.get(url, 4000, 5000, version=old) is None
 
 
 def test_a_decoded_tile_is_kept_as_decoded_and_only_for_its_file_version(server, tmp_path):
@@ -157,27 +158,27 @@ def test_versions_differ_only_in_what_both_know():
 def test_the_cache_stays_within_its_bound_dropping_the_least_recently_used(tmp_path):
     cache = RangeCache(tmp_path / "cache", max_bytes=10_000)
     url = "https://example.org/a.tif"
-    cache.record(url, FileVersion(10**6, None))
+    version = cache.record(url, FileVersion(10**6, None))
     for index in range(30):
-        cache.put(url, index * 1000, index * 1000 + 1000, bytes([index]) * 1000)
+        cache.put(url, index * 1000, index * 1000 + 1000, bytes([index]) * 1000, version=version)
         if index == 5:
-            assert cache.get(url, 0, 1000) is not None  # the first range, recently used
+            assert cache.get(url, 0, 1000, version=version) is not None  # recently used
         held, peak = cache.usage()
         assert held <= 10_000 and peak <= 10_000
     on_disk = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*-*") if f.is_file())
     assert on_disk == cache.usage()[0] <= 10_000
-    assert cache.get(url, 29000, 30000) == bytes([29]) * 1000  # the newest is kept
-    assert cache.get(url, 1000, 2000) is None  # an old one, unused since, is gone
+    assert cache.get(url, 29000, 30000, version=version) == bytes([29]) * 1000  # the newest
+    assert cache.get(url, 1000, 2000, version=version) is None  # an old one, unused since
 
 
 def _put_many(directory: str, worker: int) -> None:
     cache = RangeCache(directory, max_bytes=400_000)
     url = "https://example.org/shared.tif"
-    cache.record(url, FileVersion(10**6, '"x"'))
+    version = cache.record(url, FileVersion(10**6, '"x"'))
     for index in range(200):
         start = (index * 7 + worker) % 100 * 1000
-        cache.put(url, start, start + 1000, bytes([start // 1000]) * 1000)
-        data = cache.get(url, start, start + 1000)
+        cache.put(url, start, start + 1000, bytes([start // 1000]) * 1000, version=version)
+        data = cache.get(url, start, start + 1000, version=version)
         assert data is None or data == bytes([start // 1000]) * 1000
 
 
@@ -193,7 +194,7 @@ def test_concurrent_jobs_never_see_half_a_range_and_keep_the_bound(tmp_path):
     cache = RangeCache(directory)
     url = "https://example.org/shared.tif"
     for start in range(0, 100_000, 1000):
-        data = cache.get(url, start, start + 1000)
+        data = cache.get(url, start, start + 1000, version=FileVersion(10**6, '"x"'))
         assert data is None or data == bytes([start // 1000]) * 1000
     held, peak = cache.usage()
     on_disk = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*-*") if f.is_file())

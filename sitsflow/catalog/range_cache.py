@@ -13,10 +13,12 @@ Layout: `DIRECTORY/<k[:2]>/<k>/` per file, `k` the SHA-1 of its URL without the 
   server reports now: a file that changed since loses its cached ranges, and a job that had
   already used cached bytes of it fails that read, saying so (it would otherwise mix two
   versions of one file);
-* `prefix`: the file's first bytes, as its first request fetched them (the COG header);
-* `<start>-<stop>`: one byte range each, as the reader asked for it (an IFD beyond the
+* `<v>/`, `v` a digest of that version: its bytes, so that bytes of two versions never share a
+  name (a job reads `version.json` once per file, and finds no bytes of another version):
+* `<v>/prefix`: the file's first bytes, as its first request fetched them (the COG header);
+* `<v>/<start>-<stop>`: one byte range each, as the reader asked for it (an IFD beyond the
   prefix, a tile GDAL-free readers fetch whole);
-* `<start>-<stop>.npy`: the tile stored in bytes `start:stop`, decoded (sitsflow's reader):
+* `<v>/<start>-<stop>.npy`: the tile stored in bytes `start:stop`, decoded (sitsflow's reader):
   neither fetched nor decoded again. A 1024 x 1024 tile of 16-bit DNs is 2 MB decoded against
   1 to 2 MB compressed, and decoding it costs about 7 ms of CPU, reading it back 0.3 ms.
 
@@ -75,6 +77,11 @@ class FileVersion:
     def describe(self) -> str:
         return f"{self.size} bytes" + (f", {self.tag}" if self.tag else "")
 
+    @property
+    def key(self) -> str:
+        """The name of the directory holding this version's bytes."""
+        return hashlib.sha1(f"{self.size}|{self.tag}".encode()).hexdigest()[:12]
+
 
 class RangeCache:
     """Byte ranges of files on local disk, shared by the processes that open one directory."""
@@ -128,13 +135,23 @@ class RangeCache:
 
     # ---- ranges ---------------------------------------------------------------------------
 
-    def _range_path(self, url: str, start: int | None, stop: int | None) -> Path:
+    def _range_path(
+        self, url: str, version: FileVersion, start: int | None, stop: int | None
+    ) -> Path:
         name = PREFIX_FILE if start is None else f"{start}-{stop}"
-        return self._file_directory(url) / name
+        return self._file_directory(url) / version.key / name
 
-    def get(self, url: str, start: int | None = None, stop: int | None = None) -> bytes | None:
-        """Bytes `start:stop` of `url` (its prefix without a range), None when not cached."""
-        path = self._range_path(url, start, stop)
+    def get(
+        self,
+        url: str,
+        start: int | None = None,
+        stop: int | None = None,
+        *,
+        version: FileVersion,
+    ) -> bytes | None:
+        """Bytes `start:stop` of `version` of `url` (its prefix without a range), None when
+        not cached."""
+        path = self._range_path(url, version, start, stop)
         try:
             data = path.read_bytes()
             os.utime(path)  # recently used: evicted last
@@ -142,9 +159,11 @@ class RangeCache:
             return None
         return data
 
-    def put(self, url: str, start: int | None, stop: int | None, data: bytes) -> None:
-        """Keep bytes `start:stop` of `url` (its prefix with `start` None)."""
-        path = self._range_path(url, start, stop)
+    def put(
+        self, url: str, start: int | None, stop: int | None, data: bytes, *, version: FileVersion
+    ) -> None:
+        """Keep bytes `start:stop` of `version` of `url` (its prefix with `start` None)."""
+        path = self._range_path(url, version, start, stop)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,11 +183,14 @@ class RangeCache:
 
     # ---- decoded tiles --------------------------------------------------------------------
 
-    def get_array(self, url: str, start: int, stop: int) -> np.ndarray | None:
-        """The decoded tile stored in bytes `start:stop` of `url`, None when not cached."""
+    def get_array(
+        self, url: str, start: int, stop: int, *, version: FileVersion
+    ) -> np.ndarray | None:
+        """The decoded tile stored in bytes `start:stop` of `version` of `url`, None when not
+        cached."""
         import numpy as np
 
-        path = self._range_path(url, start, stop).with_suffix(DECODED_SUFFIX)
+        path = self._range_path(url, version, start, stop).with_suffix(DECODED_SUFFIX)
         try:
             with open(path, "rb") as handle:
                 array = np.load(handle, allow_pickle=False)
@@ -177,12 +199,15 @@ class RangeCache:
             return None
         return cast("np.ndarray", array)
 
-    def put_array(self, url: str, start: int, stop: int, array: np.ndarray) -> None:
-        """Keep the tile decoded from bytes `start:stop` of `url`: a tile needed again (by a
-        later round of a batch, another batch, another job) is not decoded again."""
+    def put_array(
+        self, url: str, start: int, stop: int, array: np.ndarray, *, version: FileVersion
+    ) -> None:
+        """Keep the tile decoded from bytes `start:stop` of `version` of `url`: a tile needed
+        again (by a later round of a batch, another batch, another job) is not decoded
+        again."""
         import numpy as np
 
-        path = self._range_path(url, start, stop).with_suffix(DECODED_SUFFIX)
+        path = self._range_path(url, version, start, stop).with_suffix(DECODED_SUFFIX)
         temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

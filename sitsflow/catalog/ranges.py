@@ -136,6 +136,8 @@ class RangeStore:
         # files some of whose bytes came from the cache
         self._versions: dict[str, FileVersion] = {}
         self._used_cached: set[str] = set()
+        # URL (without query) -> the version whose bytes the disk cache holds, read once
+        self._cache_versions: dict[str, FileVersion | None] = {}
 
     def __repr__(self) -> str:  # async-tiff formats its store: keep it short
         return f"RangeStore({len(self._prefixes)} files, {self.counters})"
@@ -221,8 +223,8 @@ class RangeStore:
     def cached_tile(self, path: str, start: int, stop: int) -> np.ndarray | None:
         """The tile stored in bytes `start:stop` of `path`, decoded, from the disk cache (see
         `_cached`)."""
-        cache = self._usable_cache(path)
-        array = cache.get_array(path, start, stop) if cache is not None else None
+        usable = self._usable_cache(path)
+        array = usable[0].get_array(path, start, stop, version=usable[1]) if usable else None
         if array is not None:
             self._used_cached.add(without_query(path))
             self.counters.tiles_from_disk += 1
@@ -230,35 +232,47 @@ class RangeStore:
 
     def keep_tile(self, path: str, start: int, stop: int, array: np.ndarray) -> None:
         """Put a tile decoded from bytes `start:stop` of `path` in the disk cache."""
-        cache = self._recording_cache(path)
-        if cache is not None:
-            cache.put_array(path, start, stop, array)
+        recording = self._recording_cache(path)
+        if recording is not None:
+            recording[0].put_array(path, start, stop, array, version=recording[1])
 
-    def _usable_cache(self, path: str) -> RangeCache | None:
-        """The disk cache, when it holds bytes of a remote `path` of the version this job has
-        seen of the file (any, before the job fetched any of it)."""
+    def _cached_version(self, path: str, fresh: bool = False) -> FileVersion | None:
+        """The version of `path` whose bytes the disk cache holds: read once per job (`fresh`:
+        again), as its bytes are under that version's name."""
+        assert self.cache is not None
+        key = without_query(path)
+        if fresh or key not in self._cache_versions:
+            self._cache_versions[key] = self.cache.version(path)
+        return self._cache_versions[key]
+
+    def _usable_cache(self, path: str) -> tuple[RangeCache, FileVersion] | None:
+        """The disk cache and the version of a remote `path` it holds, when that is the
+        version this job has seen of the file (any, before the job fetched any of it)."""
         if self.cache is None or "://" not in path:
             return None
-        cached = self.cache.version(path)
+        cached = self._cached_version(path)
         seen = self._versions.get(without_query(path))
         if cached is None or (seen is not None and not seen.same_as(cached)):
             return None
-        return self.cache
+        return self.cache, cached
 
-    def _recording_cache(self, path: str) -> RangeCache | None:
-        """The disk cache, with the version of `path` this job fetched recorded in it; None
+    def _recording_cache(self, path: str) -> tuple[RangeCache, FileVersion] | None:
+        """The disk cache and the version of `path` this job fetched, recorded there; None
         when another version is recorded there (or the bytes are local, or no cache)."""
         version = self._versions.get(without_query(path))
         if self.cache is None or version is None:
             return None
-        recorded = self.cache.version(path) or self.cache.record(path, version)
-        return self.cache if recorded.same_as(version) else None
+        recorded = self._cached_version(path)
+        if recorded is None or not recorded.same_as(version):
+            recorded = self.cache.version(path) or self.cache.record(path, version)
+            self._cache_versions[without_query(path)] = recorded
+        return (self.cache, recorded) if recorded.same_as(version) else None
 
     def _cached(self, path: str, start: int | None, stop: int | None) -> bytes | None:
         """Bytes `start:stop` of a remote `path` (its prefix without a range) from the disk
         cache, if they are there and of the version this job has seen of the file."""
-        cache = self._usable_cache(path)
-        data = cache.get(path, start, stop) if cache is not None else None
+        usable = self._usable_cache(path)
+        data = usable[0].get(path, start, stop, version=usable[1]) if usable else None
         if data is not None:
             self._used_cached.add(without_query(path))
             self.counters.from_disk += 1
@@ -266,9 +280,9 @@ class RangeStore:
 
     def _keep(self, path: str, start: int | None, stop: int | None, data: bytes) -> None:
         """Put fetched bytes of a remote `path` in the disk cache, under its version."""
-        cache = self._recording_cache(path)
-        if cache is not None:
-            cache.put(path, start, stop, data)
+        recording = self._recording_cache(path)
+        if recording is not None:
+            recording[0].put(path, start, stop, data, version=recording[1])
 
     def _check_version(self, url: str, version: FileVersion) -> None:
         """Compare the version of `url` an answer reports with the one this job saw before
@@ -282,10 +296,11 @@ class RangeStore:
                 url,
                 f"the file changed while it was read ({seen.describe()}, now {version.describe()})",
             )
-        cached = self.cache.version(url) if self.cache is not None else None
+        cached = self._cached_version(url, fresh=True) if self.cache is not None else None
         if self.cache is None or cached is None or cached.same_as(version):
             return
         self.cache.forget(url)
+        self._cache_versions.pop(key, None)
         if key in self._used_cached:
             raise RangeError(
                 url,
