@@ -78,6 +78,14 @@ def distinct(bound: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def analytic_floor(bound: dict[str, Any], throughput: float, cores: int) -> float:
+    """The floor no tool can beat: the distinct bytes at the server's loopback throughput, or
+    decoding the distinct blocks once on `cores`, whichever is longer."""
+    limits = distinct(bound)
+    decode = bound["shared_tiles"] * limits["decode_s_per_block"] / cores
+    return max(limits["bytes"] / throughput, decode)
+
+
 def row(
     run: Run, bound: dict[str, Any], floor: Run | None, features: int | None = None
 ) -> dict[str, Any]:
@@ -162,6 +170,10 @@ def table(results: dict[str, dict[str, dict[str, Any]]], bounds: dict[str, dict]
         bound = bounds[archive]
         limits = distinct(bound)
         lines.append(
+            f"  analytic floor of {archive}: {bound['analytic_floor_s']:.1f} s (distinct bytes at "
+            "the loopback throughput, or decoding the distinct blocks once on the cores)"
+        )
+        lines.append(
             f"  distinct bound of {archive}: {bound['shared_tiles']} blocks + "
             f"{bound['shared_headers']} headers = {limits['ranges']} ranges, "
             f"{limits['bytes'] / 1e6:.1f} MB; decode {1e3 * limits['decode_s_per_block']:.1f} "
@@ -242,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             aliases = json.loads((archive / ALIASES_FILE).read_text())
             rate = loopback_throughput(server, next(iter(aliases)))["bytes_per_s"]
+            bounds[name]["analytic_floor_s"] = analytic_floor(bounds[name], rate, args.cores)
             print(f"{name}: loopback {rate / 1e6:.0f} MB/s at {args.latency_ms:g} ms", flush=True)
             done: dict[str, Run] = {}
             for tool in sorted(tools, key=lambda t: t != "floor"):  # the floor first
