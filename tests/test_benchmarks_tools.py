@@ -309,3 +309,51 @@ def test_the_job_floor_runs_the_shape_and_prints_its_cost(capsys: pytest.Capture
     assert "run 1: 2 features x 2 jobs, --cores 2:" in printed and "best:" in printed
     wall, cpu = job_floor.run_once(1, 1)
     assert wall > 0 and cpu > 0
+
+
+# ---- issue 21's benchmark (benchmarks/tile_aware.py) ------------------------------------------
+
+
+def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_path):
+    from benchmarks.seed_workload import Run, reader_totals
+    from benchmarks.tile_aware import analytic_floor, row, targets
+
+    logs = tmp_path / "logs" / "batch"
+    logs.mkdir(parents=True)
+    (logs / "e008n52-q.log").write_text(
+        "INFO: read 60 files for 27 features in 2.02 s, 49.73 ms CPU per file: 180 requests, "
+        "219.84 MB, 0 ranges and 0 decoded tiles from the disk cache, 180 tiles decoded\n"
+        "INFO: read 60 files for 6 features in 0.71 s, 22.04 ms CPU per file: 0 requests, 0.00 "
+        "MB, 12 ranges and 120 decoded tiles from the disk cache, 20 tiles decoded\n"
+        "INFO: range cache: this job kept 733.2 MB; it holds 733.2 MB, at most 812.5 MB so far\n"
+    )
+    assert reader_totals(tmp_path / "logs") == (200, 812.5)
+    bound = {
+        "features": 1000, "shared_bytes": 700e6, "shared_tiles": 500, "shared_headers": 100,
+        "batch_tiles": 1000, "decode_cpu_s": 8.0,
+    }  # fmt: skip
+    stats = {"data_bytes": 770e6, "data_requests": 700}
+
+    def run(tool: str, wall: float, cpu: float, decoded: int | None) -> Run:
+        return Run(
+            tool, 50, 0, wall, 0.1, 0.1, True, cpu, stats, {"batch": int(400e6)},
+            tiles_decoded=decoded, cache_peak_mb=812.5,
+        )  # fmt: skip
+
+    floor = run("floor", 40.0, 40.0, None)
+    ours = row(run("sitsflow", 90.0, 101.5, 200), bound, floor)
+    # 200 tiles at 8 ms each: 1.6 s of the 101.5 s are decoding, 0.0999 s per feature is not
+    assert ours["beyond_decode_per_feature_s"] == pytest.approx(0.0999)
+    assert ours["x_floor"] == pytest.approx(2.25) and ours["x_bytes"] == pytest.approx(1.1)
+    assert ours["x_requests"] == pytest.approx(700 / 600)
+    assert all(targets({"a": ours}).values())
+    slow = row(run("sitsflow", 110.0, 130.0, 200), bound, floor)
+    failed = [name for name, met in targets({"a": slow}).items() if not met]
+    assert failed == [
+        "a (1000 features): wall <= 2.5 x floor",
+        "a (1000 features): CPU per feature beyond decoding <= 0.1 s",
+    ]
+    # the network floor (700 MB at 1 GB/s) or decoding 500 blocks on 2 cores (2 s)
+    assert analytic_floor(bound, 1e9, 2) == pytest.approx(2.0)
+    partial = row(run("rasteret", 30.0, 30.0, None), bound, floor, features=10)
+    assert partial["x_floor"] is None and partial["cpu_per_feature_s"] == pytest.approx(3.0)
