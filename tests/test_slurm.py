@@ -108,11 +108,12 @@ def test_every_feature_has_its_files(slurm_run):
             f"results/bbox/{fid}.geojson",
             f"results/items/{fid}.json",
             f"results/cubes/{fid}.nc",
-            f"results/quicklooks/{fid}.png",
             f"results/timeseries/{fid}.csv",
             f"logs/cube/{fid}.log",
         ):
             assert (workdir / path).exists(), path
+        # batch mode draws no quicklook unless asked (config `quicklooks`)
+        assert not (workdir / f"results/quicklooks/{fid}.png").exists()
     for path in ("summary.csv", "summary.html", "timeseries.parquet", "overview.png"):
         assert (workdir / "results" / path).exists(), path
 
