@@ -38,7 +38,7 @@ class BatchSettings:
     timeseries: TimeseriesSettings
     cube_extension: str
     # the stages the run makes (`Settings.stages`): every one, or all but the quicklook
-    stages: tuple[str, ...] = STAGE_NAMES
+    stages: tuple[str, ...]
 
     @classmethod
     def from_settings(cls, settings: Settings, batch_mode: bool) -> BatchSettings:
