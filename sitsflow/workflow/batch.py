@@ -65,13 +65,16 @@ from sitsflow.core.features import AttributeValue, Feature
 from sitsflow.core.logs import job_logging, logged_to
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from sitsflow.pixels.tiles import ReadRequest
 from sitsflow.core.layout import Layout
 from sitsflow.core.pipeline import STAGE_NAMES, STAGES, UPSTREAM, stage_named
 from sitsflow.workflow.context import BatchContext, BatchSettings
-from sitsflow.workflow.stages import cube_timeseries, modification_time, read_bbox
+from sitsflow.workflow.stages import (
+    CubeTimeseries,
+    cube_timeseries,
+    modification_time,
+    read_bbox,
+)
 
 log = logging.getLogger(__name__)
 
@@ -662,26 +665,25 @@ def write_batch_results(
     settings: BatchSettings,
     manifest: str | Path,
     timeseries_table: str | Path,
-    written: Mapping[str, tuple[pd.DataFrame, dict[str, Any]]] | None = None,
+    written: Mapping[str, CubeTimeseries] | None = None,
 ) -> None:
     """The batch's share of the run-wide tables, so that those never reread every feature:
     its members' summary rows (in the manifest, with what each member ran) and their time
     series in one Parquet file. Only batches that run recompute theirs. `generation` is the
     batch's (see `batch_generations`). `written`: the table and summary row of each feature
     whose time series this job wrote (`BatchContext.tables`); the others' cubes are read."""
-    from sitsflow.outputs.summary import summarise_cube
     from sitsflow.outputs.timeseries import combine_tables
 
     fids = [outcome.fid for outcome in outcomes]
     cubes = settings.layout.paths("cube", fids)
     known = written or {}
-    rows, tables = [], []
-    for fid, path in zip(fids, cubes, strict=True):
-        # from the cubes, as the per-feature `timeseries` job does: the CSVs lose attribute types
-        table, row = known.get(fid) or (cube_timeseries(path, settings.timeseries), None)
-        rows.append(row or summarise_cube(path))
-        tables.append(table)
-    table = combine_tables(tables)
+    # from the cubes, as the per-feature `timeseries` job does: the CSVs lose attribute types
+    series = [
+        known.get(fid) or cube_timeseries(path, settings.timeseries)
+        for fid, path in zip(fids, cubes, strict=True)
+    ]
+    rows = [entry.summary_row for entry in series]
+    table = combine_tables([entry.table for entry in series])
     with atomic_path(timeseries_table) as temporary:
         table.to_parquet(temporary, engine="pyarrow", index=False)
     members = {

@@ -22,10 +22,9 @@ from sitsflow.core.settings import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from sitsflow.pixels.read import Loader
     from sitsflow.pixels.tiles import ReadRequest
+    from sitsflow.workflow.stages import CubeTimeseries
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class BatchContext:
     signs_hrefs: bool = False
     # each feature whose time series this job wrote: its table and its cube's summary row,
     # the batch's share of the run-wide tables (`write_batch_results`)
-    tables: dict[str, tuple[pd.DataFrame, dict[str, Any]]] = field(default_factory=dict)
+    tables: dict[str, CubeTimeseries] = field(default_factory=dict)
 
     @property
     def layout(self) -> Layout:

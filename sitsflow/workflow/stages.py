@@ -18,6 +18,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -383,34 +384,54 @@ def _render_pair(pair: tuple[str, str]) -> None:
     render_quicklook_file(*pair)
 
 
-def cube_timeseries(cube_path: str, settings: TimeseriesSettings) -> pd.DataFrame:
-    """The cube's time-series table (`timeseries.layout`), with the feature's attributes."""
-    from sitsflow.outputs.timeseries import feature_timeseries
-    from sitsflow.outputs.write import open_cube
+@dataclass(frozen=True)
+class CubeTimeseries:
+    """What one opening of a cube gives the time-series stages: its table (`timeseries.layout`,
+    with the feature's attributes), the method that made it, and the cube's summary row."""
 
-    with open_cube(cube_path) as cube:
-        return feature_timeseries(cube.load(), settings)
+    table: pd.DataFrame
+    method: str
+    summary_row: dict[str, Any]
 
 
-def write_timeseries_file(
-    cube_path: str, settings: TimeseriesSettings, output: str
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Write the cube's time-series CSV; returns its table (for the run-wide Parquet file,
-    which keeps the attribute columns' types that a CSV loses) and the cube's summary row,
-    both from this one opening of the cube."""
+def cube_timeseries(cube_path: str, settings: TimeseriesSettings) -> CubeTimeseries:
+    """The cube's time series and summary row (`CubeTimeseries`), opening it once."""
     from sitsflow.outputs.summary import cube_summary_row
-    from sitsflow.outputs.timeseries import feature_timeseries, method_used, write_timeseries_csv
+    from sitsflow.outputs.timeseries import feature_timeseries, method_used
     from sitsflow.outputs.write import open_cube
 
     with open_cube(cube_path) as cube:
         loaded = cube.load()
-        table = feature_timeseries(loaded, settings)
-        used = method_used(loaded, settings)
-        row = cube_summary_row(cube, cube_path)
+        return CubeTimeseries(
+            feature_timeseries(loaded, settings),
+            method_used(loaded, settings),
+            cube_summary_row(cube, cube_path),
+        )
+
+
+def _write_csv(series: CubeTimeseries, settings: TimeseriesSettings, output: str) -> None:
+    from sitsflow.outputs.timeseries import write_timeseries_csv
+
     with atomic_path(output) as temporary:
-        write_timeseries_csv(table, temporary)
-    log.info("wrote %s: %d rows (%s layout), %s", output, len(table), settings.layout, used)
-    return table, row
+        write_timeseries_csv(series.table, temporary)
+    log.info(
+        "wrote %s: %d rows (%s layout), %s",
+        output,
+        len(series.table),
+        settings.layout,
+        series.method,
+    )
+
+
+def write_timeseries_file(
+    cube_path: str, settings: TimeseriesSettings, output: str
+) -> CubeTimeseries:
+    """Write the cube's time-series CSV; returns its table (for the run-wide Parquet file,
+    which keeps the attribute columns' types that a CSV loses) and the cube's summary row,
+    both from this one opening of the cube."""
+    series = cube_timeseries(cube_path, settings)
+    _write_csv(series, settings, output)
+    return series
 
 
 def refresh_timeseries(
@@ -424,29 +445,21 @@ def refresh_timeseries(
     older than its cube, or written with other `timeseries` settings. So a run that adds one
     feature rewrites that feature's CSV only. The state file records each CSV's settings and the
     job's `generation` (`timeseries_generation`)."""
-    from sitsflow.outputs.timeseries import feature_timeseries, method_used, write_timeseries_csv
-    from sitsflow.outputs.write import open_cube
-
     fingerprint = hashlib.sha256(
         json.dumps(settings.to_params(), sort_keys=True).encode()
     ).hexdigest()[:16]
     written = _read_state(state_path).get("written", {})
     tables, rewritten = [], 0
     for cube_path, csv in pairs:
-        with open_cube(cube_path) as cube:
-            loaded = cube.load()
-            table = feature_timeseries(loaded, settings)
-            used = method_used(loaded, settings)
-        tables.append(table)
+        series = cube_timeseries(cube_path, settings)
+        tables.append(series.table)
         csv_time, cube_time = modification_time(csv), modification_time(cube_path)
         fresh = csv_time is not None and cube_time is not None and csv_time >= cube_time
         if fresh and written.get(csv) == fingerprint:
             continue
-        with atomic_path(csv) as temporary:
-            write_timeseries_csv(table, temporary)
+        _write_csv(series, settings, csv)
         written[csv] = fingerprint
         rewritten += 1
-        log.info("wrote %s: %d rows (%s layout), %s", csv, len(table), settings.layout, used)
     kept = {csv for _, csv in pairs}
     state = {"generation": generation, "written": {k: v for k, v in written.items() if k in kept}}
     atomic_write_text(state_path, json.dumps(state, indent=1, sort_keys=True))
