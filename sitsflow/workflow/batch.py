@@ -404,6 +404,12 @@ def process_feature(
             break
         recorded[stage] = fingerprints[stage]
         outcome.ran.append(stage)
+    # A stage the run does not make (a quicklook, with `quicklooks` off) loses its file once a
+    # stage it reads was redone: it would show another cube.
+    for stage in set(STAGE_NAMES) - set(settings.stages) - set(outcome.ran):
+        if any(name in outcome.ran for name in UPSTREAM[stage]):
+            _remove(layout.path(stage, fid))
+            changed = recorded.pop(stage, None) is not None or changed
     # Once for the stages run here. A job killed before this keeps the record of before, which
     # cannot pass off a file as current: a removed file is missing, a remade one is newer than
     # what reads it, and a changed setting changed its fingerprint.
@@ -411,22 +417,6 @@ def process_feature(
         write_fingerprints(layout.state(fid), recorded)
     outcome.seconds += time.perf_counter() - started
     return outcome
-
-
-def drop_stages_not_made(fid: str, context: BatchContext, outcome: FeatureOutcome) -> None:
-    """Remove the file and fingerprint of a stage the run does not make (a quicklook, with
-    `quicklooks` off) once a stage it depends on was redone: it would show another cube."""
-    layout = context.layout
-    recorded: dict[str, str] | None = None
-    for stage in STAGE_NAMES:
-        if stage in context.settings.stages:
-            continue
-        if not any(name in outcome.ran for name in UPSTREAM[stage]):
-            continue
-        _remove(layout.path(stage, fid))
-        recorded = recorded if recorded is not None else read_fingerprints(layout.state(fid))
-        if recorded.pop(stage, None) is not None:
-            write_fingerprints(layout.state(fid), recorded)
 
 
 def stage_will_run(
@@ -622,7 +612,6 @@ def _run_batch(
             progress[feature.fid] = process_feature(
                 feature, context, stage_runner, stages[split:], progress[feature.fid]
             )
-            drop_stages_not_made(feature.fid, context, progress[feature.fid])
         release_freed_memory()
     outcomes = [progress[fid] for fid in members]
     for outcome in outcomes:
