@@ -45,12 +45,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 USAGE_FILE = "usage"
 DECODED_SUFFIX = ".npy"
@@ -152,34 +153,14 @@ class RangeCache:
         """Bytes `start:stop` of `version` of `url` (its prefix without a range), None when
         not cached."""
         path = self._range_path(url, version, start, stop)
-        try:
-            data = path.read_bytes()
-            os.utime(path)  # recently used: evicted last
-        except OSError:
-            return None
-        return data
+        return self._read_entry(path, lambda handle: handle.read())
 
     def put(
         self, url: str, start: int | None, stop: int | None, data: bytes, *, version: FileVersion
     ) -> None:
         """Keep bytes `start:stop` of `version` of `url` (its prefix with `start` None)."""
         path = self._range_path(url, version, start, stop)
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_bytes(data)
-        except OSError as exc:  # a full disk: the range is fetched again when needed
-            log.info("range cache: cannot keep %d bytes (%s)", len(data), exc)
-            temporary.unlink(missing_ok=True)
-            return
-
-        def replace() -> int:
-            replaced = path.stat().st_size if path.exists() else 0
-            os.replace(temporary, path)
-            return len(data) - replaced
-
-        self._update(replace)
-        self.bytes += len(data)
+        self._write_entry(path, lambda handle: handle.write(data), len(data))
 
     # ---- decoded tiles --------------------------------------------------------------------
 
@@ -191,13 +172,7 @@ class RangeCache:
         import numpy as np
 
         path = self._range_path(url, version, start, stop).with_suffix(DECODED_SUFFIX)
-        try:
-            with open(path, "rb") as handle:
-                array = np.load(handle, allow_pickle=False)
-            os.utime(path)
-        except (OSError, ValueError):
-            return None
-        return cast("np.ndarray", array)
+        return self._read_entry(path, lambda handle: np.load(handle, allow_pickle=False))
 
     def put_array(
         self, url: str, start: int, stop: int, array: np.ndarray, *, version: FileVersion
@@ -208,13 +183,34 @@ class RangeCache:
         import numpy as np
 
         path = self._range_path(url, version, start, stop).with_suffix(DECODED_SUFFIX)
+        self._write_entry(
+            path, lambda handle: np.save(handle, array, allow_pickle=False), array.nbytes
+        )
+
+    # ---- entries --------------------------------------------------------------------------
+
+    def _read_entry(self, path: Path, read: Callable[[BinaryIO], T]) -> T | None:
+        """`read` of the entry at `path`, None when there is none (or it does not parse);
+        the entry is marked recently used (evicted last)."""
+        try:
+            with open(path, "rb") as handle:
+                value = read(handle)
+            os.utime(path)
+        except (OSError, ValueError):
+            return None
+        return value
+
+    def _write_entry(self, path: Path, write: Callable[[BinaryIO], object], size: int) -> None:
+        """Write an entry under a temporary name, then rename it into place and count it (once,
+        also when another job stored the same entry): concurrent jobs never read half of one.
+        A full disk keeps nothing: the bytes are fetched again when needed."""
         temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as handle:
-                np.save(handle, array, allow_pickle=False)
+                write(handle)
         except OSError as exc:
-            log.info("range cache: cannot keep a decoded tile (%s)", exc)
+            log.info("range cache: cannot keep %d bytes (%s)", size, exc)
             temporary.unlink(missing_ok=True)
             return
 
@@ -224,7 +220,7 @@ class RangeCache:
             return path.stat().st_size - replaced
 
         self._update(replace)
-        self.bytes += array.nbytes
+        self.bytes += size
 
     # ---- size -----------------------------------------------------------------------------
 
