@@ -197,3 +197,52 @@ def test_polygon_statistics_use_the_pixels_inside_only(method):
 
 def test_all_touched_counts_more_pixels_inside():
     assert small_polygon_cube(True)["inside"].sum() > small_polygon_cube(False)["inside"].sum()
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".zarr"])
+@pytest.mark.parametrize("indices", [[], INDICES], ids=["arrays", "dataset"])
+@pytest.mark.parametrize("fid", [*ARCHIVE_FEATURES, EMPTY_FEATURE[0]])
+def test_a_cube_just_built_gives_the_time_series_of_its_file(
+    netcdf_run, tmp_path, fid, indices, suffix
+):
+    """A batch takes a member's time series and summary row from the cube its cube stage just
+    built, not from the file it wrote: the two must be equal, for cubes built as arrays or as
+    a Dataset (spectral indices), netCDF or Zarr, points, polygons and empty cubes, in every
+    method and layout."""
+    from sitsflow.workflow.stages import build_cube, cube_timeseries
+
+    settings = settings_for(bands=BANDS, indices=indices, crs="utm", resolution=10)
+    output = str(tmp_path / f"{fid}{suffix}")
+    built = build_cube(
+        str(netcdf_run / f"results/bbox/{fid}.geojson"),
+        str(netcdf_run / f"results/items/{fid}.json"),
+        settings.cube,
+        output,
+    )
+    for method, layout in [("pixel", "long"), ("median", "wide"), ("pixel", "wide")]:
+        timeseries = settings_for(timeseries={"method": method, "layout": layout}).timeseries
+        from_memory = cube_timeseries(output, timeseries, built)
+        from_file = cube_timeseries(output, timeseries)
+        pd.testing.assert_frame_equal(from_memory.table, from_file.table)
+        assert from_memory.method == from_file.method
+        assert from_memory.summary_row == from_file.summary_row
+        assert len(from_file.table) or fid == EMPTY_FEATURE[0]
+
+
+@pytest.mark.parametrize("indices", [[], INDICES], ids=["arrays", "dataset"])
+@pytest.mark.parametrize("fid", list(ARCHIVE_FEATURES))
+def test_a_cube_just_built_draws_the_quicklook_of_its_file(netcdf_run, tmp_path, fid, indices):
+    """As above, for the quicklook a batch draws from the cube it just built."""
+    from sitsflow.workflow.stages import build_cube, render_quicklook_file
+
+    settings = settings_for(bands=BANDS, indices=indices, crs="utm", resolution=10)
+    output = str(tmp_path / f"{fid}.nc")
+    built = build_cube(
+        str(netcdf_run / f"results/bbox/{fid}.geojson"),
+        str(netcdf_run / f"results/items/{fid}.json"),
+        settings.cube,
+        output,
+    )
+    render_quicklook_file(output, str(tmp_path / "memory.png"), built)
+    render_quicklook_file(output, str(tmp_path / "file.png"))
+    assert (tmp_path / "memory.png").read_bytes() == (tmp_path / "file.png").read_bytes()

@@ -612,6 +612,7 @@ def _run_batch(
             progress[feature.fid] = process_feature(
                 feature, context, stage_runner, stages[split:], progress[feature.fid]
             )
+            context.built.pop(feature.fid, None)
         release_freed_memory()
     outcomes = [progress[fid] for fid in members]
     for outcome in outcomes:

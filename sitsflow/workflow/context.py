@@ -22,6 +22,9 @@ from sitsflow.core.settings import (
 )
 
 if TYPE_CHECKING:
+    import xarray as xr
+
+    from sitsflow.pixels.cube_model import CubeArrays
     from sitsflow.pixels.read import Loader
     from sitsflow.pixels.tiles import ReadRequest
     from sitsflow.workflow.stages import CubeTimeseries
@@ -106,6 +109,9 @@ class BatchContext:
     # each feature whose time series this job wrote: its table and its cube's summary row,
     # the batch's share of the run-wide tables (`write_batch_results`)
     tables: dict[str, CubeTimeseries] = field(default_factory=dict)
+    # the cube each member's cube stage just wrote, for its quicklook and time series (the
+    # same values as the file's), dropped once the member's stages are done
+    built: dict[str, CubeArrays | xr.Dataset] = field(default_factory=dict)
 
     @property
     def layout(self) -> Layout:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from sitsflow.core.bbox import BboxRecord
+    from sitsflow.pixels.cube_model import CubeArrays
     from sitsflow.pixels.read import Loader
     from sitsflow.workflow.context import BatchContext
 
@@ -321,15 +322,15 @@ def build_cube(
     loader: Loader | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
     range_cache: RangeCacheSettings | None = None,
-) -> None:
+) -> CubeArrays | xr.Dataset:
     """Load, mask, composite, gap-fill and write the cube (netCDF or Zarr, by `output`'s
     suffix); `loader` (a batch's, shared by its cubes) reads the files, by default a new one
     keeping what it fetches in `range_cache`, the run's disk cache. `attributes`: the
-    feature's vector-file columns, recorded in the cube."""
+    feature's vector-file columns, recorded in the cube. Returns the cube as written, for the
+    stages after it in the same job (`cube_timeseries`)."""
     from sitsflow.catalog.search import read_item_collection
     from sitsflow.outputs.write import write_cube
     from sitsflow.pixels.cube import make_cube, make_cube_arrays
-    from sitsflow.pixels.cube_model import CubeArrays
     from sitsflow.pixels.read import make_loader
 
     items, search_info = read_item_collection(items_path)
@@ -349,16 +350,24 @@ def build_cube(
             loader.close()
     write_cube(cube, output)
     log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
+    return cube
 
 
-def render_quicklook_file(cube_path: str, output: str) -> None:
-    """Draw the cube's quicklook PNG."""
+def render_quicklook_file(
+    cube_path: str, output: str, built: CubeArrays | xr.Dataset | None = None
+) -> None:
+    """Draw the cube's quicklook PNG (from `built`, the cube just written there: `as_written`)."""
     from sitsflow.outputs.quicklook import render_quicklook
     from sitsflow.outputs.write import open_cube
 
-    with open_cube(cube_path) as cube, atomic_path(output) as temporary:
-        render_quicklook(cube.load(), temporary)
-    log.info("wrote %s from %s (%d time steps)", output, cube_path, cube.sizes["time"])
+    dataset = as_written(built, cube_path)
+    if dataset is not None:
+        with atomic_path(output) as temporary:
+            render_quicklook(dataset, temporary)
+    else:
+        with open_cube(cube_path) as cube, atomic_path(output) as temporary:
+            render_quicklook(cube.load(), temporary)
+    log.info("wrote %s from %s", output, cube_path)
 
 
 def render_quicklook_files(pairs: Sequence[tuple[str, str]], workers: int) -> None:
@@ -394,19 +403,41 @@ class CubeTimeseries:
     summary_row: dict[str, Any]
 
 
-def cube_timeseries(cube_path: str, settings: TimeseriesSettings) -> CubeTimeseries:
-    """The cube's time series and summary row (`CubeTimeseries`), opening it once."""
-    from sitsflow.outputs.summary import cube_summary_row
-    from sitsflow.outputs.timeseries import feature_timeseries, method_used
+def cube_timeseries(
+    cube_path: str, settings: TimeseriesSettings, built: CubeArrays | xr.Dataset | None = None
+) -> CubeTimeseries:
+    """The cube's time series and summary row (`CubeTimeseries`), opening it once; or from
+    `built`, the cube `build_cube` just wrote there (see `as_written`), without reopening it."""
     from sitsflow.outputs.write import open_cube
 
+    dataset = as_written(built, cube_path)
+    if dataset is not None:
+        return _series_of(dataset, cube_path, settings)
     with open_cube(cube_path) as cube:
-        loaded = cube.load()
-        return CubeTimeseries(
-            feature_timeseries(loaded, settings),
-            method_used(loaded, settings),
-            cube_summary_row(cube, cube_path),
-        )
+        return _series_of(cube.load(), cube_path, settings)
+
+
+def as_written(built: CubeArrays | xr.Dataset | None, cube_path: str) -> xr.Dataset | None:
+    """`built`, the cube `build_cube` just wrote to `cube_path`, as a Dataset that reads as the
+    file does (`tests/test_timeseries.py` checks their time series equal); None when there is
+    none, or when the file is Zarr: its store lists the variables in another order."""
+    from sitsflow.outputs.write import ZARR_SUFFIX
+    from sitsflow.pixels.cube_model import CubeArrays
+
+    if built is None or Path(cube_path).suffix == ZARR_SUFFIX:
+        return None
+    return built.to_dataset() if isinstance(built, CubeArrays) else built
+
+
+def _series_of(cube: xr.Dataset, cube_path: str, settings: TimeseriesSettings) -> CubeTimeseries:
+    from sitsflow.outputs.summary import cube_summary_row
+    from sitsflow.outputs.timeseries import feature_timeseries, method_used
+
+    return CubeTimeseries(
+        feature_timeseries(cube, settings),
+        method_used(cube, settings),
+        cube_summary_row(cube, cube_path),
+    )
 
 
 def _write_csv(series: CubeTimeseries, settings: TimeseriesSettings, output: str) -> None:
@@ -424,12 +455,15 @@ def _write_csv(series: CubeTimeseries, settings: TimeseriesSettings, output: str
 
 
 def write_timeseries_file(
-    cube_path: str, settings: TimeseriesSettings, output: str
+    cube_path: str,
+    settings: TimeseriesSettings,
+    output: str,
+    built: CubeArrays | xr.Dataset | None = None,
 ) -> CubeTimeseries:
     """Write the cube's time-series CSV; returns its table (for the run-wide Parquet file,
     which keeps the attribute columns' types that a CSV loses) and the cube's summary row,
-    both from this one opening of the cube."""
-    series = cube_timeseries(cube_path, settings)
+    both from this one opening of the cube (or from `built`: see `cube_timeseries`)."""
+    series = cube_timeseries(cube_path, settings, built)
     _write_csv(series, settings, output)
     return series
 
@@ -517,7 +551,7 @@ def run_items(feature: Feature, context: BatchContext) -> None:
 
 def run_cube(feature: Feature, context: BatchContext) -> None:
     layout = context.layout
-    build_cube(
+    context.built[feature.fid] = build_cube(
         layout.path("bbox", feature.fid),
         layout.path("items", feature.fid),
         context.settings.cube,
@@ -529,7 +563,11 @@ def run_cube(feature: Feature, context: BatchContext) -> None:
 
 def run_quicklook(feature: Feature, context: BatchContext) -> None:
     layout = context.layout
-    render_quicklook_file(layout.path("cube", feature.fid), layout.path("quicklook", feature.fid))
+    render_quicklook_file(
+        layout.path("cube", feature.fid),
+        layout.path("quicklook", feature.fid),
+        context.built.get(feature.fid),
+    )
 
 
 def run_timeseries(feature: Feature, context: BatchContext) -> None:
@@ -538,4 +576,5 @@ def run_timeseries(feature: Feature, context: BatchContext) -> None:
         layout.path("cube", feature.fid),
         context.settings.timeseries,
         layout.path("timeseries", feature.fid),
+        context.built.get(feature.fid),
     )
