@@ -5,6 +5,7 @@ mapping and its provenance. The cube assembly (`sitsflow.pixels.cube`) builds it
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,10 @@ PROVENANCE_PACKAGES = (
 )
 
 
+@functools.cache
 def package_versions() -> dict[str, str]:
+    """The versions of the packages that made a cube, found once per process (2 ms each time:
+    `importlib.metadata` reads every installed package's metadata). Do not mutate."""
     versions = {}
     for name in PROVENANCE_PACKAGES:
         try:
