@@ -156,7 +156,7 @@ def test_versions_differ_only_in_what_both_know():
 
 
 def test_the_cache_stays_within_its_bound_dropping_the_least_recently_used(tmp_path):
-    cache = RangeCache(tmp_path / "cache", max_bytes=10_000)
+    cache = RangeCache(tmp_path / "cache", max_bytes=10_000, count_every=1)
     url = "https://example.org/a.tif"
     version = cache.record(url, FileVersion(10**6, None))
     for index in range(30):
@@ -171,8 +171,24 @@ def test_the_cache_stays_within_its_bound_dropping_the_least_recently_used(tmp_p
     assert cache.get(url, 1000, 2000, version=version) is None  # an old one, unused since
 
 
+def test_a_job_counts_what_it_stored_in_steps_and_when_it_closes(tmp_path):
+    cache = RangeCache(tmp_path / "cache", count_every=5_000)
+    url = "https://example.org/a.tif"
+    version = cache.record(url, FileVersion(10**6, None))
+    for index in range(4):
+        cache.put(url, index * 1000, index * 1000 + 1000, bytes(1000), version=version)
+    assert cache.usage() == (0, 0)  # not a step yet
+    cache.put(url, 4000, 5000, bytes(1000), version=version)
+    assert cache.usage() == (5000, 5000)
+    cache.put(url, 5000, 6000, bytes(1000), version=version)
+    cache.put(url, 0, 1000, bytes(1000), version=version)  # stored already: not counted again
+    cache.close()
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*-*") if f.is_file())
+    assert cache.usage() == (6000, 6000) and on_disk == 6000
+
+
 def _put_many(directory: str, worker: int) -> None:
-    cache = RangeCache(directory, max_bytes=400_000)
+    cache = RangeCache(directory, max_bytes=400_000, count_every=10_000)
     url = "https://example.org/shared.tif"
     version = cache.record(url, FileVersion(10**6, '"x"'))
     for index in range(200):
@@ -180,6 +196,7 @@ def _put_many(directory: str, worker: int) -> None:
         cache.put(url, start, start + 1000, bytes([start // 1000]) * 1000, version=version)
         data = cache.get(url, start, start + 1000, version=version)
         assert data is None or data == bytes([start // 1000]) * 1000
+    cache.close()
 
 
 def test_concurrent_jobs_never_see_half_a_range_and_keep_the_bound(tmp_path):
