@@ -30,6 +30,7 @@ from sitsflow.workflow.batch import (
     AUTO_BATCH_SIZE,
     AUTO_PER_FEATURE,
     BatchFailed,
+    along_hilbert_curve,
     batch_generations,
     batch_group,
     plan_batches,
@@ -448,3 +449,23 @@ def test_a_failing_feature_fails_the_run_but_not_its_batch_mates(batch_copy, sna
     write_features(batch_copy / VECTOR_FILE, {**vector(batch_copy), "huge": NEW_POINT})
     snakemake(batch_copy)
     assert {Path(p).stem for p in rewritten(before, file_times(batch_copy))} == {"huge"}
+
+
+def test_read_rounds_take_neighbours_together_along_a_hilbert_curve():
+    """A batch's members are read in rounds of consecutive members: in Hilbert order, each
+    step of a shuffled 8 x 8 grid of points goes to a neighbouring point (in file order,
+    rounds would span the whole batch and decode its every tile)."""
+    spacing = 0.01
+    points = [(col, row) for row in range(8) for col in range(8)]
+    random = np.random.default_rng(0)
+    features = [
+        Feature(f"p{col}-{row}", Point(8 + col * spacing, 48 + row * spacing))
+        for col, row in (points[i] for i in random.permutation(len(points)))
+    ]
+    ordered = along_hilbert_curve(features)
+    assert sorted(f.fid for f in ordered) == sorted(f.fid for f in features)
+    steps = [
+        round((abs(a.geometry.x - b.geometry.x) + abs(a.geometry.y - b.geometry.y)) / spacing)
+        for a, b in zip(ordered, ordered[1:], strict=False)
+    ]
+    assert steps == [1] * 63

@@ -461,7 +461,7 @@ def plan_rounds(
     layout, settings = context.layout, context.settings
     planned: list[tuple[Feature, ReadRequest]] = []
     unplanned: list[Feature] = []
-    for feature in members:
+    for feature in along_hilbert_curve(members):
         try:
             items, info = read_item_collection(layout.path("items", feature.fid))
             record = read_bbox(layout.path("bbox", feature.fid))
@@ -480,6 +480,47 @@ def plan_rounds(
     for feature, request in planned:
         context.requests.setdefault(feature.fid, []).append(request)
     return rounds + [[feature] for feature in unplanned]
+
+
+HILBERT_ORDER = 16  # cells per side: 2**16, a few metres over a batch's extent
+
+
+def along_hilbert_curve(features: Sequence[Feature]) -> list[Feature]:
+    """`features` in the order a Hilbert curve over their extent visits their centroids: cut
+    into consecutive rounds, each round's features lie close together, so a round decodes (or
+    loads from the disk cache) the few tiles around them rather than tiles all over the batch,
+    and the next round starts beside it. In file order, 17 heldout-archive features per round
+    touched every tile of the batch's 200."""
+    if len(features) < 3:
+        return list(features)
+    points = [(f.geometry.centroid.x, f.geometry.centroid.y) for f in features]
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    west, south = min(xs), min(ys)
+    span = max(max(xs) - west, max(ys) - south) or 1.0
+    side = 2**HILBERT_ORDER - 1
+
+    def distance(point: tuple[float, float]) -> int:
+        return hilbert_distance(
+            round((point[0] - west) / span * side), round((point[1] - south) / span * side)
+        )
+
+    order = sorted(range(len(features)), key=lambda i: distance(points[i]))
+    return [features[i] for i in order]
+
+
+def hilbert_distance(x: int, y: int, order: int = HILBERT_ORDER) -> int:
+    """The position of cell (x, y) (each in [0, 2**order)) along the Hilbert curve."""
+    distance = 0
+    half = 2 ** (order - 1)
+    while half > 0:
+        right, up = int(x & half > 0), int(y & half > 0)
+        distance += half * half * ((3 * right) ^ up)
+        if up == 0:  # rotate the quadrant so the curve's pieces join
+            if right == 1:
+                x, y = half - 1 - x, half - 1 - y
+            x, y = y, x
+        half //= 2
+    return distance
 
 
 def read_round(
