@@ -78,3 +78,59 @@ def test_reserved_and_declared_dns_are_invalid_without_a_file_tag():
     np.testing.assert_allclose(stack.data[0, 0, 0], [np.nan, np.nan, 0.15], rtol=1e-6)
     np.testing.assert_allclose(stack.data[0, 1, 0], [0.05, 0.2, np.nan], rtol=1e-6)
     np.testing.assert_array_equal(stack.data[0, 2, 0], [np.nan, 4, 9])
+
+
+def _mosaic_pixel_by_pixel(reflectance, classification, clear, order):
+    """One day's mosaic by its definition (module docstring), pixel by pixel: the oracle."""
+    bands, height, width = reflectance.shape[1:]
+    out = np.full((bands, height, width), np.nan, np.float32)
+    classes = np.full((height, width), np.nan, np.float32)
+    observed = np.zeros((height, width), bool)
+    for y in range(height):
+        for x in range(width):
+            clear_here = [i for i in order if clear[i, y, x]]
+            with_data = [i for i in order if np.isfinite(classification[i, y, x])]
+            if clear_here:
+                out[:, y, x] = reflectance[clear_here[0], :, y, x]
+                classes[y, x] = classification[clear_here[0], y, x]
+                observed[y, x] = True
+            elif with_data:
+                classes[y, x] = classification[with_data[0], y, x]
+    return out, classes, observed
+
+
+def test_a_random_mosaic_matches_its_definition_pixel_by_pixel():
+    """Days of one to four overlapping items, with no-data edges, clouds and disagreeing
+    classes: every pixel's values, class and observed flag as the definition says."""
+    random = np.random.default_rng(3)
+    days = [1, 1, 2, 2, 2, 3, 4, 4, 4, 4]
+    items = [
+        item(f"i{n}", f"2024-05-0{day}T10:30:{n:02d}Z", float(random.integers(0, 100)))
+        for n, day in enumerate(days)
+    ]
+    count, height, width = len(items), 9, 7
+    reflectance = random.random((count, 3, height, width)).astype(np.float32)
+    classification = random.choice([CLOUD, CLEAR, 8.0, np.nan], (count, height, width))
+    classification = classification.astype(np.float32)
+    reflectance[np.isnan(np.broadcast_to(classification[:, None], reflectance.shape))] = np.nan
+    clear = classification == CLEAR
+    mosaic = mosaic_by_solar_day(reflectance, classification, clear, items, longitude=8.0)
+    coverage = np.isfinite(classification).sum(axis=(1, 2))
+    assert len(mosaic.days) == 4
+    for step, day in enumerate(sorted(set(days))):
+        members = [n for n, d in enumerate(days) if d == day]
+        order = mosaic_order(items, members, coverage)
+        out, classes, observed = _mosaic_pixel_by_pixel(reflectance, classification, clear, order)
+        np.testing.assert_array_equal(mosaic.reflectance[step], out)
+        np.testing.assert_array_equal(mosaic.classification[step], classes)
+        np.testing.assert_array_equal(mosaic.observed[step], observed)
+        taken = Counter()
+        for y in range(height):
+            for x in range(width):
+                source = next(
+                    (i for i in order if clear[i, y, x]),
+                    next((i for i in order if np.isfinite(classification[i, y, x])), None),
+                )
+                if source is not None:
+                    taken[items[source]["id"]] += 1
+        assert {e["id"]: e["pixels"] for e in mosaic.step_items[step]} == dict(taken)

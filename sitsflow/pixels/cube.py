@@ -144,19 +144,14 @@ def make_cube_arrays(
     valid_fraction = (
         float((observed[:, inside] > 0).mean()) if observed.size and inside.any() else 0.0
     )
+    # every band at once: gapfill works along the first axis, whatever follows it
     filled = (
-        np.stack(
-            [
-                gapfill(
-                    reflectance[:, i],
-                    times,
-                    settings.gapfill.method,
-                    settings.gapfill.max_gap_days,
-                    settings.gapfill.max_edge_days,
-                )
-                for i in range(len(reflectance_bands))
-            ],
-            axis=1,
+        gapfill(
+            reflectance,
+            times,
+            settings.gapfill.method,
+            settings.gapfill.max_gap_days,
+            settings.gapfill.max_edge_days,
         )
         if len(times)
         else reflectance

@@ -91,22 +91,25 @@ def mosaic_by_solar_day(
     )
     for step, members in enumerate(groups.values()):
         order = mosaic_order(items, members, coverage)
-        chosen, observed = _choose(clear[order], np.isfinite(classification[order]))
-        for position, index in enumerate(order):
-            here = chosen == position
-            mosaic.classification[step][here] = classification[index][here]
-            take = here & observed
-            mosaic.reflectance[step][:, take] = reflectance[index][:, take]
+        layers = classification[order]
+        chosen, observed = _choose(clear[order], np.isfinite(layers))
+        # per pixel, the layer of the item it comes from: all bands and the class from one item
+        source = np.maximum(chosen, 0)[np.newaxis]
+        picked = np.take_along_axis(layers, source, axis=0)[0]
+        mosaic.classification[step] = np.where(chosen >= 0, picked, np.float32(np.nan))
+        bands = np.take_along_axis(reflectance[order], source[np.newaxis], axis=0)[0]
+        np.copyto(mosaic.reflectance[step], bands, where=observed[np.newaxis])
         mosaic.observed[step] = observed
         first = moments[members[0]]
         if first.tzinfo is not None:  # in UTC; a datetime without an offset is UTC already
             first = first.astimezone(UTC).replace(tzinfo=None)
         mosaic.times[step] = np.datetime64(first, "ns")
+        pixels = np.bincount(chosen[chosen >= 0], minlength=len(order))
         mosaic.step_items.append(
             [
-                {"id": items[index]["id"], "pixels": int((chosen == position).sum())}
+                {"id": items[index]["id"], "pixels": int(pixels[position])}
                 for position, index in enumerate(order)
-                if (chosen == position).any()
+                if pixels[position]
             ]
         )
     return mosaic
