@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     import xarray as xr
 
 CHUNK_TIME, CHUNK_XY = 64, 256
-COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
+# zlib level 3 (with shuffle): on sitsflow cubes both faster (11 against 14 ms per cube) and
+# smaller (167 against 179 kB) than level 4, where zlib switches to lazy matching
+COMPRESSION = {"zlib": True, "complevel": 3, "shuffle": True}
 
 
 def storage_chunks(dims: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...] | None:
