@@ -87,3 +87,54 @@ def test_max_edge_bounds_the_edges_only():
     np.testing.assert_allclose(
         filled, [np.nan, 7.0, 7.0, np.nan, np.nan, np.nan, 9.0, np.nan, np.nan]
     )
+
+
+def _fill_one_series(values, day, method, max_gap_days, max_edge_days):
+    """The oracle: one series filled value by value, as the docstring defines it."""
+    out = values.copy()
+    valid = [i for i in range(len(values)) if np.isfinite(values[i])]
+    for i in range(len(values)):
+        if np.isfinite(values[i]) or not valid:
+            continue
+        earlier = [j for j in valid if j < i]
+        later = [j for j in valid if j > i]
+        b, a = (earlier[-1] if earlier else None), (later[0] if later else None)
+        if b is not None and a is not None:
+            gap = day[a] - day[b]
+            if method == "linear":
+                span = day[a] - day[b] if day[a] > day[b] else 1.0
+                estimate = values[b] + (values[a] - values[b]) * ((day[i] - day[b]) / span)
+            else:
+                estimate = values[a] if day[a] - day[i] < day[i] - day[b] else values[b]
+            fillable = max_gap_days is None or gap <= max_gap_days
+        else:
+            nearest = b if b is not None else a
+            gap = abs(day[i] - day[nearest])
+            estimate = values[nearest]
+            fillable = (max_gap_days is None or gap <= max_gap_days) and (
+                max_edge_days is None or gap <= max_edge_days
+            )
+        if fillable:
+            out[i] = np.float32(estimate)
+    return out
+
+
+@pytest.mark.parametrize("method", ["linear", "nearest"])
+@pytest.mark.parametrize("limits", [(None, None), (20.0, None), (None, 30.0), (40.0, 15.0)])
+def test_a_random_cube_is_filled_series_by_series_as_defined(method, limits):
+    """(time, band, y, x) with uneven dates, scattered and whole-date gaps: every series as
+    the one-series oracle fills it, to the bit."""
+    random = np.random.default_rng(7)
+    steps = 17
+    offsets = np.sort(random.choice(np.arange(0, 300, 0.25), steps, replace=False))
+    values = random.random((steps, 2, 6, 5)).astype(np.float32)
+    values[random.random(values.shape) < 0.3] = np.nan
+    values[4] = np.nan  # a cloudy date
+    values[:, :, 0, 0] = np.nan  # a pixel never seen
+    filled = gapfill(values, days(*offsets), method, *limits)
+    day = (offsets - offsets[0]).astype(np.float64)
+    for band in range(2):
+        for y in range(6):
+            for x in range(5):
+                expected = _fill_one_series(values[:, band, y, x], day, method, *limits)
+                np.testing.assert_array_equal(filled[:, band, y, x], expected)

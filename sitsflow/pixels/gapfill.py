@@ -35,19 +35,29 @@ def gapfill(
         return filled
     days = _days(times)
     steps = values.shape[0]
-    valid = np.isfinite(values)
-    # per value, the step of the last valid value at or before it and of the first at or after
-    index = np.arange(steps, dtype=np.int32).reshape((-1,) + (1,) * (values.ndim - 1))
-    before = np.maximum.accumulate(np.where(valid, index, -1), axis=0)
-    after = np.flip(np.minimum.accumulate(np.flip(np.where(valid, index, steps), 0), axis=0), 0)
+    # (time, everything else): one column per pixel and band
+    series = values.reshape(steps, -1)
+    valid = np.isfinite(series)
+    # per value, the step of the last valid value at or before it and of the first at or
+    # after it: a running max (min) along time, step by step (numpy's accumulate along the
+    # first axis of a large array is ten times slower)
+    index = np.arange(steps, dtype=np.int32)[:, np.newaxis]
+    before = np.where(valid, index, -1)
+    after = np.where(valid, index, steps)
+    for step in range(1, steps):
+        np.maximum(before[step - 1], before[step], out=before[step])
+    for step in range(steps - 2, -1, -1):
+        np.minimum(after[step + 1], after[step], out=after[step])
     # the estimates are computed only where a value is missing (a few per cent of a cube)
-    missing = np.nonzero(~valid & ((before >= 0) | (after < steps)))
-    step_before, step_after = before[missing], after[missing]
+    positions = np.flatnonzero(~valid & ((before >= 0) | (after < steps)))
+    missing_step, column = np.divmod(positions, series.shape[1])
+    step_before, step_after = before.reshape(-1)[positions], after.reshape(-1)[positions]
     has_before, has_after = step_before >= 0, step_after < steps
     step_before, step_after = np.clip(step_before, 0, steps - 1), np.clip(step_after, 0, steps - 1)
-    value_before = values[(step_before, *missing[1:])]
-    value_after = values[(step_after, *missing[1:])]
-    here, day_before, day_after = days[missing[0]], days[step_before], days[step_after]
+    flat = series.reshape(-1)
+    value_before = flat[step_before * series.shape[1] + column]
+    value_after = flat[step_after * series.shape[1] + column]
+    here, day_before, day_after = days[missing_step], days[step_before], days[step_after]
 
     inside = has_before & has_after
     if method == "linear":
@@ -69,9 +79,7 @@ def gapfill(
         fillable &= gap <= max_gap_days
     if max_edge_days is not None:
         fillable &= inside | (gap <= max_edge_days)
-    filled[tuple(positions[fillable] for positions in missing)] = estimate[fillable].astype(
-        np.float32
-    )
+    filled.reshape(-1)[positions[fillable]] = estimate[fillable].astype(np.float32)
     return filled
 
 
