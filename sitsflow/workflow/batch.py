@@ -396,12 +396,15 @@ def process_feature(
         _remove(layout.path(stage, fid))
         recorded.pop(stage, None)
         changed = True
+        cpu = time.process_time()
         try:
             with job_logging(layout.log(stage, fid), f"{stage} {fid}"):
                 stage_runner(stage, feature, context)
         except Exception as exc:  # logged with its traceback in the stage log
             outcome.failed_stage, outcome.error = stage, f"{type(exc).__name__}: {exc}"
             break
+        finally:
+            context.cpu[stage] += time.process_time() - cpu
         recorded[stage] = fingerprints[stage]
         outcome.ran.append(stage)
     # A stage the run does not make (a quicklook, with `quicklooks` off) loses its file once a
@@ -535,15 +538,26 @@ def read_round(
     prefetch = getattr(loader, "prefetch", None)
     if prefetch is None:
         return
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with logged_to(batch_log.handlers):  # what the reader read: in the batch's log
         kept = prefetch(requests, sign_hrefs=context.signs_hrefs)
     release_freed_memory()  # the tiles decoded for the round
+    context.cpu["read"] += time.process_time() - cpu
     batch_log.info(
         "read the files of %d features together in %.2f s (%d kept)",
         len(requests),
         time.perf_counter() - started,
         kept,
+    )
+
+
+def cpu_summary(by_stage: Mapping[str, float], job_cpu: float, features: int) -> str:
+    """The batch's CPU seconds by stage (the reads of its rounds apart), the job's in all (its
+    start included: imports, settings) and per feature, for its log."""
+    stages = ", ".join(f"{name} {seconds:.2f}" for name, seconds in by_stage.items())
+    return (
+        f"{job_cpu:.2f} s for the job ({job_cpu / max(features, 1):.3f} s per feature): "
+        f"{stages or 'no stage ran'}"
     )
 
 
@@ -679,6 +693,7 @@ def _run_batch(
         len(failed),
         time.perf_counter() - started,
     )
+    batch_log.info("CPU: %s", cpu_summary(context.cpu, time.process_time(), len(outcomes)))
     if failed:
         listing = "; ".join(f"{o.fid} ({o.failed_stage}: {o.error})" for o in failed[:10])
         raise BatchFailed(

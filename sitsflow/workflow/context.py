@@ -6,6 +6,7 @@ loader). Apart from `sitsflow.workflow.batch`, which runs the stages, and
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -112,6 +113,8 @@ class BatchContext:
     # the cube each member's cube stage just wrote, for its quicklook and time series (the
     # same values as the file's), dropped once the member's stages are done
     built: dict[str, CubeArrays | xr.Dataset] = field(default_factory=dict)
+    # CPU seconds by stage (and `read`: the rounds' reads), for the batch's log
+    cpu: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @property
     def layout(self) -> Layout:
