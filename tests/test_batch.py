@@ -302,6 +302,10 @@ def test_a_batch_processes_every_feature_and_fails_if_one_failed(in_tmp):
     assert stages.stages_of("a") == made and stages.stages_of("c") == made
     log_text = Path("batch.log").read_text()
     assert "b: items failed" in log_text and "a: ran bbox" in log_text
+    # the job's CPU, per feature and by stage (the failed stage's too)
+    cpu = re.search(r"CPU: ([\d.]+) s for the job \(([\d.]+) s per feature\): (.*)", log_text)
+    assert cpu and float(cpu[1]) > 0 and float(cpu[2]) == pytest.approx(float(cpu[1]) / 3, 1e-2)
+    assert [part.split()[0] for part in cpu[3].split(", ")] == made
 
     stages = FakeStages()
     outcomes = run_batch("g-0007", members, in_context(SETTINGS), None, stages)
