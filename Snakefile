@@ -36,7 +36,7 @@ rule all:
         # `batch_size`) the `batch` jobs make every per-feature file, and `all` asks for the
         # batches instead.
         cubes=per_feature("cube"),
-        quicklooks=per_feature("quicklook"),
+        quicklooks=[layout.REPORT_QUICKLOOKS] if per_feature("quicklook") else [],
         batches=LAYOUT.manifests(BATCHES),
         summary=layout.SUMMARY,
         timeseries_table=layout.TIMESERIES_TABLE,

@@ -30,7 +30,7 @@ from sitsflow.core.settings import Settings
 from sitsflow.workflow.stages import (
     dataset_generation,
     search_generation,
-    timeseries_generation,
+    side_files_generation,
 )
 
 # `--config` values arrive as strings: typed by the schema, then validated (the schema's
@@ -89,9 +89,13 @@ def per_feature(stage):
     return LAYOUT.paths(stage, FEATURES)
 
 
-# Per-feature mode: grows when a time-series CSV was deleted by hand (rules/timeseries.smk).
-TIMESERIES_GENERATION = timeseries_generation(
-    per_feature("cube"), per_feature("timeseries")
+# Per-feature mode: grows when a time-series CSV or a quicklook was deleted by hand
+# (rules/timeseries.smk, rules/quicklook.smk).
+TIMESERIES_GENERATION = side_files_generation(
+    per_feature("cube"), per_feature("timeseries"), layout.TIMESERIES_STATE
+)
+QUICKLOOK_GENERATION = side_files_generation(
+    per_feature("cube"), per_feature("quicklook"), layout.QUICKLOOK_STATE
 )
 
 
@@ -121,18 +125,22 @@ def feature_kind(fid):
     return "Points" if geometry_type in ("Point", "MultiPoint") else "Polygons"
 
 
-def quicklook_outputs():
-    """Every feature's quicklook, each flagged for the report with its feature's label."""
-    return [
-        in_report(
-            path,
-            caption="../report/quicklook.rst",
-            category="Quicklooks",
-            subcategory=feature_kind(fid),
-            labels={"feature": fid},
-        )
-        for fid, path in zip(FEATURES, LAYOUT.paths("quicklook", FEATURES))
-    ]
+def quicklook_report():
+    """The `quicklooks` job's output: a directory with a link to every feature's quicklook under
+    its kind (`Points/p1.png`), each shown in the report with its feature's label."""
+    return in_report(
+        directory(layout.REPORT_QUICKLOOKS),
+        patterns=["{kind}/{fid}.png"],
+        caption="../report/quicklook.rst",
+        category="Quicklooks",
+        subcategory="{kind}",
+        labels={"feature": "{fid}"},
+    )
+
+
+def feature_kinds():
+    """Each feature's report subcategory (`feature_kind`), in the order of FEATURES."""
+    return [feature_kind(fid) for fid in FEATURES]
 
 
 def feature_wkt(wildcards):

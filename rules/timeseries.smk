@@ -18,7 +18,7 @@ rule timeseries:
     params:
         **STAGE_SETTINGS.rule_params("timeseries"),
         tables=per_feature("timeseries"),
-        # grows when a CSV was deleted by hand (sitsflow.workflow.stages.timeseries_generation)
+        # grows when a CSV was deleted by hand (sitsflow.workflow.stages.side_files_generation)
         generation=TIMESERIES_GENERATION,
     script:
         "../scripts/timeseries.py"

@@ -1,11 +1,13 @@
-"""Rule `quicklooks`: every feature's quicklook PNG (thumbnails and time series) from its cube."""
-
-from pathlib import Path
+"""Rule `quicklooks`: every feature's quicklook PNG (thumbnails and time series) from its cube,
+drawn when stale, and linked into the report's directory."""
 
 from sitsflow.core.logs import job_logging
-from sitsflow.workflow.stages import render_quicklook_files
+from sitsflow.workflow.stages import refresh_quicklooks
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 with job_logging(smk.log[0], "quicklooks") as log:
-    render_quicklook_files(list(zip(smk.input, smk.output, strict=True)), smk.threads)
-    log.info("wrote %d quicklooks in %s", len(smk.output), Path(smk.output[0]).parent)
+    pairs = list(zip(smk.input.cubes, smk.params.quicklooks, strict=True))
+    drawn = refresh_quicklooks(
+        pairs, smk.params.kinds, smk.output.report, smk.threads, smk.params.generation
+    )
+    log.info("%d quicklooks in the report (%s), %d drawn", len(pairs), smk.output.report, drawn)

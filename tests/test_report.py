@@ -88,16 +88,18 @@ def test_report_embeds_quicklooks_overview_and_summary(report):
     html = report.read_text()
     results_dir = report.parent
     categories = embedded(html, "categories")
+    shown = "results/report/quicklooks/{kind}/{fid}.png"  # links to results/quicklooks/
     assert sorted(categories["Quicklooks"]["Points"]) == [
-        f"results/quicklooks/{fid}.png" for fid in sorted(["p1", EMPTY_FEATURE[0]])
+        shown.format(kind="Points", fid=fid) for fid in sorted(["p1", EMPTY_FEATURE[0]])
     ]
-    assert categories["Quicklooks"]["Polygons"] == ["results/quicklooks/poly.png"]
+    assert categories["Quicklooks"]["Polygons"] == [shown.format(kind="Polygons", fid="poly")]
     assert categories["Overview"]["Other"] == ["results/overview.png"]
     assert sorted(categories["Summary"]["Other"]) == ["results/summary.csv", "results/summary.html"]
 
     results = embedded(html, "results")
+    kinds = {"p1": "Points", "poly": "Polygons"}
     for fid in ARCHIVE_FEATURES:
-        entry = results[f"results/quicklooks/{fid}.png"]
+        entry = results[shown.format(kind=kinds[fid], fid=fid)]
         assert (
             data_uri_bytes(entry["data_uri"])
             == (results_dir / "quicklooks" / f"{fid}.png").read_bytes()

@@ -151,12 +151,9 @@ def test_appending_a_feature_adds_exactly_its_jobs(run, snakemake, tmp_path):
     write_features(copy / VECTOR_FILE, points)
     before = feature_files(copy, POINTS)
     assert jobs_run(snakemake(copy)) == PER_FEATURE_JOBS
-    # no other feature's file was rewritten, but for the quicklooks, which the report takes
-    # from the run-wide job's outputs (Snakemake removes them all before it runs)
+    # no other feature's file was rewritten: not its cube, time series nor quicklook
     after = feature_files(copy, POINTS)
-    assert {path for path in after if after[path] != before[path]} == {
-        LAYOUT.path("quicklook", fid) for fid in POINTS
-    }
+    assert {path for path in after if after[path] != before[path]} == set()
     assert set(feature_files(copy, ["extra"])) == {
         LAYOUT.path(stage, "extra") for stage in STAGE_NAMES
     }
@@ -176,6 +173,21 @@ def test_a_deleted_time_series_is_written_again_alone_and_once(run, snakemake, t
     assert (copy / LAYOUT.path("timeseries", "p1")).read_bytes() == (
         workdir / LAYOUT.path("timeseries", "p1")
     ).read_bytes()
+    assert "Nothing to be done" in snakemake(copy, "--dry-run").stdout
+
+
+def test_a_deleted_quicklook_is_drawn_again_alone_and_once(run, snakemake, tmp_path):
+    workdir, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    (copy / LAYOUT.path("quicklook", "p1")).unlink()
+    before = feature_files(copy, POINTS)
+    assert jobs_run(snakemake(copy)) == {"quicklooks": 1, "all": 1}
+    after = feature_files(copy, POINTS)
+    assert {path for path in after if after[path] != before.get(path)} == {
+        LAYOUT.path("quicklook", "p1")
+    }
+    assert (copy / LAYOUT.path("quicklook", "p1")).stat().st_size > 0
     assert "Nothing to be done" in snakemake(copy, "--dry-run").stdout
 
 

@@ -26,6 +26,10 @@ TIMESERIES_TABLE = "results/timeseries.parquet"
 # per-feature mode: the settings each time-series CSV was written with, and the generation of
 # the `timeseries` job (sitsflow.workflow.stages.refresh_timeseries)
 TIMESERIES_STATE = "results/timeseries.state.json"
+# Per-feature mode: the `quicklooks` job's record (its generation), and what it gives the report:
+# a link to each feature's quicklook under its kind (Points, Polygons)
+QUICKLOOK_STATE = "results/quicklooks.state.json"
+REPORT_QUICKLOOKS = "results/report/quicklooks"
 OVERVIEW = "results/overview.png"
 # `dataset: true` (sitsflow/outputs/dataset.py): every cube stacked along `feature`, updated in
 # place, and the `dataset` job's manifest (its declared output: rules/dataset.smk says why).

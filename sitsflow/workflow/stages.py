@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING, Any, cast
 from sitsflow.catalog.search import write_item_collection
 from sitsflow.core.atomic import atomic_path, atomic_write_text
 from sitsflow.core.features import AttributeValue, Feature
-from sitsflow.core.layout import SEARCH_CACHE, SEARCH_INDEX, TIMESERIES_STATE, Layout
+from sitsflow.core.layout import (
+    QUICKLOOK_STATE,
+    SEARCH_CACHE,
+    SEARCH_INDEX,
+    TIMESERIES_STATE,
+    Layout,
+)
 from sitsflow.core.projection import area_of_interest
 from sitsflow.core.settings import (
     CubeSettings,
@@ -393,6 +399,33 @@ def _render_pair(pair: tuple[str, str]) -> None:
     render_quicklook_file(*pair)
 
 
+def refresh_quicklooks(
+    pairs: Sequence[tuple[str, str]],
+    kinds: Sequence[str],
+    report_directory: str,
+    workers: int,
+    generation: int,
+    state_path: str = QUICKLOOK_STATE,
+) -> int:
+    """Per-feature mode's `quicklooks` job: draw each (cube, PNG) pair's quicklook only when it
+    is stale (missing or older than its cube), so that a run adding one feature draws that
+    feature's alone; then link every quicklook into `report_directory`, under its feature's
+    kind (`kinds`: Points, Polygons), for the report. The PNGs are not Snakemake outputs:
+    Snakemake would remove every one before the job runs. Returns how many were drawn."""
+    stale = [(cube, png) for cube, png in pairs if not is_newer(png, cube)]
+    render_quicklook_files(stale, workers)
+    for (_, png), kind in zip(pairs, kinds, strict=True):
+        link = Path(report_directory) / kind / Path(png).name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(png, link)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(png, link)
+    atomic_write_text(state_path, json.dumps({"generation": generation}))
+    log.info("%d quicklooks up to date, %d drawn", len(pairs) - len(stale), len(stale))
+    return len(stale)
+
+
 @dataclass(frozen=True)
 class CubeTimeseries:
     """What one opening of a cube gives the time-series stages: its table (`timeseries.layout`,
@@ -478,7 +511,7 @@ def refresh_timeseries(
     the attribute columns' types a CSV loses); a CSV is written only when it is stale: missing,
     older than its cube, or written with other `timeseries` settings. So a run that adds one
     feature rewrites that feature's CSV only. The state file records each CSV's settings and the
-    job's `generation` (`timeseries_generation`)."""
+    job's `generation` (`side_files_generation`)."""
     fingerprint = hashlib.sha256(
         json.dumps(settings.to_params(), sort_keys=True).encode()
     ).hexdigest()[:16]
@@ -487,9 +520,7 @@ def refresh_timeseries(
     for cube_path, csv in pairs:
         series = cube_timeseries(cube_path, settings)
         tables.append(series.table)
-        csv_time, cube_time = modification_time(csv), modification_time(cube_path)
-        fresh = csv_time is not None and cube_time is not None and csv_time >= cube_time
-        if fresh and written.get(csv) == fingerprint:
+        if is_newer(csv, cube_path) and written.get(csv) == fingerprint:
             continue
         _write_csv(series, settings, csv)
         written[csv] = fingerprint
@@ -501,18 +532,24 @@ def refresh_timeseries(
     return tables
 
 
-def timeseries_generation(
-    cubes: Sequence[str], csvs: Sequence[str], state_path: str = TIMESERIES_STATE
-) -> int:
-    """The `timeseries` job's generation, a `params:` value read when the workflow is parsed:
-    the recorded one, plus one when a feature's CSV is missing beside its cube (deleted by hand:
-    the CSVs are not Snakemake outputs, so only this reruns the job, which rewrites them)."""
+def side_files_generation(cubes: Sequence[str], files: Sequence[str], state_path: str) -> int:
+    """The generation of a run-wide job that keeps one file per cube beside it without
+    declaring them (per-feature mode's `timeseries` and `quicklooks` jobs: Snakemake would
+    remove every one before the job runs), a `params:` value read when the workflow is parsed:
+    the one the job recorded in `state_path`, plus one when a feature's file is missing beside
+    its cube (deleted by hand: only this reruns the job, which makes it again)."""
     recorded = int(_read_state(state_path).get("generation", 0))
     missing = any(
-        os.path.exists(cube) and not os.path.exists(csv)
-        for cube, csv in zip(cubes, csvs, strict=True)
+        os.path.exists(cube) and not os.path.exists(file)
+        for cube, file in zip(cubes, files, strict=True)
     )
     return recorded + 1 if missing else recorded
+
+
+def is_newer(path: str, source: str) -> bool:
+    """Whether `path` exists and is not older than `source` (which exists)."""
+    made, read = modification_time(path), modification_time(source)
+    return made is not None and read is not None and made >= read
 
 
 def _read_state(path: str) -> dict[str, Any]:
