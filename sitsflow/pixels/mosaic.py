@@ -94,10 +94,13 @@ def mosaic_by_solar_day(
         layers = classification[order]
         chosen, observed = _choose(clear[order], np.isfinite(layers))
         # per pixel, the layer of the item it comes from: all bands and the class from one item
-        source = np.maximum(chosen, 0)[np.newaxis]
-        picked = np.take_along_axis(layers, source, axis=0)[0]
+        if len(order) == 1:  # most days: one item, NaN wherever it has no data
+            picked, bands = layers[0], reflectance[order[0]]
+        else:
+            source = np.maximum(chosen, 0)[np.newaxis]
+            picked = np.take_along_axis(layers, source, axis=0)[0]
+            bands = np.take_along_axis(reflectance[order], source[np.newaxis], axis=0)[0]
         mosaic.classification[step] = np.where(chosen >= 0, picked, np.float32(np.nan))
-        bands = np.take_along_axis(reflectance[order], source[np.newaxis], axis=0)[0]
         np.copyto(mosaic.reflectance[step], bands, where=observed[np.newaxis])
         mosaic.observed[step] = observed
         first = moments[members[0]]
