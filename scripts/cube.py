@@ -6,13 +6,20 @@ from pathlib import Path
 from sitsflow.core.layout import Layout
 from sitsflow.core.logs import job_logging
 from sitsflow.core.settings import CubeSettings, RangeCacheSettings, SearchSettings
-from sitsflow.workflow.stages import build_cube, feature_items
+from sitsflow.workflow.stages import build_cube, feature_items, group_members
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with job_logging(smk.log[0], f"cube {smk.wildcards.fid}"):
+with job_logging(smk.log[0], f"cube {smk.wildcards.fid}") as log:
     search = SearchSettings.from_config(smk.params.search)
     feature_items(smk.input.group, smk.input.bbox, search, smk.output.stac_items)
     settings = CubeSettings.from_config(smk.params.cube)
+    # the run's disk cache of byte ranges: from the config, not params (it changes no value);
+    # a feature alone in its search group keeps nothing there, as no other job reads its tiles
+    # (writing them cost 24 spread points a quarter of their run's CPU)
+    range_cache = RangeCacheSettings.from_config(smk.config)
+    if group_members(smk.input.group) == 1:
+        log.info("range cache: not used (the feature is alone in its search group)")
+        range_cache = None
     # netCDF or Zarr, by the output path (config `format`)
     build_cube(
         smk.input.bbox,
@@ -20,8 +27,7 @@ with job_logging(smk.log[0], f"cube {smk.wildcards.fid}"):
         settings,
         smk.output.cube,
         attributes=smk.params.attributes,
-        # the run's disk cache of byte ranges: from the config, not params (it changes no value)
-        range_cache=RangeCacheSettings.from_config(smk.config),
+        range_cache=range_cache,
     )
     # its quicklook showed the old cube: the `quicklooks` job draws it again, if it is drawn
     # at all (config `quicklooks`)

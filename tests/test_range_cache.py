@@ -5,6 +5,7 @@ cache stays within its bound, and concurrent jobs never see half a range."""
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import re
 import threading
@@ -275,3 +276,17 @@ def test_jobs_of_a_run_fetch_shared_tiles_once_and_make_the_same_cubes(
     # batch mode draws no quicklook by default (config `quicklooks`), and misses none
     assert not (batches / "results" / "quicklooks").exists()
     assert dry_run_jobs(snakemake(batches, "--dry-run")) == {}
+
+
+def test_the_members_of_a_feature_s_search_group_come_from_the_search_index(tmp_path):
+    """A per-feature cube job keeps its tiles in the run-wide cache only when its search group
+    has other members (scripts/cube.py)."""
+    from sitsflow.workflow.stages import group_members
+
+    index = tmp_path / "index.json"
+    groups = {"e008n48": {"members": 1}, "e010n50": {"members": 3}}
+    index.write_text(json.dumps({"groups": groups}))
+    assert group_members("results/searches/e008n48.json", index) == 1
+    assert group_members("results/searches/e010n50.json", index) == 3
+    assert group_members("results/searches/w030n40.json", index) is None
+    assert group_members("results/searches/e008n48.json", tmp_path / "missing.json") is None

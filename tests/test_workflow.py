@@ -102,6 +102,9 @@ def test_job_logs_have_timings_and_no_warnings(run):
         text = log.read_text()
         assert "done in" in text, log
         assert "WARNING" not in text and "Traceback" not in text, (log, text)
+    # each point is alone in its search group: its tiles are no other job's, none is cached
+    for fid in POINTS:
+        assert "range cache: not used" in (workdir / "logs" / "cube" / f"{fid}.log").read_text()
 
 
 def test_offset_removed_across_baseline_change(run, archive):

@@ -227,6 +227,15 @@ def _meets(item: JsonObject, bbox: Sequence[float]) -> bool:
     return not (east < bbox[0] or west > bbox[2] or north < bbox[1] or south > bbox[3])
 
 
+def group_members(group_search: str | Path, index_path: str | Path = SEARCH_INDEX) -> int | None:
+    """How many features the search group of `group_search` (its result file) has, from the
+    search job's index; None when the index does not say."""
+    groups = _read_state(str(index_path)).get("groups")
+    entry = groups.get(Path(group_search).stem) if isinstance(groups, dict) else None
+    members = entry.get("members") if isinstance(entry, dict) else None
+    return members if isinstance(members, int) else None
+
+
 def search_generation(index_path: str | Path = SEARCH_INDEX) -> int:
     """The search job's generation (a `params:` value, read when the workflow is parsed): the
     one the index records, plus one if a group's search failed, so that Snakemake reruns the
