@@ -199,6 +199,20 @@ def test_all_touched_counts_more_pixels_inside():
     assert small_polygon_cube(True)["inside"].sum() > small_polygon_cube(False)["inside"].sum()
 
 
+def build_again(run, fid: str, indices: list[str], output: str):
+    """`build_cube` for a feature of `run` (its bbox and items), into `output`; the cube it
+    returns."""
+    from sitsflow.workflow.stages import build_cube
+
+    settings = settings_for(bands=BANDS, indices=indices, crs="utm", resolution=10)
+    return build_cube(
+        str(run / f"results/bbox/{fid}.geojson"),
+        str(run / f"results/items/{fid}.json"),
+        settings.cube,
+        output,
+    )
+
+
 @pytest.mark.parametrize(
     ("fid", "indices", "suffix"),
     [
@@ -214,16 +228,10 @@ def test_a_cube_just_built_gives_the_time_series_of_its_file(
     built, not from the file it wrote: the two must be equal, for cubes built as arrays or as
     a Dataset (spectral indices), netCDF or Zarr, points, polygons and empty cubes, in every
     method and layout."""
-    from sitsflow.workflow.stages import build_cube, cube_timeseries
+    from sitsflow.workflow.stages import cube_timeseries
 
-    settings = settings_for(bands=BANDS, indices=indices, crs="utm", resolution=10)
     output = str(tmp_path / f"{fid}{suffix}")
-    built = build_cube(
-        str(netcdf_run / f"results/bbox/{fid}.geojson"),
-        str(netcdf_run / f"results/items/{fid}.json"),
-        settings.cube,
-        output,
-    )
+    built = build_again(netcdf_run, fid, indices, output)
     for method, layout in [("pixel", "long"), ("median", "wide"), ("pixel", "wide")]:
         timeseries = settings_for(timeseries={"method": method, "layout": layout}).timeseries
         from_memory = cube_timeseries(output, timeseries, built)
@@ -237,16 +245,10 @@ def test_a_cube_just_built_gives_the_time_series_of_its_file(
 @pytest.mark.parametrize(("fid", "indices"), [("p1", []), ("poly", INDICES)])
 def test_a_cube_just_built_draws_the_quicklook_of_its_file(netcdf_run, tmp_path, fid, indices):
     """As above, for the quicklook a batch draws from the cube it just built."""
-    from sitsflow.workflow.stages import build_cube, render_quicklook_file
+    from sitsflow.workflow.stages import render_quicklook_file
 
-    settings = settings_for(bands=BANDS, indices=indices, crs="utm", resolution=10)
     output = str(tmp_path / f"{fid}.nc")
-    built = build_cube(
-        str(netcdf_run / f"results/bbox/{fid}.geojson"),
-        str(netcdf_run / f"results/items/{fid}.json"),
-        settings.cube,
-        output,
-    )
+    built = build_again(netcdf_run, fid, indices, output)
     render_quicklook_file(output, str(tmp_path / "memory.png"), built)
     render_quicklook_file(output, str(tmp_path / "file.png"))
     assert (tmp_path / "memory.png").read_bytes() == (tmp_path / "file.png").read_bytes()

@@ -162,35 +162,25 @@ def test_appending_a_feature_adds_exactly_its_jobs(run, snakemake, tmp_path):
     }
 
 
-def test_a_deleted_time_series_is_written_again_alone_and_once(run, snakemake, tmp_path):
+@pytest.mark.parametrize(
+    ("stage", "rule"), [("timeseries", "timeseries"), ("quicklook", "quicklooks")]
+)
+def test_a_deleted_file_of_a_run_wide_job_is_made_again_alone_and_once(
+    run, snakemake, tmp_path, stage, rule
+):
+    """The CSVs and quicklooks are not outputs of the run-wide jobs that keep them (Snakemake
+    would remove them all before the job runs): one deleted by hand is made again, alone."""
     workdir, _ = run
     copy = tmp_path / "copy"
     shutil.copytree(workdir, copy, symlinks=True)
-    (copy / LAYOUT.path("timeseries", "p1")).unlink()
+    (copy / LAYOUT.path(stage, "p1")).unlink()
     before = feature_files(copy, POINTS)
-    assert jobs_run(snakemake(copy)) == {"timeseries": 1, "all": 1}
+    assert jobs_run(snakemake(copy)) == {rule: 1, "all": 1}
     after = feature_files(copy, POINTS)
-    assert {path for path in after if after[path] != before.get(path)} == {
-        LAYOUT.path("timeseries", "p1")
-    }
-    assert (copy / LAYOUT.path("timeseries", "p1")).read_bytes() == (
-        workdir / LAYOUT.path("timeseries", "p1")
+    assert {path for path in after if after[path] != before.get(path)} == {LAYOUT.path(stage, "p1")}
+    assert (copy / LAYOUT.path(stage, "p1")).read_bytes() == (
+        workdir / LAYOUT.path(stage, "p1")
     ).read_bytes()
-    assert "Nothing to be done" in snakemake(copy, "--dry-run").stdout
-
-
-def test_a_deleted_quicklook_is_drawn_again_alone_and_once(run, snakemake, tmp_path):
-    workdir, _ = run
-    copy = tmp_path / "copy"
-    shutil.copytree(workdir, copy, symlinks=True)
-    (copy / LAYOUT.path("quicklook", "p1")).unlink()
-    before = feature_files(copy, POINTS)
-    assert jobs_run(snakemake(copy)) == {"quicklooks": 1, "all": 1}
-    after = feature_files(copy, POINTS)
-    assert {path for path in after if after[path] != before.get(path)} == {
-        LAYOUT.path("quicklook", "p1")
-    }
-    assert (copy / LAYOUT.path("quicklook", "p1")).stat().st_size > 0
     assert "Nothing to be done" in snakemake(copy, "--dry-run").stdout
 
 
