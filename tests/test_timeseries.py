@@ -213,14 +213,22 @@ def build_again(run, fid: str, indices: list[str], output: str):
     )
 
 
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     ("fid", "indices", "suffix"),
     [
-        *((fid, indices, ".nc") for fid in [*ARCHIVE_FEATURES, EMPTY_FEATURE[0]]
-          for indices in ([], INDICES)),
-        ("p1", [], ".zarr"),
+        ("p1", [], ".nc"),
+        ("poly", INDICES, ".nc"),
+        # the other shapes in the full suite (`make test`)
+        pytest.param("p1", INDICES, ".nc", marks=SLOW),
+        pytest.param("poly", [], ".nc", marks=SLOW),
+        pytest.param(EMPTY_FEATURE[0], [], ".nc", marks=SLOW),
+        pytest.param(EMPTY_FEATURE[0], INDICES, ".nc", marks=SLOW),
+        pytest.param("p1", [], ".zarr", marks=SLOW),
     ],
-)  # fmt: skip
+)
 def test_a_cube_just_built_gives_the_time_series_of_its_file(
     netcdf_run, tmp_path, fid, indices, suffix
 ):
@@ -242,7 +250,9 @@ def test_a_cube_just_built_gives_the_time_series_of_its_file(
         assert len(from_file.table) or fid == EMPTY_FEATURE[0]
 
 
-@pytest.mark.parametrize(("fid", "indices"), [("p1", []), ("poly", INDICES)])
+@pytest.mark.parametrize(
+    ("fid", "indices"), [("p1", []), pytest.param("poly", INDICES, marks=SLOW)]
+)
 def test_a_cube_just_built_draws_the_quicklook_of_its_file(netcdf_run, tmp_path, fid, indices):
     """As above, for the quicklook a batch draws from the cube it just built."""
     from sitsflow.workflow.stages import render_quicklook_file
