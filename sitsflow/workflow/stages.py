@@ -460,9 +460,10 @@ def cube_timeseries(
 
 
 def as_written(built: CubeArrays | xr.Dataset | None, cube_path: str) -> xr.Dataset | None:
-    """`built`, the cube `build_cube` just wrote to `cube_path`, as a Dataset that reads as the
-    file does (`tests/test_timeseries.py` checks their time series equal); None when there is
-    none, or when the file is Zarr: its store lists the variables in another order."""
+    """`built`, the cube `build_cube` just wrote to `cube_path`, as a Dataset (itself if it is
+    one) that reads as the file does (`tests/test_timeseries.py` checks their time series
+    equal); None when there is none, or when the file is Zarr: its store lists the variables
+    in another order."""
     from sitsflow.outputs.write import ZARR_SUFFIX
     from sitsflow.pixels.cube_model import CubeArrays
 
@@ -597,14 +598,19 @@ def run_items(feature: Feature, context: BatchContext) -> None:
 
 def run_cube(feature: Feature, context: BatchContext) -> None:
     layout = context.layout
-    context.built[feature.fid] = build_cube(
+    path = layout.path("cube", feature.fid)
+    cube = build_cube(
         layout.path("bbox", feature.fid),
         layout.path("items", feature.fid),
         context.settings.cube,
-        layout.path("cube", feature.fid),
+        path,
         loader=context.shared_loader(),
         attributes=feature.labels,
     )
+    # made a Dataset once, for the quicklook and the time series alike
+    dataset = as_written(cube, path)
+    if dataset is not None:
+        context.built[feature.fid] = dataset
 
 
 def run_quicklook(feature: Feature, context: BatchContext) -> None:
