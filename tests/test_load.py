@@ -64,6 +64,48 @@ def test_pixels_are_placed_from_their_tiles_edge_tiles_and_views_included():
     np.testing.assert_array_equal(view, expected)
 
 
+@pytest.mark.parametrize(
+    ("resolution", "west", "north", "copied_as_blocks"),
+    [
+        (10.0, 10.0, 60.0, True),  # the level's pixel grid: rectangles copied one to one
+        (10.0, 13.0, 57.0, True),  # shifted by a fraction of a pixel: still one to one
+        (5.0, 20.0, 50.0, False),  # finer: each source pixel repeated
+        (20.0, 0.0, 70.0, None),  # coarser: every other source pixel (a lone one is a block)
+    ],
+)
+def test_placing_copies_the_pixel_under_each_centre(resolution, west, north, copied_as_blocks):
+    """`_place` (slice copies where a tile's pixels are a one-to-one rectangle, else a gather)
+    against the source pixel under each grid pixel's centre, computed pixel by pixel, on a
+    level in 4 x 4 tiles with smaller edge tiles."""
+    from affine import Affine
+
+    from sitsflow.core.grid import Grid
+    from sitsflow.pixels.tiles import Level, _place, pixel_map
+
+    level = Level(0, 10, 7, 4, 4, Affine(10.0, 0.0, 0.0, 0.0, -10.0, 70.0), 32632)
+    values = np.arange(1, 71, dtype=np.uint16).reshape(7, 10)
+    tiles = {
+        (col, row): values[row * 4 : row * 4 + 4, col * 4 : col * 4 + 4].copy()
+        for row in range(2)
+        for col in range(3)
+    }
+    grid = Grid(32632, resolution, (west, north - 60.0, west + 60.0, north))
+    pixels = pixel_map(level, grid)
+    if copied_as_blocks is not None:
+        assert any(p.block for p in pixels.by_tile.values()) == copied_as_blocks
+    expected = np.full((grid.height, grid.width), np.nan, np.float32)
+    for r in range(grid.height):
+        for c in range(grid.width):
+            x = west + (c + 0.5) * resolution
+            y = north - (r + 0.5) * resolution
+            col, row = int(x // 10.0), int((70.0 - y) // 10.0)
+            if 0 <= col < 10 and 0 <= row < 7:
+                expected[r, c] = values[row, col]
+    out = np.full((grid.height, grid.width), np.nan, np.float32)
+    _place(out, pixels, level, tiles)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_a_file_beside_the_grid_needs_no_tile():
     """An item whose footprint meets the feature but whose raster does not cover its grid (a
     partial scene, a footprint drawn generously): no tile, nothing placed, no error (it was

@@ -141,10 +141,16 @@ class Level:
 @dataclass(frozen=True)
 class TilePixels:
     """The grid pixels one tile serves, as flat indices into the grid and into a full tile
-    (int32: a batch keeps the maps of all its features, 8 bytes a pixel)."""
+    (int32: a batch keeps the maps of all its features, 8 bytes a pixel).
+
+    `block`, when those pixels are a rectangle of the grid copied one to one from a rectangle
+    of the tile (the grid in the level's CRS at its pixel size, the usual case for a cube's
+    10 m bands): (grid row, grid column, tile row, tile column, height, width), placed as one
+    slice copy rather than a gather and a scatter of every pixel."""
 
     grid_flat: np.ndarray
     tile_flat: np.ndarray
+    block: tuple[int, int, int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -888,18 +894,20 @@ def pixel_map(level: Level, grid: Grid) -> PixelMap:
     ones read through GDAL (stackstac).
     """
     cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
-    xs, ys = grid.transform @ (cols, rows)
-    if level.epsg != grid.epsg:
-        forward = transformer(CRS.from_epsg(grid.epsg), CRS.from_epsg(level.epsg))
-        xs, ys = forward.transform(xs, ys)
-    source_cols, source_rows = ~level.transform @ (np.asarray(xs), np.asarray(ys))
-    col = np.floor(np.asarray(source_cols) + EDGE_TOLERANCE)
-    row = np.floor(np.asarray(source_rows) + EDGE_TOLERANCE)
-    finite = np.isfinite(col) & np.isfinite(row)
-    col = np.where(finite, col, -1).astype(np.int64)
-    row = np.where(finite, row, -1).astype(np.int64)
-    if level.epsg != grid.epsg and finite.any():
-        row, col = _warped_indices(level, grid, row[finite], col[finite])
+    if level.epsg == grid.epsg:
+        row, col, _ = _source_pixels(level, grid, rows, cols)
+    else:
+        # GDAL's map; the exact one only bounds the source pixels it can pick, and the
+        # extremes of a projection over the grid lie on its edge: transform only the edge
+        edge = np.zeros(rows.shape, bool)
+        edge[[0, -1], :] = edge[:, [0, -1]] = True
+        row, col, finite = _source_pixels(level, grid, rows[edge], cols[edge])
+        if not finite.all():  # beyond the projection's domain: bound by every pixel
+            row, col, finite = _source_pixels(level, grid, rows, cols)
+        if finite.any():
+            row, col = _warped_indices(level, grid, row[finite], col[finite])
+        else:
+            row, col = np.full(rows.shape, -1, np.int64), np.full(rows.shape, -1, np.int64)
     inside = (col >= 0) & (col < level.width) & (row >= 0) & (row < level.height)
     grid_rows, grid_cols = np.nonzero(inside)
     source_rows, source_cols = row[inside], col[inside]
@@ -917,8 +925,43 @@ def pixel_map(level: Level, grid: Grid) -> PixelMap:
         by_tile[(tile_col, tile_row)] = TilePixels(
             grid_flat=(grid_rows[members] * grid.width + grid_cols[members]).astype(np.int32),
             tile_flat=(local_rows * level.tile_width + local_cols).astype(np.int32),
+            block=_one_to_one_block(grid_rows[members], grid_cols[members], local_rows, local_cols),
         )
     return PixelMap(tiles=tuple(by_tile), by_tile=by_tile, made_for=level.geometry())
+
+
+def _source_pixels(
+    level: Level, grid: Grid, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (row, column) of `level`'s pixel containing the centre of each grid pixel at
+    (`rows`, `cols`) (pixel coordinates of centres), by the exact transform and GDAL's floor
+    with EDGE_TOLERANCE, -1 where the transform is not finite; and where it is."""
+    centres: Any = (cols, rows)  # Affine maps arrays too; its type hints say floats
+    xs, ys = grid.transform @ centres
+    if level.epsg != grid.epsg:
+        forward = transformer(CRS.from_epsg(grid.epsg), CRS.from_epsg(level.epsg))
+        xs, ys = forward.transform(xs, ys)
+    source_cols, source_rows = ~level.transform @ (np.asarray(xs), np.asarray(ys))
+    col = np.floor(np.asarray(source_cols) + EDGE_TOLERANCE)
+    row = np.floor(np.asarray(source_rows) + EDGE_TOLERANCE)
+    finite = np.isfinite(col) & np.isfinite(row)
+    row, col = np.where(finite, row, -1).astype(np.int64), np.where(finite, col, -1)
+    return row, col.astype(np.int64), finite
+
+
+def _one_to_one_block(
+    grid_rows: np.ndarray, grid_cols: np.ndarray, tile_rows: np.ndarray, tile_cols: np.ndarray
+) -> tuple[int, int, int, int, int, int] | None:
+    """`TilePixels.block` for these pixels (each grid pixel once), or None when they are not
+    a full rectangle of the grid at a constant offset from their tile pixels."""
+    top, left = int(grid_rows.min()), int(grid_cols.min())
+    height, width = int(grid_rows.max()) - top + 1, int(grid_cols.max()) - left + 1
+    if height * width != grid_rows.size:
+        return None
+    row_shift, col_shift = int(tile_rows[0] - grid_rows[0]), int(tile_cols[0] - grid_cols[0])
+    if (tile_rows - grid_rows != row_shift).any() or (tile_cols - grid_cols != col_shift).any():
+        return None
+    return top, left, top + row_shift, left + col_shift, height, width
 
 
 def _warped_indices(
@@ -1003,6 +1046,13 @@ def _place(
         if here is None:
             continue
         used += 1
+        if here.block is not None:
+            top, left, tile_top, tile_left, height, width = here.block
+            if tile_top + height <= tile.shape[0] and tile_left + width <= tile.shape[1]:
+                out[top : top + height, left : left + width] = tile[
+                    tile_top : tile_top + height, tile_left : tile_left + width
+                ]
+                continue
         if tile.shape == (level.tile_height, level.tile_width):
             placed = np.take(tile, here.tile_flat)
         else:  # an edge tile may be stored smaller than the tile size: pixels beyond stay NaN
