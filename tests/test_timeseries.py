@@ -151,6 +151,77 @@ def test_pixel_under_point_is_the_pixel_containing_it():
     assert table["n_pixels"].tolist() == [1, 1]
 
 
+@pytest.mark.parametrize("epsg", [32632, 3035])
+@pytest.mark.parametrize("west", [500000.0, 500003.3, -1234567.891])
+def test_grid_read_without_rioxarray_is_rioxarrays(epsg, west):
+    """`cube_crs` and `cube_transform` (the time series and summary rows use them, not to load
+    rioxarray and dask in every job) give what `cube.rio` gives, exactly, on cubes written
+    and read back; without a GeoTransform they leave it to rioxarray (None)."""
+    import rioxarray  # noqa: F401 (registers the .rio accessor)
+
+    from sitsflow.outputs.summary import _crs_text
+    from sitsflow.pixels.cube_model import GRID_MAPPING, cube_crs, cube_transform
+
+    grid = Grid(epsg, 10.0, (west, 5500000.0, west + 30.0, 5500040.0))
+    cube = build_dataset(
+        grid=grid,
+        times=np.array(["2024-01-01"], dtype="datetime64[ns]"),
+        bands=["B04"],
+        reflectance=np.zeros((1, 1, 4, 3)),
+        classification=None,
+        classification_bands=["SCL"],
+        observed=np.ones((1, 4, 3)),
+        attrs=provenance_attrs(feature_id="t", geometry_wkt="POINT (8 50)"),
+    )
+    for read in (cube, write_and_open(cube)):
+        assert cube_crs(read) == read.rio.crs
+        assert tuple(cube_transform(read)) == tuple(read.rio.transform())
+        assert _crs_text(read) == read.rio.crs.to_string() == f"EPSG:{epsg}"
+    bare = cube.copy()
+    bare.coords[GRID_MAPPING].attrs.pop("GeoTransform")
+    assert cube_transform(bare) is None
+
+
+def test_a_batch_builds_a_cube_and_its_time_series_without_rioxarray(netcdf_run, tmp_path):
+    """What a batch does for each member (`build_cube`, then the time series and summary row
+    of the cube just built), in a fresh interpreter: rioxarray, which it does not need, costs
+    each job 0.25 s of CPU to import (opening a file with xarray imports it, as xarray's
+    backend plugins load: a batch does not reopen the cubes it builds)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+from sitsflow.testing.settings import settings_for
+from sitsflow.workflow.stages import build_cube, cube_timeseries
+
+settings = settings_for(bands={BANDS!r}, crs="utm", resolution=10)
+for fid in ("p1", "poly"):
+    output = {str(tmp_path)!r} + f"/{{fid}}.nc"
+    built = build_cube({str(netcdf_run / "results")!r} + f"/bbox/{{fid}}.geojson",
+                       {str(netcdf_run / "results")!r} + f"/items/{{fid}}.json",
+                       settings.cube, output)
+    series = cube_timeseries(output, settings.timeseries, built)
+    assert len(series.table) and series.summary_row["crs"].startswith("EPSG:")
+print("rioxarray" in sys.modules)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False", done.stdout
+
+
+def write_and_open(cube: xr.Dataset) -> xr.Dataset:
+    import tempfile
+
+    from sitsflow.outputs.write import write_netcdf
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = f"{directory}/c.nc"
+        write_netcdf(cube, path)
+        return open_cube(path).load()
+
+
 def test_point_outside_the_grid_is_an_error():
     cube = small_cube(lonlat_of(500045.0, 5500018.0))
     with pytest.raises(ValueError, match="outside the cube grid"):

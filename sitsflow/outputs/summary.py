@@ -16,20 +16,24 @@ search found nothing), `failed` (no cube; `error` and `log` say why).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import rioxarray  # noqa: F401 (registers the .rio accessor)
 import xarray as xr
 
 from sitsflow.core.atomic import atomic_path, sweep_temporaries
 from sitsflow.core.batch_manifest import read_summary_rows
 from sitsflow.core.layout import SUMMARY, Layout
 from sitsflow.core.pipeline import chain_to
+from sitsflow.pixels.cube_model import cube_crs
+
+if TYPE_CHECKING:
+    from rasterio.crs import CRS as RasterioCRS
 
 COLUMNS = [
     "feature_id",
@@ -74,11 +78,26 @@ def cube_summary_row(cube: xr.Dataset, path: str | Path) -> dict[str, Any]:
         "last_date": str(times.max())[:10] if len(times) else "",
         "width": int(cube.sizes["x"]),
         "height": int(cube.sizes["y"]),
-        "crs": cube.rio.crs.to_string() if cube.rio.crs else "",
+        "crs": _crs_text(cube),
         "cube": str(path),
         "error": "",
         "log": "",
     }
+
+
+def _crs_text(cube: xr.Dataset) -> str:
+    """The cube's CRS as rioxarray gives it (`EPSG:32632`), empty when it has none."""
+    crs = cube_crs(cube)
+    if crs is None:
+        import rioxarray  # noqa: F401 (registers the .rio accessor)
+
+        crs = cube.rio.crs
+    return _crs_string(crs) if crs else ""
+
+
+@functools.cache
+def _crs_string(crs: RasterioCRS) -> str:
+    return str(crs.to_string())
 
 
 def summarise(

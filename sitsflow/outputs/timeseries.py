@@ -44,6 +44,7 @@ from shapely import wkt
 
 from sitsflow.core.projection import reproject
 from sitsflow.core.settings import TimeseriesSettings
+from sitsflow.pixels.cube_model import cube_crs, cube_transform
 
 COLUMNS = ["id", "time", "band", "value", "observed", "n_pixels"]
 LAYOUTS = ("long", "wide")
@@ -69,8 +70,13 @@ def is_point_feature(cube: xr.Dataset) -> bool:
 
 def pixel_under_point(cube: xr.Dataset) -> tuple[int, int]:
     """(row, col) of the cube pixel whose area contains the feature's point."""
-    point = reproject(wkt.loads(cube.attrs["geometry_wkt"]), 4326, cube.rio.crs.to_epsg())
-    col, row = ~cube.rio.transform() @ (point.x, point.y)
+    crs, transform = cube_crs(cube), cube_transform(cube)
+    if crs is None or transform is None:  # not a grid mapping as sitsflow writes it
+        import rioxarray  # noqa: F401 (registers the .rio accessor)
+
+        crs, transform = cube.rio.crs, cube.rio.transform()
+    point = reproject(wkt.loads(cube.attrs["geometry_wkt"]), 4326, crs.to_epsg())
+    col, row = ~transform @ (point.x, point.y)
     row, col = int(np.floor(row)), int(np.floor(col))
     if not (0 <= row < cube.sizes["y"] and 0 <= col < cube.sizes["x"]):
         raise ValueError(

@@ -22,6 +22,8 @@ from sitsflow.pixels.qa import QA_PIXEL_BITS
 
 if TYPE_CHECKING:
     import xarray as xr
+    from affine import Affine
+    from rasterio.crs import CRS as RasterioCRS
 
 PROVENANCE_PACKAGES = (
     "sitsflow",
@@ -289,6 +291,44 @@ def add_grid_mapping(coords: dict[str, CubeVariable], grid: Grid) -> None:
             standard_name=f"projection_{axis}_coordinate",
             units=units,
         )
+
+
+def cube_crs(cube: xr.Dataset) -> RasterioCRS | None:
+    """The CRS of a cube written by sitsflow, as rioxarray's `cube.rio.crs` reads it (its grid
+    mapping's `spatial_ref`, else `crs_wkt`), without importing rioxarray and dask (0.46 s a
+    job); None when the cube has no such grid mapping (then ask rioxarray)."""
+    if GRID_MAPPING not in cube.coords:
+        return None
+    attrs = cube.coords[GRID_MAPPING].attrs
+    wkt = attrs.get("spatial_ref") or attrs.get("crs_wkt")
+    return _crs_from_wkt(wkt) if isinstance(wkt, str) else None
+
+
+@functools.cache
+def _crs_from_wkt(wkt: str) -> RasterioCRS:
+    from rasterio.crs import CRS
+
+    return CRS.from_wkt(wkt)
+
+
+def cube_transform(cube: xr.Dataset) -> Affine | None:
+    """The affine transform of a cube's grid as rioxarray's `cube.rio.transform()` computes it
+    for a north-up grid: the resolution from the grid mapping's `GeoTransform`, the origin
+    from the first x and y coordinates (half a pixel out); None where that rule does not
+    apply (no GeoTransform, a rotated one, no pixel): then ask rioxarray."""
+    from affine import Affine
+
+    if GRID_MAPPING not in cube.coords or not (cube.sizes.get("x") and cube.sizes.get("y")):
+        return None
+    text = cube.coords[GRID_MAPPING].attrs.get("GeoTransform")
+    if not isinstance(text, str):
+        return None
+    cached = Affine.from_gdal(*np.fromstring(text, sep=" ").tolist())
+    if not cached.is_rectilinear or cached.b or cached.d:
+        return None
+    left = float(cube["x"][0]) - cached.a / 2.0
+    top = float(cube["y"][0]) - cached.e / 2.0
+    return Affine.translation(left, top) @ Affine.scale(cached.a, cached.e)
 
 
 def provenance_attrs(**fields: object) -> dict[str, str | int | float]:
