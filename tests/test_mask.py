@@ -57,6 +57,17 @@ def test_dilation_at_the_edges_and_of_stacks():
     np.testing.assert_array_equal(dilate(mask, 0.5), mask)
 
 
+@pytest.mark.parametrize("top", [12, 256, 70000])
+def test_masked_classes_are_the_chosen_ones_whatever_their_range(top):
+    """The lookup table of 8-bit classes and `np.isin` beyond agree, NaN masked."""
+    rng = np.random.default_rng(top)
+    classes = rng.integers(-3 if top > 256 else 0, top, (3, 20, 20)).astype(np.float32)
+    classes[0, 0, 0] = np.nan
+    chosen = [0, 3, 9, 255, 300]
+    expected = np.isin(classes, chosen) | np.isnan(classes)
+    np.testing.assert_array_equal(masked_classes(classes, chosen), expected)
+
+
 def test_dilation_grows_clouds_and_shadows_only():
     scl = np.full((9, 9), 4, dtype=np.float32)
     scl[4, 4] = 9  # a cloud: grown

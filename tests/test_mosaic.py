@@ -66,6 +66,17 @@ def test_days_are_solar_days_at_the_feature():
     assert one_pass.times[0] == np.datetime64("2024-05-01T23:50:00")
 
 
+def test_items_declaring_other_nodata_are_marked_each_by_its_own():
+    """Items of one band with the same invalid values are marked in one pass, those with
+    their own each by theirs (an archive mixing files with and without a nodata tag)."""
+    items = [item(name, "2024-05-01T10:30:00Z", 0) for name in "ABC"]
+    items[1]["assets"]["B04"] = {"raster:bands": [{"nodata": 7}]}
+    data = np.array([[[[0, 7, 65535]]], [[[0, 7, 65535]]], [[[7, 7, 1]]]], np.float32)
+    stack = ItemStack(data, items, ["B04"], {"B04": Counter()})
+    assert mark_invalid(stack) == {"B04": 2 + 3 + 0}
+    np.testing.assert_array_equal(np.isnan(stack.data[:, 0, 0]), [[1, 0, 1], [1, 1, 1], [0, 0, 0]])
+
+
 def test_reserved_and_declared_dns_are_invalid_without_a_file_tag():
     assert invalid_values({}, "B04") == [0, 65535]
     assert invalid_values({"raster:bands": [{"nodata": 7}]}, "B04") == [0, 7, 65535]

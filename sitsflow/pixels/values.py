@@ -40,15 +40,30 @@ def invalid_values(asset: dict[str, Any], band: str) -> list[float]:
 
 
 def mark_invalid(stack: ItemStack) -> dict[str, int]:
-    """Set every invalid value of `stack` to NaN, in place; return the count per band."""
+    """Set every invalid value of `stack` to NaN, in place; return the count per band. A band
+    whose items all declare the same invalid values (the usual case) is done in one pass."""
     counts = dict.fromkeys(stack.bands, 0)
-    for item_index, item in enumerate(stack.items):
-        for band_index, band in enumerate(stack.bands):
-            layer = stack.data[item_index, band_index]
-            invalid = np.isin(layer, invalid_values(item["assets"][band], band))
-            counts[band] += int(invalid.sum())
-            layer[invalid] = np.nan
+    for band_index, band in enumerate(stack.bands):
+        values = [invalid_values(item["assets"][band], band) for item in stack.items]
+        if values and all(v == values[0] for v in values):
+            counts[band] += _mark(stack.data[:, band_index], values[0])
+            continue
+        for item_index, invalid in enumerate(values):
+            counts[band] += _mark(stack.data[item_index, band_index], invalid)
     return counts
+
+
+def _mark(layers: np.ndarray, values: list[float]) -> int:
+    """Set `values` in `layers` (a view) to NaN; how many there were."""
+    if not values:
+        return 0
+    invalid = layers == np.float32(values[0])
+    for value in values[1:]:
+        invalid |= layers == np.float32(value)
+    count = int(np.count_nonzero(invalid))
+    if count:
+        layers[invalid] = np.nan
+    return count
 
 
 def to_reflectance(stack: ItemStack, bands: Iterable[str]) -> None:
