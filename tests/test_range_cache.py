@@ -124,6 +124,26 @@ def test_a_job_that_used_nothing_cached_replaces_an_old_version(tmp_path, server
     assert cache.get(url, 4000, 5000, version=old) is None
 
 
+@pytest.mark.parametrize("tile_ranges", [True, False])
+def test_a_job_keeps_tiles_one_by_one_not_the_runs_it_fetched(server, tmp_path, tile_ranges):
+    """Neighbouring tiles are fetched as one run of bytes, but kept tile by tile (what later
+    reads look up); a reader that keeps tiles decoded (`keep_tile_ranges` off) keeps none of
+    their bytes, only the header."""
+    url = f"{server}/T31UFS/B04.tif"
+
+    async def job() -> None:
+        store = RangeStore(prefix_bytes=1024, cache=RangeCache(tmp_path / "cache"))
+        store.keep_tile_ranges = tile_ranges
+        await store.get_range_async(url, start=0, end=16)
+        await store.get_ranges_async(url, starts=[4000, 5000], ends=[5000, 6000])
+        await store.close()
+        assert store.counters.requests == 2  # the header, then one run of both tiles
+
+    asyncio.run(job())
+    kept = {path.name for path in (tmp_path / "cache").rglob("*-*") if path.is_file()}
+    assert kept == ({"4000-5000", "5000-6000"} if tile_ranges else set())
+
+
 def test_a_decoded_tile_is_kept_as_decoded_and_only_for_its_file_version(server, tmp_path):
     url = f"{server}/T31UFS/B04.tif"
     tile = np.arange(64, dtype=np.uint16).reshape(8, 8)

@@ -166,6 +166,10 @@ class RangeStore:
         self, path: str, *, start: int, end: int | None = None, length: int | None = None
     ) -> bytes:
         stop = end if end is not None else start + (length or 0)
+        return await self._get_range(path, start, stop, keep=True)
+
+    async def _get_range(self, path: str, start: int, stop: int, *, keep: bool) -> bytes:
+        """Bytes `start:stop` of `path`; with `keep`, from the disk cache or kept there."""
         prefix = self._prefixes.get(path)
         if prefix is None and start == 0:
             # the file's first request: the header and whatever follows it up to prefix_bytes
@@ -181,6 +185,8 @@ class RangeStore:
             if stop <= len(prefix.data) or len(prefix.data) < self.prefix_bytes:
                 return known  # all of it was there (or the file ends there)
             return known + await self._fetch(path, len(prefix.data), stop)
+        if not keep:
+            return await self._fetch(path, start, stop)
         data = self._cached(path, start, stop)
         if data is None:
             data = await self._fetch(path, start, stop)
@@ -206,8 +212,10 @@ class RangeStore:
                 known[(start, stop)] = data
         missing = [(start, stop) for start, stop in wanted if (start, stop) not in known]
         merged = merge_ranges(missing)
+        # tiles' bytes are looked up and kept one by one, not as the runs they are fetched in
+        # (which no later read asks for); not kept at all when the reader keeps them decoded
         fetched = await asyncio.gather(
-            *(self.get_range_async(path, start=start, end=stop) for start, stop in merged)
+            *(self._get_range(path, start, stop, keep=False) for start, stop in merged)
         )
         for start, stop in missing:
             for (low, high), data in zip(merged, fetched, strict=True):
