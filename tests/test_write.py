@@ -173,3 +173,28 @@ def test_gridded_variables_are_deflated_at_level_3_with_shuffle(tmp_path):
         for variable in gridded:
             filters = variable.filters()
             assert (filters["zlib"], filters["complevel"], filters["shuffle"]) == (True, 3, True)
+
+
+@pytest.mark.parametrize("epsg", [32632, 3035, 32632])  # 32632 again: from the job's cache
+def test_the_grid_mapping_is_what_rioxarray_writes(epsg):
+    """`add_grid_mapping` (CRS attributes worked out once per CRS in a job) writes what
+    rioxarray's `write_crs`, `write_transform` and `write_coordinate_system` write."""
+    import rioxarray  # noqa: F401 (registers the .rio accessor)
+    import xarray as xr
+
+    from sitsflow.pixels.cube_model import GRID_MAPPING, CubeVariable, add_grid_mapping
+
+    grid = Grid(epsg, 20.0, (400000.0, 5000000.0, 400060.0, 5000040.0))
+    xs = 400010.0 + 20.0 * np.arange(3)
+    ys = 5000030.0 - 20.0 * np.arange(2)
+    coords = {"x": CubeVariable(("x",), xs, {}), "y": CubeVariable(("y",), ys, {})}
+    add_grid_mapping(coords, grid)
+    theirs = (
+        xr.Dataset(coords={"x": xs, "y": ys})
+        .rio.write_crs(f"EPSG:{epsg}")
+        .rio.write_transform(grid.transform)
+        .rio.write_coordinate_system()
+    )
+    assert coords[GRID_MAPPING].attrs == theirs[GRID_MAPPING].attrs
+    for axis in ("x", "y"):
+        assert coords[axis].attrs == theirs[axis].attrs
