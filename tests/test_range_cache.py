@@ -169,6 +169,29 @@ def test_a_decoded_tile_is_kept_as_decoded_and_only_for_its_file_version(server,
     assert RangeCache(tmp_path / "cache").version(url) == FileVersion(len(FILE), '"v2"')
 
 
+@pytest.mark.parametrize("damage", ["empty", "header only", "short", "not a tile"])
+def test_a_damaged_decoded_tile_is_not_found(tmp_path, damage):
+    """An entry that is not a whole decoded tile (a disk that filled, a file from elsewhere)
+    is a miss, never values; a whole one maps the tile as it was kept."""
+    from sitsflow.catalog.range_cache import TILE_HEADER
+
+    cache, version = RangeCache(tmp_path / "cache"), FileVersion(100, '"v1"')
+    url, tile = "https://example.com/B04.tif", np.arange(64, dtype=">u2").reshape(8, 8)
+    cache.put_array(url, 10, 90, tile, version=version)
+    kept = cache.get_array(url, 10, 90, version=version)
+    assert kept.dtype == tile.dtype and (kept == tile).all() and not kept.flags.writeable
+    (entry,) = (tmp_path / "cache").rglob("10-90.tile")
+    data = entry.read_bytes()
+    damaged = {
+        "empty": b"",
+        "header only": data[: TILE_HEADER.size],
+        "short": data[:-2],
+        "not a tile": b"\x93NUMPY" + data[7:],
+    }[damage]
+    entry.write_bytes(damaged)
+    assert cache.get_array(url, 10, 90, version=version) is None
+
+
 def test_versions_differ_only_in_what_both_know():
     assert FileVersion(10, '"a"').same_as(FileVersion(10, None))
     assert FileVersion(None, None).same_as(FileVersion(10, '"a"'))

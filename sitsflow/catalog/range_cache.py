@@ -18,9 +18,12 @@ Layout: `DIRECTORY/<k[:2]>/<k>/` per file, `k` the SHA-1 of its URL without the 
 * `<v>/prefix`: the file's first bytes, as its first request fetched them (the COG header);
 * `<v>/<start>-<stop>`: one byte range each, as the reader asked for it (an IFD beyond the
   prefix, a tile GDAL-free readers fetch whole);
-* `<v>/<start>-<stop>.npy`: the tile stored in bytes `start:stop`, decoded (sitsflow's reader):
+* `<v>/<start>-<stop>.tile`: the tile stored in bytes `start:stop`, decoded (sitsflow's reader):
   neither fetched nor decoded again. A 1024 x 1024 tile of 16-bit DNs is 2 MB decoded against
-  1 to 2 MB compressed, and decoding it costs about 7 ms of CPU, reading it back 0.3 ms.
+  1 to 2 MB compressed, and decoding it costs about 7 ms of CPU. The entry is a 32-byte
+  header (TILE_HEADER) then the values, which a reader maps rather than reads: a feature's
+  window touches a fraction of a tile's pages (0.04 against 0.11 ms for a 512 x 512 tile
+  read with `np.load`, measured with a 101 x 101 window).
 
 Every file is written under a temporary name and linked into place (unless another job stored
 it first), so concurrent jobs never read half a range; two jobs needing one range at the same
@@ -43,8 +46,10 @@ import fcntl
 import hashlib
 import json
 import logging
+import mmap
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,7 +63,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 USAGE_FILE = "usage"
-DECODED_SUFFIX = ".npy"
+DECODED_SUFFIX = ".tile"
+# A decoded tile's entry: this header (TILE_MAGIC, its dtype as numpy spells it, its rows and
+# columns), then its values in C order.
+TILE_HEADER = struct.Struct("<8s8sQQ")
+TILE_MAGIC = b"SFTILE1\0"
 VERSION_FILE = "version.json"
 PREFIX_FILE = "prefix"
 _BOOKKEEPING = (USAGE_FILE, f"{USAGE_FILE}.lock", VERSION_FILE)
@@ -183,23 +192,28 @@ class RangeCache:
     ) -> np.ndarray | None:
         """The decoded tile stored in bytes `start:stop` of `version` of `url`, None when not
         cached."""
-        import numpy as np
-
         path = self._range_path(url, version, start, stop).with_suffix(DECODED_SUFFIX)
-        return self._read_entry(path, lambda handle: np.load(handle, allow_pickle=False))
+        return self._read_entry(path, _mapped_tile)
 
     def put_array(
         self, url: str, start: int, stop: int, array: np.ndarray, *, version: FileVersion
     ) -> None:
         """Keep the tile decoded from bytes `start:stop` of `version` of `url`: a tile needed
         again (by a later round of a batch, another batch, another job) is not decoded
-        again."""
+        again. Only 2-D tiles (what the reader decodes) are kept."""
         import numpy as np
 
+        if array.ndim != 2:
+            return
+        values = np.ascontiguousarray(array)
+        header = TILE_HEADER.pack(TILE_MAGIC, values.dtype.str.encode("ascii"), *values.shape)
+
+        def write(handle: BinaryIO) -> None:
+            handle.write(header)
+            handle.write(values.data)
+
         path = self._range_path(url, version, start, stop).with_suffix(DECODED_SUFFIX)
-        self._write_entry(
-            path, lambda handle: np.save(handle, array, allow_pickle=False), array.nbytes
-        )
+        self._write_entry(path, write, values.nbytes)
 
     # ---- entries --------------------------------------------------------------------------
 
@@ -330,3 +344,22 @@ def _locked(path: Path) -> Iterator[None]:
     with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def _mapped_tile(handle: BinaryIO) -> np.ndarray:
+    """The decoded tile of an entry (`put_array`), mapped from its file, read-only: the page
+    cache's pages, not a copy (an entry is never rewritten in place, and a mapping outlives
+    its file's removal). ValueError for an entry that is not one."""
+    import numpy as np
+
+    header = handle.read(TILE_HEADER.size)
+    if len(header) != TILE_HEADER.size:
+        raise ValueError("not a decoded tile: too short")
+    magic, dtype, rows, columns = TILE_HEADER.unpack(header)
+    if magic != TILE_MAGIC:
+        raise ValueError("not a decoded tile")
+    mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    values = np.frombuffer(
+        mapped, np.dtype(dtype.rstrip(b"\0").decode("ascii")), rows * columns, TILE_HEADER.size
+    )
+    return values.reshape(rows, columns)
