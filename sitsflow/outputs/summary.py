@@ -35,6 +35,8 @@ from sitsflow.pixels.cube_model import cube_crs
 if TYPE_CHECKING:
     from rasterio.crs import CRS as RasterioCRS
 
+    from sitsflow.outputs.timeseries import Cube
+
 COLUMNS = [
     "feature_id",
     "status",
@@ -65,7 +67,7 @@ def summarise_cube(path: str | Path) -> dict[str, Any]:
         return cube_summary_row(cube, path)
 
 
-def cube_summary_row(cube: xr.Dataset, path: str | Path) -> dict[str, Any]:
+def cube_summary_row(cube: Cube, path: str | Path) -> dict[str, Any]:
     """The summary row of the cube written at `path`, opened (with `decode_coords="all"`)."""
     times = cube["time"].values
     return {
@@ -85,10 +87,10 @@ def cube_summary_row(cube: xr.Dataset, path: str | Path) -> dict[str, Any]:
     }
 
 
-def _crs_text(cube: xr.Dataset) -> str:
+def _crs_text(cube: Cube) -> str:
     """The cube's CRS as rioxarray gives it (`EPSG:32632`), empty when it has none."""
     crs = cube_crs(cube)
-    if crs is None:
+    if crs is None and isinstance(cube, xr.Dataset):
         import rioxarray  # noqa: F401 (registers the .rio accessor)
 
         crs = cube.rio.crs

@@ -35,7 +35,7 @@ import numbers
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,11 @@ from shapely import wkt
 
 from sitsflow.core.projection import reproject
 from sitsflow.core.settings import TimeseriesSettings
-from sitsflow.pixels.cube_model import cube_crs, cube_transform
+from sitsflow.pixels.cube_model import CubeArrays, cube_crs, cube_transform
+
+# A feature's cube: read from its file, or the arrays a batch just wrote there (which read as
+# the file does, `sitsflow.pixels.cube_model.CubeVariable`)
+Cube: TypeAlias = xr.Dataset | CubeArrays
 
 COLUMNS = ["id", "time", "band", "value", "observed", "n_pixels"]
 LAYOUTS = ("long", "wide")
@@ -55,7 +59,7 @@ POINT_TYPES = ("Point",)
 AREA_TYPES = ("Polygon", "MultiPolygon")
 
 
-def value_variables(cube: xr.Dataset) -> list[str]:
+def value_variables(cube: Cube) -> list[str]:
     """The cube's float (time, y, x) variables: reflectance bands, then spectral indices."""
     return [
         str(name)
@@ -64,17 +68,20 @@ def value_variables(cube: xr.Dataset) -> list[str]:
     ]
 
 
-def is_point_feature(cube: xr.Dataset) -> bool:
+def is_point_feature(cube: Cube) -> bool:
     return wkt.loads(cube.attrs["geometry_wkt"]).geom_type in POINT_TYPES
 
 
-def pixel_under_point(cube: xr.Dataset) -> tuple[int, int]:
+def pixel_under_point(cube: Cube) -> tuple[int, int]:
     """(row, col) of the cube pixel whose area contains the feature's point."""
     crs, transform = cube_crs(cube), cube_transform(cube)
-    if crs is None or transform is None:  # not a grid mapping as sitsflow writes it
+    if isinstance(cube, xr.Dataset) and (crs is None or transform is None):
+        # a grid mapping sitsflow did not write: rioxarray reads it
         import rioxarray  # noqa: F401 (registers the .rio accessor)
 
         crs, transform = cube.rio.crs, cube.rio.transform()
+    if crs is None or transform is None:
+        raise ValueError(f"feature {cube.attrs.get('feature_id')!r}: its cube has no grid")
     point = reproject(wkt.loads(cube.attrs["geometry_wkt"]), 4326, crs.to_epsg())
     col, row = ~transform @ (point.x, point.y)
     row, col = int(np.floor(row)), int(np.floor(col))
@@ -86,11 +93,11 @@ def pixel_under_point(cube: xr.Dataset) -> tuple[int, int]:
     return row, col
 
 
-def is_polygon_feature(cube: xr.Dataset) -> bool:
+def is_polygon_feature(cube: Cube) -> bool:
     return wkt.loads(cube.attrs["geometry_wkt"]).geom_type in AREA_TYPES
 
 
-def statistics_pixels(cube: xr.Dataset) -> np.ndarray:
+def statistics_pixels(cube: Cube) -> np.ndarray:
     """(y, x) True for the pixels a feature's window statistics use: the cube's `inside`
     variable (a polygon's pixels), every pixel for cubes written without it."""
     if "inside" not in cube:
@@ -101,14 +108,14 @@ def statistics_pixels(cube: xr.Dataset) -> np.ndarray:
     return np.asarray(inside.transpose("y", "x").values, dtype=bool)
 
 
-def window_values(cube: xr.Dataset, name: str, pixels: np.ndarray | None = None) -> np.ndarray:
+def window_values(cube: Cube, name: str, pixels: np.ndarray | None = None) -> np.ndarray:
     """(time, n) values of variable `name` at the `pixels` (default: `statistics_pixels`)."""
     chosen = statistics_pixels(cube) if pixels is None else pixels
     return np.asarray(cube[name].values)[:, chosen]
 
 
 def window_medians(
-    cube: xr.Dataset, variables: Sequence[str], statistic: str = "median"
+    cube: Cube, variables: Sequence[str], statistic: str = "median"
 ) -> dict[str, np.ndarray]:
     """Per time step, the median (or mean) of each variable over the statistics pixels (NaN
     pixels ignored; a date without any value is NaN)."""
@@ -124,7 +131,7 @@ def window_medians(
     return results
 
 
-def observed_share(cube: xr.Dataset) -> np.ndarray:
+def observed_share(cube: Cube) -> np.ndarray:
     """Per time step, the share of the statistics pixels that were observed (not gap-filled;
     on a regular axis, with at least one observation in the composite)."""
     observed = (window_values(cube, "observed") > 0).astype(np.float64)
@@ -133,13 +140,13 @@ def observed_share(cube: xr.Dataset) -> np.ndarray:
     return np.asarray(observed.mean(axis=1))
 
 
-def feature_attributes(cube: xr.Dataset) -> dict[str, Any]:
+def feature_attributes(cube: Cube) -> dict[str, Any]:
     """The feature's vector-file attributes the cube records (empty if none)."""
     recorded = cube.attrs.get("feature_attributes")
     return dict(json.loads(recorded)) if recorded else {}
 
 
-def feature_timeseries(cube: xr.Dataset, settings: TimeseriesSettings) -> pd.DataFrame:
+def feature_timeseries(cube: Cube, settings: TimeseriesSettings) -> pd.DataFrame:
     """The cube's time series in `settings.layout` (see module docstring)."""
     long = long_timeseries(cube, settings)
     attributes = feature_attributes(cube)
@@ -148,7 +155,7 @@ def feature_timeseries(cube: xr.Dataset, settings: TimeseriesSettings) -> pd.Dat
     return with_attributes(long, attributes)
 
 
-def long_timeseries(cube: xr.Dataset, settings: TimeseriesSettings) -> pd.DataFrame:
+def long_timeseries(cube: Cube, settings: TimeseriesSettings) -> pd.DataFrame:
     """The cube's time series in long format, without attribute columns."""
     variables = value_variables(cube)
     if is_polygon_feature(cube):
@@ -275,7 +282,7 @@ def typed(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def method_used(cube: xr.Dataset, settings: TimeseriesSettings) -> str:
+def method_used(cube: Cube, settings: TimeseriesSettings) -> str:
     """What `feature_timeseries` computes for this cube, for its log line."""
     if is_polygon_feature(cube):
         return f"{settings.polygon_method} of the pixels inside the polygon"

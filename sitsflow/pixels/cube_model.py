@@ -55,11 +55,32 @@ def package_versions() -> dict[str, str]:
 
 @dataclass
 class CubeVariable:
-    """One variable of a cube: dimensions, values and CF attributes."""
+    """One variable of a cube: dimensions, values and CF attributes. It reads as the
+    `xarray.DataArray` of the written file reads where the analyses need it (`values`,
+    `dtype`, `transpose`, `isel`): a batch takes a cube's time series and summary row from the
+    arrays it just wrote, without xarray (`sitsflow.outputs.timeseries`)."""
 
     dims: tuple[str, ...]
     data: np.ndarray
     attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.data
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return self.data.dtype
+
+    def transpose(self, *dims: str) -> CubeVariable:
+        order = [self.dims.index(dim) for dim in dims]
+        return CubeVariable(tuple(dims), self.data.transpose(order), self.attrs)
+
+    def isel(self, **indexers: int) -> CubeVariable:
+        """The variable at one position along each dimension named (which it drops)."""
+        index = tuple(indexers.get(dim, slice(None)) for dim in self.dims)
+        kept = tuple(dim for dim in self.dims if dim not in indexers)
+        return CubeVariable(kept, self.data[index], self.attrs)
 
 
 @dataclass
@@ -80,6 +101,17 @@ class CubeArrays:
     @property
     def sizes(self) -> dict[str, int]:
         return {name: len(self.coords[name].data) for name in ("time", "y", "x")}
+
+    @property
+    def data_vars(self) -> dict[str, CubeVariable]:
+        return self.variables
+
+    def __getitem__(self, name: str) -> CubeVariable:
+        """A variable or a coordinate, as `xarray.Dataset[name]`."""
+        return self.variables[name] if name in self.variables else self.coords[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.variables or name in self.coords
 
     def gridded(self) -> list[str]:
         """The variables on the grid: those that name the grid mapping."""
@@ -286,7 +318,7 @@ def add_grid_mapping(coords: dict[str, CubeVariable], grid: Grid) -> None:
         )
 
 
-def cube_crs(cube: xr.Dataset) -> RasterioCRS | None:
+def cube_crs(cube: xr.Dataset | CubeArrays) -> RasterioCRS | None:
     """The CRS of a cube written by sitsflow, as rioxarray's `cube.rio.crs` reads it (its grid
     mapping's `spatial_ref`, else `crs_wkt`), without importing rioxarray and dask (0.46 s a
     job); None when the cube has no such grid mapping (then ask rioxarray)."""
@@ -304,7 +336,7 @@ def _crs_from_wkt(wkt: str) -> RasterioCRS:
     return CRS.from_wkt(wkt)
 
 
-def cube_transform(cube: xr.Dataset) -> Affine | None:
+def cube_transform(cube: xr.Dataset | CubeArrays) -> Affine | None:
     """The affine transform of a cube's grid as rioxarray's `cube.rio.transform()` computes it
     for a north-up grid: the resolution from the grid mapping's `GeoTransform`, the origin
     from the first x and y coordinates (half a pixel out); None where that rule does not
@@ -319,8 +351,8 @@ def cube_transform(cube: xr.Dataset) -> Affine | None:
     cached = Affine.from_gdal(*np.fromstring(text, sep=" ").tolist())
     if not cached.is_rectilinear or cached.b or cached.d:
         return None
-    left = float(cube["x"][0]) - cached.a / 2.0
-    top = float(cube["y"][0]) - cached.e / 2.0
+    left = float(cube["x"].values[0]) - cached.a / 2.0
+    top = float(cube["y"].values[0]) - cached.e / 2.0
     return Affine.translation(left, top) @ Affine.scale(cached.a, cached.e)
 
 

@@ -25,6 +25,7 @@ from sitsflow.core.settings import (
 if TYPE_CHECKING:
     import xarray as xr
 
+    from sitsflow.pixels.cube_model import CubeArrays
     from sitsflow.pixels.read import Loader
     from sitsflow.pixels.tiles import ReadRequest
     from sitsflow.workflow.stages import CubeTimeseries
@@ -109,10 +110,10 @@ class BatchContext:
     # each feature whose time series this job wrote: its table and its cube's summary row,
     # the batch's share of the run-wide tables (`write_batch_results`)
     tables: dict[str, CubeTimeseries] = field(default_factory=dict)
-    # the cube each member's cube stage just wrote, as a Dataset, for its quicklook and time
-    # series (the same values as the file's: `stages.as_written`), dropped once the member's
-    # stages are done
-    built: dict[str, xr.Dataset] = field(default_factory=dict)
+    # the cube each member's cube stage just wrote, for its quicklook and time series (the
+    # same values as the file's: `stages.as_written`), dropped once the member's stages are
+    # done
+    built: dict[str, CubeArrays | xr.Dataset] = field(default_factory=dict)
     # CPU seconds by stage (and `read`: the rounds' reads), for the batch's log
     cpu: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 

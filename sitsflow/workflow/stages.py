@@ -374,9 +374,11 @@ def render_quicklook_file(
     """Draw the cube's quicklook PNG (from `built`, the cube just written there: `as_written`)."""
     from sitsflow.outputs.quicklook import render_quicklook
     from sitsflow.outputs.write import open_cube
+    from sitsflow.pixels.cube_model import CubeArrays
 
-    dataset = as_written(built, cube_path)
-    if dataset is not None:
+    written = as_written(built, cube_path)
+    if written is not None:
+        dataset = written.to_dataset() if isinstance(written, CubeArrays) else written
         with atomic_path(output) as temporary:
             render_quicklook(dataset, temporary)
     else:
@@ -452,27 +454,29 @@ def cube_timeseries(
     `built`, the cube `build_cube` just wrote there (see `as_written`), without reopening it."""
     from sitsflow.outputs.write import open_cube
 
-    dataset = as_written(built, cube_path)
-    if dataset is not None:
-        return _series_of(dataset, cube_path, settings)
+    written = as_written(built, cube_path)
+    if written is not None:
+        return _series_of(written, cube_path, settings)
     with open_cube(cube_path) as cube:
         return _series_of(cube.load(), cube_path, settings)
 
 
-def as_written(built: CubeArrays | xr.Dataset | None, cube_path: str) -> xr.Dataset | None:
-    """`built`, the cube `build_cube` just wrote to `cube_path`, as a Dataset (itself if it is
-    one) that reads as the file does (`tests/test_timeseries.py` checks their time series
-    equal); None when there is none, or when the file is Zarr: its store lists the variables
-    in another order."""
+def as_written(
+    built: CubeArrays | xr.Dataset | None, cube_path: str
+) -> CubeArrays | xr.Dataset | None:
+    """`built`, the cube `build_cube` just wrote to `cube_path`, which reads as the file does
+    (`tests/test_timeseries.py` checks their time series and quicklooks equal); None when
+    there is none, or when the file is Zarr: its store lists the variables in another order."""
     from sitsflow.outputs.write import ZARR_SUFFIX
-    from sitsflow.pixels.cube_model import CubeArrays
 
     if built is None or Path(cube_path).suffix == ZARR_SUFFIX:
         return None
-    return built.to_dataset() if isinstance(built, CubeArrays) else built
+    return built
 
 
-def _series_of(cube: xr.Dataset, cube_path: str, settings: TimeseriesSettings) -> CubeTimeseries:
+def _series_of(
+    cube: CubeArrays | xr.Dataset, cube_path: str, settings: TimeseriesSettings
+) -> CubeTimeseries:
     from sitsflow.outputs.summary import cube_summary_row
     from sitsflow.outputs.timeseries import feature_timeseries, method_used
 
@@ -607,10 +611,10 @@ def run_cube(feature: Feature, context: BatchContext) -> None:
         loader=context.shared_loader(),
         attributes=feature.labels,
     )
-    # made a Dataset once, for the quicklook and the time series alike
-    dataset = as_written(cube, path)
-    if dataset is not None:
-        context.built[feature.fid] = dataset
+    # for the quicklook and the time series, which need not read the file back
+    written = as_written(cube, path)
+    if written is not None:
+        context.built[feature.fid] = written
 
 
 def run_quicklook(feature: Feature, context: BatchContext) -> None:
