@@ -198,3 +198,28 @@ def test_the_grid_mapping_is_what_rioxarray_writes(epsg):
     assert coords[GRID_MAPPING].attrs == theirs[GRID_MAPPING].attrs
     for axis in ("x", "y"):
         assert coords[axis].attrs == theirs[axis].attrs
+
+
+def test_cube_arrays_read_as_the_dataset_of_their_file_reads(tmp_path):
+    """What the analyses read of a cube (variables and coordinates by name, their values,
+    types, `transpose` and `isel`), from the arrays a batch just wrote and from the file."""
+    from sitsflow.outputs.write import open_cube
+
+    arrays = make_cube(3)
+    path = tmp_path / "c.nc"
+    write_netcdf_arrays(arrays, path)
+    with open_cube(path) as dataset:
+        assert list(arrays.data_vars) == list(dataset.data_vars)
+        for name in [*dataset.data_vars, "time", "x", "y"]:
+            assert name in arrays
+            ours, theirs = arrays[name], dataset[name]
+            assert ours.dims == theirs.dims and ours.dtype == theirs.dtype, name
+            np.testing.assert_array_equal(ours.values, theirs.values)
+        assert "nowhere" not in arrays and "nowhere" not in dataset
+        for ours, theirs in [
+            (arrays["B04"].transpose("x", "time", "y"), dataset["B04"].transpose("x", "time", "y")),
+            (arrays["B04"].isel(time=1), dataset["B04"].isel(time=1)),
+            (arrays["B04"].isel(time=2, x=0), dataset["B04"].isel(time=2, x=0)),
+        ]:
+            assert ours.dims == theirs.dims
+            np.testing.assert_array_equal(ours.values, theirs.values)
