@@ -129,6 +129,47 @@ def test_features_read_together_decode_each_tile_once_and_give_the_same_cubes(ar
         xr.testing.assert_identical(together[fid], alone[fid])
 
 
+def test_jobs_needing_a_tile_at_once_fetch_and_decode_it_once(archives, tmp_path):
+    """Two jobs of a run (each its own reader and store, one cache directory) reading the same
+    files at the same moment: the second waits for the tiles the first claimed rather than
+    fetching and decoding them too (neighbouring batches run at once), and reads the same."""
+    import threading
+
+    import numpy as np
+
+    record = make_aoi_record(Feature("pt", FEATURES["pt"]), grid_settings(crs="utm"))
+    settings = cube_settings(bands=BANDS)
+    archive = archives["planetary-computer"].removesuffix("/items.json")
+    with StacServer(archive, latency_s=0.3) as server:
+        items = feature_items(server.url, record, START, END)[:3]
+        request = read_request(record, items, {}, settings)[0][0]
+        readers = [
+            TileReader(store=RangeStore(cache=RangeCache(tmp_path / "cache"))) for _ in range(2)
+        ]
+        stacks = {}
+
+        def job(number: int) -> None:
+            time.sleep(0.1 * number)  # the second starts while the first fetches
+            stacks[number] = readers[number].read(request.items, request.bands, request.grid)
+
+        threads = [threading.Thread(target=job, args=(number,)) for number in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for reader in readers:
+            reader.close()
+        with TileReader() as alone:  # no cache: every tile the feature needs, decoded
+            expected = alone.read(request.items, request.bands, request.grid)
+    assert len(stacks) == 2  # both jobs read
+    # each tile decoded by whichever job claimed it first; the other waited for it
+    assert sum(reader.tiles_decoded for reader in readers) == alone.tiles_decoded
+    assert sum(reader.tiles_waited_for for reader in readers) > 0
+    for stack in stacks.values():
+        np.testing.assert_array_equal(stack.data, expected.data)
+    assert not list((tmp_path / "cache").rglob("*.claim"))
+
+
 def test_a_failing_file_leaves_that_feature_to_its_own_read(archives, tmp_path):
     catalog = archives["planetary-computer"]
     settings = cube_settings(bands=BANDS)

@@ -192,6 +192,34 @@ def test_a_damaged_decoded_tile_is_not_found(tmp_path, damage):
     assert cache.get_array(url, 10, 90, version=version) is None
 
 
+def test_a_tile_is_claimed_by_one_job_until_released_or_stale(tmp_path):
+    """A job claims a tile before fetching it: another job's claim fails while the first
+    holds it, succeeds once it is released, and takes over a claim left by a dead job; claims
+    are not counted as cached bytes."""
+    import os
+    import time
+
+    from sitsflow.catalog.range_cache import CLAIM_STALE_S
+
+    url, version = "https://example.com/B04.tif", FileVersion(100, '"v1"')
+    first, second = RangeCache(tmp_path / "cache"), RangeCache(tmp_path / "cache")
+    assert first.claim(url, 10, 90, version=version)
+    assert not second.claim(url, 10, 90, version=version)
+    assert second.claimed(url, 10, 90, version=version)
+    assert second.claim(url, 90, 170, version=version)  # another tile
+    first.release(url, 10, 90, version=version)
+    assert not second.claimed(url, 10, 90, version=version)
+    assert second.claim(url, 10, 90, version=version)
+    (claim,) = (tmp_path / "cache").rglob("10-90.claim")
+    old = time.time() - CLAIM_STALE_S - 1
+    os.utime(claim, (old, old))  # its job died
+    assert not first.claimed(url, 10, 90, version=version)
+    assert first.claim(url, 10, 90, version=version)
+    assert first.claimed(url, 10, 90, version=version)
+    first.count()
+    assert first.usage() == (0, 0)
+
+
 def test_versions_differ_only_in_what_both_know():
     assert FileVersion(10, '"a"').same_as(FileVersion(10, None))
     assert FileVersion(None, None).same_as(FileVersion(10, '"a"'))

@@ -182,9 +182,7 @@ def test_grid_read_without_rioxarray_is_rioxarrays(epsg, west):
     assert cube_transform(bare) is None
 
 
-def test_a_batch_builds_a_cube_and_its_time_series_without_rioxarray_or_dask(
-    netcdf_run, tmp_path
-):
+def test_a_batch_builds_a_cube_and_its_time_series_without_rioxarray_or_dask(netcdf_run, tmp_path):
     """What a batch does for each member (`build_cube`, then the time series and summary row
     of the cube just built), in a fresh interpreter: rioxarray and dask, which it does not
     need, cost each job 0.4 s of CPU to import. Opening a file with xarray imports rioxarray

@@ -27,8 +27,12 @@ Layout: `DIRECTORY/<k[:2]>/<k>/` per file, `k` the SHA-1 of its URL without the 
   tile in memory: tiles of 128 x 128 pixels would pass a 1 024-file limit.)
 
 Every file is written under a temporary name and linked into place (unless another job stored
-it first), so concurrent jobs never read half a range; two jobs needing one range at the same
-moment may both fetch it. `DIRECTORY/usage` holds the bytes kept and the peak, updated under a
+it first), so concurrent jobs never read half a range. A job about to fetch and decode a tile
+first claims it (`<v>/<start>-<stop>.claim`, created exclusively, removed once the tile is
+kept): a job that needs a tile another job has claimed waits for it to appear rather than
+fetching it too (neighbouring batches run at once and reach the same blocks together), and
+fetches it itself when the claim goes without the tile (that job failed) or outlives
+CLAIM_STALE_S (that job died). `DIRECTORY/usage` holds the bytes kept and the peak, updated under a
 lock (`fcntl.flock`) each time a job has stored another COUNT_EVERY_BYTES (32 MB) and when it
 closes: above `max_bytes` the least recently used ranges are removed down to 80 % of it (the
 bound can thus be passed by 32 MB per job running at once; an eviction recounts what is on
@@ -51,6 +55,8 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +74,9 @@ DECODED_SUFFIX = ".tile"
 # columns), then its values in C order.
 TILE_HEADER = struct.Struct("<8s8sQQ")
 TILE_MAGIC = b"SFTILE1\0"
+CLAIM_SUFFIX = ".claim"
+# A claim this old is a dead job's: fetching and decoding one tile takes well under a second.
+CLAIM_STALE_S = 30.0
 VERSION_FILE = "version.json"
 PREFIX_FILE = "prefix"
 _BOOKKEEPING = (USAGE_FILE, f"{USAGE_FILE}.lock", VERSION_FILE)
@@ -136,7 +145,7 @@ class RangeCache:
         recorded (another job's may have come first)."""
         directory = self._file_directory(url)
         directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / f"{VERSION_FILE}.{os.getpid()}.part"
+        temporary = directory / f"{VERSION_FILE}.{_writer()}.part"
         temporary.write_text(json.dumps({"size": version.size, "tag": version.tag}))
         try:
             os.link(temporary, directory / VERSION_FILE)  # fails if a version is recorded
@@ -215,6 +224,49 @@ class RangeCache:
         path = self._range_path(url, version, start, stop).with_suffix(DECODED_SUFFIX)
         self._write_entry(path, write, values.nbytes)
 
+    # ---- claims ---------------------------------------------------------------------------
+
+    def claim(self, url: str, start: int, stop: int, *, version: FileVersion) -> bool:
+        """Claim the fetching and decoding of the tile in bytes `start:stop`: True when this
+        job is to do it (it made the claim, or took over a stale one), False when another
+        job is at it."""
+        path = self._range_path(url, version, start, stop).with_suffix(CLAIM_SUFFIX)
+        for attempt in range(2):
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+                return True
+            except FileNotFoundError:  # the file's first entry
+                if attempt:
+                    return True  # cannot claim: fetch it
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                break
+            except OSError:
+                return True
+        try:
+            age = time.time() - path.stat().st_mtime
+        except OSError:
+            return False  # released just now: the tile is there
+        if age < CLAIM_STALE_S:
+            return False
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return True
+
+    def claimed(self, url: str, start: int, stop: int, *, version: FileVersion) -> bool:
+        """Whether a job holds a claim on the tile in bytes `start:stop` (not a stale one)."""
+        path = self._range_path(url, version, start, stop).with_suffix(CLAIM_SUFFIX)
+        try:
+            return time.time() - path.stat().st_mtime < CLAIM_STALE_S
+        except OSError:
+            return False
+
+    def release(self, url: str, start: int, stop: int, *, version: FileVersion) -> None:
+        """Give up the claim on the tile in bytes `start:stop` (kept or not)."""
+        path = self._range_path(url, version, start, stop).with_suffix(CLAIM_SUFFIX)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
     # ---- entries --------------------------------------------------------------------------
 
     def _read_entry(self, path: Path, read: Callable[[BinaryIO], T]) -> T | None:
@@ -233,7 +285,7 @@ class RangeCache:
         stored the same entry first (then it is not counted again): concurrent jobs never read
         half of one, and each byte is counted once. A full disk keeps nothing: the bytes are
         fetched again when needed."""
-        temporary = path.with_name(f"{path.name}.{os.getpid()}.part")
+        temporary = path.with_name(f"{path.name}.{_writer()}.part")
         try:
             try:
                 handle = open(temporary, "wb")  # noqa: SIM115 (closed below)
@@ -283,7 +335,7 @@ class RangeCache:
             if self.max_bytes is not None and held > self.max_bytes:
                 held = self._evict(int(self.max_bytes * EVICT_TO))
             peak = max(peak, held)
-            temporary = self.directory / f"{USAGE_FILE}.{os.getpid()}.part"
+            temporary = self.directory / f"{USAGE_FILE}.{_writer()}.part"
             temporary.write_text(f"{held} {peak}")
             os.replace(temporary, self.directory / USAGE_FILE)
 
@@ -335,8 +387,14 @@ def _entries(directory: Path) -> Iterator[os.DirEntry[str]]:
     for entry in top:
         if entry.is_dir():
             yield from _entries(Path(entry.path))
-        elif entry.name not in _BOOKKEEPING and not entry.name.endswith(".part"):
+        elif entry.name not in _BOOKKEEPING and not entry.name.endswith((".part", CLAIM_SUFFIX)):
             yield entry
+
+
+def _writer() -> str:
+    """Who writes a temporary file: the process and thread (two threads of one process may
+    store the same entry at once)."""
+    return f"{os.getpid()}-{threading.get_ident()}"
 
 
 @contextlib.contextmanager

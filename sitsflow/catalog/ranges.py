@@ -138,6 +138,8 @@ class RangeStore:
         self._used_cached: set[str] = set()
         # URL (without query) -> the version whose bytes the disk cache holds, read once
         self._cache_versions: dict[str, FileVersion | None] = {}
+        # (path, start, stop) -> where this job claimed that tile (`claim_tile`)
+        self._claims: dict[tuple[str, int, int], tuple[RangeCache, FileVersion]] = {}
 
     def __repr__(self) -> str:  # async-tiff formats its store: keep it short
         return f"RangeStore({len(self._prefixes)} files, {self.counters})"
@@ -243,6 +245,29 @@ class RangeStore:
         recording = self._recording_cache(path)
         if recording is not None:
             recording[0].put_array(path, start, stop, array, version=recording[1])
+
+    def claim_tile(self, path: str, start: int, stop: int) -> bool:
+        """Whether this job is to fetch and decode the tile in bytes `start:stop` of `path`:
+        it claimed it in the disk cache (`RangeCache.claim`), or there is no cache to share
+        it through. False: another job of the run is at it (`tile_claimed`, `cached_tile`)."""
+        usable = self._usable_cache(path)
+        if usable is None:
+            return True
+        if not usable[0].claim(path, start, stop, version=usable[1]):
+            return False
+        self._claims[(path, start, stop)] = usable
+        return True
+
+    def tile_claimed(self, path: str, start: int, stop: int) -> bool:
+        """Whether another job still holds its claim on that tile."""
+        usable = self._usable_cache(path)
+        return usable is not None and usable[0].claimed(path, start, stop, version=usable[1])
+
+    def release_tile(self, path: str, start: int, stop: int) -> None:
+        """Give up this job's claim on that tile (kept or not: see `keep_tile`)."""
+        claimed = self._claims.pop((path, start, stop), None)
+        if claimed is not None:
+            claimed[0].release(path, start, stop, version=claimed[1])
 
     def _cached_version(self, path: str, fresh: bool = False) -> FileVersion | None:
         """The version of `path` whose bytes the disk cache holds: read once per job (`fresh`:

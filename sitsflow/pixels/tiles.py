@@ -63,6 +63,11 @@ PIXEL_IS_POINT = 2  # GeoTIFF RasterType
 MAX_IN_FLIGHT = 64  # reads (files, then tiles) in progress at once
 # decoded tiles in memory at once: 24 full-size (1024 x 1024, 16-bit) tiles
 DECODE_BUDGET_BYTES = 48 * 2**20
+# A tile another job of the run claimed (`sitsflow.catalog.range_cache`) is looked for in the
+# disk cache this often, for at most this long, before this job fetches it too: a block takes
+# a request's latency and a few milliseconds of decoding.
+CLAIM_POLL_S = 0.02
+CLAIM_WAIT_S = 10.0
 # What sitsflow's reader decodes itself (TIFF codes): anything else goes to GDAL.
 DECODED_COMPRESSIONS = {1: "none", 5: "LZW", 8: "DEFLATE", 32946: "DEFLATE", 50000: "ZSTD"}
 DECODED_PREDICTORS = (None, 1, 2)  # none, horizontal differencing
@@ -241,6 +246,7 @@ class TileReader:
         self._lock = threading.Lock()
         self.tiles_decoded = 0
         self.tiles_placed = 0
+        self.tiles_waited_for = 0  # of those from the disk cache: claimed by another job
         if self.store is not None:  # its disk cache keeps the tiles decoded (`_tiles`)
             self.store.keep_tile_ranges = False
 
@@ -328,6 +334,7 @@ class TileReader:
             counters.from_disk,
             counters.tiles_from_disk,
             self.tiles_decoded,
+            self.tiles_waited_for,
         )
         wall, cpu = time.perf_counter(), time.process_time()
         yield
@@ -335,7 +342,8 @@ class TileReader:
         counters = self.store.counters if self.store else counters
         log.info(
             "read %d files%s in %.2f s, %.2f ms CPU per file: %d requests, %.2f MB, %d ranges "
-            "and %d decoded tiles from the disk cache, %d tiles decoded",
+            "and %d decoded tiles from the disk cache (%d after waiting for another job), %d "
+            "tiles decoded",
             files,
             f" {what}" if what else "",
             wall,
@@ -344,6 +352,7 @@ class TileReader:
             (counters.bytes - before[1]) / 1e6,
             counters.from_disk - before[2],
             counters.tiles_from_disk - before[3],
+            self.tiles_waited_for - before[5],
             self.tiles_decoded - before[4],
         )
 
@@ -639,14 +648,68 @@ class TileReader:
             if (array := self.store.cached_tile(url, start, stop)) is not None
         }
         missing = [tile for tile in wanted if tile not in found]
-        if missing:
-            decoded = await _fetch(tiff, level, missing)
-            self.tiles_decoded += len(missing)
-            for tile, array in zip(missing, decoded, strict=True):
-                found[tile] = array
-                if tile in ranges:
-                    self.store.keep_tile(url, *ranges[tile], array)
+        # a tile another job of the run is fetching: wait for it, after this job's own
+        theirs = [t for t in missing if t in ranges and not self.store.claim_tile(url, *ranges[t])]
+        mine = [tile for tile in missing if tile not in theirs]
+        await self._decode_and_keep(tiff, url, level, mine, ranges, found)
+        if theirs:
+            found.update(await self._wait_for_tiles(url, theirs, ranges))
+            late = [tile for tile in theirs if tile not in found]
+            await self._decode_and_keep(tiff, url, level, late, ranges, found, claimed=False)
         return found
+
+    async def _decode_and_keep(
+        self,
+        tiff: TIFF,
+        url: str,
+        level: Level,
+        tiles: list[tuple[int, int]],
+        ranges: dict[tuple[int, int], tuple[int, int]],
+        found: dict[tuple[int, int], np.ndarray],
+        *,
+        claimed: bool = True,
+    ) -> None:
+        """Fetch and decode `tiles` into `found` and keep them in the disk cache; give up
+        this job's claims on them (`claimed`), kept or not."""
+        assert self.store is not None
+        try:
+            if tiles:
+                decoded = await _fetch(tiff, level, tiles)
+                self.tiles_decoded += len(tiles)
+                for tile, array in zip(tiles, decoded, strict=True):
+                    found[tile] = array
+                    if tile in ranges:
+                        self.store.keep_tile(url, *ranges[tile], array)
+        finally:
+            if claimed:
+                for tile in tiles:
+                    if tile in ranges:
+                        self.store.release_tile(url, *ranges[tile])
+
+    async def _wait_for_tiles(
+        self,
+        url: str,
+        tiles: list[tuple[int, int]],
+        ranges: dict[tuple[int, int], tuple[int, int]],
+    ) -> dict[tuple[int, int], np.ndarray]:
+        """The tiles other jobs claimed, from the disk cache once they keep them; those whose
+        claim went without the tile (that job failed) or that are not there within
+        CLAIM_WAIT_S are left out (this job fetches them)."""
+        assert self.store is not None
+        got: dict[tuple[int, int], np.ndarray] = {}
+        pending, deadline = list(tiles), time.monotonic() + CLAIM_WAIT_S
+        while pending and time.monotonic() < deadline:
+            await asyncio.sleep(CLAIM_POLL_S)
+            waiting = []
+            for tile in pending:
+                array = self.store.cached_tile(url, *ranges[tile])
+                if array is not None:
+                    got[tile] = array
+                elif self.store.tile_claimed(url, *ranges[tile]):
+                    waiting.append(tile)
+            pending = waiting
+        self.tiles_waited_for += len(got)
+        return got
 
     def _pixel_map(self, level: Level, grid: Grid) -> PixelMap:
         key = (level.geometry(), grid)
