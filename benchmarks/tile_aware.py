@@ -247,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     for archive in args.archives:
         archive = archive.resolve()
-        name = f"{archive.parent.name}/{archive.name}"[-16:]
+        # the directory holding the collection names the archive (full2/sentinel-2-l2a)
+        name = archive.parent.name[:16]
         vector = archive / CLUSTERED_VECTOR
         bounds[name] = cached_lower_bound(archive, vector, cache, decode=True)
         server = StatsServer(archive, args.latency_ms)
