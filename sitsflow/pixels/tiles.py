@@ -1008,8 +1008,9 @@ def _source_pixels(
     col = np.floor(np.asarray(source_cols) + EDGE_TOLERANCE)
     row = np.floor(np.asarray(source_rows) + EDGE_TOLERANCE)
     finite = np.isfinite(col) & np.isfinite(row)
-    row, col = np.where(finite, row, -1).astype(np.int64), np.where(finite, col, -1)
-    return row, col.astype(np.int64), finite
+    row = np.where(finite, row, -1).astype(np.int64)
+    col = np.where(finite, col, -1).astype(np.int64)
+    return row, col, finite
 
 
 def _one_to_one_block(
