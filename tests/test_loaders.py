@@ -129,6 +129,42 @@ def test_features_read_together_decode_each_tile_once_and_give_the_same_cubes(ar
         xr.testing.assert_identical(together[fid], alone[fid])
 
 
+def test_later_rounds_reuse_each_files_parsed_header_and_give_the_same_cubes(archives, monkeypatch):
+    """A batch reads its features in rounds that open the same files again: each file's
+    header is parsed once per reader, and the cubes of the later rounds equal those read
+    alone."""
+    import sitsflow.pixels.tiles as tiles
+
+    catalog = archives["planetary-computer"]
+    near = {name: Point(8.4914 + i * 4e-4, 49.8544) for i, name in enumerate("abc")}
+    settings = cube_settings(bands=BANDS)
+    records = {
+        fid: make_aoi_record(Feature(fid, point), grid_settings(crs="EPSG:3035"))
+        for fid, point in near.items()
+    }
+    items = {fid: feature_items(catalog, record, START, END) for fid, record in records.items()}
+    alone = {fid: make_cube(records[fid], items[fid], {}, settings) for fid in near}
+    parsed: list[int] = []
+    cog_levels = tiles.cog_levels
+    monkeypatch.setattr(tiles, "cog_levels", lambda tiff: parsed.append(1) or cog_levels(tiff))
+    with TileReader() as reader:
+        together = {}
+        for round_members in (["a"], ["b", "c"]):
+            requests = [
+                read_request(records[fid], items[fid], {}, settings)[0][0] for fid in round_members
+            ]
+            reader.prefetch(requests)
+            for fid in round_members:
+                together[fid] = make_cube(records[fid], items[fid], {}, settings, loader=reader)
+    files = {item["assets"][band]["href"] for fid in near for item in items[fid] for band in BANDS}
+    assert len(parsed) == len(files)
+    for fid in near:
+        for attrs in (alone[fid].attrs, together[fid].attrs):
+            for key in VOLATILE:
+                attrs.pop(key)
+        xr.testing.assert_identical(together[fid], alone[fid])
+
+
 def test_jobs_needing_a_tile_at_once_fetch_and_decode_it_once(archives, tmp_path):
     """Two jobs of a run (each its own reader and store, one cache directory) reading the same
     files at the same moment: the second waits for the tiles the first claimed rather than

@@ -15,8 +15,9 @@ source pixel containing the transformed centre of each grid pixel, with GDAL's 1
 tolerance at pixel edges, so the cubes equal stackstac's (tested on the demo archive).
 
 A batch job reads its features together (`TileReader.prefetch`): each file is opened once and
-each tile it needs for any of them fetched and decoded once. Decoded tiles in memory are
-bounded (`ByteBudget`), as are the requests in flight.
+each tile it needs for any of them fetched and decoded once; a file's parsed header is kept
+for the later rounds that read it again (`KEPT_HEADERS`). Decoded tiles in memory are bounded
+(`ByteBudget`), as are the requests in flight.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import logging
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -68,6 +69,10 @@ DECODE_BUDGET_BYTES = 48 * 2**20
 # a request's latency and a few milliseconds of decoding.
 CLAIM_POLL_S = 0.02
 CLAIM_WAIT_S = 10.0
+# Parsed headers a reader keeps for its later reads of the same files (a batch reads a round's
+# files again in the next round): a few kilobytes each (a 10980 px COG's directories and tile
+# offsets), so at most this many.
+KEPT_HEADERS = 1024
 # What sitsflow's reader decodes itself (TIFF codes): anything else goes to GDAL.
 DECODED_COMPRESSIONS = {1: "none", 5: "LZW", 8: "DEFLATE", 32946: "DEFLATE", 50000: "ZSTD"}
 DECODED_PREDICTORS = (None, 1, 2)  # none, horizontal differencing
@@ -211,6 +216,16 @@ class ReadRequest:
         return (self.grid, hrefs, self.class_bands, self.read_overviews)
 
 
+@dataclass(frozen=True)
+class OpenedTiff:
+    """A file this reader decodes itself (`gdal_reason` None), parsed: its levels and how its
+    overviews were made, worked out once per job."""
+
+    tiff: TIFF
+    levels: list[Level]
+    resampling: str | None
+
+
 @dataclass
 class TileReader:
     """Reads items onto grids; one per job, so that its connections serve every feature the
@@ -242,6 +257,10 @@ class TileReader:
         self._failed: dict[str, Exception] = {}
         # href -> why GDAL reads that file: the next read of it goes there without a probe
         self._gdal_files: dict[str, str] = {}
+        # href -> its parsed header, for the job's later reads of the file (unsigned hrefs
+        # only: a signed URL's token expires); what the job reads of a file is of the version
+        # it first saw (`RangeStore`), so the header stays valid
+        self._headers: OrderedDict[str, OpenedTiff] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self.tiles_decoded = 0
@@ -501,28 +520,36 @@ class TileReader:
         if href in self._gdal_files:
             await self._read_through_gdal(url, self._gdal_files[href], targets=targets)
             return
-        try:
-            # the header, kept by the store for the parser: no request of its own
-            head = await self.store.get_range_async(url, start=0, end=self.store.prefix_bytes)
-        except Exception:
-            self._raise_if_unreachable(url)
-            raise
-        far = directories_far_in(head)
-        if far is not None:
-            self._gdal_files[href] = far
-            await self._read_through_gdal(url, far, targets=targets)
-            return
-        try:
-            tiff = await TIFF.open(url, store=self.store, prefetch=self.store.prefix_bytes)
-        except Exception as exc:
-            self._raise_if_unreachable(url)
-            self._gdal_files[href] = _not_read_reason(self.store, url, exc)
-            await self._read_through_gdal(url, self._gdal_files[href], targets=targets)
-            return
-        reason = gdal_reason(tiff)
+        opened = self._headers.get(href) if self.sign is None else None
+        if opened is not None:
+            self._headers.move_to_end(href)
+            tiff: TIFF = opened.tiff
+        else:
+            try:
+                # the header, kept by the store for the parser: no request of its own
+                head = await self.store.get_range_async(url, start=0, end=self.store.prefix_bytes)
+            except Exception:
+                self._raise_if_unreachable(url)
+                raise
+            far = directories_far_in(head)
+            if far is not None:
+                self._gdal_files[href] = far
+                await self._read_through_gdal(url, far, targets=targets)
+                return
+            try:
+                tiff = await TIFF.open(url, store=self.store, prefetch=self.store.prefix_bytes)
+            except Exception as exc:
+                self._raise_if_unreachable(url)
+                self._gdal_files[href] = _not_read_reason(self.store, url, exc)
+                await self._read_through_gdal(url, self._gdal_files[href], targets=targets)
+                return
+        reason = None if opened is not None else gdal_reason(tiff)
         if reason is None:
             try:
-                await self._read_tiff(tiff, url, targets)
+                if opened is None:
+                    opened = OpenedTiff(tiff, cog_levels(tiff), overview_resampling(tiff.ifds[0]))
+                    self._keep_header(href, opened)
+                await self._read_tiff(opened, url, targets)
                 return
             except (TileDecodeError, ValueError) as exc:
                 self._raise_if_unreachable(url)
@@ -530,8 +557,18 @@ class TileReader:
             except Exception:
                 self._raise_if_unreachable(url)
                 raise
+        self._headers.pop(href, None)
         self._gdal_files[href] = reason
         await self._read_through_gdal(url, reason, targets=targets)
+
+    def _keep_header(self, href: str, opened: OpenedTiff) -> None:
+        """Keep a file's parsed header for the job's later reads of it (at most KEPT_HEADERS,
+        the least recently read dropped first); not for signed hrefs."""
+        if self.sign is not None:
+            return
+        self._headers[href] = opened
+        if len(self._headers) > KEPT_HEADERS:
+            self._headers.popitem(last=False)
 
     def _not_tiff_on_s3(self, href: str) -> tuple[str, str, dict[str, str]] | None:
         """How GDAL reads `href` when it is not a TIFF and `s3` reads it through GDAL's S3 client
@@ -589,10 +626,9 @@ class TileReader:
             reason,
         )
 
-    async def _read_tiff(self, tiff: TIFF, url: str, targets: list[GridTarget]) -> None:
+    async def _read_tiff(self, opened: OpenedTiff, url: str, targets: list[GridTarget]) -> None:
         """sitsflow's own read of a tiled GeoTIFF it decodes (`gdal_reason` is None)."""
-        levels = cog_levels(tiff)
-        resampling = overview_resampling(tiff.ifds[0])
+        tiff, levels, resampling = opened.tiff, opened.levels, opened.resampling
         by_level: dict[int, list[tuple[GridTarget, PixelMap]]] = {}
         for target in targets:
             chosen, target.description = choose_level_for(
