@@ -74,7 +74,8 @@ def test_pixels_are_placed_from_their_tiles_edge_tiles_and_views_included():
     ],
 )
 def test_placing_copies_the_pixel_under_each_centre(resolution, west, north, copied_as_blocks):
-    """`_place` (slice copies where a tile's pixels are a one-to-one rectangle, else a gather)
+    """`_place` (slice copies where a tile's pixels are a one-to-one rectangle, else a gather
+    placed by a slice where the grid pixels are a rectangle, else scattered)
     against the source pixel under each grid pixel's centre, computed pixel by pixel, on a
     level in 4 x 4 tiles with smaller edge tiles."""
     from affine import Affine
@@ -93,6 +94,8 @@ def test_placing_copies_the_pixel_under_each_centre(resolution, west, north, cop
     pixels = pixel_map(level, grid)
     if copied_as_blocks is not None:
         assert any(p.block for p in pixels.by_tile.values()) == copied_as_blocks
+    if copied_as_blocks is False:  # each tile's grid pixels a rectangle: placed by a slice
+        assert all(p.rectangle for p in pixels.by_tile.values())
     expected = np.full((grid.height, grid.width), np.nan, np.float32)
     for r in range(grid.height):
         for c in range(grid.width):
