@@ -125,6 +125,8 @@ class RangeCache:
         self.bytes = 0  # written by this process
         self._uncounted = 0  # of which not yet added to the usage file
         self.count_every = count_every
+        # (URL without query, version) -> the directory of that version's entries
+        self._version_directories: dict[tuple[str, FileVersion], str] = {}
 
     # ---- a file's version -----------------------------------------------------------------
 
@@ -169,10 +171,23 @@ class RangeCache:
     # ---- ranges ---------------------------------------------------------------------------
 
     def _range_path(
-        self, url: str, version: FileVersion, start: int | None, stop: int | None
+        self,
+        url: str,
+        version: FileVersion,
+        start: int | None,
+        stop: int | None,
+        suffix: str = "",
     ) -> Path:
+        """Where the entry of bytes `start:stop` of `version` of `url` lies (`suffix`: its
+        decoded tile's, its claim's). A batch asks for thousands: each version's directory is
+        worked out once."""
+        key = (url.split("?", 1)[0], version)
+        directory = self._version_directories.get(key)
+        if directory is None:
+            directory = str(self._file_directory(url) / version.key)
+            self._version_directories[key] = directory
         name = PREFIX_FILE if start is None else f"{start}-{stop}"
-        return self._file_directory(url) / version.key / name
+        return Path(f"{directory}/{name}{suffix}")
 
     def get(
         self,
@@ -201,7 +216,7 @@ class RangeCache:
     ) -> np.ndarray | None:
         """The decoded tile stored in bytes `start:stop` of `version` of `url`, None when not
         cached."""
-        path = self._range_path(url, version, start, stop).with_suffix(DECODED_SUFFIX)
+        path = self._range_path(url, version, start, stop, DECODED_SUFFIX)
         return self._read_entry(path, _read_tile)
 
     def put_array(
@@ -221,7 +236,7 @@ class RangeCache:
             handle.write(header)
             handle.write(values.data)
 
-        path = self._range_path(url, version, start, stop).with_suffix(DECODED_SUFFIX)
+        path = self._range_path(url, version, start, stop, DECODED_SUFFIX)
         self._write_entry(path, write, values.nbytes)
 
     # ---- claims ---------------------------------------------------------------------------
@@ -230,7 +245,7 @@ class RangeCache:
         """Claim the fetching and decoding of the tile in bytes `start:stop`: True when this
         job is to do it (it made the claim, or took over a stale one), False when another
         job is at it."""
-        path = self._range_path(url, version, start, stop).with_suffix(CLAIM_SUFFIX)
+        path = self._range_path(url, version, start, stop, CLAIM_SUFFIX)
         for attempt in range(2):
             try:
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
@@ -255,7 +270,7 @@ class RangeCache:
 
     def claimed(self, url: str, start: int, stop: int, *, version: FileVersion) -> bool:
         """Whether a job holds a claim on the tile in bytes `start:stop` (not a stale one)."""
-        path = self._range_path(url, version, start, stop).with_suffix(CLAIM_SUFFIX)
+        path = self._range_path(url, version, start, stop, CLAIM_SUFFIX)
         try:
             return time.time() - path.stat().st_mtime < CLAIM_STALE_S
         except OSError:
@@ -263,7 +278,7 @@ class RangeCache:
 
     def release(self, url: str, start: int, stop: int, *, version: FileVersion) -> None:
         """Give up the claim on the tile in bytes `start:stop` (kept or not)."""
-        path = self._range_path(url, version, start, stop).with_suffix(CLAIM_SUFFIX)
+        path = self._range_path(url, version, start, stop, CLAIM_SUFFIX)
         with contextlib.suppress(OSError):
             os.unlink(path)
 
