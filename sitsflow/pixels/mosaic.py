@@ -91,16 +91,20 @@ def mosaic_by_solar_day(
     )
     for step, members in enumerate(groups.values()):
         order = mosaic_order(items, members, coverage)
-        layers = classification[order]
-        chosen, observed = _choose(clear[order], np.isfinite(layers))
-        # per pixel, the layer of the item it comes from: all bands and the class from one item
-        if len(order) == 1:  # most days: one item, NaN wherever it has no data
-            picked, bands = layers[0], reflectance[order[0]]
+        if len(order) == 1:  # most days: one item, its class wherever it has data
+            only = order[0]
+            observed = clear[only]
+            chosen = np.where(observed | np.isfinite(classification[only]), 0, -1)
+            mosaic.classification[step] = classification[only]
+            bands = reflectance[only]
         else:
+            layers = classification[order]
+            chosen, observed = _choose(clear[order], np.isfinite(layers))
+            # per pixel, the layer of the item it comes from: all bands and the class from one
             source = np.maximum(chosen, 0)[np.newaxis]
             picked = np.take_along_axis(layers, source, axis=0)[0]
             bands = np.take_along_axis(reflectance[order], source[np.newaxis], axis=0)[0]
-        mosaic.classification[step] = np.where(chosen >= 0, picked, np.float32(np.nan))
+            mosaic.classification[step] = np.where(chosen >= 0, picked, np.float32(np.nan))
         np.copyto(mosaic.reflectance[step], bands, where=observed[np.newaxis])
         mosaic.observed[step] = observed
         first = moments[members[0]]
