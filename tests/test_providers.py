@@ -394,3 +394,25 @@ def test_normalise_proj_code_item(fixture_items):
     assert normalised["assets"]["B04"]["sitsflow:offset"] == pytest.approx(-0.1)
     assert "sitsflow:scale" not in normalised["assets"]["SCL"]
     assert item["assets"].get("B04") is None  # the input item is not modified
+
+
+@pytest.mark.parametrize(
+    ("href", "layout"),
+    [
+        ("https://LandsatLook.USGS.gov:443/data/collection02/LC09_SR_B4.TIF", "usgs-landsat"),
+        ("https://landsatlook.usgs.gov.example.org/LC09_SR_B4.TIF", "generic"),
+        (
+            "https://SentinelTwo.BLOB.core.windows.net/sentinel2-l2/B04.tif?st=x",
+            "planetary-computer",
+        ),
+        ("https://example.org/blob.core.windows.net/B04.tif", "generic"),
+        ("s3://eodata/Sentinel-2/MSI/L2A/B04_10m.jp2", "copernicus-data-space"),
+    ],
+)
+def test_the_item_layout_is_told_by_the_hrefs_host_name(href, layout):
+    """Host names compare as `urlsplit` gives them (any case, a port), and only the host: a
+    path or a longer host that contains the name is another layout."""
+    from sitsflow.catalog.providers import provider_from_items
+
+    item = {"id": "x", "properties": {}, "assets": {"B04": {"href": href}}}
+    assert provider_from_items([item]) == layout

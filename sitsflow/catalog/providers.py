@@ -260,21 +260,17 @@ def provider_from_items(items: Iterable[StacItem]) -> str:
     """
     for item in items:
         props = item.get("properties", {})
+        assets = item.get("assets", {}).values()
         if _usgs_layout(item):
             return "usgs-landsat"
         if "earthsearch:boa_offset_applied" in props:
             return "earth-search-v1"
         if any(name.startswith("earthsearch:") for name in props):
             return "earth-search-c1"
-        hosts = {
-            urlsplit(a.get("href", "")).hostname or "" for a in item.get("assets", {}).values()
-        }
+        hosts = {_host_containing(str(a.get("href", "")), AZURE_BLOB_SUFFIX) for a in assets}
         if any(host.endswith(AZURE_BLOB_SUFFIX) for host in hosts):
             return "planetary-computer"
-        if any(
-            str(a.get("href", "")).startswith(CDSE_HREF_PREFIX)
-            for a in item.get("assets", {}).values()
-        ):
+        if any(str(a.get("href", "")).startswith(CDSE_HREF_PREFIX) for a in assets):
             return "copernicus-data-space"
     return "generic"
 
@@ -286,9 +282,18 @@ def _usgs_layout(item: StacItem) -> bool:
         alternate = str(asset.get("alternate", {}).get("s3", {}).get("href", ""))
         if alternate.startswith(USGS_BUCKET_PREFIX):
             return True
-        if (urlsplit(str(asset.get("href", ""))).hostname or "") == USGS_HOST:
+        if _host_containing(str(asset.get("href", "")), USGS_HOST) == USGS_HOST:
             return True
     return False
+
+
+def _host_containing(href: str, part: str) -> str:
+    """The host name of `href` (lower case, as `urlsplit` gives it) when it may contain `part`
+    (lower case), else "": a run's layout is told from every asset of every item of each
+    feature, and most hrefs are parsed for nothing."""
+    if part not in href.lower():
+        return ""
+    return urlsplit(href).hostname or ""
 
 
 def _asset_overrides(assets: Mapping[str, str] | None, landsat: bool) -> dict[str, str]:
