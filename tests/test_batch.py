@@ -473,3 +473,42 @@ def test_read_rounds_take_neighbours_together_along_a_hilbert_curve():
         for a, b in zip(ordered, ordered[1:], strict=False)
     ]
     assert steps == [1] * 63
+
+
+def test_a_cube_takes_what_its_batch_knows_of_its_items_while_the_file_is_unchanged(
+    netcdf_run, tmp_path, monkeypatch
+):
+    """A batch hands each cube stage the items its items stage wrote and their read groups
+    (`FeatureItems`): the cube equals the one built from the file, without parsing it; what
+    the batch knows of a file that changed since (another stamp) is not used."""
+    import sitsflow.catalog.search as search
+    from sitsflow.pixels.cube import plan_read
+    from sitsflow.workflow.context import FeatureItems
+    from sitsflow.workflow.stages import build_cube, file_stamp
+    from tests.helpers import BANDS
+
+    settings = settings_for(bands=BANDS, crs="utm", resolution=10).cube
+    bbox, items_path = (
+        str(netcdf_run / f"results/{p}") for p in ("bbox/p1.geojson", "items/p1.json")
+    )
+    items, info = search.read_item_collection(items_path)
+    stamp = file_stamp(items_path)
+    assert stamp is not None and len(items) > 2
+    from_file = build_cube(bbox, items_path, settings, str(tmp_path / "file.nc")).to_dataset()
+    parsed: list[str] = []
+    reader = search.read_item_collection
+    monkeypatch.setattr(
+        search, "read_item_collection", lambda path: parsed.append(path) or reader(path)
+    )
+    known = FeatureItems(stamp, items, info, plan_read(items, info, settings))
+    handed = build_cube(bbox, items_path, settings, str(tmp_path / "known.nc"), known=known)
+    assert parsed == []
+    stale = FeatureItems(
+        (stamp[0] - 1, stamp[1]), items[:1], info, plan_read(items[:1], info, settings)
+    )
+    again = build_cube(bbox, items_path, settings, str(tmp_path / "stale.nc"), known=stale)
+    assert parsed == [items_path]
+    for cube in (handed.to_dataset(), again.to_dataset()):
+        for attrs in (cube.attrs, from_file.attrs):
+            attrs.pop("date_created", None)
+        xr.testing.assert_identical(cube, from_file)

@@ -55,9 +55,10 @@ def make_cube(
     settings: CubeSettings,
     loader: Loader | None = None,
     attributes: dict[str, Any] | None = None,
+    planned: PlannedRead | None = None,
 ) -> xr.Dataset:
     """`make_cube_arrays` as an xarray Dataset, with the spectral indices `settings` asks for."""
-    arrays = make_cube_arrays(record, items, search_info, settings, loader, attributes)
+    arrays = make_cube_arrays(record, items, search_info, settings, loader, attributes, planned)
     dataset = arrays.to_dataset()
     if not settings.indices:
         return dataset
@@ -75,21 +76,28 @@ def make_cube_arrays(
     settings: CubeSettings,
     loader: Loader | None = None,
     attributes: dict[str, Any] | None = None,
+    planned: PlannedRead | None = None,
 ) -> CubeArrays:
     """The cube of the feature described by `record` (a bbox record) from its searched items:
     read each item, invalid DNs out, reflectance, mask each item, mosaic per solar day, with a
     `time_step` composite the days of each interval of the run's regular axis, then gap-fill
     along time (module `sitsflow.pixels.mosaic` says why in that order). `loader` (default:
     the one `settings.loader` names, for this cube only) reads the files. `attributes` (the
-    feature's vector-file columns) are recorded as `feature_attributes`. Without the spectral
-    indices (`make_cube` adds them)."""
+    feature's vector-file columns) are recorded as `feature_attributes`. `planned`: the read
+    groups of these items and settings (`plan_read`), when a batch worked them out already.
+    Without the spectral indices (`make_cube` adds them)."""
     fid = record["properties"]["feature_id"]
     grid = grid_of(record)
     reflectance_bands = settings.reflectance_bands
     started = time.perf_counter()
     # on_missing_asset: skip -> items with an unreadable asset are left out and listed here
     skipped: list[dict[str, Any]] | None = [] if settings.on_missing_asset == "skip" else None
-    groups = read_groups(items, search_info, settings, skipped)
+    if planned is not None and (skipped is not None or not planned.skipped):
+        groups = planned.groups
+        if skipped is not None:
+            skipped.extend(planned.skipped)
+    else:  # (an item lacking an asset fails the cube here, without `on_missing_asset: skip`)
+        groups = read_groups(items, search_info, settings, skipped)
     for group in groups:
         log.info("feature %s: %s provider %s", fid, group.family, group.provider.describe())
     own_loader = loader is None
@@ -453,16 +461,36 @@ def read_groups(
     return groups
 
 
+@dataclass(frozen=True)
+class PlannedRead:
+    """A feature's read groups (`read_groups`) and the items left out for lacking an asset: a
+    batch works them out when it plans its reads, and the cube stage takes them from there
+    (`make_cube_arrays`) instead of normalising the same items again."""
+
+    groups: list[ReadGroup]
+    skipped: list[dict[str, Any]]
+
+
+def plan_read(
+    items: list[StacItem], search_info: dict[str, Any], settings: CubeSettings
+) -> PlannedRead:
+    """The read groups of `items` with the items lacking an asset left out (and listed)."""
+    skipped: list[dict[str, Any]] = []
+    return PlannedRead(read_groups(items, search_info, settings, skipped), skipped)
+
+
 def read_request(
     record: BboxRecord,
     items: list[StacItem],
     search_info: dict[str, Any],
     settings: CubeSettings,
+    planned: PlannedRead | None = None,
 ) -> tuple[list[ReadRequest], bool]:
     """What `make_cube` will ask its loader to read for this feature (a request per sensor
     family), and whether hrefs are signed: a batch reads several features' requests together
-    beforehand (`sitsflow.pixels.tiles.TileReader.prefetch`)."""
-    groups = read_groups(items, search_info, settings, [])
+    beforehand (`sitsflow.pixels.tiles.TileReader.prefetch`). `planned`: `plan_read` of these
+    items, if worked out already."""
+    groups = (planned or plan_read(items, search_info, settings)).groups
     requests = [group.request(grid_of(record), settings.read_overviews) for group in groups]
     return requests, any(group.provider.signs_hrefs for group in groups)
 

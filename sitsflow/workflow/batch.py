@@ -68,10 +68,11 @@ if TYPE_CHECKING:
     from sitsflow.pixels.tiles import ReadRequest
 from sitsflow.core.layout import Layout
 from sitsflow.core.pipeline import STAGE_NAMES, STAGES, UPSTREAM, stage_named
-from sitsflow.workflow.context import BatchContext, BatchSettings
+from sitsflow.workflow.context import BatchContext, BatchSettings, FeatureItems
 from sitsflow.workflow.stages import (
     CubeTimeseries,
     cube_timeseries,
+    file_stamp,
     modification_time,
     read_bbox,
 )
@@ -459,20 +460,31 @@ def plan_rounds(
     """Plan the cube reads of `members` (their bbox and items are up to date) and group them
     into rounds; returns the rounds, each to be read together by `read_round`."""
     from sitsflow.catalog.search import read_item_collection
-    from sitsflow.pixels.cube import read_request
+    from sitsflow.pixels.cube import plan_read, read_request
 
     layout, settings = context.layout, context.settings
     planned: list[tuple[Feature, ReadRequest]] = []
     unplanned: list[Feature] = []
     for feature in along_hilbert_curve(members):
+        path = layout.path("items", feature.fid)
+        known = context.known_items.pop(feature.fid, None)
         try:
-            items, info = read_item_collection(layout.path("items", feature.fid))
+            stamp = file_stamp(path)
+            if stamp is None or known is None or known.stamp != stamp or known.items is None:
+                items, info = read_item_collection(path)
+                known = None
+            else:
+                items, info = known.items, known.info
             record = read_bbox(layout.path("bbox", feature.fid))
-            requests, signs = read_request(record, items, info, settings.cube)
+            read_plan = plan_read(items, info, settings.cube)
+            requests, signs = read_request(record, items, info, settings.cube, read_plan)
         except Exception as exc:  # its cube stage reports it, in its own log
             batch_log.info("%s: not read with the others (%s)", feature.fid, exc)
             unplanned.append(feature)
             continue
+        if stamp is not None:  # for its cube stage (items kept only if they cost nothing)
+            kept = known.items if known is not None else None
+            context.known_items[feature.fid] = FeatureItems(stamp, kept, info, read_plan)
         context.signs_hrefs = context.signs_hrefs or signs
         planned.extend((feature, request) for request in requests)
     rounds = [

@@ -25,6 +25,8 @@ from sitsflow.core.settings import (
 if TYPE_CHECKING:
     import xarray as xr
 
+    from sitsflow.core.types import JsonObject, StacItem
+    from sitsflow.pixels.cube import PlannedRead
     from sitsflow.pixels.cube_model import CubeArrays
     from sitsflow.pixels.read import Loader
     from sitsflow.pixels.tiles import ReadRequest
@@ -94,6 +96,19 @@ class BatchSettings:
         }
 
 
+@dataclass(frozen=True)
+class FeatureItems:
+    """What a batch job knows of a feature's items file, valid while the file's `stamp`
+    (modification time in ns, size) is unchanged: its items and search record (None: parse
+    the file; kept only when they are the group's parsed items, which cost no memory of their
+    own) and its read groups (`sitsflow.pixels.cube.plan_read`), once the reads are planned."""
+
+    stamp: tuple[int, int]
+    items: list[StacItem] | None
+    info: JsonObject
+    planned: PlannedRead | None = None
+
+
 @dataclass
 class BatchContext:
     """What a batch's stages share: the settings, the search result of the batch's group, and
@@ -106,6 +121,8 @@ class BatchContext:
     loader: Loader | None = None
     # each feature's reads, one per sensor family (`sitsflow.pixels.cube.read_request`)
     requests: dict[str, list[ReadRequest]] = field(default_factory=dict)
+    # what the items stage wrote and the read plan worked out per feature, for its cube stage
+    known_items: dict[str, FeatureItems] = field(default_factory=dict)
     signs_hrefs: bool = False
     # each feature whose time series this job wrote: its table and its cube's summary row,
     # the batch's share of the run-wide tables (`write_batch_results`)

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from sitsflow.core.bbox import BboxRecord
     from sitsflow.pixels.cube_model import CubeArrays
     from sitsflow.pixels.read import Loader
-    from sitsflow.workflow.context import BatchContext
+    from sitsflow.workflow.context import BatchContext, FeatureItems
 
 log = logging.getLogger(__name__)
 
@@ -270,9 +270,11 @@ def _group_result(path: str, mtime_ns: int, size: int) -> tuple[list[StacItem], 
 
 def feature_items(
     group_path: str, bbox_path: str, search_settings: SearchSettings, output: str
-) -> None:
+) -> tuple[list[StacItem], JsonObject]:
     """The feature's search result from its group's (`items_of_feature`), written to `output`
-    with a record of the search; the same items as a search of its own window."""
+    with a record of the search; the same items as a search of its own window. Returns the
+    items and the record as `read_item_collection` reads them back (the group's parsed items,
+    which nothing changes)."""
     from sitsflow.core.errors import CatalogError
 
     record = read_bbox(bbox_path)
@@ -305,7 +307,7 @@ def feature_items(
         "group": Path(group_path).stem,
         "group_searched_at": group_info.get("searched_at"),
     }
-    write_item_collection(items, output, info)
+    return items, write_item_collection(items, output, info)
 
 
 def items_of_feature(
@@ -337,18 +339,26 @@ def build_cube(
     loader: Loader | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
     range_cache: RangeCacheSettings | None = None,
+    known: FeatureItems | None = None,
 ) -> CubeArrays | xr.Dataset:
     """Load, mask, composite, gap-fill and write the cube (netCDF or Zarr, by `output`'s
     suffix); `loader` (a batch's, shared by its cubes) reads the files, by default a new one
     keeping what it fetches in `range_cache`, the run's disk cache. `attributes`: the
-    feature's vector-file columns, recorded in the cube. Returns the cube as written, for the
-    stages after it in the same job (`cube_timeseries`)."""
+    feature's vector-file columns, recorded in the cube. `known`: what a batch job knows of
+    `items_path` already (its items, its read groups), used while the file is unchanged.
+    Returns the cube as written, for the stages after it in the same job
+    (`cube_timeseries`)."""
     from sitsflow.catalog.search import read_item_collection
     from sitsflow.outputs.write import write_cube
     from sitsflow.pixels.cube import make_cube, make_cube_arrays
     from sitsflow.pixels.read import make_loader
 
-    items, search_info = read_item_collection(items_path)
+    if known is not None and known.stamp != file_stamp(items_path):
+        known = None
+    if known is not None and known.items is not None:
+        items, search_info = known.items, known.info
+    else:
+        items, search_info = read_item_collection(items_path)
     record = read_bbox(bbox_path)
     labels = dict(attributes or {})
     # spectral indices are computed on an xarray Dataset; without them none is built
@@ -358,7 +368,13 @@ def build_cube(
     try:
         with area_of_interest(record["properties"]["search_bbox_wgs84"]):
             cube: CubeArrays | xr.Dataset = build(
-                record, items, search_info, settings, loader=loader, attributes=labels
+                record,
+                items,
+                search_info,
+                settings,
+                loader=loader,
+                attributes=labels,
+                planned=known.planned if known is not None else None,
             )
     finally:
         if own_loader:
@@ -574,6 +590,16 @@ def _read_state(path: str) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
+def file_stamp(path: str | Path) -> tuple[int, int] | None:
+    """The file's modification time (ns) and size, None if it does not exist: what tells that
+    a file is still the one a job wrote or read (`FeatureItems`)."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 def modification_time(path: str | Path) -> float | None:
     """The file's (or directory's) modification time, None if it does not exist."""
     try:
@@ -592,12 +618,15 @@ def run_bbox(feature: Feature, context: BatchContext) -> None:
 
 def run_items(feature: Feature, context: BatchContext) -> None:
     layout = context.layout
-    feature_items(
-        context.group_search,
-        layout.path("bbox", feature.fid),
-        context.settings.search,
-        layout.path("items", feature.fid),
+    path = layout.path("items", feature.fid)
+    items, info = feature_items(
+        context.group_search, layout.path("bbox", feature.fid), context.settings.search, path
     )
+    stamp = file_stamp(path)
+    if stamp is not None:  # for the batch's read plan, which need not parse the file again
+        from sitsflow.workflow.context import FeatureItems
+
+        context.known_items[feature.fid] = FeatureItems(stamp, items, info)
 
 
 def run_cube(feature: Feature, context: BatchContext) -> None:
@@ -610,6 +639,7 @@ def run_cube(feature: Feature, context: BatchContext) -> None:
         path,
         loader=context.shared_loader(),
         attributes=feature.labels,
+        known=context.known_items.pop(feature.fid, None),
     )
     # for the quicklook and the time series, which need not read the file back
     written = as_written(cube, path)
