@@ -107,6 +107,8 @@ class FeatureOutcome:
     failed_stage: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    # the feature's stage fingerprints (`stage_fingerprints`), worked out once per job
+    fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -382,11 +384,11 @@ def process_feature(
     """
     started = time.perf_counter()
     fid, layout, settings = feature.fid, context.layout, context.settings
-    fingerprints = stage_fingerprints(feature.wkt, settings, feature.labels)
-    recorded = read_fingerprints(layout.state(fid))
     outcome = outcome or FeatureOutcome(fid)
     if not outcome.ok:
         return outcome
+    fingerprints = _fingerprints_of(feature, settings, outcome)
+    recorded = read_fingerprints(layout.state(fid))
     changed = False
     for stage in stages:
         upstream_redone = any(name in outcome.ran for name in UPSTREAM[stage])
@@ -423,6 +425,15 @@ def process_feature(
     return outcome
 
 
+def _fingerprints_of(
+    feature: Feature, settings: BatchSettings, outcome: FeatureOutcome
+) -> dict[str, str]:
+    """The feature's stage fingerprints, kept in its outcome for the job's later stages."""
+    if not outcome.fingerprints:
+        outcome.fingerprints = stage_fingerprints(feature.wkt, settings, feature.labels)
+    return outcome.fingerprints
+
+
 def stage_will_run(
     stage: str, feature: Feature, context: BatchContext, outcome: FeatureOutcome
 ) -> bool:
@@ -431,7 +442,7 @@ def stage_will_run(
         return False
     if any(name in outcome.ran for name in UPSTREAM[stage]):
         return True
-    fingerprint = stage_fingerprints(feature.wkt, context.settings, feature.labels)[stage]
+    fingerprint = _fingerprints_of(feature, context.settings, outcome)[stage]
     recorded = read_fingerprints(context.layout.state(feature.fid))
     return not stage_is_current(stage, feature.fid, context.layout, fingerprint, recorded)
 
