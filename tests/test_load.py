@@ -217,3 +217,36 @@ def test_both_readers_choose_the_same_overview_and_say_it_in_the_same_words(case
     expected = EXPECTED_LEVEL.get(case, (None, "full resolution"))
     assert (overview, stackstac_words) == expected
     assert (chosen, sitsflow_words) == (0 if overview is None else overview + 1, stackstac_words)
+
+
+@pytest.mark.parametrize(
+    ("resolution", "west", "south", "size"),
+    [
+        (10.0, 4780000.0, 3050000.0, 1010.0),  # a cube's window inside the level
+        (20.0, 4776000.0, 3066000.0, 6000.0),  # across the level's northern edge
+        (7.5, 4781000.0, 3040000.0, 450.0),  # finer than the level
+    ],
+)
+def test_the_in_memory_warp_picks_the_pixels_a_warped_geotiff_does(
+    resolution, west, south, size, monkeypatch
+):
+    """`_warped_indices` through a MEM dataset over the index array and through a GeoTIFF
+    written to memory (the fallback): the same source pixel for every grid pixel, -1 off the
+    level."""
+    from affine import Affine
+
+    import sitsflow.pixels.tiles as tiles
+    from sitsflow.core.grid import Grid
+
+    level = tiles.Level(0, 10980, 10980, 512, 512, Affine(10, 0, 600000, 0, -10, 5600000), 32633)
+    grid = Grid(3035, resolution, (west, south, west + size, south + size))
+    cols, rows = np.meshgrid(np.arange(grid.width) + 0.5, np.arange(grid.height) + 0.5)
+    row, col, finite = tiles._source_pixels(level, grid, rows, cols)
+    inside = finite & (row >= 0) & (row < level.height) & (col >= 0) & (col < level.width)
+    assert inside.any()
+    in_memory = tiles._warped_indices(level, grid, row[inside], col[inside])
+    monkeypatch.setattr(tiles, "_warp_in_memory", lambda *args: None)
+    through_geotiff = tiles._warped_indices(level, grid, row[inside], col[inside])
+    for ours, theirs in zip(in_memory, through_geotiff, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert (in_memory[0] >= 0).any()
