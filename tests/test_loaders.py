@@ -19,6 +19,7 @@ from sitsflow.catalog.ranges import RangeError, RangeStore, merge_ranges, retry_
 from sitsflow.core.bbox import make_aoi_record
 from sitsflow.core.errors import AssetError
 from sitsflow.core.features import Feature
+from sitsflow.core.settings import CubeSettings
 from sitsflow.pixels.cube import make_cube, read_request
 from sitsflow.pixels.tiles import TileReader
 from sitsflow.testing.settings import cube_settings, grid_settings
@@ -102,16 +103,10 @@ def test_a_missing_file_names_the_item_and_the_asset(archives, tmp_path):
 def test_features_read_together_decode_each_tile_once_and_give_the_same_cubes(archives):
     """A batch's prefetch: near features share files and tiles, each tile is decoded once, and
     every cube equals the one read alone."""
-    catalog = archives["planetary-computer"]
     near = {name: Point(8.4914 + i * 4e-4, 49.8544) for i, name in enumerate("abc")}
     near["a2"] = near["a"]  # the same grid twice: each its own copy
     settings = cube_settings(bands=BANDS)
-    records = {
-        fid: make_aoi_record(Feature(fid, point), grid_settings(crs="utm"))
-        for fid, point in near.items()
-    }
-    items = {fid: feature_items(catalog, record, START, END) for fid, record in records.items()}
-    alone = {fid: make_cube(records[fid], items[fid], {}, settings) for fid in near}
+    records, items, alone = read_alone(archives["planetary-computer"], near, "utm", settings)
     with TileReader() as reader:
         requests = [read_request(records[fid], items[fid], {}, settings)[0][0] for fid in near]
         assert reader.prefetch(requests) == len(near)
@@ -122,7 +117,28 @@ def test_features_read_together_decode_each_tile_once_and_give_the_same_cubes(ar
         }
         assert reader.tiles_decoded == decoded  # the cubes read nothing more
     assert placed >= 2 * decoded  # the features share tiles
-    for fid in near:
+    assert_same_cubes(together, alone)
+
+
+def read_alone(
+    catalog: str, points: dict[str, Point], crs: str, settings: CubeSettings
+) -> tuple[dict[str, dict], dict[str, list[dict]], dict[str, xr.Dataset]]:
+    """The features at `points` on grids in `crs`: their bbox records, their items, and their
+    cubes each read alone."""
+    records = {
+        fid: make_aoi_record(Feature(fid, point), grid_settings(crs=crs))
+        for fid, point in points.items()
+    }
+    items = {fid: feature_items(catalog, record, START, END) for fid, record in records.items()}
+    alone = {fid: make_cube(records[fid], items[fid], {}, settings) for fid in points}
+    return records, items, alone
+
+
+def assert_same_cubes(together: dict[str, xr.Dataset], alone: dict[str, xr.Dataset]) -> None:
+    """Each feature's cube read with others equals the one read alone (but for the attributes
+    that name the run)."""
+    assert together.keys() == alone.keys()
+    for fid in alone:
         for attrs in (alone[fid].attrs, together[fid].attrs):
             for key in VOLATILE:
                 attrs.pop(key)
@@ -135,15 +151,9 @@ def test_later_rounds_reuse_each_files_parsed_header_and_give_the_same_cubes(arc
     alone."""
     import sitsflow.pixels.tiles as tiles
 
-    catalog = archives["planetary-computer"]
     near = {name: Point(8.4914 + i * 4e-4, 49.8544) for i, name in enumerate("abc")}
     settings = cube_settings(bands=BANDS)
-    records = {
-        fid: make_aoi_record(Feature(fid, point), grid_settings(crs="EPSG:3035"))
-        for fid, point in near.items()
-    }
-    items = {fid: feature_items(catalog, record, START, END) for fid, record in records.items()}
-    alone = {fid: make_cube(records[fid], items[fid], {}, settings) for fid in near}
+    records, items, alone = read_alone(archives["planetary-computer"], near, "EPSG:3035", settings)
     parsed: list[int] = []
     cog_levels = tiles.cog_levels
     monkeypatch.setattr(tiles, "cog_levels", lambda tiff: parsed.append(1) or cog_levels(tiff))
@@ -158,11 +168,7 @@ def test_later_rounds_reuse_each_files_parsed_header_and_give_the_same_cubes(arc
                 together[fid] = make_cube(records[fid], items[fid], {}, settings, loader=reader)
     files = {item["assets"][band]["href"] for fid in near for item in items[fid] for band in BANDS}
     assert len(parsed) == len(files)
-    for fid in near:
-        for attrs in (alone[fid].attrs, together[fid].attrs):
-            for key in VOLATILE:
-                attrs.pop(key)
-        xr.testing.assert_identical(together[fid], alone[fid])
+    assert_same_cubes(together, alone)
 
 
 def test_jobs_needing_a_tile_at_once_fetch_and_decode_it_once(archives, tmp_path):
