@@ -80,6 +80,7 @@ def test_placing_copies_the_pixel_under_each_centre(resolution, west, north, cop
     level in 4 x 4 tiles with smaller edge tiles."""
     from affine import Affine
 
+    from sitsflow.catalog.range_cache import TileRows
     from sitsflow.core.grid import Grid
     from sitsflow.pixels.tiles import Level, _place, pixel_map
 
@@ -107,6 +108,19 @@ def test_placing_copies_the_pixel_under_each_centre(resolution, west, north, cop
     out = np.full((grid.height, grid.width), np.nan, np.float32)
     _place(out, pixels, level, tiles)
     np.testing.assert_array_equal(out, expected)
+    # from only the rows of each tile the map needs, as a tile kept on disk is read
+    parts = {
+        key: TileRows(tile[here.rows[0] : here.rows[1]], here.rows[0], tile.shape[0])
+        for key, tile in tiles.items()
+        if (here := pixels.by_tile.get(key)) is not None
+    }
+    from_rows = np.full((grid.height, grid.width), np.nan, np.float32)
+    _place(from_rows, pixels, level, parts)
+    np.testing.assert_array_equal(from_rows, expected)
+    key, part = next((k, p) for k, p in parts.items() if len(p.values) > 1)
+    short = {key: TileRows(part.values[1:], part.first + 1, part.height)}
+    with pytest.raises(RuntimeError, match="needed"):
+        _place(out, pixels, level, short)
 
 
 def test_a_file_beside_the_grid_needs_no_tile():

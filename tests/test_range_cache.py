@@ -152,10 +152,15 @@ def test_a_decoded_tile_is_kept_as_decoded_and_only_for_its_file_version(server,
         store = RangeStore(prefix_bytes=1024, cache=RangeCache(tmp_path / "cache"))
         await store.get_range_async(url, start=first, end=first + 16)  # the header, or other
         if keep:
+            assert store.claim_tile(url, 4000, 5000)
             store.keep_tile(url, 4000, 5000, tile)
+            (entry,) = (tmp_path / "cache").rglob("4000-5000.tile")
+            assert entry.stat().st_nlink == 2  # written through the claim
+            store.release_tile(url, 4000, 5000)
+            assert entry.stat().st_nlink == 1
         found = store.cached_tile(url, 4000, 5000)
         await store.close()
-        return found, store
+        return (found.values if found is not None else None), store
 
     asyncio.run(job(keep=True))
     again, store = asyncio.run(job(keep=False))
@@ -192,6 +197,23 @@ def test_a_damaged_decoded_tile_is_not_found(tmp_path, damage):
     assert cache.get_array(url, 10, 90, version=version) is None
 
 
+def test_a_decoded_tile_is_read_only_in_the_rows_asked_for(tmp_path):
+    """`get_rows` reads rows first..stop of a kept tile (clipped to those it has) and says
+    which they are; an entry shorter than its header says is a miss even when the rows asked
+    for are all there."""
+    cache, version = RangeCache(tmp_path / "cache"), FileVersion(100, '"v1"')
+    url, tile = "https://example.com/B04.tif", np.arange(80, dtype=np.uint16).reshape(10, 8)
+    cache.put_array(url, 10, 90, tile, version=version)
+    middle = cache.get_rows(url, 10, 90, (3, 6), version=version)
+    assert (middle.first, middle.height) == (3, 10)
+    np.testing.assert_array_equal(middle.values, tile[3:6])
+    bottom = cache.get_rows(url, 10, 90, (7, 40), version=version)
+    assert bottom.first == 7 and (bottom.values == tile[7:]).all()
+    (entry,) = (tmp_path / "cache").rglob("10-90.tile")
+    entry.write_bytes(entry.read_bytes()[:-2])
+    assert cache.get_rows(url, 10, 90, (0, 2), version=version) is None
+
+
 def test_a_tile_is_claimed_by_one_job_until_released_or_stale(tmp_path):
     """A job claims a tile before fetching it: another job's claim fails while the first
     holds it, succeeds once it is released, and takes over a claim left by a dead job; claims
@@ -218,6 +240,31 @@ def test_a_tile_is_claimed_by_one_job_until_released_or_stale(tmp_path):
     assert first.claimed(url, 10, 90, version=version)
     first.count()
     assert first.usage() == (0, 0)
+
+
+def test_a_claimed_tile_is_kept_through_its_claim(tmp_path):
+    """The job holding a tile's claim writes the tile into the claim file and links it into
+    place: whole, counted once, and still there once the claim is released; a claim taken
+    over from a job that wrote part of it is rewritten in place, never read half written."""
+    url, version = "https://example.com/B04.tif", FileVersion(100, '"v1"')
+    tile = np.arange(64, dtype=np.uint16).reshape(8, 8)
+    cache = RangeCache(tmp_path / "cache", count_every=1)
+    assert cache.claim(url, 10, 90, version=version)
+    (claim,) = (tmp_path / "cache").rglob("10-90.claim")
+    claim.write_bytes(b"\xff" * 40)  # a dead job's start
+    assert cache.get_rows(url, 10, 90, version=version) is None
+    cache.put_array(url, 10, 90, tile, version=version, claimed=True)
+    (entry,) = (tmp_path / "cache").rglob("10-90.tile")
+    assert entry.stat().st_ino == claim.stat().st_ino  # one file, no temporary of its own
+    cache.release(url, 10, 90, version=version)
+    assert not claim.exists() and not list((tmp_path / "cache").rglob("*.part"))
+    np.testing.assert_array_equal(cache.get_array(url, 10, 90, version=version), tile)
+    assert cache.usage()[0] == tile.nbytes == entry.stat().st_size - 32
+    # a claim that went (another job took it over and released it): kept the usual way
+    assert cache.claim(url, 90, 170, version=version)
+    next((tmp_path / "cache").rglob("90-170.claim")).unlink()
+    cache.put_array(url, 90, 170, tile, version=version, claimed=True)
+    np.testing.assert_array_equal(cache.get_array(url, 90, 170, version=version), tile)
 
 
 def test_versions_differ_only_in_what_both_know():

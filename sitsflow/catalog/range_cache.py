@@ -21,10 +21,12 @@ Layout: `DIRECTORY/<k[:2]>/<k>/` per file, `k` the SHA-1 of its URL without the 
 * `<v>/<start>-<stop>.tile`: the tile stored in bytes `start:stop`, decoded (sitsflow's reader):
   neither fetched nor decoded again. A 1024 x 1024 tile of 16-bit DNs is 2 MB decoded against
   1 to 2 MB compressed, and decoding it costs about 7 ms of CPU. The entry is a 32-byte
-  header (TILE_HEADER) then the values, read straight into an array: 0.065 against 0.11 ms
-  for a 512 x 512 tile with `np.load`, which parses a Python literal for its header. (Mapping
-  the file instead would touch only a window's pages, 0.04 ms, but holds an open file per
-  tile in memory: tiles of 128 x 128 pixels would pass a 1 024-file limit.)
+  header (TILE_HEADER) then the values in C order, read straight into an array: 0.065 against
+  0.11 ms for a 512 x 512 tile with `np.load`, which parses a Python literal for its header.
+  A reader that needs only some of its rows reads just those (`get_rows`): a round of
+  neighbouring features uses about half the rows of a full-size tile. (Mapping the file
+  instead would touch only a window's pages, 0.04 ms, but holds an open file per tile in
+  memory: tiles of 128 x 128 pixels would pass a 1 024-file limit.)
 
 Every file is written under a temporary name and linked into place (unless another job stored
 it first), so concurrent jobs never read half a range. A job about to fetch and decode a tile
@@ -60,7 +62,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,11 +82,24 @@ CLAIM_STALE_S = 30.0
 VERSION_FILE = "version.json"
 PREFIX_FILE = "prefix"
 _BOOKKEEPING = (USAGE_FILE, f"{USAGE_FILE}.lock", VERSION_FILE)
+# A job marks an entry it reads as recently used (evicted last) at most this often: once per
+# read would cost a batch a system call per tile and round.
+TOUCH_EVERY_S = 60.0
 # When the cache outgrows its bound, the oldest ranges go until it holds this share of it.
 EVICT_TO = 0.8
 # A job adds what it stored to the usage file in steps of this many bytes (and when it closes):
 # the bound can be exceeded by this much per job running at once.
 COUNT_EVERY_BYTES = 32 * 2**20
+
+
+@dataclass(frozen=True)
+class TileRows:
+    """Rows `first` to `first + len(values)` of a decoded tile that is `height` rows high
+    (`RangeCache.get_rows`): the rows `values[i]` holds are tile row `first + i`."""
+
+    values: np.ndarray
+    first: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,8 @@ class RangeCache:
         self.count_every = count_every
         # (URL without query, version) -> the directory of that version's entries
         self._version_directories: dict[tuple[str, FileVersion], str] = {}
+        # entry -> when this job last marked it as recently used (`_read_entry`)
+        self._touched: dict[Path, float] = {}
 
     # ---- a file's version -----------------------------------------------------------------
 
@@ -216,15 +233,39 @@ class RangeCache:
     ) -> np.ndarray | None:
         """The decoded tile stored in bytes `start:stop` of `version` of `url`, None when not
         cached."""
+        kept = self.get_rows(url, start, stop, version=version)
+        return kept.values if kept is not None else None
+
+    def get_rows(
+        self,
+        url: str,
+        start: int,
+        stop: int,
+        rows: tuple[int, int] | None = None,
+        *,
+        version: FileVersion,
+    ) -> TileRows | None:
+        """Rows `rows[0]` to `rows[1]` (exclusive; those the tile has; all without `rows`) of
+        the decoded tile stored in bytes `start:stop` of `version` of `url`, None when not
+        cached."""
         path = self._range_path(url, version, start, stop, DECODED_SUFFIX)
-        return self._read_entry(path, _read_tile)
+        return self._read_entry(path, lambda handle: _read_tile(handle, rows))
 
     def put_array(
-        self, url: str, start: int, stop: int, array: np.ndarray, *, version: FileVersion
+        self,
+        url: str,
+        start: int,
+        stop: int,
+        array: np.ndarray,
+        *,
+        version: FileVersion,
+        claimed: bool = False,
     ) -> None:
         """Keep the tile decoded from bytes `start:stop` of `version` of `url`: a tile needed
         again (by a later round of a batch, another batch, another job) is not decoded
-        again. Only 2-D tiles (what the reader decodes) are kept."""
+        again. Only 2-D tiles (what the reader decodes) are kept. `claimed`: this job holds
+        the tile's claim (`claim`), whose file is written and linked into place (a file
+        created and removed per tile costs a batch as much CPU as a tenth of decoding)."""
         import numpy as np
 
         if array.ndim != 2:
@@ -237,7 +278,8 @@ class RangeCache:
             handle.write(values.data)
 
         path = self._range_path(url, version, start, stop, DECODED_SUFFIX)
-        self._write_entry(path, write, values.nbytes)
+        claim = self._range_path(url, version, start, stop, CLAIM_SUFFIX) if claimed else None
+        self._write_entry(path, write, values.nbytes, through=claim)
 
     # ---- claims ---------------------------------------------------------------------------
 
@@ -286,38 +328,56 @@ class RangeCache:
 
     def _read_entry(self, path: Path, read: Callable[[BinaryIO], T]) -> T | None:
         """`read` of the entry at `path`, None when there is none (or it does not parse);
-        the entry is marked recently used (evicted last)."""
+        the entry is marked recently used (evicted last), at most every TOUCH_EVERY_S."""
         try:
             with open(path, "rb") as handle:
                 value = read(handle)
-            os.utime(path)
+            now = time.monotonic()
+            if now - self._touched.get(path, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
+                os.utime(path)
+                self._touched[path] = now
         except (OSError, ValueError):
             return None
         return value
 
-    def _write_entry(self, path: Path, write: Callable[[BinaryIO], object], size: int) -> None:
-        """Write an entry under a temporary name, then link it into place unless another job
-        stored the same entry first (then it is not counted again): concurrent jobs never read
-        half of one, and each byte is counted once. A full disk keeps nothing: the bytes are
-        fetched again when needed."""
-        temporary = path.with_name(f"{path.name}.{_writer()}.part")
+    def _write_entry(
+        self,
+        path: Path,
+        write: Callable[[BinaryIO], object],
+        size: int,
+        through: Path | None = None,
+    ) -> None:
+        """Write an entry under a temporary name (or into `through`, this job's claim on it,
+        which its release removes), then link it into place unless another job stored the
+        same entry first (then it is not counted again): concurrent jobs never read half of
+        one, and each byte is counted once. A full disk keeps nothing: the bytes are fetched
+        again when needed.
+
+        A claim is written in place, never truncated: a job that took over a stale claim
+        writes the same bytes into it (the tile of one version of the file), and readers
+        check an entry's length against its header."""
+        handle = _open_claim(through) if through is not None else None
+        temporary = None if handle is not None else path.with_name(f"{path.name}.{_writer()}.part")
         try:
-            try:
-                handle = open(temporary, "wb")  # noqa: SIM115 (closed below)
-            except FileNotFoundError:  # the file's first entry (or a job forgot the file)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                handle = open(temporary, "wb")  # noqa: SIM115
+            if temporary is not None:
+                try:
+                    handle = open(temporary, "wb")  # noqa: SIM115 (closed below)
+                except FileNotFoundError:  # the file's first entry (or a job forgot the file)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    handle = open(temporary, "wb")  # noqa: SIM115
+            assert handle is not None
             with handle:
                 write(handle)
-            os.link(temporary, path)
+            os.link(temporary if temporary is not None else cast(Path, through), path)
         except FileExistsError:
             return
         except OSError as exc:
             log.info("range cache: cannot keep %d bytes (%s)", size, exc)
             return
         finally:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+            if temporary is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
         self.bytes += size
         self._uncounted += size
         if self._uncounted >= self.count_every:
@@ -412,6 +472,16 @@ def _writer() -> str:
     return f"{os.getpid()}-{threading.get_ident()}"
 
 
+def _open_claim(claim: Path) -> BinaryIO | None:
+    """This job's claim file, open for writing from its start without truncating it; None
+    when it is gone (another job took it over and released it)."""
+    try:
+        descriptor = os.open(claim, os.O_WRONLY)
+    except OSError:
+        return None
+    return open(descriptor, "wb", closefd=True)  # noqa: SIM115 (the caller closes it)
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     with open(path, "a") as lock:
@@ -419,18 +489,24 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def _read_tile(handle: BinaryIO) -> np.ndarray:
-    """The decoded tile of an entry (`put_array`); ValueError for an entry that is not a
-    whole one."""
+def _read_tile(handle: BinaryIO, rows: tuple[int, int] | None = None) -> TileRows:
+    """The decoded tile of an entry (`put_array`), or its `rows` (first, stop) only; ValueError
+    for an entry that is not a whole one."""
     import numpy as np
 
     header = handle.read(TILE_HEADER.size)
     if len(header) != TILE_HEADER.size:
         raise ValueError("not a decoded tile: too short")
-    magic, dtype, rows, columns = TILE_HEADER.unpack(header)
+    magic, dtype_name, height, columns = TILE_HEADER.unpack(header)
     if magic != TILE_MAGIC:
         raise ValueError("not a decoded tile")
-    values = np.fromfile(handle, np.dtype(dtype.rstrip(b"\0").decode("ascii")), rows * columns)
-    if values.size != rows * columns:
+    dtype = np.dtype(dtype_name.rstrip(b"\0").decode("ascii"))
+    # a whole entry is as long as its header says, whichever rows are read
+    if os.fstat(handle.fileno()).st_size != TILE_HEADER.size + height * columns * dtype.itemsize:
+        raise ValueError("not a decoded tile: not as long as its header says")
+    first, stop = (0, height) if rows is None else (max(rows[0], 0), min(rows[1], height))
+    count = max(stop - first, 0) * columns
+    values = np.fromfile(handle, dtype, count, offset=first * columns * dtype.itemsize)
+    if values.size != count:
         raise ValueError("not a decoded tile: too short")
-    return values.reshape(rows, columns)
+    return TileRows(values.reshape(-1, columns), first, height)

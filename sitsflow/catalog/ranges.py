@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sitsflow.catalog.range_cache import FileVersion, RangeCache
+from sitsflow.catalog.range_cache import FileVersion, RangeCache, TileRows
 
 if TYPE_CHECKING:
     import aiohttp
@@ -230,21 +230,26 @@ class RangeStore:
 
     # ---- the disk cache -------------------------------------------------------------------
 
-    def cached_tile(self, path: str, start: int, stop: int) -> np.ndarray | None:
+    def cached_tile(
+        self, path: str, start: int, stop: int, rows: tuple[int, int] | None = None
+    ) -> TileRows | None:
         """The tile stored in bytes `start:stop` of `path`, decoded, from the disk cache (see
-        `_cached`)."""
+        `_cached`): its `rows` (first, stop) only, when given."""
         usable = self._usable_cache(path)
-        array = usable[0].get_array(path, start, stop, version=usable[1]) if usable else None
-        if array is not None:
+        kept = usable[0].get_rows(path, start, stop, rows, version=usable[1]) if usable else None
+        if kept is not None:
             self._used_cached.add(without_query(path))
             self.counters.tiles_from_disk += 1
-        return array
+        return kept
 
     def keep_tile(self, path: str, start: int, stop: int, array: np.ndarray) -> None:
-        """Put a tile decoded from bytes `start:stop` of `path` in the disk cache."""
+        """Put a tile decoded from bytes `start:stop` of `path` in the disk cache (through
+        this job's claim on it, when it holds one for the version it records)."""
         recording = self._recording_cache(path)
         if recording is not None:
-            recording[0].put_array(path, start, stop, array, version=recording[1])
+            claimed = self._claims.get((path, start, stop)) == recording
+            cache, version = recording
+            cache.put_array(path, start, stop, array, version=version, claimed=claimed)
 
     def claim_tile(self, path: str, start: int, stop: int) -> bool:
         """Whether this job is to fetch and decode the tile in bytes `start:stop` of `path`:

@@ -39,6 +39,7 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS
 
+from sitsflow.catalog.range_cache import TileRows
 from sitsflow.catalog.ranges import Counters, RangeStore, resolve_href, without_query
 from sitsflow.catalog.s3 import REQUESTER_PAYS_BUCKETS, S3Access
 from sitsflow.core.bands import CLASSIFICATION_BANDS
@@ -160,6 +161,9 @@ class TilePixels:
 
     grid_flat: np.ndarray
     tile_flat: np.ndarray
+    # the tile rows (first, stop) these pixels are in: a tile kept decoded on disk is read
+    # only there
+    rows: tuple[int, int]
     block: tuple[int, int, int, int, int, int] | None = None
     # (grid row, grid column, height, width) when the grid pixels are a full rectangle, in row
     # order, but not copied one to one (another CRS, another pixel size): the pixels gathered
@@ -655,10 +659,16 @@ class TileReader:
             ]
             if not wanted:
                 continue
+            # the rows of each tile some target uses: a tile kept on disk is read only there
+            spans: dict[tuple[int, int], tuple[int, int]] = {}
+            for _, pixels in placements:
+                for tile, here in pixels.by_tile.items():
+                    first, stop = spans.get(tile, here.rows)
+                    spans[tile] = (min(first, here.rows[0]), max(stop, here.rows[1]))
             size = len(wanted) * level.tile_width * level.tile_height * 2
             held = await self._budget.acquire(size)
             try:
-                found = await self._tiles(tiff, url, level, wanted)
+                found = await self._tiles(tiff, url, level, wanted, spans)
                 for target, pixels in placements:
                     self.tiles_placed += _place(target.out, pixels, level, found)
             finally:
@@ -669,11 +679,17 @@ class TileReader:
                 target.out[target.out == value] = np.nan
 
     async def _tiles(
-        self, tiff: TIFF, url: str, level: Level, wanted: list[tuple[int, int]]
-    ) -> dict[tuple[int, int], np.ndarray]:
+        self,
+        tiff: TIFF,
+        url: str,
+        level: Level,
+        wanted: list[tuple[int, int]],
+        spans: Mapping[tuple[int, int], tuple[int, int]],
+    ) -> dict[tuple[int, int], TileRows]:
         """The decoded tiles of `level` at (col, row): from the disk cache when a job of the
         run decoded them before (keyed by the file and each tile's byte range, the file's
-        version checked by the store), else fetched and decoded, and kept there."""
+        version checked by the store), only their `spans` rows (first, stop), else fetched
+        and decoded, whole, and kept there."""
         assert self.store is not None
         ifd = tiff.ifds[level.index]
         offsets, counts = ifd.tile_offsets or [], ifd.tile_byte_counts or []
@@ -684,9 +700,9 @@ class TileReader:
             if index < len(offsets) and index < len(counts):
                 ranges[(col, row)] = (int(offsets[index]), int(offsets[index] + counts[index]))
         found = {
-            tile: array
+            tile: kept
             for tile, (start, stop) in ranges.items()
-            if (array := self.store.cached_tile(url, start, stop)) is not None
+            if (kept := self.store.cached_tile(url, start, stop, spans.get(tile))) is not None
         }
         missing = [tile for tile in wanted if tile not in found]
         # a tile another job of the run is fetching: wait for it, after this job's own
@@ -694,7 +710,7 @@ class TileReader:
         mine = [tile for tile in missing if tile not in theirs]
         await self._decode_and_keep(tiff, url, level, mine, ranges, found)
         if theirs:
-            found.update(await self._wait_for_tiles(url, theirs, ranges))
+            found.update(await self._wait_for_tiles(url, theirs, ranges, spans))
             late = [tile for tile in theirs if tile not in found]
             await self._decode_and_keep(tiff, url, level, late, ranges, found, claimed=False)
         return found
@@ -706,7 +722,7 @@ class TileReader:
         level: Level,
         tiles: list[tuple[int, int]],
         ranges: dict[tuple[int, int], tuple[int, int]],
-        found: dict[tuple[int, int], np.ndarray],
+        found: dict[tuple[int, int], TileRows],
         *,
         claimed: bool = True,
     ) -> None:
@@ -718,7 +734,7 @@ class TileReader:
                 decoded = await _fetch(tiff, level, tiles)
                 self.tiles_decoded += len(tiles)
                 for tile, array in zip(tiles, decoded, strict=True):
-                    found[tile] = array
+                    found[tile] = TileRows(array, 0, array.shape[0])
                     if tile in ranges:
                         self.store.keep_tile(url, *ranges[tile], array)
         finally:
@@ -732,20 +748,21 @@ class TileReader:
         url: str,
         tiles: list[tuple[int, int]],
         ranges: dict[tuple[int, int], tuple[int, int]],
-    ) -> dict[tuple[int, int], np.ndarray]:
-        """The tiles other jobs claimed, from the disk cache once they keep them; those whose
-        claim went without the tile (that job failed) or that are not there within
-        CLAIM_WAIT_S are left out (this job fetches them)."""
+        spans: Mapping[tuple[int, int], tuple[int, int]],
+    ) -> dict[tuple[int, int], TileRows]:
+        """The tiles other jobs claimed (their `spans` rows), from the disk cache once they
+        keep them; those whose claim went without the tile (that job failed) or that are not
+        there within CLAIM_WAIT_S are left out (this job fetches them)."""
         assert self.store is not None
-        got: dict[tuple[int, int], np.ndarray] = {}
+        got: dict[tuple[int, int], TileRows] = {}
         pending, deadline = list(tiles), time.monotonic() + CLAIM_WAIT_S
         while pending and time.monotonic() < deadline:
             await asyncio.sleep(CLAIM_POLL_S)
             waiting = []
             for tile in pending:
-                array = self.store.cached_tile(url, *ranges[tile])
-                if array is not None:
-                    got[tile] = array
+                kept = self.store.cached_tile(url, *ranges[tile], spans.get(tile))
+                if kept is not None:
+                    got[tile] = kept
                 elif self.store.tile_claimed(url, *ranges[tile]):
                     waiting.append(tile)
             pending = waiting
@@ -1037,6 +1054,7 @@ def pixel_map(level: Level, grid: Grid) -> PixelMap:
         by_tile[(tile_col, tile_row)] = TilePixels(
             grid_flat=(grid_rows[members] * grid.width + grid_cols[members]).astype(np.int32),
             tile_flat=(local_rows * level.tile_width + local_cols).astype(np.int32),
+            rows=(int(local_rows.min()), int(local_rows.max()) + 1),
             block=block,
             rectangle=rectangle if block is None else None,
         )
@@ -1196,35 +1214,45 @@ def _place(
     out: np.ndarray,
     pixels: PixelMap,
     level: Level,
-    tiles: dict[tuple[int, int], np.ndarray],
+    tiles: Mapping[tuple[int, int], np.ndarray | TileRows],
 ) -> int:
-    """Copy the source pixel of every grid pixel inside the level from its tile into `out`
-    (a tile the file lacks, sparse, stays NaN); returns the number of tiles used. Tile by
-    tile, so no mosaic of the tiles is ever built."""
+    """Copy the source pixel of every grid pixel inside the level from its tile (a whole
+    decoded tile, or the rows of one read from disk) into `out` (a tile the file lacks,
+    sparse, stays NaN); returns the number of tiles used. Tile by tile, so no mosaic of the
+    tiles is ever built. Raises RuntimeError when the rows read lack some the map needs."""
     if pixels.made_for != level.geometry():
         raise RuntimeError(
             f"a pixel map made for {pixels.made_for} placed on a level {level.geometry()}"
         )
     used = 0
-    for key, tile in tiles.items():
+    for key, kept in tiles.items():
         here = pixels.by_tile.get(key)
         if here is None:
             continue
         used += 1
+        if not isinstance(kept, TileRows):
+            kept = TileRows(kept, 0, kept.shape[0])
+        tile, first = kept.values, kept.first
+        if here.rows[0] < first or min(here.rows[1], kept.height) > first + len(tile):
+            raise RuntimeError(
+                f"tile {key}: rows {here.rows} needed, rows {first} to {first + len(tile)} read"
+            )
         if here.block is not None:
             top, left, tile_top, tile_left, height, width = here.block
-            if tile_top + height <= tile.shape[0] and tile_left + width <= tile.shape[1]:
+            if tile_top + height <= kept.height and tile_left + width <= tile.shape[1]:
                 out[top : top + height, left : left + width] = tile[
-                    tile_top : tile_top + height, tile_left : tile_left + width
+                    tile_top - first : tile_top - first + height, tile_left : tile_left + width
                 ]
                 continue
-        if tile.shape == (level.tile_height, level.tile_width):
-            placed = np.take(tile, here.tile_flat)
+        if (kept.height, tile.shape[1]) == (level.tile_height, level.tile_width):
+            placed = np.take(
+                tile, here.tile_flat - first * level.tile_width if first else here.tile_flat
+            )
         else:  # an edge tile may be stored smaller than the tile size: pixels beyond stay NaN
             tile_rows, tile_cols = np.divmod(here.tile_flat, level.tile_width)
-            fits = (tile_rows < tile.shape[0]) & (tile_cols < tile.shape[1])
+            fits = (tile_rows < kept.height) & (tile_cols < tile.shape[1])
             placed = np.full(here.tile_flat.shape, np.nan, np.float32)
-            placed[fits] = tile[tile_rows[fits], tile_cols[fits]]
+            placed[fits] = tile[tile_rows[fits] - first, tile_cols[fits]]
         if here.rectangle is not None:
             top, left, height, width = here.rectangle
             out[top : top + height, left : left + width] = placed.reshape(height, width)
