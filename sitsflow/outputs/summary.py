@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-import xarray as xr
 
 from sitsflow.core.atomic import atomic_path, sweep_temporaries
 from sitsflow.core.batch_manifest import read_summary_rows
 from sitsflow.core.layout import SUMMARY, Layout
 from sitsflow.core.pipeline import chain_to
-from sitsflow.pixels.cube_model import cube_crs
+from sitsflow.pixels.cube_model import CubeArrays, cube_crs
 
 if TYPE_CHECKING:
     from rasterio.crs import CRS as RasterioCRS
@@ -63,6 +62,8 @@ _EXCEPTION_LINE = re.compile(
 
 def summarise_cube(path: str | Path) -> dict[str, Any]:
     """The summary row of one cube, from its attributes and dimensions."""
+    import xarray as xr
+
     with xr.open_dataset(path, decode_coords="all") as cube:
         return cube_summary_row(cube, path)
 
@@ -90,7 +91,7 @@ def cube_summary_row(cube: Cube, path: str | Path) -> dict[str, Any]:
 def _crs_text(cube: Cube) -> str:
     """The cube's CRS as rioxarray gives it (`EPSG:32632`), empty when it has none."""
     crs = cube_crs(cube)
-    if crs is None and isinstance(cube, xr.Dataset):
+    if crs is None and not isinstance(cube, CubeArrays):
         import rioxarray  # noqa: F401 (registers the .rio accessor)
 
         crs = cube.rio.crs

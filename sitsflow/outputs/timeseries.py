@@ -35,20 +35,22 @@ import numbers
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from shapely import wkt
 
 from sitsflow.core.projection import reproject
 from sitsflow.core.settings import TimeseriesSettings
 from sitsflow.pixels.cube_model import CubeArrays, cube_crs, cube_transform
 
+if TYPE_CHECKING:  # xarray: imported where a cube is opened (a batch job never opens one)
+    import xarray as xr
+
 # A feature's cube: read from its file, or the arrays a batch just wrote there (which read as
 # the file does, `sitsflow.pixels.cube_model.CubeVariable`)
-Cube: TypeAlias = xr.Dataset | CubeArrays
+Cube: TypeAlias = "xr.Dataset | CubeArrays"
 
 COLUMNS = ["id", "time", "band", "value", "observed", "n_pixels"]
 LAYOUTS = ("long", "wide")
@@ -75,7 +77,7 @@ def is_point_feature(cube: Cube) -> bool:
 def pixel_under_point(cube: Cube) -> tuple[int, int]:
     """(row, col) of the cube pixel whose area contains the feature's point."""
     crs, transform = cube_crs(cube), cube_transform(cube)
-    if isinstance(cube, xr.Dataset) and (crs is None or transform is None):
+    if not isinstance(cube, CubeArrays) and (crs is None or transform is None):
         # a grid mapping sitsflow did not write: rioxarray reads it
         import rioxarray  # noqa: F401 (registers the .rio accessor)
 
