@@ -95,7 +95,7 @@ def test_batches_cut_each_group_by_where_its_features_lie():
     )
 
 
-def test_the_sparse_quarters_of_a_cut_cell_form_one_batch():
+def test_the_smallest_quarters_of_a_cut_cell_form_one_batch():
     dense = {f"d{i}": (8.2 + i / 1000, 48.2) for i in range(7)}  # the south-west quarter
     sparse = {"s1": (9.5, 48.5), "s2": (8.5, 49.5), "s3": (9.5, 49.5)}  # one in each other
 
@@ -105,12 +105,20 @@ def test_the_sparse_quarters_of_a_cut_cell_form_one_batch():
     before = plan({**dense, **sparse})
     assert before == {"e008n48-q0": list(dense), "e008n48-qr": ["s1", "s2", "s3"]}
     assert all(BATCH_WILDCARD.fullmatch(b) and batch_group(b) == "e008n48" for b in before)
-    # a feature joining a sparse quarter changes the rest only ...
-    joined = plan({**dense, **sparse, "s4": (9.6, 48.6)})
+    # a feature joining a small quarter changes the rest only ...
+    east = {f"s{i}": (9.5 + i / 100, 48.6) for i in range(4, 10)}  # quarter 1, with s1
+    joined = plan({**dense, **sparse, "s4": east["s4"]})
     assert joined == {**before, "e008n48-qr": ["s1", "s2", "s3", "s4"]}
-    # ... until the quarter holds more than a quarter of the batch size: a batch of its own
-    grown = plan({**dense, **sparse, "s4": (9.6, 48.6), "s5": (9.7, 48.7)})
-    assert grown == {**before, "e008n48-q1": ["s1", "s4", "s5"], "e008n48-qr": ["s2", "s3"]}
+    # ... as long as the smallest quarters together hold at most the batch size: 1 + 1 + 6
+    six = plan({**dense, **sparse, **dict(list(east.items())[:5])})
+    assert six == {**before, "e008n48-qr": ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"]}
+    # then the quarter that no longer fits is a batch of its own, the others stay the rest
+    seven = plan({**dense, **sparse, **east})
+    assert seven == {
+        **before,
+        "e008n48-q1": ["s1", "s4", "s5", "s6", "s7", "s8", "s9"],
+        "e008n48-qr": ["s2", "s3"],
+    }
 
 
 def test_features_at_one_spot_are_cut_in_file_order():

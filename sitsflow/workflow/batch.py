@@ -80,10 +80,10 @@ from sitsflow.workflow.stages import (
 log = logging.getLogger(__name__)
 
 # `batch_size: auto`: per-feature jobs up to AUTO_PER_FEATURE features; above, batches of at
-# most AUTO_BATCH_SIZE neighbours. The quadtree's cells hold a third to a half of their bound
-# on average (clustered points: 1 000 in 11 batches of 91 on average with 200, 48 of 21 with
-# 50), and each batch job pays about 1.5 s of CPU to start and decodes again the blocks its
-# neighbours share: a larger bound than the per-feature limit.
+# most AUTO_BATCH_SIZE neighbours. The quadtree's cells hold about half their bound on
+# average (clustered points: 1 000 in 7 to 8 batches with 200, 10 000 in 79), and each batch
+# job pays about 1.4 s of CPU to start and decodes again the blocks its neighbours share: a
+# larger bound than the per-feature limit (which would also cost parallelism on many cores).
 AUTO_PER_FEATURE = 50
 AUTO_BATCH_SIZE = 200
 # Pixels (float32) of the features a batch reads together: a round's stacks are all in memory.
@@ -154,13 +154,15 @@ def plan_batches(
     cell holds at most `batch_size`; each such cell is one batch, its id the group and the
     cell's path
     (`e008n48-q`, `e008n48-q0312`; `-c0001` for features at one spot cut in file order), its
-    members in file order. The quarters of a cut cell that hold at most a quarter of
-    `batch_size` are not batches of their own: their features form one batch together, the
-    cell's rest (`e008n48-q03r`), so that the sparse edges of a cluster do not make many
-    small batches (each pays a job's start). A feature's batch thus follows from its own
-    position and its cell's other features: appending or editing a feature changes only the
-    batch it lands in, which may split in four or leave its cell's rest (then the rest
-    changes too), and the one a moved feature left; never a batch elsewhere.
+    members in file order. The smallest quarters of a cut cell, taken from the smallest up
+    as long as together they hold at most `batch_size`, are not batches of their own: two or
+    more so taken form one batch, the cell's rest (`e008n48-q03r`), so that the sparse edges
+    of a cluster and the small quarters beside a dense one do not make many small batches
+    (each pays a job's start, about 1.4 s of CPU). A feature's batch thus follows from its
+    own position and its cell's other features: appending or editing a feature changes only
+    the batches of the cell it lands in (its quarter may split in four, join the cell's rest
+    or leave it: the rest changes too), and those of the cell a moved feature left; never a
+    batch elsewhere.
     """
     if batch_size <= 0:
         return {}
@@ -189,7 +191,7 @@ def _quadtree(
     depth: int,
 ) -> dict[str, list[str]]:
     """Cells of at most `batch_size` of `points` (file order kept), by their quadtree path; a
-    cut cell's sparse quarters pooled as its rest (`plan_batches`)."""
+    cut cell's smallest quarters pooled as its rest (`plan_batches`)."""
     fids = list(points)
     if len(fids) <= batch_size:
         return {path: fids}
@@ -201,10 +203,19 @@ def _quadtree(
     quadrants: dict[int, dict[str, tuple[float, float]]] = {}
     for fid, (x, y) in points.items():
         quadrants.setdefault(int(x >= midx) + 2 * int(y >= midy), {})[fid] = (x, y)
+    pooled: list[int] = []
+    size = 0
+    for quadrant, members in sorted(quadrants.items(), key=lambda entry: (len(entry[1]), entry[0])):
+        if size + len(members) > batch_size:
+            break
+        pooled.append(quadrant)
+        size += len(members)
+    if len(pooled) < 2:  # a lone quarter that fits is a cell of its own, not a rest
+        pooled = []
     cells = {}
     rest: set[str] = set()
     for quadrant, members in sorted(quadrants.items()):
-        if len(members) <= batch_size // 4:
+        if quadrant in pooled:
             rest.update(members)
             continue
         east, north = quadrant % 2, quadrant // 2
@@ -215,7 +226,7 @@ def _quadtree(
             maxy if north else midy,
         )
         cells.update(_quadtree(members, child, batch_size, f"{path}{quadrant}", depth + 1))
-    if rest:  # at most 3 quarters of at most batch_size // 4: at most batch_size
+    if rest:  # at most batch_size
         cells[f"{path}r"] = [fid for fid in fids if fid in rest]
     return cells
 
