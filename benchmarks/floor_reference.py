@@ -150,11 +150,12 @@ class Floor:
     _opened: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from async_tiff import ThreadPool
+        from async_tiff import DecoderRegistry, ThreadPool
         from obstore.store import HTTPStore
 
         self.store = HTTPStore.from_url(self.store_root, client_options={"allow_http": True})
         self.pool = ThreadPool(self.threads)
+        self.decoders = DecoderRegistry()  # one for every tile: a decode without makes its own
         self.slots = asyncio.Semaphore(self.in_flight)
 
     def points(self, job: FeatureJob, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +208,9 @@ class Floor:
             fetched = [tile for piece in pieces for tile in piece]
             # decoding consumes a tile: count its bytes first
             self.totals.tile_bytes += sum(memoryview(t.compressed_bytes).nbytes for t in fetched)
-            decoded = await asyncio.gather(*(tile.decode(pool=self.pool) for tile in fetched))
+            decoded = await asyncio.gather(
+                *(tile.decode(pool=self.pool, decoder_registry=self.decoders) for tile in fetched)
+            )
         self.totals.files += 1
         self.totals.tiles += len(fetched)
         for array in decoded:
