@@ -10,11 +10,11 @@ would.
 
 Incremental reruns stay per feature:
 
-* **Membership is stable**: batch `{group}-k` holds the features `k * size` .. `(k + 1) * size - 1`
-  of one search group (`sitsflow.catalog.groups`), in file order. A feature's group depends
-  only on its own centroid, so appending features changes only the last batch of their groups
-  and adds new ones; editing a feature changes only its batch's parameters. Snakemake reruns
-  exactly those batches.
+* **Membership is stable**: a batch holds the features of one cell of a quadtree over one search
+  group (`sitsflow.catalog.groups`), cut by where they lie (`plan_batches`). A feature's group
+  and cell depend only on its own centroid and its cell's other features, so appending or
+  editing a feature changes only the batches of its cell (and of the cell a moved feature
+  left). Snakemake reruns exactly those batches.
 * **A batch skips what is up to date**: each stage's *fingerprint* (a hash of the feature's
   geometry, the stage's config values and the upstream stage's fingerprint) is recorded per
   feature in `results/batches/state/{id}.json` when the stage succeeds. A rerun batch redoes a
