@@ -72,6 +72,7 @@ from sitsflow.workflow.context import BatchContext, BatchSettings, FeatureItems
 from sitsflow.workflow.stages import (
     CubeTimeseries,
     cube_timeseries,
+    current_items,
     file_stamp,
     modification_time,
     read_bbox,
@@ -481,7 +482,6 @@ def plan_rounds(
 ) -> list[list[Feature]]:
     """Plan the cube reads of `members` (their bbox and items are up to date) and group them
     into rounds; returns the rounds, each to be read together by `read_round`."""
-    from sitsflow.catalog.search import read_item_collection
     from sitsflow.pixels.cube import plan_read, read_request
 
     layout, settings = context.layout, context.settings
@@ -492,11 +492,7 @@ def plan_rounds(
         known = context.known_items.pop(feature.fid, None)
         try:
             stamp = file_stamp(path)
-            if stamp is None or known is None or known.stamp != stamp or known.items is None:
-                items, info = read_item_collection(path)
-                known = None
-            else:
-                items, info = known.items, known.info
+            items, info, known = current_items(path, known, stamp)
             record = read_bbox(layout.path("bbox", feature.fid))
             read_plan = plan_read(items, info, settings.cube)
             requests, signs = read_request(record, items, info, settings.cube, read_plan)

@@ -348,17 +348,11 @@ def build_cube(
     `items_path` already (its items, its read groups), used while the file is unchanged.
     Returns the cube as written, for the stages after it in the same job
     (`cube_timeseries`)."""
-    from sitsflow.catalog.search import read_item_collection
     from sitsflow.outputs.write import write_cube
     from sitsflow.pixels.cube import make_cube, make_cube_arrays
     from sitsflow.pixels.read import make_loader
 
-    if known is not None and known.stamp != file_stamp(items_path):
-        known = None
-    if known is not None and known.items is not None:
-        items, search_info = known.items, known.info
-    else:
-        items, search_info = read_item_collection(items_path)
+    items, search_info, known = current_items(items_path, known, file_stamp(items_path))
     record = read_bbox(bbox_path)
     labels = dict(attributes or {})
     # spectral indices are computed on an xarray Dataset; without them none is built
@@ -588,6 +582,22 @@ def _read_state(path: str) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return state if isinstance(state, dict) else {}
+
+
+def current_items(
+    path: str, known: FeatureItems | None, stamp: tuple[int, int] | None
+) -> tuple[list[StacItem], JsonObject, FeatureItems | None]:
+    """The items and search record of the items file at `path`, whose `file_stamp` is
+    `stamp`: those `known` holds while the file is unchanged, else parsed from the file; and
+    `known`, None once the file changed."""
+    from sitsflow.catalog.search import read_item_collection
+
+    if known is not None and known.stamp != stamp:
+        known = None
+    if known is not None and known.items is not None:
+        return known.items, known.info, known
+    items, info = read_item_collection(path)
+    return items, info, known
 
 
 def file_stamp(path: str | Path) -> tuple[int, int] | None:
