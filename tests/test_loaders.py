@@ -212,6 +212,35 @@ def test_jobs_needing_a_tile_at_once_fetch_and_decode_it_once(archives, tmp_path
     assert not list((tmp_path / "cache").rglob("*.claim"))
 
 
+def test_a_tile_kept_between_the_two_looks_of_a_waiting_job_is_taken_from_the_cache():
+    """The other job keeps its tile and releases its claim just after the waiting job found
+    it not kept, before it looks at the claim: the tile is in the cache, so the waiting job
+    takes it from there rather than fetching and decoding it again (the race behind a
+    flaky count of decoded tiles in CI)."""
+    import numpy as np
+
+    from sitsflow.catalog.range_cache import TileRows
+
+    tile = TileRows(np.ones((4, 4), dtype="uint16"), 0, 4)
+
+    class KeptJustAfterTheFirstLook(RangeStore):
+        looks = 0
+
+        def cached_tile(
+            self, path: str, start: int, stop: int, rows: tuple[int, int] | None = None
+        ) -> TileRows | None:
+            self.looks += 1
+            return None if self.looks == 1 else tile
+
+        def tile_claimed(self, path: str, start: int, stop: int) -> bool:
+            return False  # released by now
+
+    reader = TileReader(store=KeptJustAfterTheFirstLook())
+    got = asyncio.run(reader._wait_for_tiles("a.tif", [(0, 0)], {(0, 0): (100, 200)}, {}))
+    assert list(got) == [(0, 0)] and got[(0, 0)] is tile
+    assert reader.tiles_waited_for == 1
+
+
 def test_a_failing_file_leaves_that_feature_to_its_own_read(archives, tmp_path):
     catalog = archives["planetary-computer"]
     settings = cube_settings(bands=BANDS)

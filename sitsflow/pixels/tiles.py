@@ -753,18 +753,28 @@ class TileReader:
     ) -> dict[tuple[int, int], TileRows]:
         """The tiles other jobs claimed (their `spans` rows), from the disk cache once they
         keep them; those whose claim went without the tile (that job failed) or that are not
-        there within CLAIM_WAIT_S are left out (this job fetches them)."""
+        there within CLAIM_WAIT_S are left out (this job fetches them).
+
+        A job keeps its tile, then releases its claim: a tile not kept at the first look and
+        no longer claimed at the second may have been kept in between, so the cache is
+        looked at once more before the tile is left out."""
         assert self.store is not None
+        store = self.store
         got: dict[tuple[int, int], TileRows] = {}
         pending, deadline = list(tiles), time.monotonic() + CLAIM_WAIT_S
         while pending and time.monotonic() < deadline:
             await asyncio.sleep(CLAIM_POLL_S)
             waiting = []
             for tile in pending:
-                kept = self.store.cached_tile(url, *ranges[tile], spans.get(tile))
+                start, stop = ranges[tile]
+                kept = store.cached_tile(url, start, stop, spans.get(tile))
+                if kept is None and not store.tile_claimed(url, start, stop):
+                    kept = store.cached_tile(url, start, stop, spans.get(tile))
+                    if kept is None:
+                        continue  # released without keeping it: this job fetches it
                 if kept is not None:
                     got[tile] = kept
-                elif self.store.tile_claimed(url, *ranges[tile]):
+                else:
                     waiting.append(tile)
             pending = waiting
         self.tiles_waited_for += len(got)
