@@ -110,6 +110,11 @@ class FeatureOutcome:
     seconds: float = 0.0
     # the feature's stage fingerprints (`stage_fingerprints`), worked out once per job
     fingerprints: dict[str, str] = field(default_factory=dict, repr=False)
+    # the fingerprints its state file records, read once per job and kept up to date with
+    # the stages run since (`process_feature`); None until read
+    recorded: dict[str, str] | None = field(default=None, repr=False)
+    # whether `recorded` differs from the state file (written once, after the last stages)
+    state_changed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -385,6 +390,8 @@ def process_feature(
     stage_runner: StageRunner = run_stage,
     stages: Sequence[str] = STAGE_NAMES,
     outcome: FeatureOutcome | None = None,
+    *,
+    last: bool = True,
 ) -> FeatureOutcome:
     """Bring one feature's files up to date, stage by stage; never raises for a stage error.
 
@@ -392,7 +399,8 @@ def process_feature(
     old output and fingerprint are removed first, so a failed stage leaves no output (like a
     failed Snakemake job) and the next run redoes it. The stage log is `logs/{stage}/{id}.log`.
     `stages` (in order) and `outcome` let a batch run the first stages of every member before
-    the rest: the outcome so far says which upstream stages ran.
+    the rest: the outcome so far says which upstream stages ran. The feature's state file is
+    written once, by the `last` of those calls (or the one where a stage failed).
     """
     started = time.perf_counter()
     fid, layout, settings = feature.fid, context.layout, context.settings
@@ -400,7 +408,7 @@ def process_feature(
     if not outcome.ok:
         return outcome
     fingerprints = _fingerprints_of(feature, settings, outcome)
-    recorded = read_fingerprints(layout.state(fid))
+    recorded = _recorded_of(feature, context, outcome)
     changed = False
     for stage in stages:
         upstream_redone = any(name in outcome.ran for name in UPSTREAM[stage])
@@ -428,11 +436,13 @@ def process_feature(
         if any(name in outcome.ran for name in UPSTREAM[stage]):
             _remove(layout.path(stage, fid))
             changed = recorded.pop(stage, None) is not None or changed
-    # Once for the stages run here. A job killed before this keeps the record of before, which
-    # cannot pass off a file as current: a removed file is missing, a remade one is newer than
-    # what reads it, and a changed setting changed its fingerprint.
-    if changed:
+    # Once for all the stages this job ran. A job killed before this keeps the record of
+    # before, which cannot pass off a file as current: a removed file is missing, a remade
+    # one is newer than what reads it, and a changed setting changed its fingerprint.
+    outcome.state_changed = outcome.state_changed or changed
+    if outcome.state_changed and (last or not outcome.ok):
         write_fingerprints(layout.state(fid), recorded)
+        outcome.state_changed = False
     outcome.seconds += time.perf_counter() - started
     return outcome
 
@@ -446,6 +456,16 @@ def _fingerprints_of(
     return outcome.fingerprints
 
 
+def _recorded_of(
+    feature: Feature, context: BatchContext, outcome: FeatureOutcome
+) -> dict[str, str]:
+    """The fingerprints the feature's state file records, read once per job and kept in its
+    outcome, which the job's stages update."""
+    if outcome.recorded is None:
+        outcome.recorded = read_fingerprints(context.layout.state(feature.fid))
+    return outcome.recorded
+
+
 def stage_will_run(
     stage: str, feature: Feature, context: BatchContext, outcome: FeatureOutcome
 ) -> bool:
@@ -455,7 +475,7 @@ def stage_will_run(
     if any(name in outcome.ran for name in UPSTREAM[stage]):
         return True
     fingerprint = _fingerprints_of(feature, context.settings, outcome)[stage]
-    recorded = read_fingerprints(context.layout.state(feature.fid))
+    recorded = _recorded_of(feature, context, outcome)
     return not stage_is_current(stage, feature.fid, context.layout, fingerprint, recorded)
 
 
@@ -687,7 +707,10 @@ def _run_batch(
     # bbox and items of every member first, then the cubes read round by round (see module)
     stages = context.settings.stages
     split = stages.index("cube")
-    progress = {f.fid: process_feature(f, context, stage_runner, stages[:split]) for f in features}
+    progress = {
+        f.fid: process_feature(f, context, stage_runner, stages[:split], last=False)
+        for f in features
+    }
     reading = [f for f in features if stage_will_run("cube", f, context, progress[f.fid])]
     rounds = plan_rounds(reading, context, batch_log) if len(reading) > 1 else []
     in_rounds = {f.fid for chunk in rounds for f in chunk}
