@@ -350,6 +350,28 @@ def test_a_batch_writes_each_feature_state_once(in_tmp, monkeypatch):
     assert "items" not in read_fingerprints(LAYOUT.state("b"))
 
 
+def test_freed_memory_goes_back_to_the_system_only_above_the_rss_bound(monkeypatch):
+    """Below the bound a batch keeps freed pages for its next round (no page faults to get
+    them again); above it, it trims the heap so its RSS does not grow round by round."""
+    import sitsflow.workflow.batch as batch_module
+
+    class FakeGlibc:
+        trims = 0
+
+        def malloc_trim(self, pad: int) -> int:
+            self.trims += 1
+            return 1
+
+    glibc = FakeGlibc()
+    monkeypatch.setattr(batch_module, "_glibc", lambda: glibc)
+    monkeypatch.setattr(batch_module, "resident_bytes", lambda: 300 * 2**20)
+    assert not batch_module.release_freed_memory(above=384 * 2**20) and glibc.trims == 0
+    monkeypatch.setattr(batch_module, "resident_bytes", lambda: 400 * 2**20)
+    assert batch_module.release_freed_memory(above=384 * 2**20) and glibc.trims == 1
+    monkeypatch.undo()
+    assert batch_module.resident_bytes() > 10 * 2**20  # this process's, from /proc
+
+
 # --------------------------------------------------------------------------------------------
 # End to end: Snakemake in batch mode
 

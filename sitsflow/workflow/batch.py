@@ -627,7 +627,19 @@ def batch_logger(log_path: str | Path | None) -> logging.Logger:
     return logger
 
 
-M_ARENA_MAX = -8  # glibc mallopt parameter
+# glibc mallopt parameters
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+# A batch's arrays (stacks, tiles, cubes and their temporaries) are 0.1 to 30 MB. With glibc's
+# defaults the heap gives back its top once twice the last large block is free, so each
+# feature touched fresh pages again: a held-out batch of 194 features made 250 000 page faults,
+# 140 000 when the heap keeps up to 128 MB free (and is not trimmed after every round), for the
+# same peak RSS (340 MB) and 1.3 to 4 ms less CPU per feature (three runs side by side).
+HEAP_MMAP_THRESHOLD = 32 * 2**20
+HEAP_TRIM_THRESHOLD = 128 * 2**20
+# Above this RSS a batch gives freed memory back after each read round (`release_freed_memory`).
+TRIM_ABOVE_RSS = 384 * 2**20
 
 
 @functools.cache
@@ -645,22 +657,38 @@ def _glibc() -> Any:
         return None
 
 
-def limit_heap_arenas(arenas: int = 2) -> None:
-    """Few malloc arenas for this job: the reader's decoding threads otherwise each get their
-    own glibc arena, whose freed pages the job keeps (about 40 MB of peak RSS on full-size
-    files, measured)."""
+def tune_heap(arenas: int = 2) -> None:
+    """Few malloc arenas for this job (the reader's decoding threads otherwise each get their
+    own glibc arena, whose freed pages the job keeps: about 40 MB of peak RSS on full-size
+    files, measured), and a heap that keeps freed memory for the next feature's arrays
+    (`HEAP_TRIM_THRESHOLD`)."""
     libc = _glibc()
     if libc is not None:
         libc.mallopt(M_ARENA_MAX, arenas)
+        libc.mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD)
 
 
-def release_freed_memory() -> None:
-    """Give the heap memory freed since the last call back to the system (glibc's
-    `malloc_trim`): a round's stacks, tiles and cubes are many mid-sized arrays whose freed
-    pages glibc otherwise keeps, so the job's RSS would grow round by round."""
+def release_freed_memory(above: int = TRIM_ABOVE_RSS) -> bool:
+    """Give the heap memory freed so far back to the system (glibc's `malloc_trim`) when the
+    job's RSS is above `above` bytes: a round's stacks, tiles and cubes are many mid-sized
+    arrays whose freed pages glibc may keep, and the job's RSS must not grow round by round.
+    Below it the pages stay for the next round (see `HEAP_TRIM_THRESHOLD`). Whether it gave
+    memory back."""
     libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
+    if libc is None or resident_bytes() <= above:
+        return False
+    libc.malloc_trim(0)
+    return True
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (0 where /proc is not there)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def run_batch(
@@ -699,7 +727,7 @@ def _run_batch(
 
     started = time.perf_counter()
     batch_log.info("batch %s: %d features", batch, len(members))
-    limit_heap_arenas()
+    tune_heap()
     features = [
         Feature(fid, shapely_wkt.loads(geometry), tuple((attributes or {}).get(fid, {}).items()))
         for fid, geometry in members.items()
