@@ -173,23 +173,22 @@ def long_timeseries(cube: Cube, settings: TimeseriesSettings) -> pd.DataFrame:
         series = window_medians(cube, variables)
         observed = observed_share(cube).round(6)
         counts = {name: np.isfinite(window_values(cube, name)).sum(axis=1) for name in variables}
-    times = pd.DatetimeIndex(cube["time"].values)
-    frames = [
-        pd.DataFrame(
-            {
-                "id": str(cube.attrs["feature_id"]),
-                "time": times,
-                "band": name,
-                "value": np.asarray(series[name], dtype=np.float32),
-                "observed": observed,
-                "n_pixels": np.asarray(counts[name], dtype=np.int64),
-            }
-        )
-        for name in variables
-    ]
-    if not frames:
+    if not variables:
         return empty_timeseries()
-    return typed(pd.concat(frames, ignore_index=True)[COLUMNS])
+    # one block of rows per variable, every time step in each: built as whole columns (a
+    # frame per variable, then concatenated, cost a batch 2 ms per feature)
+    times = pd.DatetimeIndex(cube["time"].values)
+    rows = len(times) * len(variables)
+    return pd.DataFrame(
+        {
+            "id": pd.array([str(cube.attrs["feature_id"])] * rows, dtype="string"),
+            "time": np.tile(times.values, len(variables)),
+            "band": pd.array(np.repeat(np.array(variables, dtype=object), len(times)), "string"),
+            "value": np.concatenate([np.asarray(series[n], dtype=np.float32) for n in variables]),
+            "observed": np.tile(np.asarray(observed), len(variables)),
+            "n_pixels": np.concatenate([np.asarray(counts[n], dtype=np.int64) for n in variables]),
+        }
+    )
 
 
 def to_wide(long: pd.DataFrame, variables: Sequence[str]) -> pd.DataFrame:
