@@ -140,3 +140,39 @@ def test_a_group_search_gives_each_feature_what_its_own_search_finds(tmp_path, m
         assert grouped == alone, fid
         assert grouped_info["dropped"] == alone_info["dropped"], fid
         assert grouped_info["bbox"] == alone_info["bbox"], fid
+
+
+def test_an_items_file_is_the_same_whether_its_items_json_was_made_before_or_not(tmp_path):
+    """A batch makes each group item's JSON once for every member's items file (`ItemTexts`):
+    the file is byte for byte what serialising the whole document gives, real Earth Search
+    and Planetary Computer items included, and an item not of the group is serialised as
+    it is (not taken for another)."""
+    from sitsflow.catalog.search import ItemTexts, write_item_collection
+
+    fixtures = Path(__file__).parent / "fixtures" / "stac"
+    items = [
+        *json.loads(
+            (
+                fixtures / "es_c1l2a_itemcollection_13TDE_2024-03-31_to_04-22_10dates.json"
+            ).read_text()
+        )["features"],
+        *json.loads(
+            (
+                fixtures / "pc_s2l2a_itemcollection_35MNM_2020-06-01_to_07-31_13dates.geojson"
+            ).read_text()
+        )["features"],
+    ]
+    texts = ItemTexts(items)
+    outsider = {**items[0], "id": "not-of-the-group", "properties": {"note": "é ∑"}}
+    chosen = [items[3], outsider, items[0], items[-1]]
+    info = {"catalog": "https://example.test/stac", "dropped": [{"id": "x", "reason": "y"}]}
+    for attempt in range(2):  # the second time from the texts made by the first
+        with_texts, plain = tmp_path / f"texts{attempt}.json", tmp_path / f"plain{attempt}.json"
+        write_item_collection(chosen, with_texts, info, texts)
+        write_item_collection(chosen, plain, info)
+        document = json.loads(plain.read_text())
+        document["sitsflow:search"]["searched_at"] = json.loads(with_texts.read_text())[
+            "sitsflow:search"
+        ]["searched_at"]
+        assert with_texts.read_text() == json.dumps(document, separators=(",", ":"))
+        assert read_item_collection(with_texts)[0] == chosen

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sitsflow.catalog.search import write_item_collection
+from sitsflow.catalog.search import ItemTexts, write_item_collection
 from sitsflow.core.atomic import atomic_path, atomic_write_text
 from sitsflow.core.features import AttributeValue, Feature
 from sitsflow.core.layout import (
@@ -260,12 +260,16 @@ def dataset_generation(manifest: str | Path, store: str | Path) -> int:
 
 
 @functools.lru_cache(maxsize=2)
-def _group_result(path: str, mtime_ns: int, size: int) -> tuple[list[StacItem], JsonObject]:
-    """A group's search result, parsed once for all the members of a batch (read only), keyed
-    by the file's modification time and size as well as its path."""
+def _group_result(
+    path: str, mtime_ns: int, size: int
+) -> tuple[list[StacItem], JsonObject, ItemTexts]:
+    """A group's search result, parsed once for all the members of a batch (read only), and
+    its items' JSON texts, made once; keyed by the file's modification time and size as well
+    as its path."""
     from sitsflow.catalog.search import read_item_collection
 
-    return read_item_collection(path)
+    items, info = read_item_collection(path)
+    return items, info, ItemTexts(items)
 
 
 def feature_items(
@@ -279,7 +283,7 @@ def feature_items(
 
     record = read_bbox(bbox_path)
     status = os.stat(group_path)
-    found, group_info = _group_result(group_path, status.st_mtime_ns, status.st_size)
+    found, group_info, texts = _group_result(group_path, status.st_mtime_ns, status.st_size)
     if group_info.get("error"):
         raise CatalogError(
             f"the search of its group {Path(group_path).stem} failed: {group_info['error']}",
@@ -307,7 +311,7 @@ def feature_items(
         "group": Path(group_path).stem,
         "group_searched_at": group_info.get("searched_at"),
     }
-    return items, write_item_collection(items, output, info)
+    return items, write_item_collection(items, output, info, texts)
 
 
 def items_of_feature(
