@@ -45,3 +45,17 @@ def test_the_area_is_widened_to_whole_degrees_and_bounded():
         assert _AREA.get() == (7.0, 48.0, 10.0, 51.0)
     with area_of_interest((179.6, -89.9, 179.9, -89.5)):
         assert _AREA.get() == (178.0, -90.0, 180.0, -88.0)
+
+
+def test_a_transformer_by_epsg_codes_is_the_one_of_the_same_crss_and_made_once():
+    """`epsg_transformer` (what a batch asks for a few times per feature) transforms as
+    `transformer` of the same CRSs in the same area, and is made once per codes and area."""
+    from sitsflow.core.projection import epsg_transformer
+
+    xs, ys = np.array([8.49, 8.51]), np.array([49.85, 49.86])
+    with area_of_interest((8.49, 49.85, 8.51, 49.86)):
+        by_codes = epsg_transformer(4326, 32632)
+        assert epsg_transformer(4326, 32632) is by_codes
+        expected = transformer(CRS.from_epsg(4326), CRS.from_epsg(32632)).transform(xs, ys)
+    np.testing.assert_array_equal(by_codes.transform(xs, ys), expected)
+    assert epsg_transformer(4326, 32632) is not by_codes  # outside the area: another one

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from affine import Affine
-from pyproj import CRS
 from shapely import segmentize
 from shapely.geometry.base import BaseGeometry
 
-from sitsflow.core.projection import reproject, transformer
+from sitsflow.core.projection import epsg_transformer, reproject
 
 # Densify lon/lat edges (degrees) before projecting so long edges follow the projection's curvature.
 DENSIFY_DEGREES = 0.005
@@ -71,7 +70,7 @@ class Grid:
 
     def bounds_lonlat(self) -> tuple[float, float, float, float]:
         """Bounding box of the grid in EPSG:4326, densified so it contains the whole grid."""
-        to_lonlat = transformer(CRS.from_epsg(self.epsg), CRS.from_epsg(4326))
+        to_lonlat = epsg_transformer(self.epsg, 4326)
         minx, miny, maxx, maxy = to_lonlat.transform_bounds(*self.bounds, densify_pts=21)
         return (minx, miny, maxx, maxy)
 

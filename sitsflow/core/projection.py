@@ -61,6 +61,20 @@ def _transformer(
     return Transformer.from_crs(source, target, always_xy=True, area_of_interest=chosen)
 
 
+def epsg_transformer(source: int, target: int) -> Transformer:
+    """`transformer` from EPSG `source` to EPSG `target`, cached by the codes: a batch asks
+    for one a few times per feature, and making two CRS objects and hashing them (their
+    WKT) cost more than the transform of a few points."""
+    return _epsg_transformer(source, target, _AREA.get())
+
+
+@lru_cache(maxsize=256)
+def _epsg_transformer(
+    source: int, target: int, area: tuple[float, float, float, float] | None
+) -> Transformer:
+    return _transformer(CRS.from_epsg(source), CRS.from_epsg(target), area)
+
+
 def output_epsg(crs_setting: str, geometry: BaseGeometry) -> int:
     """Resolve the `crs` config value (`utm` or `EPSG:nnnn`) for one feature's geometry."""
     if crs_setting.lower() == "utm":
@@ -73,5 +87,5 @@ def output_epsg(crs_setting: str, geometry: BaseGeometry) -> int:
 
 def reproject(geometry: BaseGeometry, source: int, target: int) -> BaseGeometry:
     """The geometry with its coordinates transformed from EPSG `source` to EPSG `target`."""
-    forward = transformer(CRS.from_epsg(source), CRS.from_epsg(target))
+    forward = epsg_transformer(source, target)
     return shapely.transform(geometry, lambda x, y: forward.transform(x, y), interleaved=False)

@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from affine import Affine
-from pyproj import CRS
 
 from sitsflow.catalog.range_cache import TileRows
 from sitsflow.catalog.ranges import Counters, RangeStore, resolve_href, without_query
@@ -46,7 +45,7 @@ from sitsflow.catalog.s3 import REQUESTER_PAYS_BUCKETS, S3Access
 from sitsflow.core.bands import CLASSIFICATION_BANDS
 from sitsflow.core.errors import AssetError
 from sitsflow.core.grid import Grid
-from sitsflow.core.projection import transformer
+from sitsflow.core.projection import epsg_transformer
 from sitsflow.core.types import StacItem
 from sitsflow.pixels.gdal_reads import GridTarget, nearest_onto, read_file_with_gdal
 from sitsflow.pixels.overviews import choose_overview, resampling_from
@@ -1081,7 +1080,7 @@ def _source_pixels(
     centres: Any = (cols, rows)  # Affine maps arrays too; its type hints say floats
     xs, ys = grid.transform @ centres
     if level.epsg != grid.epsg:
-        forward = transformer(CRS.from_epsg(grid.epsg), CRS.from_epsg(level.epsg))
+        forward = epsg_transformer(grid.epsg, level.epsg)
         xs, ys = forward.transform(xs, ys)
     source_cols, source_rows = ~level.transform @ (np.asarray(xs), np.asarray(ys))
     col = np.floor(np.asarray(source_cols) + EDGE_TOLERANCE)

@@ -284,9 +284,8 @@ def _tiles(
     class_band: bool,
     read_overviews: bool,
 ) -> tuple[int, set[tuple[int, int]], int]:
-    from pyproj import CRS
 
-    from sitsflow.core.projection import transformer
+    from sitsflow.core.projection import epsg_transformer
     from sitsflow.pixels.tiles import Level, choose_level_for
 
     levels = [
@@ -310,7 +309,7 @@ def _tiles(
     ys = np.concatenate([np.full(11, miny), miny + (maxy - miny) * steps,
                          np.full(11, maxy), miny + (maxy - miny) * steps])  # fmt: skip
     if epsg != grid.epsg:
-        xs, ys = transformer(CRS.from_epsg(grid.epsg), CRS.from_epsg(epsg)).transform(xs, ys)
+        xs, ys = epsg_transformer(grid.epsg, epsg).transform(xs, ys)
     cols, rows = ~level.transform @ (np.asarray(xs), np.asarray(ys))
     col0, col1 = max(0, int(np.floor(np.min(cols)))), min(level.width - 1, int(np.max(cols)))
     row0, row1 = max(0, int(np.floor(np.min(rows)))), min(level.height - 1, int(np.max(rows)))
