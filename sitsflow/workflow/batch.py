@@ -664,7 +664,7 @@ def tune_heap(arenas: int = 1) -> None:
     get arenas of their own: what they free (a round's decoded tiles) the main thread cannot
     reuse for the cubes, and the job keeps both (about 40 MB of peak RSS on full-size files
     with an arena per thread; with two arenas and the heap kept, a held-out batch once
-    peaked at 780 MB against its usual 340 to 380)."""
+    peaked at 780 MB against its usual 340 to 380, likely for that reason)."""
     libc = _glibc()
     if libc is not None:
         libc.mallopt(M_ARENA_MAX, arenas)

@@ -284,7 +284,6 @@ def _tiles(
     class_band: bool,
     read_overviews: bool,
 ) -> tuple[int, set[tuple[int, int]], int]:
-
     from sitsflow.core.projection import epsg_transformer
     from sitsflow.pixels.tiles import Level, choose_level_for
 
