@@ -201,6 +201,34 @@ def test_fingerprints_follow_each_stage_inputs():
     assert changed_stages(base, stage_fingerprints(POINT.wkt, median)) == {"timeseries"}
 
 
+def test_fingerprints_are_the_digests_state_files_of_earlier_runs_record():
+    """Each fingerprint is the SHA-256 of the compact, key-sorted JSON of [stage, source,
+    upstream fingerprints, the stage's settings] (the settings serialised once per job): a
+    state file written by an earlier version stays current, and the feature is not redone."""
+    import hashlib
+
+    from sitsflow.core.pipeline import STAGES as DECLARED
+
+    def digest(value: object) -> str:
+        text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    attributes = {"crop": "blé", "year": 2024, "share": 0.5, "note": None}
+    for settings in (SETTINGS, batch_settings(end="2024-11-30", bands=["B04", "B08"])):
+        for labels in (None, attributes):
+            got = stage_fingerprints(POINT.wkt, settings, labels)
+            expected: dict[str, str] = {}
+            for each in DECLARED:
+                source: object = POINT.wkt if "geometry" in each.feature_values else None
+                if "attributes" in each.feature_values and labels:
+                    source = labels
+                upstream = [expected[name] for name in each.upstream]
+                expected[each.name] = digest(
+                    [each.name, source, upstream, settings.stage_params(each.name)]
+                )
+            assert got == expected
+
+
 # --------------------------------------------------------------------------------------------
 # One feature, one batch, with a stand-in for the real stages
 

@@ -121,15 +121,22 @@ def _fill_one_series(values, day, method, max_gap_days, max_edge_days):
 
 @pytest.mark.parametrize("method", ["linear", "nearest"])
 @pytest.mark.parametrize("limits", [(None, None), (20.0, None), (None, 30.0), (40.0, 15.0)])
-def test_a_random_cube_is_filled_series_by_series_as_defined(method, limits):
+@pytest.mark.parametrize("mostly_clear", [False, True])
+def test_a_random_cube_is_filled_series_by_series_as_defined(method, limits, mostly_clear):
     """(time, band, y, x) with uneven dates, scattered and whole-date gaps: every series as
-    the one-series oracle fills it, to the bit."""
+    the one-series oracle fills it, to the bit. Mostly clear: gaps in a few series only
+    (those are then worked on apart from the others)."""
     random = np.random.default_rng(7)
     steps = 17
     offsets = np.sort(random.choice(np.arange(0, 300, 0.25), steps, replace=False))
     values = random.random((steps, 2, 6, 5)).astype(np.float32)
-    values[random.random(values.shape) < 0.3] = np.nan
-    values[4] = np.nan  # a cloudy date
+    gaps = random.random(values.shape) < 0.3
+    if mostly_clear:
+        gaps[:, :, 1:, :] = False  # 8 of 60 series have gaps (`GATHER_BELOW`)
+        gaps[:, 1, 0, 2:] = False
+    else:
+        values[4] = np.nan  # a cloudy date
+    values[gaps] = np.nan
     values[:, :, 0, 0] = np.nan  # a pixel never seen
     filled = gapfill(values, days(*offsets), method, *limits)
     day = (offsets - offsets[0]).astype(np.float64)

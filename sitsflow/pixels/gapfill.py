@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("linear", "nearest", "none")
+# When at most 1 / GATHER_BELOW of the series have a gap, only those are worked on: gathering
+# them costs more than it saves above that (26 x 3 x 101 x 101 cubes: 0.26 against 1.9 ms
+# with no gap, even at a quarter, slower beyond)
+GATHER_BELOW = 4
 
 
 def gapfill(
@@ -38,17 +42,27 @@ def gapfill(
     # (time, everything else): one column per pixel and band
     series = values.reshape(steps, -1)
     valid = np.isfinite(series)
+    # where most columns have no gap (a clear pixel's series is copied as it is), only those
+    # with one are worked on
+    columns = series.shape[1]
+    gappy = np.flatnonzero(~valid.all(axis=0))
+    if not gappy.size:
+        return filled
+    gathered = gappy.size <= columns // GATHER_BELOW
+    if gathered:
+        series, valid = series[:, gappy], valid[:, gappy]
     # per value, the step of the last valid value at or before it and of the first at or
     # after it: a running max (min) along time, step by step (numpy's accumulate along the
     # first axis of a large array is ten times slower)
     index = np.arange(steps, dtype=np.int32)[:, np.newaxis]
-    before = np.where(valid, index, -1)
-    after = np.where(valid, index, steps)
+    # (np.where with a broadcast column is eight times slower than this arithmetic)
+    before = (index + 1) * valid - 1  # step where valid, else -1
+    after = steps - (steps - index) * valid  # step where valid, else steps
     for step in range(1, steps):
         np.maximum(before[step - 1], before[step], out=before[step])
     for step in range(steps - 2, -1, -1):
         np.minimum(after[step + 1], after[step], out=after[step])
-    # the estimates are computed only where a value is missing (a few per cent of a cube)
+    # the estimates are computed only where a value is missing
     positions = np.flatnonzero(~valid & ((before >= 0) | (after < steps)))
     missing_step, column = np.divmod(positions, series.shape[1])
     step_before, step_after = before.reshape(-1)[positions], after.reshape(-1)[positions]
@@ -79,7 +93,13 @@ def gapfill(
         fillable &= gap <= max_gap_days
     if max_edge_days is not None:
         fillable &= inside | (gap <= max_edge_days)
-    filled.reshape(-1)[positions[fillable]] = estimate[fillable].astype(np.float32)
+    # back to the cube's flat positions
+    target = (
+        missing_step[fillable] * columns + gappy[column[fillable]]
+        if gathered
+        else positions[fillable]
+    )
+    filled.reshape(-1)[target] = estimate[fillable].astype(np.float32)
     return filled
 
 

@@ -298,27 +298,40 @@ def batch_generations(
 # Fingerprints and state
 
 
-def _digest(value: object) -> str:
-    text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
 def stage_fingerprints(
     wkt: str, settings: BatchSettings, attributes: Mapping[str, object] | None = None
 ) -> dict[str, str]:
     """Each stage's fingerprint: its config values, its upstream stages' fingerprints, (bbox)
     the feature's geometry and (cube, which records them) its attributes. Equal fingerprints
     mean the same inputs and parameters."""
+    params = _stage_params_json(settings)
     fingerprints: dict[str, str] = {}
     for each in STAGES:
         upstream = [fingerprints[name] for name in each.upstream]
         source: object = wkt if "geometry" in each.feature_values else None
         if "attributes" in each.feature_values and attributes:  # none: as a run without them
             source = dict(attributes)
-        fingerprints[each.name] = _digest(
-            [each.name, source, upstream, settings.stage_params(each.name)]
-        )
+        # the JSON text of [name, source, upstream, params], its params serialised once per job
+        text = f"[{_json([each.name, source, upstream])[1:-1]},{params[each.name]}]"
+        fingerprints[each.name] = hashlib.sha256(text.encode()).hexdigest()[:20]
     return fingerprints
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+
+
+# settings -> each stage's params as JSON text: the same for every feature of a job (the
+# settings object is kept with them, so that its id is not reused)
+_PARAMS_JSON: dict[int, tuple[BatchSettings, dict[str, str]]] = {}
+
+
+def _stage_params_json(settings: BatchSettings) -> dict[str, str]:
+    cached = _PARAMS_JSON.get(id(settings))
+    if cached is None or cached[0] is not settings:
+        texts = {each.name: _json(settings.stage_params(each.name)) for each in STAGES}
+        cached = _PARAMS_JSON[id(settings)] = (settings, texts)
+    return cached[1]
 
 
 def read_fingerprints(path: str | Path) -> dict[str, str]:
