@@ -121,22 +121,28 @@ def _fill_one_series(values, day, method, max_gap_days, max_edge_days):
 
 @pytest.mark.parametrize("method", ["linear", "nearest"])
 @pytest.mark.parametrize("limits", [(None, None), (20.0, None), (None, 30.0), (40.0, 15.0)])
-@pytest.mark.parametrize("mostly_clear", [False, True])
-def test_a_random_cube_is_filled_series_by_series_as_defined(method, limits, mostly_clear):
+@pytest.mark.parametrize("gaps", ["scattered", "mostly clear", "clouds", "few clouds"])
+def test_a_random_cube_is_filled_series_by_series_as_defined(method, limits, gaps):
     """(time, band, y, x) with uneven dates, scattered and whole-date gaps: every series as
-    the one-series oracle fills it, to the bit. Mostly clear: gaps in a few series only
-    (those are then worked on apart from the others)."""
+    the one-series oracle fills it, to the bit. Mostly clear: gaps in a few series only (those
+    are then worked on apart from the others). Clouds: every band of a pixel missing together
+    (each pixel's steps and weights then serve all its bands); few clouds: over 6 of 30
+    pixels."""
     random = np.random.default_rng(7)
     steps = 17
     offsets = np.sort(random.choice(np.arange(0, 300, 0.25), steps, replace=False))
     values = random.random((steps, 2, 6, 5)).astype(np.float32)
-    gaps = random.random(values.shape) < 0.3
-    if mostly_clear:
-        gaps[:, :, 1:, :] = False  # 8 of 60 series have gaps (`GATHER_BELOW`)
-        gaps[:, 1, 0, 2:] = False
+    missing = random.random(values.shape) < 0.3
+    if gaps == "mostly clear":
+        missing[:, :, 1:, :] = False  # 7 of 60 series have gaps (`GATHER_BELOW`)
+        missing[:, 1, 0, 2:] = False
+    elif gaps in ("clouds", "few clouds"):
+        missing[:, 1] = missing[:, 0]
+        if gaps == "few clouds":
+            missing[:, :, 1:, :] = False
     else:
         values[4] = np.nan  # a cloudy date
-    values[gaps] = np.nan
+    values[missing] = np.nan
     values[:, :, 0, 0] = np.nan  # a pixel never seen
     filled = gapfill(values, days(*offsets), method, *limits)
     day = (offsets - offsets[0]).astype(np.float64)
