@@ -94,7 +94,8 @@ def mosaic_by_solar_day(
         if len(order) == 1:  # most days: one item, its class wherever it has data
             only = order[0]
             observed = clear[only]
-            chosen = np.where(observed | np.isfinite(classification[only]), 0, -1)
+            # the pixels it gives: wherever it has data (no array of choices to count)
+            pixels = np.array([np.count_nonzero(observed | np.isfinite(classification[only]))])
             mosaic.classification[step] = classification[only]
             bands = reflectance[only]
         else:
@@ -105,13 +106,13 @@ def mosaic_by_solar_day(
             picked = np.take_along_axis(layers, source, axis=0)[0]
             bands = np.take_along_axis(reflectance[order], source[np.newaxis], axis=0)[0]
             mosaic.classification[step] = np.where(chosen >= 0, picked, np.float32(np.nan))
+            pixels = np.bincount(chosen[chosen >= 0], minlength=len(order))
         np.copyto(mosaic.reflectance[step], bands, where=observed[np.newaxis])
         mosaic.observed[step] = observed
         first = moments[members[0]]
         if first.tzinfo is not None:  # in UTC; a datetime without an offset is UTC already
             first = first.astimezone(UTC).replace(tzinfo=None)
         mosaic.times[step] = np.datetime64(first, "ns")
-        pixels = np.bincount(chosen[chosen >= 0], minlength=len(order))
         mosaic.step_items.append(
             [
                 {"id": items[index]["id"], "pixels": int(pixels[position])}
