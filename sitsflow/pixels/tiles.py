@@ -646,14 +646,6 @@ class TileReader:
             level = levels[chosen]
             by_level.setdefault(chosen, []).append((target, self._pixel_map(level, target.grid)))
         nodata = tiff.ifds[0].gdal_nodata
-        value = (
-            np.float32(float(nodata))
-            if nodata is not None and nodata.strip().lower() not in ("", "nan")
-            else None
-        )
-        # the targets placed from a tile holding the nodata value: only those are looked at
-        # for it (most tiles of a scene hold none)
-        with_nodata: list[GridTarget] = []
         for chosen, placements in by_level.items():
             level = levels[chosen]
             counts = tiff.ifds[level.index].tile_byte_counts or []
@@ -677,19 +669,14 @@ class TileReader:
             held = await self._budget.acquire(size)
             try:
                 found = await self._tiles(tiff, url, level, wanted, spans)
-                holding = (
-                    {key for key, kept in found.items() if (kept.values == value).any()}
-                    if value is not None
-                    else set()
-                )
                 for target, pixels in placements:
                     self.tiles_placed += _place(target.out, pixels, level, found)
-                    if holding and not holding.isdisjoint(pixels.by_tile):
-                        with_nodata.append(target)
             finally:
                 await self._budget.release(held)
-        for target in with_nodata:
-            target.out[target.out == value] = np.nan
+        if nodata is not None and nodata.strip().lower() not in ("", "nan"):
+            value = np.float32(float(nodata))
+            for target in targets:
+                target.out[target.out == value] = np.nan
 
     async def _tiles(
         self,
