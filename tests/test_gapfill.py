@@ -68,6 +68,15 @@ def test_multidimensional_matches_per_pixel_numpy_interp():
             np.testing.assert_allclose(filled[:, j, i], expected, rtol=1e-5)
 
 
+def test_a_cube_without_values_comes_back_as_it_is():
+    """No band (a run of class bands only), no pixel or no date: nothing to fill."""
+    times = days(0, 10, 20)
+    for shape in [(3, 0, 4, 4), (3, 2, 0, 4), (3, 0), (0, 2, 4, 4)]:
+        values = np.full(shape, np.nan, np.float32)
+        filled = gapfill(values, times[: shape[0]])
+        assert filled.shape == shape and filled is not values
+
+
 def test_unknown_method_rejected():
     with pytest.raises(ValueError, match="cubic"):
         gapfill(np.array([1.0]), days(0), method="cubic")

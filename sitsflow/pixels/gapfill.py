@@ -35,7 +35,7 @@ def gapfill(
         raise ValueError(f"gap-fill method {method!r} not in {METHODS}")
     values = np.asarray(values, dtype=np.float32)
     filled = values.copy()
-    if method == "none" or values.shape[0] == 0:
+    if method == "none" or values.size == 0:  # (no band: a cube of classes only)
         return filled
     days = _days(times)
     steps = values.shape[0]
