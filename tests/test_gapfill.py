@@ -135,7 +135,7 @@ def test_a_random_cube_is_filled_series_by_series_as_defined(method, limits, gap
     """(time, band, y, x) with uneven dates, scattered and whole-date gaps: every series as
     the one-series oracle fills it, to the bit. Mostly clear: gaps in a few series only (those
     are then worked on apart from the others). Clouds: every band of a pixel missing together
-    (each pixel's steps and weights then serve all its bands); few clouds: over 6 of 30
+    (each pixel's steps and weights then serve all its bands); few clouds: over 5 of 30
     pixels."""
     random = np.random.default_rng(7)
     steps = 17
