@@ -145,40 +145,6 @@ def assert_same_cubes(together: dict[str, xr.Dataset], alone: dict[str, xr.Datas
         xr.testing.assert_identical(together[fid], alone[fid])
 
 
-def test_a_job_decodes_its_tiles_on_one_pool_of_its_threads(archives, monkeypatch):
-    """Every tile decodes with the job's one decoder registry, on its one pool of
-    DECODE_THREADS threads (its rule's `threads: 1`), not on async-tiff's default pool of a
-    thread per CPU of the machine; the cubes are those read alone."""
-    import async_tiff
-
-    import sitsflow.pixels.tiles as tiles
-
-    near = {name: Point(8.4914 + i * 4e-4, 49.8544) for i, name in enumerate("ab")}
-    settings = cube_settings(bands=BANDS)
-    records, items, alone = read_alone(archives["planetary-computer"], near, "utm", settings)
-    pools: list[int] = []
-    pool = async_tiff.ThreadPool
-    monkeypatch.setattr(
-        async_tiff, "ThreadPool", lambda threads: pools.append(threads) or pool(threads)
-    )
-    options = tiles._decode_options
-    calls: list[dict] = []
-    monkeypatch.setattr(tiles, "_decode_options", lambda: calls.append(options()) or calls[-1])
-    options.cache_clear()
-    try:
-        with TileReader() as reader:
-            together = {
-                fid: make_cube(records[fid], items[fid], {}, settings, loader=reader)
-                for fid in near
-            }
-    finally:
-        options.cache_clear()
-    assert pools == [tiles.DECODE_THREADS] == [1]
-    assert calls and all(call is calls[0] for call in calls)  # made once
-    assert isinstance(calls[0]["pool"], pool)
-    assert_same_cubes(together, alone)
-
-
 def test_later_rounds_reuse_each_files_parsed_header_and_give_the_same_cubes(archives, monkeypatch):
     """A batch reads its features in rounds that open the same files again: each file's
     header is parsed once per reader, and the cubes of the later rounds equal those read

@@ -52,7 +52,7 @@ from sitsflow.pixels.overviews import choose_overview, resampling_from
 from sitsflow.pixels.stack import ItemStack
 
 if TYPE_CHECKING:
-    from async_tiff import TIFF, ImageFileDirectory
+    from async_tiff import TIFF, DecoderRegistry, ImageFileDirectory
 
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,6 @@ CLAIM_WAIT_S = 10.0
 # files again in the next round): a few kilobytes each (a 10980 px COG's directories and tile
 # offsets), so at most this many.
 KEPT_HEADERS = 1024
-# Threads decoding a job's tiles (`_decode_options`): one, as each job is one thread to Snakemake
-# (and GDAL reads with one); the job's main thread works on while they decode.
-DECODE_THREADS = 1
 # What sitsflow's reader decodes itself (TIFF codes): anything else goes to GDAL.
 DECODED_COMPRESSIONS = {1: "none", 5: "LZW", 8: "DEFLATE", 32946: "DEFLATE", 50000: "ZSTD"}
 DECODED_PREDICTORS = (None, 1, 2)  # none, horizontal differencing
@@ -1204,29 +1201,21 @@ def _warp_in_memory(
 
 
 @functools.cache
-def _decode_options() -> dict[str, Any]:
-    """What every tile's decode gets, made once per job:
+def _decoders() -> DecoderRegistry:
+    """async-tiff's decoders, made once per job: without a registry, each decode makes its
+    own (measured on 512 x 512 DEFLATE tiles: 3.7 against 3.3 ms of CPU per tile)."""
+    from async_tiff import DecoderRegistry
 
-    * `decoder_registry`: async-tiff's decoders; without one, each decode makes its own
-      (measured on 512 x 512 DEFLATE tiles: 3.7 against 3.3 ms of CPU per tile);
-    * `pool`: the threads that decode, DECODE_THREADS of them. async-tiff's default pool has
-      a thread per CPU of the machine: 64 jobs of one thread each (their rule's `threads: 1`)
-      on a 64-core node would run 4 096 decoding threads. Fewer threads also spin less
-      between tiles: 3.2 against 3.4 s of CPU on other threads than the main one for a
-      194-feature held-out batch (1 024 tiles), in three pairs.
-    """
-    from async_tiff import DecoderRegistry, ThreadPool
-
-    return {"decoder_registry": DecoderRegistry(), "pool": ThreadPool(DECODE_THREADS)}
+    return DecoderRegistry()
 
 
 async def _fetch(tiff: TIFF, level: Level, tiles: list[tuple[int, int]]) -> list[np.ndarray]:
     """The decoded tiles (2-D arrays) of `level` at (col, row); TileDecodeError naming the
     first tile that does not decode."""
     fetched = await tiff.fetch_tiles(tiles, level.index)
-    options = _decode_options()
+    registry = _decoders()
     decoded = await asyncio.gather(
-        *(tile.decode(**options) for tile in fetched), return_exceptions=True
+        *(tile.decode(decoder_registry=registry) for tile in fetched), return_exceptions=True
     )
     for (col, row), outcome in zip(tiles, decoded, strict=True):
         if isinstance(outcome, BaseException):
