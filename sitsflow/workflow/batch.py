@@ -321,8 +321,8 @@ def _json(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
 
 
-# settings -> each stage's params as JSON text: the same for every feature of a job (the
-# settings object is kept with them, so that its id is not reused)
+# the last settings asked for -> each stage's params as JSON text: the same for every feature
+# of a job, which has one settings object (kept with them, so that its id is not reused)
 _PARAMS_JSON: dict[int, tuple[BatchSettings, dict[str, str]]] = {}
 
 
@@ -330,6 +330,7 @@ def _stage_params_json(settings: BatchSettings) -> dict[str, str]:
     cached = _PARAMS_JSON.get(id(settings))
     if cached is None or cached[0] is not settings:
         texts = {each.name: _json(settings.stage_params(each.name)) for each in STAGES}
+        _PARAMS_JSON.clear()  # one entry: a process making many settings keeps none of them
         cached = _PARAMS_JSON[id(settings)] = (settings, texts)
     return cached[1]
 
