@@ -49,6 +49,25 @@ def test_each_pixel_takes_every_band_and_its_class_from_one_clear_item():
     assert mosaic.step_items == [[{"id": "A", "pixels": 2}, {"id": "B", "pixels": 1}]]
 
 
+def test_a_day_of_one_item_gives_the_pixels_it_has_data_for():
+    """One item a day: every pixel where it has data (clear or not) comes from it and is
+    counted in `step_items`; a day where it has none lists no item."""
+    items = [item("A", "2024-05-01T10:30:00Z", 50), item("B", "2024-05-06T10:30:00Z", 10)]
+    nan = np.nan
+    reflectance = np.array(
+        [
+            [[[0.10, 0.11, nan]], [[0.30, 0.31, nan]]],  # A: data in two pixels
+            [[[nan, nan, nan]], [[nan, nan, nan]]],  # B: none
+        ],
+        dtype=np.float32,
+    )
+    classification = np.array([[[CLOUD, CLEAR, nan]], [[nan, nan, nan]]], np.float32)
+    clear = clear_pixels(classification, (0, 1, 3, 8, 9, 10)) & np.isfinite(reflectance).all(1)
+    mosaic = mosaic_by_solar_day(reflectance, classification, clear, items, longitude=5.0)
+    assert mosaic.step_items == [[{"id": "A", "pixels": 2}], []]
+    np.testing.assert_array_equal(mosaic.observed[:, 0], [[False, True, False], [False] * 3])
+
+
 def test_order_within_a_day():
     items = [item("c", "t2", 5), item("b", "t1", 30), item("a", "t1", 30), item("d", "t0", 1)]
     coverage = np.array([10, 20, 20, 5])
