@@ -92,6 +92,8 @@ DEFAULT_OUT = {
 }
 SEED_PYTHON = REPO / ".venv-seed" / "bin" / "python"
 TOOLS = ("sitsflow", "seed", "notebook", "odc", "floor")
+# sitsflow runs: the default config, or another setting (`tile_aware.py --tools sitsflow-zstd`)
+SITSFLOW_RUNS: dict[str, tuple[str, ...]] = {"sitsflow": (), "sitsflow-zstd": ("compression=zstd",)}
 TOOL_LABELS = {
     "sitsflow": "sitsflow (snakemake --cores 2)",
     "seed": "(s) seed, sits 0.8.0 tutorial",
@@ -258,13 +260,14 @@ def tool_command(
     tool: str, url: str, workdir: Path, cores: int, vector: Path, seed_python: Path
 ) -> list[str]:
     """The command line of one tool run in `workdir`."""
-    if tool == "sitsflow":  # as a user runs it: the default config, vector and catalog set
+    if tool in SITSFLOW_RUNS:  # as a user runs it: the default config, vector and catalog set
         (workdir / "config").mkdir()
         (workdir / "config" / "config.yaml").write_text(CONFIG.read_text())
         return [
             sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
             "--directory", str(workdir), "--cores", str(cores),
-            "--config", f"vector={vector}", f"catalog={url}", "--quiet", "all",
+            "--config", f"vector={vector}", f"catalog={url}", *SITSFLOW_RUNS[tool],
+            "--quiet", "all",
         ]  # fmt: skip
     if tool == "seed":
         return [
@@ -346,7 +349,10 @@ def run_to_end(
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
-OUTPUT_DIRS = {"sitsflow": "results/cubes", "seed": "cubes", "notebook": "cubes", "odc": "cubes"}
+OUTPUT_DIRS = {
+    **dict.fromkeys(SITSFLOW_RUNS, "results/cubes"),
+    **dict.fromkeys(("seed", "notebook", "odc"), "cubes"),
+}
 
 
 def check_outputs(tool: str, workdir: Path, sample: int = 60) -> dict[str, Any]:
@@ -421,10 +427,9 @@ def run_tool(spec: RunSpec, server: StatsServer, latency_ms: float, repeat: int)
         peaks, cpu_by_job, count = peak_rss_by_job(rss_log)
         error = "" if result.returncode == 0 else (result.stdout[-2000:] + result.stderr[-4000:])
         outputs = check_outputs(spec.tool, workdir) if result.returncode == 0 else {}
-        read_cpu = read_cpu_per_file(workdir / "logs") if spec.tool == "sitsflow" else None
-        decoded, cache_peak = (
-            reader_totals(workdir / "logs") if spec.tool == "sitsflow" else (None, None)
-        )
+        ours = spec.tool in SITSFLOW_RUNS
+        read_cpu = read_cpu_per_file(workdir / "logs") if ours else None
+        decoded, cache_peak = reader_totals(workdir / "logs") if ours else (None, None)
         return Run(
             tool=spec.tool,
             latency_ms=latency_ms,

@@ -2,7 +2,8 @@
 peer, with the issue's targets checked.
 
     .venv/bin/python benchmarks/tile_aware.py ARCHIVE [ARCHIVE ...] [--latency-ms 50]
-        [--tools sitsflow floor rasteret] [--cores 2] [--out results/benchmarks/tile_aware.json]
+        [--tools sitsflow floor rasteret sitsflow-zstd] [--cores 2]
+        [--out results/benchmarks/tile_aware.json]
 
 Each ARCHIVE is a full-size archive written by `benchmarks/full_archive.py` (Earth Search's COG
 layout, or a variant: `--block-size`, `--clusters`, `--cluster-sigma-m`, other tiles); its
@@ -12,6 +13,7 @@ process with `--latency-ms` per request, and each tool runs in a fresh directory
 
 * sitsflow: `snakemake --cores 2` with the default config (`batch_size: auto`, the run-wide
   range cache, no quicklooks in batch mode), only `vector` and `catalog` set;
+* sitsflow-zstd (only when named in `--tools`): the same with `compression=zstd`;
 * floor: `benchmarks/floor_reference.py`, the needed tiles fetched (32 in flight) and decoded
   once each, nothing else;
 * rasteret: `benchmarks/rasteret_reference.py` in its own environment (`.venv-rasteret`,
@@ -65,6 +67,8 @@ REPO = Path(__file__).resolve().parent.parent
 RASTERET_PYTHON = REPO / ".venv-rasteret" / "bin" / "python"
 DEFAULT_OUT = REPO / "results" / "benchmarks" / "tile_aware.json"
 TOOLS = ("sitsflow", "floor", "rasteret")
+# also run on request: sitsflow with `compression: zstd` (its targets are not checked)
+OPTIONAL_TOOLS = ("sitsflow-zstd",)
 CACHE_BOUND_MB = 4000.0  # the schema's range_cache.max_gb
 
 
@@ -150,7 +154,7 @@ def _cell(value: float | None, form: str) -> str:
 
 def table(results: dict[str, dict[str, dict[str, Any]]], bounds: dict[str, dict]) -> str:
     header = (
-        f"{'archive':<16} {'tool':<9} {'N':>6} {'wall s':>7} {'x floor':>7} {'CPU s':>7} "
+        f"{'archive':<16} {'tool':<13} {'N':>6} {'wall s':>7} {'x floor':>7} {'CPU s':>7} "
         f"{'CPU/f':>6} {'decoded':>8} {'beyond/f':>8} {'MB':>8} {'x dist':>6} {'req':>6} "
         f"{'x rng':>6} {'RSS MB':>6} {'cache MB':>8}"
     )
@@ -158,7 +162,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]], bounds: dict[str, dict]
     for archive, rows in results.items():
         for tool, r in rows.items():
             lines.append(
-                f"{archive:<16} {tool:<9} {r['features']:>6} {r['wall_s']:7.1f} "
+                f"{archive:<16} {tool:<13} {r['features']:>6} {r['wall_s']:7.1f} "
                 f"{_cell(r['x_floor'], '7.2f')} {r['cpu_s']:7.1f} "
                 f"{r['cpu_per_feature_s']:6.3f} {_cell(r['tiles_decoded'], '8d')} "
                 f"{_cell(r['beyond_decode_per_feature_s'], '8.3f')} {r['mb']:8.1f} "
@@ -229,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("archives", nargs="+", type=Path, help="full_archive.py directories")
     parser.add_argument("--latency-ms", type=float, default=50)
-    parser.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS))
+    parser.add_argument("--tools", nargs="+", choices=TOOLS + OPTIONAL_TOOLS, default=list(TOOLS))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--timeout-s", type=float)
     parser.add_argument(
@@ -272,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 done[tool] = run
                 runs.append({"archive": name, **asdict(run)})
                 print(
-                    f"{name}: {tool:<9} {run.wall_s:7.1f} s  CPU {run.cpu_s:7.1f} s  "
+                    f"{name}: {tool:<13} {run.wall_s:7.1f} s  CPU {run.cpu_s:7.1f} s  "
                     f"{'ok' if run.ok else 'FAILED ' + run.error[-300:]}",
                     flush=True,
                 )

@@ -43,6 +43,45 @@ def test_patch_larger_than_max_pixels():
         check_config(config)
 
 
+def test_zstd_is_refused_when_the_netcdf_library_cannot_write_it(monkeypatch):
+    import netCDF4
+
+    config = default_config()
+    config["compression"] = "zstd"
+    check_config(config)  # this environment's netCDF4 writes zstd
+    monkeypatch.setattr(netCDF4, "__has_zstandard_support__", 0)
+    with pytest.raises(InputError, match="'compression'.*built without zstd; use compression zlib"):
+        check_config(config)
+    config["format"] = "zarr"  # Zarr stores keep Zarr's own codec
+    check_config(config)
+
+
+def test_zstd_is_refused_when_hdf5_does_not_find_its_plugin():
+    """An `HDF5_PLUGIN_PATH` set elsewhere (as cluster modules do) hides the plugin netCDF4's
+    wheels bring: the parse says so, instead of every cube failing."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+from sitsflow.core.errors import InputError
+from sitsflow.workflow.config import check_config
+from tests.conftest import default_config
+config = default_config()
+config["compression"] = "zstd"
+try:
+    check_config(config)
+except InputError as exc:
+    print(exc)
+"""
+    env = {**os.environ, "HDF5_PLUGIN_PATH": "/nonexistent"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env
+    )
+    assert "'compression'" in done.stdout
+    assert "HDF5_PLUGIN_PATH (now '/nonexistent')" in done.stdout, done.stdout
+
+
 @pytest.mark.parametrize(
     "cql2_filter",
     [

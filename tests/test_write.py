@@ -175,6 +175,54 @@ def test_gridded_variables_are_deflated_at_level_3_with_shuffle(tmp_path):
             assert (filters["zlib"], filters["complevel"], filters["shuffle"]) == (True, 3, True)
 
 
+@pytest.mark.parametrize("by_xarray", [False, True], ids=["netcdf4", "xarray"])
+def test_zstd_cubes_hold_exactly_what_zlib_cubes_hold(tmp_path, by_xarray):
+    """`compression: zstd`: the same file but for its gridded variables' codec (zstd level 1;
+    netCDF4 shuffles only for zlib), and the same values when read back."""
+    from sitsflow.outputs.write import open_cube
+
+    cube = make_cube(4)
+    paths = {codec: tmp_path / f"{codec}.nc" for codec in ("zlib", "zstd")}
+    for codec, path in paths.items():
+        if by_xarray:
+            write_netcdf(cube.to_dataset(), path, codec)
+        else:
+            write_netcdf_arrays(cube, path, codec)
+    zlib, zstd = layout(paths["zlib"]), layout(paths["zstd"])
+    assert zstd["attributes"] == zlib["attributes"]
+    compressed = []
+    for ours, theirs in zip(zstd["variables"], zlib["variables"], strict=True):
+        assert ours[:4] + ours[5:] == theirs[:4] + theirs[5:]
+        assert not ours[4]["zlib"], ours
+        if theirs[4]["zlib"]:
+            compressed.append(ours[0])
+            assert (ours[4]["zstd"], ours[4]["complevel"], ours[4]["shuffle"]) == (True, 1, False)
+    assert compressed == ["B04", "B08", "SCL", "observed", "inside"]
+    with open_cube(paths["zlib"]) as expected, open_cube(paths["zstd"]) as written:
+        assert written.identical(expected)
+    assert paths["zstd"].stat().st_size < paths["zlib"].stat().st_size
+
+
+def test_the_cube_stage_writes_the_configured_codec(netcdf_run, tmp_path):
+    """`compression` reaches the file the cube stage writes; a Zarr run carries none, so that
+    editing it reruns nothing there."""
+    from sitsflow.testing.settings import cube_settings, settings_for
+    from sitsflow.workflow.stages import build_cube
+    from tests.helpers import BANDS
+
+    output = tmp_path / "p1.nc"
+    build_cube(
+        str(netcdf_run / "results/bbox/p1.geojson"),
+        str(netcdf_run / "results/items/p1.json"),
+        cube_settings(bands=BANDS, compression="zstd"),
+        str(output),
+    )
+    with netCDF4.Dataset(output) as nc:
+        assert nc["B04"].filters()["zstd"] and not nc["B04"].filters()["zlib"]
+    assert settings_for().cube.compression == "zlib"
+    assert settings_for(format="zarr", compression="zstd").cube.compression is None
+
+
 @pytest.mark.parametrize("epsg", [32632, 3035, 32632])  # 32632 again: from the job's cache
 def test_the_grid_mapping_is_what_rioxarray_writes(epsg):
     """`add_grid_mapping` (CRS attributes worked out once per CRS in a job) writes what

@@ -23,6 +23,7 @@ OnMissingAsset = Literal["error", "skip"]
 S3AccessMode = Literal["auto", "http"]
 LoaderName = Literal["sitsflow", "stackstac"]
 CubeFormat = Literal["netcdf", "zarr"]
+CubeCompression = Literal["zlib", "zstd"]
 TimeseriesMethod = Literal["pixel", "median"]
 PolygonMethod = Literal["median", "mean"]
 TimeseriesLayout = Literal["long", "wide"]
@@ -293,6 +294,8 @@ class CubeSettings(StageSettings):
     shape the time axis; `composite` is None without a time step, so that editing it reruns
     nothing then. The axis runs over the search's `start`..`end`, which the cube reads from
     its items' search record (a change of either reruns the search and the cubes anyway).
+    `compression` is the netCDF codec, None for Zarr stores (which keep Zarr's own), so that
+    editing it reruns nothing there.
     """
 
     collection: str | tuple[str, ...]
@@ -313,6 +316,7 @@ class CubeSettings(StageSettings):
     read_overviews: bool
     loader: LoaderName
     reads: ReadSettings
+    compression: CubeCompression | None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> CubeSettings:
@@ -342,6 +346,7 @@ class CubeSettings(StageSettings):
             read_overviews=bool(config["read_overviews"]),
             loader=cast(LoaderName, config["loader"]),
             reads=ReadSettings.from_config(config),
+            compression=cast(CubeCompression | None, config["compression"]),
         )
 
     @property
@@ -386,6 +391,12 @@ class DemoSettings(StageSettings):
         return cls(layout=cast(DemoLayout, demo["layout"]), seed=int(demo["seed"]))
 
 
+def cube_without_codec(config: Mapping[str, Any]) -> CubeSettings:
+    """The cube settings of a run writing Zarr stores, which keep Zarr's own codec: no
+    `compression`, so that editing it reruns nothing."""
+    return dataclasses.replace(CubeSettings.from_config(config), compression=None)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of a run, by stage."""
@@ -411,6 +422,7 @@ class Settings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         batch_size = config["batch_size"]
+        netcdf = config["format"] == "netcdf"
         return cls(
             vector=str(config["vector"]),
             id_column=str(config["id_column"]),
@@ -418,7 +430,7 @@ class Settings:
             grid=GridSettings.from_config(config),
             search=SearchSettings.from_config(config),
             stac=StacSettings.from_config(config),
-            cube=CubeSettings.from_config(config),
+            cube=CubeSettings.from_config(config) if netcdf else cube_without_codec(config),
             timeseries=TimeseriesSettings.from_config(config),
             format=cast(CubeFormat, config["format"]),
             dataset=bool(config["dataset"]),

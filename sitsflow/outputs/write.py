@@ -11,15 +11,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sitsflow.core.atomic import atomic_path, replace_directory, temporary_for
+from sitsflow.core.settings import CubeCompression
 from sitsflow.pixels.cube_model import GRID_MAPPING, CubeArrays
 
 if TYPE_CHECKING:
     import xarray as xr
 
 CHUNK_TIME, CHUNK_XY = 64, 256
-# zlib level 3 (with shuffle): on sitsflow cubes both faster (11 against 14 ms per cube) and
-# smaller (167 against 179 kB) than level 4, where zlib switches to lazy matching
-COMPRESSION = {"zlib": True, "complevel": 3, "shuffle": True}
+# Each codec of config `compression`. zlib level 3 with byte shuffle: on sitsflow cubes both
+# faster (11 against 14 ms per cube) and smaller (167 against 179 kB) than level 4, where zlib
+# switches to lazy matching; its levels 1 and 2 are no faster on them. zstd level 1 (netCDF4
+# shuffles only for zlib): on 32 x 101 x 101 held-out cubes of three bands 5.3 ms and 128 kB,
+# against zlib's 20.7 ms and 216 kB (level 3: 9.8 ms, 109 kB). See docs/scaling.md.
+CODECS: dict[CubeCompression, dict[str, object]] = {
+    "zlib": {"compression": "zlib", "complevel": 3, "shuffle": True},
+    "zstd": {"compression": "zstd", "complevel": 1, "shuffle": False},
+}
+DEFAULT_CODEC: CubeCompression = "zlib"
 
 
 def storage_chunks(dims: tuple[str, ...], shape: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -62,11 +70,13 @@ def _time_encoding(times: np.ndarray) -> dict[str, str]:
     return {**TIME_ENCODING, "units": f"{finest} since 1970-01-01"}
 
 
-def write_netcdf(dataset: xr.Dataset, path: str | Path) -> None:
-    """Write with zlib compression and (time, y, x) chunks; rename into place when complete."""
+def write_netcdf(
+    dataset: xr.Dataset, path: str | Path, codec: CubeCompression = DEFAULT_CODEC
+) -> None:
+    """Write with `codec` (`CODECS`) and (time, y, x) chunks; rename into place when complete."""
     for name, chunks in _chunks(dataset).items():
         encoding: dict[str, object] = {
-            **COMPRESSION,
+            **CODECS[codec],
             "_FillValue": _fill_value(dataset[name].dtype),
         }
         if chunks:
@@ -77,8 +87,11 @@ def write_netcdf(dataset: xr.Dataset, path: str | Path) -> None:
         dataset.to_netcdf(temporary, engine="netcdf4", format="NETCDF4")
 
 
-def write_netcdf_arrays(cube: CubeArrays, path: str | Path) -> None:
-    """Write `cube` with netCDF4 itself: the file `write_netcdf(cube.to_dataset(), path)` writes
+def write_netcdf_arrays(
+    cube: CubeArrays, path: str | Path, codec: CubeCompression = DEFAULT_CODEC
+) -> None:
+    """Write `cube` with netCDF4 itself: the file `write_netcdf(cube.to_dataset(), path, codec)`
+    writes
     (same variables, attributes, types, chunks and compression, in the same order), without
     xarray. Times that are not whole milliseconds (xarray would pick finer units), variables
     off the grid and coordinates besides the grid's (a run with Landsat's `platform`) go
@@ -88,7 +101,7 @@ def write_netcdf_arrays(cube: CubeArrays, path: str | Path) -> None:
     off_grid = any(entry.dims not in GRIDDED_DIMS for entry in cube.variables.values())
     off_grid |= bool(set(cube.coords) - {"time", "y", "x", GRID_MAPPING})  # `platform`
     if off_grid or (milliseconds != times).any():
-        write_netcdf(cube.to_dataset(), path)
+        write_netcdf(cube.to_dataset(), path, codec)
         return
     import netCDF4
 
@@ -102,7 +115,7 @@ def write_netcdf_arrays(cube: CubeArrays, path: str | Path) -> None:
             fill = _fill_value(entry.data.dtype)
             chunks = storage_chunks(entry.dims, entry.data.shape)
             attrs = {**entry.attrs, **({"grid_mapping": GRID_MAPPING} if name in gridded else {})}
-            _write_variable(nc, name, entry.dims, entry.data, attrs, fill, chunks, COMPRESSION)
+            _write_variable(nc, name, entry.dims, entry.data, attrs, fill, chunks, CODECS[codec])
         time_attrs = {
             **cube.coords["time"].attrs,
             "units": "milliseconds since 1970-01-01",
@@ -145,18 +158,22 @@ def _write_variable(
 ZARR_SUFFIX = ".zarr"
 
 
-def write_cube(cube: CubeArrays | xr.Dataset, path: str | Path) -> None:
-    """Write netCDF, or Zarr when `path` ends in `.zarr` (config `format`)."""
+def write_cube(
+    cube: CubeArrays | xr.Dataset, path: str | Path, codec: CubeCompression | None = DEFAULT_CODEC
+) -> None:
+    """Write netCDF with `codec` (config `compression`), or Zarr when `path` ends in `.zarr`
+    (config `format`), with Zarr's own codec."""
     zarr = Path(path).suffix == ZARR_SUFFIX
+    codec = codec or DEFAULT_CODEC
     if isinstance(cube, CubeArrays):
         if not zarr:
-            write_netcdf_arrays(cube, path)
+            write_netcdf_arrays(cube, path, codec)
             return
         cube = cube.to_dataset()
     if zarr:
         write_zarr(cube, path)
     else:
-        write_netcdf(cube, path)
+        write_netcdf(cube, path, codec)
 
 
 def write_zarr(dataset: xr.Dataset, path: str | Path) -> None:

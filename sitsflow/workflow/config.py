@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -209,6 +210,7 @@ def check_config(config: Mapping[str, Any]) -> None:
                 key="crs",
             )
     check_time_axis(config)
+    check_compression(config)
     check_dataset(config)
     check_attribute_names(config)
     if config["mode"] == "patch":
@@ -248,6 +250,47 @@ def check_time_axis(config: Mapping[str, Any]) -> None:
                 f"and {nir}; add {missing} to bands, or use composite median or first",
                 key="composite",
             )
+
+
+def check_compression(config: Mapping[str, Any]) -> None:
+    """`compression: zstd` needs a netCDF library built with it and HDF5's zstd plugin where
+    HDF5 looks (netCDF4's wheels bring one and point `HDF5_PLUGIN_PATH` to it unless it is
+    set): a small file written and read back when the parse starts, not a failure per cube."""
+    if config["compression"] != "zstd" or config["format"] != "netcdf":
+        return
+    import tempfile
+
+    import netCDF4
+    import numpy as np
+
+    library = f"netCDF4 {netCDF4.__version__}, netCDF-C {netCDF4.__netcdf4libversion__}"
+    if not getattr(netCDF4, "__has_zstandard_support__", False):
+        raise InputError(
+            f"compression zstd: this netCDF library ({library}) was built without zstd; use "
+            "compression zlib, or a netCDF4 with zstd (its wheels on PyPI have it)",
+            key="compression",
+        )
+    values = np.arange(64, dtype=np.float32).reshape(8, 8)
+    with tempfile.TemporaryDirectory(prefix="sitsflow-zstd-") as directory:
+        path = f"{directory}/check.nc"
+        try:
+            with netCDF4.Dataset(path, "w") as nc:
+                nc.createDimension("y", 8)
+                nc.createDimension("x", 8)
+                variable = nc.createVariable("v", "f4", ("y", "x"), compression="zstd")
+                variable[...] = values
+            with netCDF4.Dataset(path) as nc:
+                read = np.asarray(nc["v"][...])
+        except (OSError, RuntimeError) as exc:
+            raise InputError(
+                f"compression zstd: {library} cannot write and read zstd here ({exc}); HDF5 "
+                "looks for its zstd plugin in HDF5_PLUGIN_PATH (now "
+                f"{os.environ.get('HDF5_PLUGIN_PATH')!r}): point it to the directory holding "
+                "lib__nch5zstd, or use compression zlib",
+                key="compression",
+            ) from None
+    if not np.array_equal(read, values):
+        raise InputError(f"compression zstd: {library} read back other values", key="compression")
 
 
 def check_dataset(config: Mapping[str, Any]) -> None:

@@ -377,7 +377,7 @@ def build_cube(
     finally:
         if own_loader:
             loader.close()
-    write_cube(cube, output)
+    write_cube(cube, output, settings.compression)
     log.info("wrote %s (%d time steps)", output, cube.sizes["time"])
     return cube
 
