@@ -90,12 +90,11 @@ def write_netcdf(
 def write_netcdf_arrays(
     cube: CubeArrays, path: str | Path, codec: CubeCompression = DEFAULT_CODEC
 ) -> None:
-    """Write `cube` with netCDF4 itself: the file `write_netcdf(cube.to_dataset(), path, codec)`
-    writes
-    (same variables, attributes, types, chunks and compression, in the same order), without
-    xarray. Times that are not whole milliseconds (xarray would pick finer units), variables
-    off the grid and coordinates besides the grid's (a run with Landsat's `platform`) go
-    through xarray."""
+    """Write `cube` with netCDF4 itself: the file `write_netcdf(cube.to_dataset(), path,
+    codec)` writes (same variables, attributes, types, chunks and compression, in the same
+    order), without xarray. Times that are not whole milliseconds (xarray would pick finer
+    units), variables off the grid and coordinates besides the grid's (a run with Landsat's
+    `platform`) go through xarray."""
     times = cube.coords["time"].data
     milliseconds = times.astype("datetime64[ms]")
     off_grid = any(entry.dims not in GRIDDED_DIMS for entry in cube.variables.values())
