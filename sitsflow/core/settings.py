@@ -391,12 +391,6 @@ class DemoSettings(StageSettings):
         return cls(layout=cast(DemoLayout, demo["layout"]), seed=int(demo["seed"]))
 
 
-def cube_without_codec(config: Mapping[str, Any]) -> CubeSettings:
-    """The cube settings of a run writing Zarr stores, which keep Zarr's own codec: no
-    `compression`, so that editing it reruns nothing."""
-    return dataclasses.replace(CubeSettings.from_config(config), compression=None)
-
-
 @dataclass(frozen=True)
 class Settings:
     """Every setting of a run, by stage."""
@@ -422,7 +416,9 @@ class Settings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
         batch_size = config["batch_size"]
-        netcdf = config["format"] == "netcdf"
+        cube = CubeSettings.from_config(config)
+        if config["format"] != "netcdf":  # Zarr keeps its own codec: editing it reruns nothing
+            cube = dataclasses.replace(cube, compression=None)
         return cls(
             vector=str(config["vector"]),
             id_column=str(config["id_column"]),
@@ -430,7 +426,7 @@ class Settings:
             grid=GridSettings.from_config(config),
             search=SearchSettings.from_config(config),
             stac=StacSettings.from_config(config),
-            cube=CubeSettings.from_config(config) if netcdf else cube_without_codec(config),
+            cube=cube,
             timeseries=TimeseriesSettings.from_config(config),
             format=cast(CubeFormat, config["format"]),
             dataset=bool(config["dataset"]),

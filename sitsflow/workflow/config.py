@@ -255,13 +255,16 @@ def check_time_axis(config: Mapping[str, Any]) -> None:
 def check_compression(config: Mapping[str, Any]) -> None:
     """`compression: zstd` needs a netCDF library built with it and HDF5's zstd plugin where
     HDF5 looks (netCDF4's wheels bring one and point `HDF5_PLUGIN_PATH` to it unless it is
-    set): a small file written and read back when the parse starts, not a failure per cube."""
+    set): a small file written with the cubes' zstd settings and read back when the parse
+    starts, not a failure per cube."""
     if config["compression"] != "zstd" or config["format"] != "netcdf":
         return
     import tempfile
 
     import netCDF4
     import numpy as np
+
+    from sitsflow.outputs.write import CODECS
 
     library = f"netCDF4 {netCDF4.__version__}, netCDF-C {netCDF4.__netcdf4libversion__}"
     if not getattr(netCDF4, "__has_zstandard_support__", False):
@@ -277,7 +280,8 @@ def check_compression(config: Mapping[str, Any]) -> None:
             with netCDF4.Dataset(path, "w") as nc:
                 nc.createDimension("y", 8)
                 nc.createDimension("x", 8)
-                variable = nc.createVariable("v", "f4", ("y", "x"), compression="zstd")
+                codec: dict[str, Any] = dict(CODECS["zstd"])
+                variable = nc.createVariable("v", "f4", ("y", "x"), **codec)
                 variable[...] = values
             with netCDF4.Dataset(path) as nc:
                 read = np.asarray(nc["v"][...])
