@@ -357,3 +357,20 @@ def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_pat
     assert analytic_floor(bound, 1e9, 2) == pytest.approx(2.0)
     partial = row(run("rasteret", 30.0, 30.0, None), bound, floor, features=10)
     assert partial["x_floor"] is None and partial["cpu_per_feature_s"] == pytest.approx(3.0)
+
+
+def test_the_zstd_run_is_the_default_run_with_its_setting(tmp_path):
+    """`tile_aware.py --tools sitsflow-zstd`: the user's command plus `compression=zstd`,
+    counted as sitsflow's (its cubes read back from the same directory)."""
+    from benchmarks.seed_workload import OUTPUT_DIRS, tool_command
+
+    commands = {}
+    for tool in ("sitsflow", "sitsflow-zstd"):
+        workdir = tmp_path / tool
+        workdir.mkdir()
+        command = tool_command(tool, "http://127.0.0.1:1/api", workdir, 2, tmp_path, Path("py"))
+        commands[tool] = [arg.replace(str(workdir), "WORKDIR") for arg in command]
+    default = commands["sitsflow"]
+    at = default.index("--quiet")
+    assert commands["sitsflow-zstd"] == [*default[:at], "compression=zstd", *default[at:]]
+    assert OUTPUT_DIRS["sitsflow-zstd"] == OUTPUT_DIRS["sitsflow"]
