@@ -22,8 +22,9 @@ CHUNK_TIME, CHUNK_XY = 64, 256
 # faster (11 against 14 ms per cube) and smaller (167 against 179 kB) than level 4, where zlib
 # switches to lazy matching; its levels 1 and 2 are no faster on them. zstd level 1 (netCDF4
 # shuffles only for zlib): the arrays of 32 x 101 x 101 held-out cubes of three bands alone in
-# 5.3 ms and 128 kB against zlib's 20.7 ms and 216 kB (level 3: 9.8 ms, 109 kB); whole cubes in
-# a batch 13-17 against 27-30 ms, 170 against 238 kB. See docs/scaling.md.
+# 5.3 ms and 128 kB against zlib's 20.7 ms and 216 kB (level 3: 9.8 ms, 109 kB); 20 whole
+# held-out cubes in about half zlib's time each (`write_netcdf_arrays`, 17-26 against 33-51 ms
+# as the machine's speed varied), 170 against 238 kB. See docs/scaling.md.
 CODECS: dict[CubeCompression, dict[str, object]] = {
     "zlib": {"compression": "zlib", "complevel": 3, "shuffle": True},
     "zstd": {"compression": "zstd", "complevel": 1, "shuffle": False},
