@@ -274,8 +274,8 @@ def test_cube_arrays_read_as_the_dataset_of_their_file_reads(tmp_path):
 
 def test_every_variable_is_defined_before_any_value_is_written(tmp_path, monkeypatch):
     """netCDF-4 flushes the HDF5 file (compressing every cached chunk) each time it leaves
-    define mode: writing values between definitions paid that once per variable, a quarter
-    of the write. The writer defines all variables first."""
+    define mode: writing values between definitions paid that once per variable (15 to 25 %
+    of the write). The writer defines all variables first."""
     events: list[str] = []
 
     class RecordedVariable:
