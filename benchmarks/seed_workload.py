@@ -210,8 +210,10 @@ class Run:
     outputs: dict = field(default_factory=dict)
     throughput: float = 0.0  # full-size archive: the loopback bytes/s of this run's server
     read_cpu_ms_per_file: float | None = None  # sitsflow: from its reader's log lines
-    tiles_decoded: int | None = None  # sitsflow: from its reader's log lines
+    tiles_decoded: int | None = None  # sitsflow: from its reader's log lines; floor: printed
     cache_peak_mb: float | None = None  # sitsflow: the run-wide range cache's largest size
+    # floor: the process's CPU in each phase ("search", "read": fetch, open and decode)
+    phase_cpu_s: dict[str, float] | None = None
 
     @property
     def peak_rss_per_job(self) -> int:
@@ -430,6 +432,9 @@ def run_tool(spec: RunSpec, server: StatsServer, latency_ms: float, repeat: int)
         ours = spec.tool in SITSFLOW_RUNS
         read_cpu = read_cpu_per_file(workdir / "logs") if ours else None
         decoded, cache_peak = reader_totals(workdir / "logs") if ours else (None, None)
+        phases = None
+        if spec.tool == "floor" and result.returncode == 0:
+            decoded, phases = floor_totals(result.stdout)
         return Run(
             tool=spec.tool,
             latency_ms=latency_ms,
@@ -450,6 +455,7 @@ def run_tool(spec: RunSpec, server: StatsServer, latency_ms: float, repeat: int)
             read_cpu_ms_per_file=read_cpu,
             tiles_decoded=decoded,
             cache_peak_mb=cache_peak,
+            phase_cpu_s=phases,
         )
 
 
@@ -470,6 +476,13 @@ def reader_totals(logs: Path) -> tuple[int, float | None]:
         for size in CACHE_LINE.findall(text):
             peak = max(peak or 0.0, float(size))
     return decoded, peak
+
+
+def floor_totals(stdout: str) -> tuple[int, dict[str, float]]:
+    """The tiles the floor tool decoded and its CPU per phase, from the totals it prints last
+    (`benchmarks.floor_reference`)."""
+    totals = json.loads(stdout.strip().splitlines()[-1])
+    return totals["tiles"], {"search": totals["search_cpu_s"], "read": totals["read_cpu_s"]}
 
 
 def read_cpu_per_file(logs: Path) -> float | None:

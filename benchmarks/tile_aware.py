@@ -27,7 +27,8 @@ Printed per archive and tool, from the server's counters and the processes' own 
   and each file's header, counted once over the whole run (`benchmarks.bound`);
 * wall / floor (the floor tool's wall time on the same server, in the same run);
 * CPU per feature, and beyond decoding: the run's CPU minus the tiles its reader decoded (its
-  logs) times the measured decode CPU per tile of that archive, over the features;
+  logs; the floor tool prints its own) times the decode CPU per tile of that archive, measured
+  in the same run (before and after its tools, the mean), over the features;
 * peak RSS per job and the range cache's largest size against its bound.
 
 Issue 21's targets are then checked for sitsflow on every archive: bytes <= 1.2 x the
@@ -51,6 +52,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bound import decode_seconds  # noqa: E402
 from benchmarks.full_archive import ALIASES_FILE, CLUSTERED_VECTOR  # noqa: E402
 from benchmarks.seed_workload import (  # noqa: E402
     SEED_PYTHON,
@@ -70,6 +72,9 @@ TOOLS = ("sitsflow", "floor", "rasteret")
 # also run on request: sitsflow with `compression: zstd` (its targets are not checked)
 OPTIONAL_TOOLS = ("sitsflow-zstd",)
 CACHE_BOUND_MB = 4000.0  # the schema's range_cache.max_gb
+# tiles decoded per kind (file, level) to time decoding in each run: this machine's speed moves
+# 10-50 % between hours, so a decode cost stored from another hour would miscount the rest
+DECODE_SAMPLE = 24
 
 
 def distinct(bound: dict[str, Any]) -> dict[str, float]:
@@ -155,8 +160,8 @@ def _cell(value: float | None, form: str) -> str:
 def table(results: dict[str, dict[str, dict[str, Any]]], bounds: dict[str, dict]) -> str:
     header = (
         f"{'archive':<16} {'tool':<13} {'N':>6} {'wall s':>7} {'x floor':>7} {'CPU s':>7} "
-        f"{'CPU/f':>6} {'decoded':>8} {'beyond/f':>8} {'MB':>8} {'x dist':>6} {'req':>6} "
-        f"{'x rng':>6} {'RSS MB':>6} {'cache MB':>8}"
+        f"{'CPU/f':>6} {'decoded':>8} {'beyond/f':>8} {'MB':>8} {'x dist':>6} "
+        f"{'req':>6} {'x rng':>6} {'RSS MB':>6} {'cache MB':>8}"
     )
     lines = [header, "-" * len(header)]
     for archive, rows in results.items():
@@ -183,12 +188,19 @@ def table(results: dict[str, dict[str, dict[str, Any]]], bounds: dict[str, dict]
             f"{limits['bytes'] / 1e6:.1f} MB; decode {1e3 * limits['decode_s_per_block']:.1f} "
             f"ms CPU per block; sitsflow's batches: {bound['batches']}"
         )
+        if "decode_cpu_s_this_run" in bound:
+            before, after = bound["decode_cpu_s_this_run"]
+            lines.append(
+                f"  decoding the batch blocks of {archive}: {before:.1f} s CPU before the "
+                f"tools, {after:.1f} s after (stored bound: {bound['decode_cpu_s_stored']:.1f} "
+                "s); the mean is used"
+            )
     lines.append(
         "columns: x floor = wall / the floor tool's; CPU/f = CPU s per feature; decoded = tiles "
-        "the reader decoded (its logs); beyond/f = (CPU - decoded x decode CPU per block) per "
-        "feature; x dist = bytes / the distinct bound; req, x rng = data requests and / the "
-        "distinct ranges; RSS MB = largest peak RSS of one job; cache MB = the range cache's "
-        f"largest size (bound {CACHE_BOUND_MB:.0f} MB)"
+        "the reader decoded (its logs, the floor's output); beyond/f = (CPU - decoded x decode "
+        "CPU per block) per feature; x dist = bytes / the distinct bound; req, x rng "
+        "= data requests and / the distinct ranges; RSS MB = largest peak RSS of one job; "
+        f"cache MB = the range cache's largest size (bound {CACHE_BOUND_MB:.0f} MB)"
     )
     return "\n".join(lines)
 
@@ -255,11 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         name = archive.parent.name[:16]
         vector = archive / CLUSTERED_VECTOR
         bounds[name] = cached_lower_bound(archive, vector, cache, decode=True)
+        decoding = [decode_seconds(archive, bounds[name], DECODE_SAMPLE)["decode_cpu_s"]]
         server = StatsServer(archive, args.latency_ms)
         try:
             aliases = json.loads((archive / ALIASES_FILE).read_text())
             rate = loopback_throughput(server, next(iter(aliases)))["bytes_per_s"]
-            bounds[name]["analytic_floor_s"] = analytic_floor(bounds[name], rate, args.cores)
             print(f"{name}: loopback {rate / 1e6:.0f} MB/s at {args.latency_ms:g} ms", flush=True)
             done: dict[str, Run] = {}
             for tool in sorted(tools, key=lambda t: t != "floor"):  # the floor first
@@ -282,6 +294,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
         finally:
             server.stop()
+        decoding.append(decode_seconds(archive, bounds[name], DECODE_SAMPLE)["decode_cpu_s"])
+        bounds[name]["decode_cpu_s_stored"] = bounds[name].get("decode_cpu_s", 0.0)
+        bounds[name]["decode_cpu_s_this_run"] = decoding
+        bounds[name]["decode_cpu_s"] = sum(decoding) / len(decoding)
+        bounds[name]["analytic_floor_s"] = analytic_floor(bounds[name], rate, args.cores)
         results[name] = {
             tool: row(
                 run,

@@ -9,6 +9,7 @@ tile changes the cube).
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -315,7 +316,7 @@ def test_the_job_floor_runs_the_shape_and_prints_its_cost(capsys: pytest.Capture
 
 
 def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_path):
-    from benchmarks.seed_workload import Run, reader_totals
+    from benchmarks.seed_workload import Run, floor_totals, reader_totals
     from benchmarks.tile_aware import analytic_floor, row, targets
 
     logs = tmp_path / "logs" / "batch"
@@ -340,10 +341,15 @@ def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_pat
             tiles_decoded=decoded, cache_peak_mb=812.5,
         )  # fmt: skip
 
-    floor = run("floor", 40.0, 40.0, None)
+    floor = run("floor", 40.0, 40.0, 500)
+    # what the floor tool prints last: its tiles and its CPU while searching and reading
+    totals = {"tiles": 500, "search_cpu_s": 12.0, "read_cpu_s": 26.0, "files": 9}
+    floor.tiles_decoded, floor.phase_cpu_s = floor_totals(f"log line\n{json.dumps(totals)}\n")
+    assert (floor.tiles_decoded, floor.phase_cpu_s) == (500, {"search": 12.0, "read": 26.0})
     ours = row(run("sitsflow", 90.0, 101.5, 200), bound, floor)
     # 200 tiles at 8 ms each: 1.6 s of the 101.5 s are decoding, 0.0999 s per feature is not
     assert ours["beyond_decode_per_feature_s"] == pytest.approx(0.0999)
+    assert row(floor, bound, floor)["beyond_decode_per_feature_s"] == pytest.approx(0.036)
     assert ours["x_floor"] == pytest.approx(2.25) and ours["x_bytes"] == pytest.approx(1.1)
     assert ours["x_requests"] == pytest.approx(700 / 600)
     assert all(targets({"a": ours}).values())
