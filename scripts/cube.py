@@ -6,10 +6,13 @@ from pathlib import Path
 from sitsflow.core.layout import Layout
 from sitsflow.core.logs import job_logging
 from sitsflow.core.settings import CubeSettings, RangeCacheSettings, SearchSettings
+from sitsflow.workflow.batch import forget_job_stages, record_job_stages
 from sitsflow.workflow.stages import build_cube, feature_items, group_members
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with job_logging(smk.log[0], f"cube {smk.wildcards.fid}") as log:
+fid = smk.wildcards.fid
+with job_logging(smk.log[0], f"cube {fid}") as log:
+    forget_job_stages(fid, ["items", "cube"])
     search = SearchSettings.from_config(smk.params.search)
     feature_items(smk.input.group, smk.input.bbox, search, smk.output.stac_items)
     settings = CubeSettings.from_config(smk.params.cube)
@@ -31,4 +34,7 @@ with job_logging(smk.log[0], f"cube {smk.wildcards.fid}") as log:
     )
     # its quicklook showed the old cube: the `quicklooks` job draws it again, if it is drawn
     # at all (config `quicklooks`)
-    Path(Layout().path("quicklook", smk.wildcards.fid)).unlink(missing_ok=True)
+    Path(Layout().path("quicklook", fid)).unlink(missing_ok=True)
+    # as a batch records them: a run grown into batch mode finds the items and cube current
+    params = {"search": smk.params.search, "cube": smk.params.cube}
+    record_job_stages(fid, ["items", "cube"], params, attributes=smk.params.attributes)

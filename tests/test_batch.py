@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 from shapely.geometry import Point, box, shape
 
 from sitsflow.core.features import Feature
@@ -33,15 +34,17 @@ from sitsflow.workflow.batch import (
     along_hilbert_curve,
     batch_generations,
     batch_group,
+    forget_job_stages,
     plan_batches,
     process_feature,
     read_fingerprints,
+    record_job_stages,
     resolve_batch_size,
     run_batch,
     stage_fingerprints,
 )
 from sitsflow.workflow.context import BatchContext, BatchSettings
-from tests.conftest import VECTOR_FILE
+from tests.conftest import VECTOR_FILE, WorkdirFactory
 from tests.helpers import dry_run_jobs, jobs_run, write_features
 
 
@@ -227,6 +230,31 @@ def test_fingerprints_are_the_digests_state_files_of_earlier_runs_record():
                     [each.name, source, upstream, settings.stage_params(each.name)]
                 )
             assert got == expected
+
+
+def test_per_feature_jobs_record_the_fingerprints_a_batch_computes(in_tmp):
+    """The per-feature rules' scripts record what they made with their params, as a batch
+    would: a run that grows into batch mode finds those files current."""
+    labels = {"crop": "wheat"}
+    expected = stage_fingerprints(POINT.wkt, SETTINGS, labels)
+    params = SETTINGS.rule_params(*STAGES)  # what each rule gets, by settings section
+    # the cube job before the bbox job recorded anything: it cannot vouch for its stages
+    record_job_stages("f1", ["items", "cube"], params, attributes=labels)
+    assert read_fingerprints(LAYOUT.state("f1")) == {}
+    record_job_stages("f1", ["bbox"], params, wkt=POINT.wkt)
+    record_job_stages("f1", ["items", "cube"], params, attributes=labels)
+    record_job_stages("f1", ["timeseries"], params)
+    recorded = read_fingerprints(LAYOUT.state("f1"))
+    assert recorded == {name: expected[name] for name in ("bbox", "items", "cube", "timeseries")}
+    # a job about to make its stages again forgets them first; the others stay
+    forget_job_stages("f1", ["items", "cube"])
+    assert read_fingerprints(LAYOUT.state("f1")) == {
+        name: expected[name] for name in ("bbox", "timeseries")
+    }
+    # and a cube job recording with other settings records other fingerprints
+    other = batch_settings(bands=["B08"]).rule_params("items", "cube")
+    record_job_stages("f1", ["items", "cube"], other, attributes=labels)
+    assert read_fingerprints(LAYOUT.state("f1"))["cube"] != expected["cube"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -480,6 +508,27 @@ def test_batch_mode_makes_the_same_files_as_per_feature_jobs(batch_run, netcdf_r
     # one batch per search group here: p1, poly and nowhere lie 2 degrees apart or more
     assert manifests == ["e008n48-q.json", "e010n50-q.json", "w030n40-q.json"]
     assert "Nothing to be done" in snakemake(batch_run, "--dry-run").stdout
+
+
+@pytest.mark.slow
+def test_growing_into_batch_mode_redoes_only_the_new_feature(netcdf_run, tmp_path, snakemake):
+    """Per-feature jobs record what they made as batches do: a run that crosses into batch
+    mode (`batch_size: auto` past 50 features; here set) does not redo every feature."""
+    grown = tmp_path / "grown"
+    shutil.copytree(netcdf_run, grown, symlinks=True)
+    config = yaml.safe_load((grown / "config.yaml").read_text())
+    WorkdirFactory.write_config(grown, {**config, "batch_size": BATCH_SIZE})
+    write_features(grown / VECTOR_FILE, {**vector(grown), "extra": NEW_POINT})
+    time.sleep(1.0)  # a file rewritten now gets a different modification time
+    before = file_times(grown)
+    ran = jobs_run(snakemake(grown))
+    assert ran["batch"] == 3  # one per search group: every feature is in a batch now
+    changed = rewritten(before, file_times(grown))
+    # its bbox, items, cube and time series (batch mode draws no quicklook by default)
+    assert {Path(path).stem for path in changed} == {"extra"} and len(changed) == 4
+    logs = "".join(path.read_text() for path in (grown / "logs" / "batch").glob("*.log"))
+    for fid in vector(netcdf_run):
+        assert f"{fid}: ran nothing (up to date)" in logs
 
 
 @pytest.mark.slow

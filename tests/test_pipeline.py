@@ -52,6 +52,16 @@ def test_the_items_stage_and_the_group_search_have_distinct_names():
     assert "search" not in {stage.name for stage in STAGES}
 
 
+def test_a_feature_is_found_from_its_file_of_a_stage():
+    for stage in ("bbox", "cube", "timeseries"):
+        for fid in ("p1", "field-7.b", "a"):
+            assert Layout("zarr").fid_of(stage, Layout("zarr").path(stage, fid)) == fid
+    with pytest.raises(ValueError, match="not a timeseries file"):
+        Layout().fid_of("timeseries", "results/cubes/p1.nc")
+    with pytest.raises(ValueError, match="not a timeseries file"):
+        Layout().fid_of("timeseries", "results/timeseries/.csv")
+
+
 def test_the_summary_chain_is_the_cube_and_what_it_waits_for():
     assert CHAIN == chain_to("cube") == ("bbox", "items", "cube")
     assert chain_to("quicklook") == ("bbox", "items", "cube", "quicklook")

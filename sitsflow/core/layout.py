@@ -64,6 +64,16 @@ class Layout:
         pattern = self.pattern(stage)
         return [pattern.format(fid=fid) for fid in fids]
 
+    def fid_of(self, stage: str, path: str) -> str:
+        """The feature whose file of `stage` is `path` (`path`'s inverse); ValueError for a
+        path that is not one."""
+        head, tail = self.pattern(stage).split("{fid}")
+        if len(path) <= len(head) + len(tail) or not (
+            path.startswith(head) and path.endswith(tail)
+        ):
+            raise ValueError(f"{path} is not a {stage} file ({self.pattern(stage)})")
+        return path[len(head) : len(path) - len(tail)]
+
     @staticmethod
     def log_pattern(stage: str) -> str:
         return LOG.replace("{stage}", stage)

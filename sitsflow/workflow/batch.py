@@ -67,7 +67,7 @@ from sitsflow.core.logs import job_logging, logged_to
 if TYPE_CHECKING:
     from sitsflow.pixels.tiles import ReadRequest
 from sitsflow.core.layout import Layout
-from sitsflow.core.pipeline import STAGE_NAMES, STAGES, UPSTREAM, stage_named
+from sitsflow.core.pipeline import STAGE_NAMES, STAGES, UPSTREAM, Stage, stage_named
 from sitsflow.workflow.context import BatchContext, BatchSettings, FeatureItems
 from sitsflow.workflow.stages import (
     CubeTimeseries,
@@ -308,13 +308,64 @@ def stage_fingerprints(
     fingerprints: dict[str, str] = {}
     for each in STAGES:
         upstream = [fingerprints[name] for name in each.upstream]
-        source: object = wkt if "geometry" in each.feature_values else None
-        if "attributes" in each.feature_values and attributes:  # none: as a run without them
-            source = dict(attributes)
-        # the JSON text of [name, source, upstream, params], its params serialised once per job
-        text = f"[{_json([each.name, source, upstream])[1:-1]},{params[each.name]}]"
-        fingerprints[each.name] = hashlib.sha256(text.encode()).hexdigest()[:20]
+        fingerprints[each.name] = _fingerprint(each, wkt, attributes, upstream, params[each.name])
     return fingerprints
+
+
+def _fingerprint(
+    stage: Stage,
+    wkt: str | None,
+    attributes: Mapping[str, object] | None,
+    upstream: Sequence[str],
+    params: str,
+) -> str:
+    """One stage's fingerprint (`stage_fingerprints`), its params already JSON text."""
+    source: object = wkt if "geometry" in stage.feature_values else None
+    if "attributes" in stage.feature_values and attributes:  # none: as a run without them
+        source = dict(attributes)
+    text = f"[{_json([stage.name, source, list(upstream)])[1:-1]},{params}]"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def record_job_stages(
+    fid: str,
+    stages: Sequence[str],
+    params: Mapping[str, object],
+    *,
+    wkt: str | None = None,
+    attributes: Mapping[str, object] | None = None,
+) -> None:
+    """Per-feature mode: record in the feature's state file the fingerprints of `stages`, which
+    its job has just made, as a batch would (`stage_fingerprints`). A run that grows into
+    batch mode (past AUTO_PER_FEATURE features with `batch_size: auto`) then finds them
+    current and redoes none. `params`: the rule's params by settings section
+    (`BatchSettings.rule_params`); `wkt`, `attributes`: the feature's, for the stages that
+    depend on them. A stage whose upstream stage is not recorded (made by an older sitsflow,
+    or whose job failed) is not recorded either: a batch redoes it."""
+    path = Layout.state(fid)
+    recorded = read_fingerprints(path)
+    before = dict(recorded)
+    for name in stages:
+        stage = stage_named(name)
+        upstream = [recorded.get(each) for each in stage.upstream]
+        if any(each is None for each in upstream):
+            recorded.pop(name, None)
+            continue
+        section = params[stage.settings] if stage.settings is not None else None
+        recorded[name] = _fingerprint(
+            stage, wkt, attributes, cast("list[str]", upstream), _json(section)
+        )
+    if recorded != before:
+        write_fingerprints(path, recorded)
+
+
+def forget_job_stages(fid: str, stages: Sequence[str]) -> None:
+    """Per-feature mode: drop the recorded fingerprints of `stages` before the feature's job
+    makes them again, so that a job that fails half-way leaves none to vouch for its files."""
+    path = Layout.state(fid)
+    recorded = read_fingerprints(path)
+    if any(name in recorded for name in stages):
+        write_fingerprints(path, {k: v for k, v in recorded.items() if k not in stages})
 
 
 def _json(value: object) -> str:
