@@ -9,6 +9,7 @@ tile changes the cube).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 from pathlib import Path
@@ -380,3 +381,30 @@ def test_the_zstd_run_is_the_default_run_with_its_setting(tmp_path):
     at = default.index("--quiet")
     assert commands["sitsflow-zstd"] == [*default[:at], "compression=zstd", *default[at:]]
     assert OUTPUT_DIRS["sitsflow-zstd"] == OUTPUT_DIRS["sitsflow"]
+
+
+def test_fetch_cpu_fetches_the_planned_ranges_with_both_clients(tmp_path, capsys):
+    """`benchmarks/fetch_cpu.py`: ranges inside the band files (not SCL), fetched whole by
+    obstore and by aiohttp from the test server."""
+    from benchmarks import fetch_cpu
+
+    files = {"items/a/B04.tif": 5000, "items/a/SCL.tif": 300, "items/b/B08.tif": 7000}
+    for alias, size in files.items():
+        (tmp_path / alias.replace("/", "_")).write_bytes(bytes(range(256)) * (size // 256 + 1))
+    aliases = {alias: alias.replace("/", "_") for alias in files}
+    (tmp_path / "aliases.json").write_text(json.dumps(aliases))
+    (tmp_path / "items.json").write_text('{"type": "FeatureCollection", "features": []}')
+    ranges = fetch_cpu.plan_ranges(tmp_path, 10_000, 1000)
+    assert len(ranges) == 10
+    assert {path for path, _, _ in ranges} == {"items/a/B04.tif", "items/b/B08.tif"}
+    assert all(stop - start == 1000 and stop <= files[path] for path, start, stop in ranges)
+    server = fetch_cpu.ServerProcess(tmp_path)
+    try:
+        for fetch in (fetch_cpu.with_obstore, fetch_cpu.with_aiohttp):
+            assert asyncio.run(fetch(server.data_url, ranges, 4)) == 10_000
+    finally:
+        server.stop()
+    assert fetch_cpu.main([str(tmp_path), "--megabytes", "0.01", "--range-kb", "1",
+                           "--latency-ms", "0", "--repeat", "1"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "obstore  10 ranges, 0 MB" in printed and "aiohttp  10 ranges, 0 MB" in printed
