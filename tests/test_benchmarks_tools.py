@@ -318,7 +318,7 @@ def test_the_job_floor_runs_the_shape_and_prints_its_cost(capsys: pytest.Capture
 
 def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_path):
     from benchmarks.seed_workload import Run, floor_totals, reader_totals
-    from benchmarks.tile_aware import analytic_floor, row, targets
+    from benchmarks.tile_aware import analytic_floor, row, table, targets
 
     logs = tmp_path / "logs" / "batch"
     logs.mkdir(parents=True)
@@ -364,6 +364,12 @@ def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_pat
     assert analytic_floor(bound, 1e9, 2) == pytest.approx(2.0)
     partial = row(run("rasteret", 30.0, 30.0, None), bound, floor, features=10)
     assert partial["x_floor"] is None and partial["cpu_per_feature_s"] == pytest.approx(3.0)
+    # the report says which decode cost it used: timed before and after the tools, their mean
+    timed = {**bound, "batches": 8, "analytic_floor_s": 2.0, "decode_cpu_s_stored": 7.0,
+             "decode_cpu_s_this_run": [7.8, 8.2]}  # fmt: skip
+    report = table({"a": {"floor": row(floor, timed, floor), "sitsflow": ours}}, {"a": timed})
+    assert "a: 7.8 s CPU before the tools, 8.2 s after (stored bound: 7.0 s)" in report
+    assert "decode 8.0 ms CPU per block" in report
 
 
 def test_the_zstd_run_is_the_default_run_with_its_setting(tmp_path):
