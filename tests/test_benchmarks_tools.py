@@ -372,6 +372,46 @@ def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_pat
     assert "decode 8.0 ms CPU per block" in report
 
 
+def test_tile_aware_repeats_run_in_turn_and_show_the_median_run():
+    """`tile_aware.py --repeat N`: each round starts one tool further on; a tool's row is its
+    median run by CPU (the upper middle of an even number, a failed run first), and the table
+    lists every run's CPU per feature beyond decoding."""
+    from benchmarks.seed_workload import Run
+    from benchmarks.tile_aware import median_run, row, run_order, table
+
+    tools = ["sitsflow", "sitsflow-zstd", "floor"]
+    assert [run_order(tools, repeat) for repeat in range(4)] == [
+        ["floor", "sitsflow", "sitsflow-zstd"],
+        ["sitsflow", "sitsflow-zstd", "floor"],
+        ["sitsflow-zstd", "floor", "sitsflow"],
+        ["floor", "sitsflow", "sitsflow-zstd"],
+    ]
+
+    def run(cpu: float, ok: bool = True) -> Run:
+        return Run(
+            "sitsflow", 50, 0, 60.0, 0.1, 0.1, ok, cpu, {"data_bytes": 7e8, "data_requests": 600},
+            {"batch": int(4e8)}, tiles_decoded=500,
+        )  # fmt: skip
+
+    runs = [run(130.0), run(110.0), run(120.0)]
+    assert median_run(runs) is runs[2]
+    assert median_run(runs[:2]) is runs[0]  # of two, the upper
+    broken = run(90.0, ok=False)
+    assert median_run([*runs, broken]) is broken
+    bound = {
+        "features": 1000, "shared_bytes": 700e6, "shared_tiles": 500, "shared_headers": 100,
+        "batch_tiles": 1000, "decode_cpu_s": 8.0, "batches": 5, "analytic_floor_s": 2.0,
+    }  # fmt: skip
+    shown = row(median_run(runs), bound, None, repeats=runs)
+    # 500 tiles at 8 ms: 4 s of decoding in each run
+    assert shown["beyond_decode_per_feature_s"] == pytest.approx(0.116)
+    assert shown["beyond_decode_per_feature_runs"] == pytest.approx([0.126, 0.106, 0.116])
+    report = table({"a": {"sitsflow": shown}}, {"a": bound})
+    assert "sitsflow on a, 3 runs in turn: beyond/f 0.126, 0.106, 0.116" in report
+    single = table({"a": {"sitsflow": row(runs[0], bound, None)}}, {"a": bound})
+    assert "runs in turn" not in single
+
+
 def test_the_zstd_run_is_the_default_run_with_its_setting(tmp_path):
     """`tile_aware.py --tools sitsflow-zstd`: the user's command plus `compression=zstd`,
     counted as sitsflow's (its cubes read back from the same directory)."""
