@@ -34,7 +34,8 @@ Printed per archive and tool, from the server's counters and the processes' own 
 `--repeat N` runs every tool but rasteret N times, in turn (each round starts one tool further
 on), and shows each tool's median run by CPU (the upper one of two middle runs), with every
 run's CPU per feature beyond decoding beside it: on a shared machine the same run's CPU varies
-by 15 % or more from one hour, or one run, to the next.
+by 15 % or more from one hour, or one run, to the next. CPU beyond decoding is checked on the
+median run, the other targets on the worst of the runs.
 
 Issue 21's targets are then checked for sitsflow on every archive: bytes <= 1.2 x the
 distinct bound, requests <= 1.2 x the distinct ranges, wall <= 2.5 x the floor, CPU per
@@ -138,6 +139,8 @@ def row(
             return None
         return (one.cpu_s - one.tiles_decoded * limits["decode_s_per_block"]) / features
 
+    every = repeats or [run]
+    caches = [one.cache_peak_mb for one in every if one.cache_peak_mb is not None]
     return {
         "tool": run.tool,
         "ok": run.ok,
@@ -158,29 +161,47 @@ def row(
         "rss_mb": run.peak_rss_per_job / 1e6,
         "cache_peak_mb": run.cache_peak_mb,
         "load_before": run.load_before,
+        # the targets but CPU are checked on the worst of the runs (`targets`)
+        "worst": {
+            "x_floor": (
+                max(one.wall_s for one in every) / floor.wall_s
+                if floor and floor.ok and not partial
+                else None
+            ),
+            "x_bytes": None
+            if partial
+            else max(one.stats["data_bytes"] for one in every) / limits["bytes"],
+            "x_requests": None
+            if partial
+            else max(one.stats["data_requests"] for one in every) / limits["ranges"],
+            "rss_mb": max(one.peak_rss_per_job for one in every) / 1e6,
+            "cache_peak_mb": max(caches) if caches else None,
+        },
     }
 
 
 def targets(rows: dict[str, dict[str, Any]]) -> dict[str, bool]:
-    """Issue 21's targets for sitsflow, per archive."""
+    """Issue 21's targets for sitsflow, per archive: CPU beyond decoding on the median run
+    (the row's), the others on the worst of the runs (`--repeat`)."""
     checks: dict[str, bool] = {}
     for archive, ours in rows.items():
         if ours.get("tool") != "sitsflow" or not ours["ok"]:
             continue
-        assert ours["x_bytes"] is not None and ours["x_requests"] is not None
+        worst = ours.get("worst") or ours
+        assert worst["x_bytes"] is not None and worst["x_requests"] is not None
         where = f"{archive} ({ours['features']} features)"
-        checks[f"{where}: bytes <= 1.2 x distinct"] = ours["x_bytes"] <= 1.2
-        checks[f"{where}: requests <= 1.2 x distinct ranges"] = ours["x_requests"] <= 1.2
-        if ours["x_floor"] is not None:
-            checks[f"{where}: wall <= 2.5 x floor"] = ours["x_floor"] <= 2.5
+        checks[f"{where}: bytes <= 1.2 x distinct"] = worst["x_bytes"] <= 1.2
+        checks[f"{where}: requests <= 1.2 x distinct ranges"] = worst["x_requests"] <= 1.2
+        if worst["x_floor"] is not None:
+            checks[f"{where}: wall <= 2.5 x floor"] = worst["x_floor"] <= 2.5
         if ours["beyond_decode_per_feature_s"] is not None:
             checks[f"{where}: CPU per feature beyond decoding <= 0.1 s"] = (
                 ours["beyond_decode_per_feature_s"] <= 0.1
             )
-        checks[f"{where}: peak RSS per job <= 500 MB"] = ours["rss_mb"] <= 500
-        if ours["cache_peak_mb"] is not None:
+        checks[f"{where}: peak RSS per job <= 500 MB"] = worst["rss_mb"] <= 500
+        if worst["cache_peak_mb"] is not None:
             checks[f"{where}: range cache within its bound"] = (
-                ours["cache_peak_mb"] <= CACHE_BOUND_MB
+                worst["cache_peak_mb"] <= CACHE_BOUND_MB
             )
     return checks
 
@@ -214,7 +235,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]], bounds: dict[str, dict]
                 lines.append(
                     f"  {tool} on {archive}, {len(runs)} runs in turn: beyond/f "
                     + ", ".join(f"{value:.3f}" for value in runs)
-                    + " (the median run is shown)"
+                    + " (the median run is shown; the other targets are checked on the worst)"
                 )
         bound = bounds[archive]
         limits = distinct(bound)

@@ -377,7 +377,7 @@ def test_tile_aware_repeats_run_in_turn_and_show_the_median_run():
     median run by CPU (the upper middle of an even number, a failed run first), and the table
     lists every run's CPU per feature beyond decoding."""
     from benchmarks.seed_workload import Run
-    from benchmarks.tile_aware import median_run, row, run_order, table
+    from benchmarks.tile_aware import median_run, row, run_order, table, targets
 
     tools = ["sitsflow", "sitsflow-zstd", "floor"]
     assert [run_order(tools, repeat) for repeat in range(4)] == [
@@ -408,6 +408,16 @@ def test_tile_aware_repeats_run_in_turn_and_show_the_median_run():
     assert shown["beyond_decode_per_feature_runs"] == pytest.approx([0.126, 0.106, 0.116])
     report = table({"a": {"sitsflow": shown}}, {"a": bound})
     assert "sitsflow on a, 3 runs in turn: beyond/f 0.126, 0.106, 0.116" in report
+    # CPU is checked on the median run, the rest on the worst: a run past 500 MB fails RSS
+    floor = Run("floor", 50, 0, 40.0, 0.1, 0.1, True, 40.0, runs[0].stats, {}, tiles_decoded=500)
+    checked = targets({"a": row(median_run(runs), bound, floor, repeats=runs)})
+    assert checked["a (1000 features): peak RSS per job <= 500 MB"]
+    runs[0].peak_rss_by_job = {"batch": int(6e8)}
+    runs[1].wall_s = 110.0
+    checked = targets({"a": row(median_run(runs), bound, floor, repeats=runs)})
+    assert not checked["a (1000 features): peak RSS per job <= 500 MB"]
+    assert not checked["a (1000 features): wall <= 2.5 x floor"]  # 110 s against 40
+    assert not checked["a (1000 features): CPU per feature beyond decoding <= 0.1 s"]
     single = table({"a": {"sitsflow": row(runs[0], bound, None)}}, {"a": bound})
     assert "runs in turn" not in single
 
