@@ -3,6 +3,7 @@
 
 import gc
 
+from sitsflow.core.logs import exit_job
 from sitsflow.core.settings import RangeCacheSettings
 from sitsflow.workflow.batch import run_batch, write_batch_results
 from sitsflow.workflow.context import BatchContext, BatchSettings
@@ -29,3 +30,5 @@ write_batch_results(
     smk.output.timeseries,
     written=context.tables,
 )
+
+exit_job()

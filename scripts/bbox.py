@@ -3,7 +3,7 @@
 from shapely import wkt
 
 from sitsflow.core.features import Feature
-from sitsflow.core.logs import job_logging
+from sitsflow.core.logs import exit_job, job_logging
 from sitsflow.core.settings import GridSettings
 from sitsflow.workflow.batch import forget_job_stages, record_job_stages
 from sitsflow.workflow.stages import make_bbox
@@ -16,3 +16,5 @@ with job_logging(smk.log[0], f"bbox {fid}"):
     make_bbox(Feature(fid, wkt.loads(smk.params.wkt)), grid, smk.output[0])
     # as a batch records it: a run grown into batch mode finds the bbox current
     record_job_stages(fid, ["bbox"], {"grid": smk.params.grid}, wkt=smk.params.wkt)
+
+exit_job()

@@ -4,7 +4,7 @@ gap-fill and write (netCDF or Zarr)."""
 from pathlib import Path
 
 from sitsflow.core.layout import Layout
-from sitsflow.core.logs import job_logging
+from sitsflow.core.logs import exit_job, job_logging
 from sitsflow.core.settings import CubeSettings, RangeCacheSettings, SearchSettings
 from sitsflow.workflow.batch import forget_job_stages, record_job_stages
 from sitsflow.workflow.stages import build_cube, feature_items, group_members
@@ -38,3 +38,5 @@ with job_logging(smk.log[0], f"cube {fid}") as log:
     # as a batch records them: a run grown into batch mode finds the items and cube current
     params = {"search": smk.params.search, "cube": smk.params.cube}
     record_job_stages(fid, ["items", "cube"], params, attributes=smk.params.attributes)
+
+exit_job()

@@ -2,7 +2,7 @@
 the changed and new features written (sitsflow/outputs/dataset.py)."""
 
 from sitsflow.core.layout import DATASET, Layout
-from sitsflow.core.logs import job_logging
+from sitsflow.core.logs import exit_job, job_logging
 from sitsflow.outputs.dataset import update_dataset, write_dataset_manifest
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
@@ -22,3 +22,5 @@ with job_logging(smk.log[0], "dataset") as log:
         update.unchanged,
         update.seconds,
     )
+
+exit_job()

@@ -3,7 +3,7 @@
 from sitsflow.catalog.groups import plan_groups
 from sitsflow.core.features import load_features
 from sitsflow.core.layout import Layout
-from sitsflow.core.logs import job_logging
+from sitsflow.core.logs import exit_job, job_logging
 from sitsflow.core.settings import CubeSettings, GridSettings, SearchSettings, StacSettings
 from sitsflow.workflow.plan import plan_run, plan_text, write_plan
 
@@ -22,3 +22,5 @@ with job_logging(smk.log[0], "plan") as log:
     )
     write_plan(plan, smk.output.json, smk.output.text)
     log.info("plan:\n%s", plan_text(plan))
+
+exit_job()

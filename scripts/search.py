@@ -3,7 +3,7 @@
 from sitsflow.catalog.groups import plan_groups
 from sitsflow.core.features import load_features
 from sitsflow.core.layout import Layout
-from sitsflow.core.logs import job_logging
+from sitsflow.core.logs import exit_job, job_logging
 from sitsflow.core.settings import GridSettings, SearchSettings, StacSettings
 from sitsflow.workflow.stages import search_groups
 
@@ -20,3 +20,5 @@ with job_logging(smk.log[0], "search"):
         smk.params.generation,
         Layout(),
     )
+
+exit_job()

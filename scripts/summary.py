@@ -4,7 +4,7 @@ overview map of all features."""
 
 from sitsflow.core.atomic import atomic_path, atomic_write_text
 from sitsflow.core.layout import Layout
-from sitsflow.core.logs import job_logging
+from sitsflow.core.logs import exit_job, job_logging
 from sitsflow.outputs.quicklook import overview_table, render_overview
 from sitsflow.outputs.report import summary_html
 from sitsflow.outputs.summary import read_summary, summarise, write_summary
@@ -20,3 +20,5 @@ with job_logging(smk.log[0], "summary") as log:
     with atomic_path(smk.output.overview) as temporary:
         render_overview(features, temporary)
     log.info("wrote %s and %s: %d features", smk.output.html, smk.output.overview, len(features))
+
+exit_job()

@@ -5,7 +5,7 @@ import pandas as pd
 
 from sitsflow.core.atomic import atomic_path
 from sitsflow.core.layout import Layout
-from sitsflow.core.logs import job_logging
+from sitsflow.core.logs import exit_job, job_logging
 from sitsflow.core.settings import TimeseriesSettings
 from sitsflow.outputs.timeseries import combine_tables
 from sitsflow.workflow.batch import record_job_stages
@@ -25,3 +25,5 @@ with job_logging(smk.log[0], "timeseries") as log:
     with atomic_path(smk.output.table) as temporary:
         table.to_parquet(temporary, engine="pyarrow", index=False)
     log.info("wrote %s: %d rows, %d features", smk.output.table, len(table), table["id"].nunique())
+
+exit_job()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 
 @contextlib.contextmanager
@@ -66,3 +68,17 @@ def logged_to(handlers: list[logging.Handler], name: str = "sitsflow") -> Iterat
         for handler in handlers:
             logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def exit_job() -> NoReturn:
+    """End a rule script's process once its outputs are written and closed: flush the logs and
+    the console, then exit with status 0 without the interpreter's teardown.
+
+    The teardown frees every module and object one by one: 0.3 to 0.45 s of CPU in a job that
+    imported xarray, about 0.05 s in one that did not (docs/scaling.md), once per job of a
+    run. Call it last in a script, outside every `with` block: files still
+    open are not closed. A script that raises never gets here and fails as usual."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
