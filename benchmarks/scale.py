@@ -255,7 +255,7 @@ def baseline(workdir: Path) -> dict[str, float]:
     from sitsflow.core.layout import SUMMARY, Layout
     from sitsflow.core.pipeline import STAGE_NAMES
     from sitsflow.core.settings import Settings
-    from sitsflow.outputs.quicklook import overview_table, render_overview
+    from sitsflow.outputs.overview import overview_table, render_overview
     from sitsflow.outputs.summary import summarise, write_summary
     from sitsflow.outputs.timeseries import combine_timeseries
     from sitsflow.workflow.batch import run_stage

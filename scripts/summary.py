@@ -5,7 +5,7 @@ overview map of all features."""
 from sitsflow.core.atomic import atomic_path, atomic_write_text
 from sitsflow.core.layout import Layout
 from sitsflow.core.logs import exit_job, job_logging
-from sitsflow.outputs.quicklook import overview_table, render_overview
+from sitsflow.outputs.overview import overview_table, render_overview
 from sitsflow.outputs.report import summary_html
 from sitsflow.outputs.summary import read_summary, summarise, write_summary
 

@@ -10,11 +10,10 @@ from matplotlib.collections import PathCollection
 from matplotlib.image import imread
 
 from sitsflow.core.layout import Layout
+from sitsflow.outputs.overview import overview_figure, overview_table
 from sitsflow.outputs.quicklook import (
     choose_display,
     date_statistics,
-    overview_figure,
-    overview_table,
     quicklook_figure,
     reflectance_bands,
     thumbnail_mosaic,
