@@ -360,6 +360,13 @@ def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_pat
         "a (1000 features): wall <= 2.5 x floor",
         "a (1000 features): CPU per feature beyond decoding <= 0.1 s",
     ]
+    # no job's peak RSS on record (their exit hooks did not run): the target is not met
+    unmeasured = run("sitsflow", 90.0, 101.5, 200)
+    unmeasured.peak_rss_by_job = {}
+    failed = [
+        name for name, met in targets({"a": row(unmeasured, bound, floor)}).items() if not met
+    ]
+    assert failed == ["a (1000 features): peak RSS per job <= 500 MB"]
     # the network floor (700 MB at 1 GB/s) or decoding 500 blocks on 2 cores (2 s)
     assert analytic_floor(bound, 1e9, 2) == pytest.approx(2.0)
     partial = row(run("rasteret", 30.0, 30.0, None), bound, floor, features=10)

@@ -39,11 +39,14 @@ def test_a_failed_stage_logs_its_traceback_and_lets_go_of_its_log(tmp_path):
     assert "a later warning" not in text
 
 
-def test_exit_job_keeps_what_was_logged_and_printed_and_exits_with_status_0(tmp_path):
+def test_exit_job_keeps_what_was_logged_and_printed_and_runs_the_exit_functions(tmp_path):
     """`exit_job` skips the interpreter's teardown, which would otherwise flush the buffers: a
-    piped stdout (block-buffered without PYTHONUNBUFFERED) and the job's log keep every line."""
+    piped stdout (block-buffered without PYTHONUNBUFFERED) and the job's log keep every line,
+    and a function registered with `atexit` (the benchmarks' peak RSS hook) still runs."""
     script = tmp_path / "job.py"
     script.write_text(
+        "import atexit, pathlib\n"
+        f"atexit.register(pathlib.Path({str(tmp_path / 'rss')!r}).write_text, 'peak')\n"
         "from sitsflow.core.logs import exit_job, job_logging\n"
         f"with job_logging({str(tmp_path / 'job.log')!r}, 'summary') as log:\n"
         "    log.info('wrote the table')\n"
@@ -60,6 +63,7 @@ def test_exit_job_keeps_what_was_logged_and_printed_and_exits_with_status_0(tmp_
     assert done.stdout == "printed last"
     log = (tmp_path / "job.log").read_text()
     assert "wrote the table" in log and "summary: done in" in log
+    assert (tmp_path / "rss").read_text() == "peak"
 
 
 def test_every_rule_script_ends_with_exit_job():
