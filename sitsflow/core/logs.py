@@ -1,4 +1,5 @@
-"""Logging for rule scripts: to the rule's log file, with timestamps and the job's duration."""
+"""Logging for rule scripts: to the rule's log file, with timestamps and the job's duration; and
+the scripts' exit, logs flushed, without the interpreter's teardown (`exit_job`)."""
 
 from __future__ import annotations
 
