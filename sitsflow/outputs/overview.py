@@ -2,7 +2,7 @@
 coloured by its valid fraction, drawn by the `summary` job from the summary and the bbox records.
 
 Apart from the per-feature quicklooks (`sitsflow.outputs.quicklook`), so that the `summary` job
-loads no xarray (0.45 s of CPU per run)."""
+loads no xarray (its imports: 1.64-1.73 against 2.07 s of CPU)."""
 
 from __future__ import annotations
 
