@@ -1,5 +1,6 @@
 """Job logs (sitsflow/core/logs.py): a stage's log holds its own lines only, also in a batch job
-that runs many stages in one process, and a batch's reads go to the batch's log."""
+that runs many stages in one process, and a batch's reads go to the batch's log; a job's exit
+(`exit_job`) loses no line and still runs the `atexit` functions."""
 
 from __future__ import annotations
 
