@@ -208,7 +208,9 @@ def targets(rows: dict[str, dict[str, Any]]) -> dict[str, bool]:
 
 
 def _cell(value: float | None, form: str) -> str:
-    return "-" if value is None else format(value, form)
+    """`value` in `form`, or "-" (not measured, or no meaning for this tool) as wide."""
+    width = form.split(".")[0].rstrip("df")
+    return format("-", f">{width}") if value is None else format(value, form)
 
 
 def table(results: dict[str, dict[str, dict[str, Any]]], bounds: dict[str, dict]) -> str:
@@ -227,7 +229,7 @@ def table(results: dict[str, dict[str, dict[str, Any]]], bounds: dict[str, dict]
                 f"{_cell(r['beyond_decode_per_feature_s'], '8.3f')} {r['mb']:8.1f} "
                 f"{_cell(r['x_bytes'], '6.2f')} {r['requests']:6d} "
                 f"{_cell(r['x_requests'], '6.2f')} "
-                f"{r['rss_mb']:6.0f} {_cell(r['cache_peak_mb'], '8.0f')}"
+                f"{_cell(r['rss_mb'] or None, '6.0f')} {_cell(r['cache_peak_mb'], '8.0f')}"
                 + ("" if r["ok"] else "  FAILED")
             )
         for tool, r in rows.items():

@@ -377,6 +377,15 @@ def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_pat
     report = table({"a": {"floor": row(floor, timed, floor), "sitsflow": ours}}, {"a": timed})
     assert "a: 7.8 s CPU before the tools, 8.2 s after (stored bound: 7.0 s)" in report
     assert "decode 8.0 ms CPU per block" in report
+    # a run with no peak RSS on record (rasteret's has no probe) shows "-", not 0 MB, and a
+    # "-" cell is as wide as its column
+    unprobed = run("rasteret", 30.0, 30.0, None)
+    unprobed.peak_rss_by_job, unprobed.cache_peak_mb = {}, None
+    rows = {"sitsflow": ours, "rasteret": row(unprobed, bound, floor, features=10)}
+    report = table({"a": rows}, {"a": timed})
+    widths = [len(line) for line in report.splitlines()[:4]]
+    assert widths[0] == widths[2] == widths[3], report
+    assert report.splitlines()[3].split()[-2:] == ["-", "-"]
 
 
 def test_tile_aware_repeats_run_in_turn_and_show_the_median_run():
