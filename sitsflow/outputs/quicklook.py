@@ -38,6 +38,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from sitsflow.core.bands import NDVI_BANDS
+from sitsflow.outputs.overview import DPI  # one resolution for every PNG of a run
 from sitsflow.outputs.timeseries import observed_share, value_variables, window_medians
 
 MAX_THUMBNAILS = 24
@@ -49,7 +50,6 @@ OBSERVED_DATE_SHARE = 0.5  # a date counts as observed when at least half the wi
 MISSING_PIXEL_GREY = 0.85
 THUMBNAIL_GAP = 0.08  # white space between thumbnails, as a share of a thumbnail's side
 LABEL_BAND = 0.45  # room above each thumbnail row for its labels, as a share of its height
-DPI = 100
 PNG_OPTIONS = {"compress_level": 3}  # zlib's fastest good level: 1/3 of the time of 6
 WIDTH_INCHES = 14
 BAND_COLOURS = {
