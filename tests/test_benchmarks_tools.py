@@ -317,7 +317,7 @@ def test_the_job_floor_runs_the_shape_and_prints_its_cost(capsys: pytest.Capture
 
 
 def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_path):
-    from benchmarks.seed_workload import Run, floor_totals, reader_totals
+    from benchmarks.seed_workload import Run, floor_totals, reader_totals, rss_target_met
     from benchmarks.tile_aware import analytic_floor, row, table, targets
 
     logs = tmp_path / "logs" / "batch"
@@ -367,6 +367,10 @@ def test_tile_aware_counts_decoding_from_the_logs_and_checks_the_targets(tmp_pat
         name for name, met in targets({"a": row(unmeasured, bound, floor)}).items() if not met
     ]
     assert failed == ["a (1000 features): peak RSS per job <= 500 MB"]
+    # the same rule in seed_workload.py's targets: nothing on record, or above 500 MB, fails
+    assert [rss_target_met(peak) for peak in (0, 1, 500e6, 500e6 + 1)] == [
+        False, True, True, False,
+    ]  # fmt: skip
     # the network floor (700 MB at 1 GB/s) or decoding 500 blocks on 2 cores (2 s)
     assert analytic_floor(bound, 1e9, 2) == pytest.approx(2.0)
     partial = row(run("rasteret", 30.0, 30.0, None), bound, floor, features=10)
